@@ -1,0 +1,129 @@
+//! Shared pieces of the examples: the sample API (generated from `proto/sample/sample.proto`),
+//! the sample manager served by `examples/server.rs`, and the client walk-through used by
+//! `examples/client.rs` and `examples/demo.rs`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use grpc_helper::api::{Empty, Filter, ResultStatus};
+use grpc_helper::{CallContext, ManagerContext, ReplyStream, RpcClient, RpcError, Streaming, rpc_manager};
+use tokio_stream::StreamExt;
+
+/// Messages and stubs of the sample service.
+#[allow(missing_docs, clippy::all)]
+pub mod api {
+    grpc_helper::include_protos!();
+}
+
+use api::sample_service_client::SampleServiceClient;
+use api::{SampleApiVersion, SampleRequest, SampleResponse};
+
+/// A small versioned service: greetings, an in-band error, and every streaming shape.
+#[derive(Default)]
+pub struct SampleManager;
+
+#[rpc_manager(service = "sample", version = SampleApiVersion, grpc = api::sample_service_server::SampleService)]
+impl SampleManager {
+    /// Counts the services of this server, through the manager's auto-client.
+    async fn method1(&self, _request: Empty, cx: CallContext) -> Result<ResultStatus, RpcError> {
+        let info = cx.client().server_service().info(Filter::default()).await?.into_inner();
+        Ok(status(format!("Found info count: {}", info.items.len())))
+    }
+
+    /// Always fails: shows an error travelling in band.
+    async fn method2(&self, _request: Empty) -> Result<ResultStatus, RpcError> {
+        Err(RpcError::new(grpc_helper::ResultCode::ErrorParamInvalid, "sample error"))
+    }
+
+    /// Greets the caller by name.
+    async fn method4(&self, request: SampleRequest, cx: CallContext) -> Result<SampleResponse, RpcError> {
+        tracing::info!("method4 called by {}", cx.caller());
+        Ok(SampleResponse { r: None, bar: format!("Hello, {}!", request.foo) })
+    }
+
+    /// Takes a second, so a client can watch it being served.
+    async fn long_method(&self, _request: Empty) -> Result<ResultStatus, RpcError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(status("done".to_owned()))
+    }
+
+    /// Client streaming: concatenates every `foo`.
+    async fn s_method1(&self, mut requests: Streaming<SampleRequest>) -> Result<ResultStatus, RpcError> {
+        let mut all = String::new();
+        while let Some(request) = requests.message().await? {
+            all.push_str(&request.foo);
+        }
+        Ok(status(all))
+    }
+
+    /// Server streaming: three parts.
+    async fn s_method2(&self, _request: SampleRequest) -> Result<ReplyStream<ResultStatus>, RpcError> {
+        Ok(ReplyStream::from_iter(["abc", "def", "ghi"].map(|part| status(part.to_owned()))))
+    }
+
+    /// Bidirectional: echoes each request as it arrives.
+    async fn s_method4(&self, requests: Streaming<SampleRequest>) -> Result<ReplyStream<SampleResponse>, RpcError> {
+        Ok(ReplyStream::new(requests.map(|request| {
+            let request = request.map_err(RpcError::from)?;
+            Ok(SampleResponse { r: None, bar: request.foo })
+        })))
+    }
+
+    #[on_load]
+    async fn load(&self, cx: &ManagerContext) {
+        tracing::info!("{} manager loaded", cx.service());
+    }
+
+    #[on_shutdown]
+    async fn shutdown(&self, cx: &ManagerContext) {
+        tracing::info!("{} manager shutting down", cx.service());
+    }
+}
+
+fn status(msg: String) -> ResultStatus {
+    ResultStatus { r: Some(grpc_helper::api::Result { code: 0, msg, stack: String::new() }) }
+}
+
+/// Describes any grpc-helper server (Rust or Python): its services, then a tour of the sample
+/// service when it is hosted.
+///
+/// # Errors
+/// The first failed call (after the client's retries).
+pub async fn describe(client: &RpcClient) -> Result<String, RpcError> {
+    let mut out = String::new();
+    let info = client.server_service().info(Filter::default()).await?.into_inner();
+    let _ = writeln!(out, "{:<10} {:<28} {:>7} {:>9} {:>6}", "SERVICE", "VERSION", "CURRENT", "SUPPORTED", "PROXY");
+    for s in &info.items {
+        let _ = writeln!(
+            out,
+            "{:<10} {:<28} {:>7} {:>9} {:>6}",
+            s.name, s.version, s.current_api_version, s.supported_api_version, s.is_proxy
+        );
+    }
+    if !info.items.iter().any(|s| s.name == "sample") {
+        let _ = writeln!(out, "(no sample service here)");
+        return Ok(out);
+    }
+    let mut sample = SampleServiceClient::new(client.channel::<SampleApiVersion>());
+    let reply = sample.method4(SampleRequest { foo: "grpc-helper".into() }).await?.into_inner();
+    let _ = writeln!(out, "method4: {}", reply.bar);
+    let counted = sample.method1(Empty {}).await?.into_inner();
+    let _ = writeln!(out, "method1: {}", counted.r.map(|r| r.msg).unwrap_or_default());
+    match sample.method2(Empty {}).await {
+        Ok(_) => out.push_str("method2: unexpected success\n"),
+        Err(status) => {
+            let e = RpcError::from(status);
+            let _ = writeln!(out, "method2: error in band, as expected: {e}");
+        }
+    }
+    let mut parts = sample.s_method2(SampleRequest::default()).await?.into_inner();
+    let mut streamed = Vec::new();
+    while let Some(part) = parts.message().await? {
+        streamed.push(part.r.map(|r| r.msg).unwrap_or_default());
+    }
+    let _ = writeln!(out, "s_method2: {}", streamed.join(" "));
+    let uploads = tokio_stream::iter(["a", "b", "c"].map(|foo| SampleRequest { foo: foo.into() }));
+    let joined = sample.s_method1(uploads).await?.into_inner();
+    let _ = writeln!(out, "s_method1: {}", joined.r.map(|r| r.msg).unwrap_or_default());
+    Ok(out)
+}

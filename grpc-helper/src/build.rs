@@ -1,0 +1,209 @@
+//! One-call proto compilation for build scripts, with no system `protoc`.
+//!
+//! [`compile`] parses `.proto` files with the pure-Rust compiler `protox` and generates
+//! prost messages and tonic clients/servers wired for grpc-helper:
+//! - services get default stubs, so methods a manager does not implement answer `UNIMPLEMENTED`;
+//! - every message derives [`RpcMessage`](crate::RpcMessage) (in-band `r: Result` errors),
+//!   every enum named `*ApiVersion` derives [`ApiVersion`](crate::ApiVersion);
+//! - the built-in API files (`grpc_helper_api/*.proto`) are importable without having them on
+//!   disk, and their types resolve to [`grpc_helper::api`](crate::api);
+//! - the encoded descriptor set is written for server reflection.
+//!
+//! ```no_run
+//! // build.rs (with `grpc-helper = { version = "0.1", features = ["build"] }` in [build-dependencies])
+//! fn main() {
+//!     grpc_helper::build::compile(&["proto/my.proto"], &["proto"]).unwrap();
+//! }
+//! ```
+//! Then, in the crate: `grpc_helper::include_protos!();`
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use prost_types::FileDescriptorSet;
+
+/// Name of the generated file that [`include_protos!`](crate::include_protos) includes.
+pub const INCLUDE_FILE: &str = "grpc_helper_protos.rs";
+/// Name of the encoded `FileDescriptorSet` written next to the generated code.
+pub const DESCRIPTOR_SET_FILE: &str = "grpc_helper_descriptor.bin";
+
+/// Folder of the built-in API files, as imported by user protos.
+const API_DIR: &str = "grpc_helper_api";
+
+/// The built-in API files, embedded so that user builds need no copy of them.
+const API_FILES: [(&str, &str); 5] = [
+    ("grpc_helper_api/common.proto", include_str!("../../proto/grpc_helper_api/common.proto")),
+    ("grpc_helper_api/server.proto", include_str!("../../proto/grpc_helper_api/server.proto")),
+    ("grpc_helper_api/config.proto", include_str!("../../proto/grpc_helper_api/config.proto")),
+    ("grpc_helper_api/logger.proto", include_str!("../../proto/grpc_helper_api/logger.proto")),
+    ("grpc_helper_api/events.proto", include_str!("../../proto/grpc_helper_api/events.proto")),
+];
+
+/// Why proto compilation failed.
+#[derive(Debug)]
+pub struct BuildError(String);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Compiles `protos` (searched in `includes`) into `$OUT_DIR`, ready for
+/// [`include_protos!`](crate::include_protos).
+///
+/// # Errors
+/// A [`BuildError`] with the compiler's message (file, line, what is wrong) when a file is
+/// missing or invalid, or when the output cannot be written.
+///
+/// ```no_run
+/// grpc_helper::build::compile(&["proto/my.proto"], &["proto"]).unwrap();
+/// ```
+pub fn compile(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), BuildError> {
+    Builder::new().compile(protos, includes)
+}
+
+/// Configurable form of [`compile`].
+///
+/// ```no_run
+/// grpc_helper::build::Builder::new()
+///     .out_dir("src/generated")
+///     .compile(&["proto/my.proto"], &["proto"])
+///     .unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    out_dir: Option<PathBuf>,
+    /// Rust path of the built-in API types; `None` generates them (grpc-helper itself).
+    api_path: Option<String>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// A builder for user crates: built-in API types resolve to `::grpc_helper::api`.
+    pub fn new() -> Self {
+        Self { out_dir: None, api_path: Some("::grpc_helper::api".to_owned()) }
+    }
+
+    /// Generates the built-in API types themselves (used by grpc-helper's own build).
+    #[doc(hidden)]
+    pub fn generate_api(mut self) -> Self {
+        self.api_path = None;
+        self
+    }
+
+    /// Writes the generated files here instead of `$OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Compiles `protos`, searched in `includes` (and the embedded `grpc_helper_api/` files).
+    ///
+    /// # Errors
+    /// See [`compile`].
+    pub fn compile(
+        &self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<(), BuildError> {
+        let out_dir = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| BuildError("OUT_DIR is not set: call this from a build script, or set out_dir()".into()))?,
+        };
+        let fds = parse(protos, includes)?;
+        std::fs::write(out_dir.join(DESCRIPTOR_SET_FILE), prost::Message::encode_to_vec(&fds))
+            .map_err(|e| BuildError(format!("cannot write {DESCRIPTOR_SET_FILE} in {}: {e}", out_dir.display())))?;
+
+        let mut builder = tonic_prost_build::configure()
+            .out_dir(&out_dir)
+            .include_file(INCLUDE_FILE)
+            .generate_default_stubs(true)
+            .codec_path("::grpc_helper::__private::Codec")
+            .message_attribute(".", "#[derive(::grpc_helper::RpcMessage)]");
+        for name in api_version_enums(&fds) {
+            builder = builder.enum_attribute(&name, "#[derive(::grpc_helper::ApiVersion)]");
+        }
+        if let Some(api_path) = &self.api_path {
+            for (proto, rust) in api_extern_paths(&fds, api_path) {
+                builder = builder.extern_path(proto, rust);
+            }
+        }
+        builder
+            .compile_fds(fds)
+            .map_err(|e| BuildError(format!("code generation failed: {e}")))?;
+        for include in includes {
+            println!("cargo:rerun-if-changed={}", include.as_ref().display());
+        }
+        Ok(())
+    }
+}
+
+/// Parses the files into a descriptor set that includes every import (reflection needs them).
+fn parse(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<FileDescriptorSet, BuildError> {
+    use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
+    let mut resolver = ChainFileResolver::new();
+    for include in includes {
+        resolver.add(IncludeFileResolver::new(include.as_ref().to_owned()));
+    }
+    resolver.add(EmbeddedApi);
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true).include_source_info(true);
+    for proto in protos {
+        compiler.open_file(proto.as_ref()).map_err(|e| BuildError(format!("{e:?}")))?;
+    }
+    Ok(compiler.file_descriptor_set())
+}
+
+/// Serves the embedded built-in API files when they are not found in an include folder.
+struct EmbeddedApi;
+
+impl protox::file::FileResolver for EmbeddedApi {
+    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+        match API_FILES.iter().find(|(file, _)| *file == name) {
+            Some((file, source)) => protox::file::File::from_source(file, source),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+/// Fully-qualified names of the enums that describe an API version (`.Pkg.SampleApiVersion`).
+fn api_version_enums(fds: &FileDescriptorSet) -> Vec<String> {
+    let mut names = Vec::new();
+    for file in &fds.file {
+        let prefix = match file.package() {
+            "" => String::new(),
+            package => format!(".{package}"),
+        };
+        for e in &file.enum_type {
+            if e.name().ends_with("ApiVersion") {
+                names.push(format!("{prefix}.{}", e.name()));
+            }
+        }
+    }
+    names
+}
+
+/// Maps every type of the built-in API files to its Rust path under `api_path`.
+fn api_extern_paths(fds: &FileDescriptorSet, api_path: &str) -> Vec<(String, String)> {
+    fds.file
+        .iter()
+        .filter(|file| file.name().starts_with(API_DIR))
+        .flat_map(|file| {
+            let messages = file.message_type.iter().map(|m| m.name().to_owned());
+            let enums = file.enum_type.iter().map(|e| e.name().to_owned());
+            messages.chain(enums).collect::<Vec<_>>()
+        })
+        .map(|name| (format!(".{name}"), format!("{api_path}::{name}")))
+        .collect()
+}

@@ -1,0 +1,206 @@
+//! [`RpcClient`]: one lazy channel, caller metadata on every call, and retries while the server
+//! is unavailable.
+//!
+//! Typed stubs are the generated tonic clients over an [`RpcChannel`]:
+//! `SampleServiceClient::new(client.channel::<SampleApiVersion>())`. In-band errors come back as
+//! `Err(Status)` convertible into [`RpcError`] (see [`RpcError`]'s docs), so `?` works in
+//! functions returning `RpcError`.
+
+mod retry;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::HeaderValue;
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint};
+
+use self::retry::RetryPolicy;
+use crate::api::ResultCode;
+use crate::api::rpc_server_service_client::RpcServerServiceClient;
+use crate::metadata::{self, API_VERSION, CLIENT, HOST, IP, USER};
+use crate::{ApiVersion, RpcError};
+
+/// Configures an [`RpcClient`].
+///
+/// ```
+/// use std::time::Duration;
+/// use grpc_helper::RpcClient;
+///
+/// let client = RpcClient::builder("127.0.0.1", 54321)
+///     .name("my-tool")
+///     .timeout(Duration::from_secs(10))
+///     .connect_lazy()
+///     .unwrap();
+/// assert_eq!(client.target(), "127.0.0.1:54321");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until connect_lazy() is called"]
+pub struct RpcClientBuilder {
+    host: String,
+    port: u16,
+    name: String,
+    retry: RetryPolicy,
+}
+
+impl RpcClientBuilder {
+    /// The name sent as `client` metadata (not sent when empty).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How long to keep retrying calls that fail with UNAVAILABLE (default 60 s), counted from
+    /// each call's first attempt.
+    pub fn timeout(mut self, window: Duration) -> Self {
+        self.retry.window = Some(window);
+        self
+    }
+
+    /// Never retry: the first UNAVAILABLE is returned at once.
+    pub fn no_retry(mut self) -> Self {
+        self.retry.window = None;
+        self
+    }
+
+    /// Upper bound of the delay between two retries (default 2 s).
+    pub fn max_retry_delay(mut self, delay: Duration) -> Self {
+        self.retry.max_delay = delay;
+        self
+    }
+
+    /// Builds the client. No connection is made until the first call.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorParamInvalid`] when host and port do not form a valid address.
+    pub fn connect_lazy(self) -> Result<RpcClient, RpcError> {
+        let target = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{target}")).map_err(|e| {
+            RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid server address {target:?}: {e}"))
+        })?;
+        let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)).connect_lazy();
+        let identity = metadata::identity();
+        let mut fixed = Vec::with_capacity(4);
+        for (key, value) in [
+            (CLIENT, metadata::header(&self.name)),
+            (USER, identity.user.clone()),
+            (HOST, identity.host.clone()),
+            (IP, identity.ip.clone()),
+        ] {
+            if let Some(value) = value {
+                fixed.push((key, value));
+            }
+        }
+        Ok(RpcClient { shared: Arc::new(Shared { channel, target, fixed, retry: self.retry }) })
+    }
+}
+
+/// A client of a grpc-helper server (Rust or Python): one shared lazy channel for all stubs.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), grpc_helper::RpcError> {
+/// use grpc_helper::RpcClient;
+/// use grpc_helper::api::Filter;
+///
+/// let client = RpcClient::builder("127.0.0.1", 54321).name("demo").connect_lazy()?;
+/// let info = client.server_service().info(Filter::default()).await?.into_inner();
+/// for service in info.items {
+///     println!("{} {}", service.name, service.version);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RpcClient {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    channel: Channel,
+    target: String,
+    /// `client`, `user`, `host`, `ip`: the same on every call.
+    fixed: Vec<(&'static str, HeaderValue)>,
+    retry: RetryPolicy,
+}
+
+impl RpcClient {
+    /// Starts configuring a client of `host:port`.
+    pub fn builder(host: impl Into<String>, port: u16) -> RpcClientBuilder {
+        RpcClientBuilder { host: host.into(), port, name: String::new(), retry: RetryPolicy::default() }
+    }
+
+    /// `host:port` of the server.
+    pub fn target(&self) -> &str {
+        &self.shared.target
+    }
+
+    /// A channel for stubs of a service with API version enum `V` (sends `V::CURRENT`).
+    pub fn channel<V: ApiVersion>(&self) -> RpcChannel {
+        self.channel_with_version(Some(V::CURRENT))
+    }
+
+    /// A channel sending the given `api_version` (`None`: no version, so no check).
+    pub fn channel_with_version(&self, api_version: Option<u32>) -> RpcChannel {
+        RpcChannel {
+            inner: self.shared.channel.clone(),
+            shared: Arc::clone(&self.shared),
+            api_version: api_version.map(HeaderValue::from),
+        }
+    }
+
+    /// A stub of the built-in `srv` service (`RpcServerService`).
+    pub fn server_service(&self) -> RpcServerServiceClient<RpcChannel> {
+        RpcServerServiceClient::new(self.channel::<crate::api::ServerApiVersion>())
+    }
+}
+
+/// The transport of typed stubs: adds caller metadata and retries UNAVAILABLE.
+///
+/// Usable as the `T` of any generated tonic client.
+#[derive(Clone)]
+pub struct RpcChannel {
+    inner: Channel,
+    shared: Arc<Shared>,
+    api_version: Option<HeaderValue>,
+}
+
+impl tower::Service<http::Request<Body>> for RpcChannel {
+    type Response = http::Response<Body>;
+    type Error = tonic::transport::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let headers = request.headers_mut();
+        for (key, value) in &self.shared.fixed {
+            // A caller-set value wins (a proxy forwards its caller's identity).
+            headers.entry(*key).or_insert_with(|| value.clone());
+        }
+        if let Some(version) = &self.api_version {
+            headers.entry(API_VERSION).or_insert_with(|| version.clone());
+        }
+        // The clone is not ready: keep the ready one for this call (tower's contract).
+        let ready = std::mem::replace(&mut self.inner, self.shared.channel.clone());
+        Box::pin(retry::call(ready, request, self.shared.retry.clone(), Arc::clone(&self.shared)))
+    }
+}
+
+impl std::fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient").field("target", &self.shared.target).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RpcChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcChannel").field("target", &self.shared.target).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,241 @@
+//! Retry of calls that fail with UNAVAILABLE before the server answered (gRFC A6 style):
+//! full-jitter exponential backoff, bounded by the client's retry window and by the call's own
+//! deadline, never once response headers arrived. Request bodies are recorded while a retry is
+//! still possible, so client-streaming calls are replayed too.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body as HttpBody, Frame};
+use parking_lot::Mutex;
+use tonic::body::Body;
+use tonic::transport::Channel;
+use tower::{Service, ServiceExt};
+
+use super::Shared;
+
+/// Recorded request bytes beyond which a call is no longer retried (memory bound).
+const REPLAY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub(super) struct RetryPolicy {
+    /// Retry window from a call's first attempt; `None` = never retry.
+    pub window: Option<Duration>,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            window: Some(Duration::from_secs(60)),
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: uniform in `[0, min(initial · 2^attempt, max)]`.
+    fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.initial_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+type CallResult = Result<http::Response<Body>, tonic::transport::Error>;
+
+pub(super) async fn call(mut channel: Channel, request: http::Request<Body>, policy: RetryPolicy, shared: Arc<Shared>) -> CallResult {
+    let Some(window) = policy.window else {
+        return channel.call(request).await;
+    };
+    let start = Instant::now();
+    let deadline = grpc_timeout(request.headers()).map(|t| start + t);
+    let (parts, body) = request.into_parts();
+    let replay = Arc::new(Mutex::new(Replay::new(body)));
+    let mut attempt = 0u32;
+    loop {
+        let mut request = http::Request::new(Body::new(ReplayBody { replay: Arc::clone(&replay), position: 0 }));
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.version_mut() = parts.version;
+        *request.headers_mut() = parts.headers.clone();
+        *request.extensions_mut() = parts.extensions.clone();
+        if let (Some(deadline), true) = (deadline, attempt > 0) {
+            // The deadline covers every attempt: later ones get what is left.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(value) = format!("{}m", left.as_millis().max(1)).parse() {
+                request.headers_mut().insert("grpc-timeout", value);
+            }
+        }
+        let result = match channel.ready().await {
+            Ok(ready) => ready.call(request).await,
+            Err(e) => Err(e),
+        };
+        let reason = match &result {
+            Ok(response) if !is_unavailable(response.headers()) => None,
+            Ok(_) => Some("'unavailable' status".to_owned()),
+            Err(e) => Some(format!("'unavailable' error; details: '{}'", error_chain(e))),
+        };
+        let Some(reason) = reason else {
+            // Committed: stop recording, free what was kept for replays.
+            replay.lock().stop_recording();
+            return result;
+        };
+        let now = Instant::now();
+        let mut delay = policy.delay(attempt);
+        let limit = (start + window).min(deadline.unwrap_or(start + window));
+        if now >= limit || !replay.lock().replayable {
+            return result;
+        }
+        delay = delay.min(limit - now);
+        tracing::debug!(
+            target: "grpc_helper::client",
+            "<RPC> << {}{} (will retry in {:.3}s because of {reason})",
+            shared.target,
+            parts.uri.path(),
+            delay.as_secs_f64()
+        );
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+/// A trailers-only response carrying `grpc-status: 14` (UNAVAILABLE).
+fn is_unavailable(headers: &HeaderMap) -> bool {
+    headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"14")
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
+fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// The request body, shared by every attempt of one call.
+struct Replay {
+    /// Not yet read from the caller (`None` once it ended).
+    source: Option<Body>,
+    /// Data read so far, kept while a retry is still possible.
+    recorded: Vec<Bytes>,
+    recorded_len: usize,
+    trailers: Option<HeaderMap>,
+    recording: bool,
+    /// False once something was read that was not kept: a retry would lose it.
+    replayable: bool,
+}
+
+impl Replay {
+    fn new(source: Body) -> Self {
+        Self { source: Some(source), recorded: Vec::new(), recorded_len: 0, trailers: None, recording: true, replayable: true }
+    }
+
+    fn stop_recording(&mut self) {
+        self.recording = false;
+        self.recorded = Vec::new();
+    }
+}
+
+/// One attempt's view of the shared body: replays what earlier attempts read, then reads on.
+struct ReplayBody {
+    replay: Arc<Mutex<Replay>>,
+    position: usize,
+}
+
+impl HttpBody for ReplayBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        let replay = Arc::clone(&self.replay);
+        let mut replay = replay.lock();
+        if replay.recording && self.position < replay.recorded.len() {
+            let data = replay.recorded[self.position].clone();
+            self.position += 1;
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        let Some(source) = replay.source.as_mut() else {
+            return Poll::Ready(replay.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        };
+        match Pin::new(source).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                replay.source = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if replay.recording && replay.recorded_len + data.len() <= REPLAY_LIMIT {
+                        replay.recorded_len += data.len();
+                        replay.recorded.push(data.clone());
+                        self.position = replay.recorded.len();
+                    } else {
+                        replay.replayable = false;
+                    }
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    if replay.recording {
+                        replay.trailers = Some(trailers.clone());
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        let mut h = HeaderMap::new();
+        for (text, expected) in [
+            ("2S", Duration::from_secs(2)),
+            ("150m", Duration::from_millis(150)),
+            ("7u", Duration::from_micros(7)),
+            ("1M", Duration::from_secs(60)),
+        ] {
+            h.insert("grpc-timeout", text.parse().unwrap());
+            assert_eq!(grpc_timeout(&h), Some(expected), "{text}");
+        }
+        h.insert("grpc-timeout", "12x".parse().unwrap());
+        assert_eq!(grpc_timeout(&h), None);
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        let policy = RetryPolicy::default();
+        for attempt in 0..40 {
+            let d = policy.delay(attempt);
+            let ceiling = Duration::from_millis(500).saturating_mul(1 << attempt.min(16)).min(policy.max_delay);
+            assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+        }
+    }
+}

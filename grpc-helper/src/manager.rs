@@ -1,0 +1,210 @@
+//! The [`Manager`] trait (implemented by `#[rpc_manager]`), and the contexts handed to managers:
+//! [`ManagerContext`] (per service) and [`CallContext`] (per call).
+
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use crate::__private::{BoxFuture, Hosted, MessageLimits, ServiceRoute};
+use crate::{ApiVersion, CallerMetadata, RpcClient, RpcError};
+
+/// A service implementation hosted by an [`RpcServer`](crate::RpcServer).
+///
+/// Implemented by `#[rpc_manager]`; not meant to be implemented by hand.
+///
+/// ```
+/// use grpc_helper::{ApiVersion, CallContext, Manager, ManagerContext, RpcError, rpc_manager};
+/// use grpc_helper::api::{Filter, MultiServiceInfo};
+/// use grpc_helper::api::rpc_server_service_server::RpcServerService;
+///
+/// #[derive(ApiVersion)]
+/// enum InfoApiVersion { V1 = 1, V2 = 2 }
+///
+/// struct Info;
+///
+/// #[rpc_manager(service = "info", version = InfoApiVersion, grpc = RpcServerService)]
+/// impl Info {
+///     async fn info(&self, _filter: Filter, cx: CallContext) -> Result<MultiServiceInfo, RpcError> {
+///         tracing::info!("called by {}", cx.caller());
+///         Ok(MultiServiceInfo::default())
+///     }
+///
+///     #[on_load]
+///     async fn load(&self, cx: &ManagerContext) -> Result<(), RpcError> {
+///         tracing::info!("{} is up", cx.service());
+///         Ok(())
+///     }
+/// }
+///
+/// assert_eq!(<Info as Manager>::SERVICE, "info");
+/// assert_eq!(<Info as Manager>::Version::CURRENT, 2);
+/// ```
+pub trait Manager: Send + Sync + Sized + 'static {
+    /// The API version enum of the service.
+    type Version: ApiVersion;
+    /// The short service name (`info` lists it; the auto-client is `<SERVICE>-client`).
+    const SERVICE: &'static str;
+    /// `crate-name:version` of the crate defining the manager (the `version` shown by `info`).
+    const COMPONENT: &'static str;
+
+    /// Builds the tonic service around the hosted manager.
+    #[doc(hidden)]
+    fn route(hosted: Arc<Hosted<Self>>, limits: &MessageLimits) -> ServiceRoute;
+
+    /// Runs once every service is up (`#[on_load]`); an error stops the server.
+    fn on_load<'a>(&'a self, cx: &'a ManagerContext) -> BoxFuture<'a, Result<(), RpcError>> {
+        let _ = cx;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Runs when the server starts shutting down (`#[on_shutdown]`), while in-flight calls drain.
+    fn on_shutdown<'a>(&'a self, cx: &'a ManagerContext) -> BoxFuture<'a, ()> {
+        let _ = cx;
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// What a hosted manager gets from its server: its name, logging span, a lock, and an
+/// auto-client that reaches every service of the server.
+///
+/// Cheap to clone; keep a clone (e.g. from the load hook) for background tasks.
+#[derive(Clone)]
+pub struct ManagerContext(Arc<ContextInner>);
+
+struct ContextInner {
+    service: &'static str,
+    span: tracing::Span,
+    lock: tokio::sync::Mutex<()>,
+    client: RpcClient,
+    shutting_down: AtomicBool,
+}
+
+impl ManagerContext {
+    pub(crate) fn new(service: &'static str, client: RpcClient) -> Self {
+        Self(Arc::new(ContextInner {
+            service,
+            span: tracing::info_span!("rpc", service),
+            lock: tokio::sync::Mutex::new(()),
+            client,
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    /// The short service name.
+    pub fn service(&self) -> &'static str {
+        self.0.service
+    }
+
+    /// The manager's logging span (`rpc{service=...}`): every call and hook runs inside it, so
+    /// plain `tracing` macros in manager code are attributed to the service.
+    pub fn span(&self) -> &tracing::Span {
+        &self.0.span
+    }
+
+    /// The manager's lock, to serialise calls that must not interleave.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.lock.lock().await
+    }
+
+    /// A client named `<service>-client` on every service of this server.
+    pub fn client(&self) -> &RpcClient {
+        &self.0.client
+    }
+
+    /// True once the server started shutting down (in-flight calls may still be running).
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_shutting_down(&self) {
+        self.0.shutting_down.store(true, Ordering::Release);
+    }
+}
+
+/// Per-call context: the caller's metadata and the manager's [`ManagerContext`] (by `Deref`).
+///
+/// Declare it as an optional second argument of an RPC method: `cx: CallContext`.
+#[derive(Clone)]
+pub struct CallContext {
+    manager: ManagerContext,
+    caller: CallerMetadata,
+    method: &'static str,
+}
+
+impl CallContext {
+    pub(crate) fn new(manager: ManagerContext, caller: CallerMetadata, method: &'static str) -> Self {
+        Self { manager, caller, method }
+    }
+
+    /// Who is calling (client name, user, host, ip, api_version).
+    pub fn caller(&self) -> &CallerMetadata {
+        &self.caller
+    }
+
+    /// The gRPC method name being served (e.g. `method1`).
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The manager-wide context.
+    pub fn manager(&self) -> &ManagerContext {
+        &self.manager
+    }
+}
+
+impl Deref for CallContext {
+    type Target = ManagerContext;
+
+    fn deref(&self) -> &ManagerContext {
+        &self.manager
+    }
+}
+
+/// The reply of a server-streaming method: any `Send` stream of `Result<Item, RpcError>`.
+///
+/// An `Err` item ends the stream; it reaches the caller in band (a last message with `r` set)
+/// when `Item` has an `r` field, else as a gRPC status.
+///
+/// ```
+/// use grpc_helper::{ReplyStream, RpcError};
+/// use grpc_helper::api::ResultStatus;
+///
+/// let replies: ReplyStream<ResultStatus> = ReplyStream::from_iter(vec![ResultStatus::default(); 3]);
+/// let failing: ReplyStream<ResultStatus> = ReplyStream::new(tokio_stream::iter(vec![
+///     Ok(ResultStatus::default()),
+///     Err(RpcError::new(grpc_helper::ResultCode::ErrorParamInvalid, "bad item")),
+/// ]));
+/// # let _ = (replies, failing);
+/// ```
+pub struct ReplyStream<T>(Pin<Box<dyn Stream<Item = Result<T, RpcError>> + Send + 'static>>);
+
+impl<T> ReplyStream<T> {
+    /// Wraps a stream of replies.
+    pub fn new(stream: impl Stream<Item = Result<T, RpcError>> + Send + 'static) -> Self {
+        Self(Box::pin(stream))
+    }
+}
+
+impl<T: Send + 'static> ReplyStream<T> {
+    /// A stream of already-computed replies.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_iter<I>(items: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::new(tokio_stream::iter(items.into_iter().map(Ok)))
+    }
+}
+
+impl<T> Stream for ReplyStream<T> {
+    type Item = Result<T, RpcError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}

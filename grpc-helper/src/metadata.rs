@@ -1,0 +1,186 @@
+//! Caller metadata: the keys `client`, `user`, `host`, `ip` and `api_version` that clients send
+//! and servers read (plain ASCII values; empty ones are not sent).
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use http::{HeaderMap, HeaderValue};
+
+pub(crate) const CLIENT: &str = "client";
+pub(crate) const USER: &str = "user";
+pub(crate) const HOST: &str = "host";
+pub(crate) const IP: &str = "ip";
+pub(crate) const API_VERSION: &str = "api_version";
+
+/// Who is calling: the metadata a grpc-helper client (Rust or Python) sends with every call.
+///
+/// Missing keys read as empty strings.
+///
+/// ```
+/// use grpc_helper::CallerMetadata;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("client", "demo".parse().unwrap());
+/// headers.insert("api_version", "2".parse().unwrap());
+/// let caller = CallerMetadata::from_headers(&headers);
+/// assert_eq!(caller.client(), "demo");
+/// assert_eq!(caller.api_version(), "2");
+/// assert_eq!(caller.to_string(), "[demo]unknown@unknown(unknown) api:2");
+/// ```
+#[derive(Clone, Default)]
+pub struct CallerMetadata {
+    // Header values share the request's buffers: reading them costs no copy.
+    client: Option<HeaderValue>,
+    user: Option<HeaderValue>,
+    host: Option<HeaderValue>,
+    ip: Option<HeaderValue>,
+    api_version: Option<HeaderValue>,
+}
+
+fn text(value: &Option<HeaderValue>) -> &str {
+    value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+impl CallerMetadata {
+    /// Reads the five keys from request headers.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        Self {
+            client: headers.get(CLIENT).cloned(),
+            user: headers.get(USER).cloned(),
+            host: headers.get(HOST).cloned(),
+            ip: headers.get(IP).cloned(),
+            api_version: headers.get(API_VERSION).cloned(),
+        }
+    }
+
+    /// The client's name (e.g. `srv-client`).
+    pub fn client(&self) -> &str {
+        text(&self.client)
+    }
+
+    /// The OS user running the client.
+    pub fn user(&self) -> &str {
+        text(&self.user)
+    }
+
+    /// The client's host name.
+    pub fn host(&self) -> &str {
+        text(&self.host)
+    }
+
+    /// The client's outbound IP address.
+    pub fn ip(&self) -> &str {
+        text(&self.ip)
+    }
+
+    /// The API version the client was built against, as sent (decimal text, may be empty).
+    pub fn api_version(&self) -> &str {
+        text(&self.api_version)
+    }
+
+    pub(crate) fn api_version_bytes(&self) -> Option<&[u8]> {
+        self.api_version.as_ref().map(HeaderValue::as_bytes)
+    }
+}
+
+impl fmt::Display for CallerMetadata {
+    /// `[client]user@host(ip) api:N`, with `unknown` (and `0`) for missing parts.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let or = |s: &'static str, v: &str| if v.is_empty() { s.to_owned() } else { v.to_owned() };
+        write!(
+            f,
+            "[{}]{}@{}({}) api:{}",
+            or("unknown", self.client()),
+            or("unknown", self.user()),
+            or("unknown", self.host()),
+            or("unknown", self.ip()),
+            or("0", self.api_version()),
+        )
+    }
+}
+
+impl fmt::Debug for CallerMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// This process's identity (user, host, ip), computed once.
+pub(crate) struct Identity {
+    pub user: Option<HeaderValue>,
+    pub host: Option<HeaderValue>,
+    pub ip: Option<HeaderValue>,
+}
+
+pub(crate) fn identity() -> &'static Identity {
+    static IDENTITY: OnceLock<Identity> = OnceLock::new();
+    IDENTITY.get_or_init(|| Identity {
+        user: header(&user_name()),
+        host: header(&host_name()),
+        ip: header(&outbound_ip()),
+    })
+}
+
+/// A metadata value, or `None` when empty or not plain ASCII (such keys are not sent).
+pub(crate) fn header(value: &str) -> Option<HeaderValue> {
+    if value.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(value).ok()
+}
+
+fn user_name() -> String {
+    // SAFETY: getuid has no preconditions; getpwuid_r writes into the buffers we own.
+    let uid = unsafe { libc::getuid() };
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        if let Ok(name) = name.to_str() {
+            return name.to_owned();
+        }
+    }
+    uid.to_string()
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The source address the OS would pick to reach the outside. A UDP `connect` only selects a
+/// route: no packet is sent. Falls back to loopback on machines with no route.
+fn outbound_ip() -> String {
+    let probe = || -> std::io::Result<std::net::IpAddr> {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        socket.connect("8.8.8.8:1")?;
+        Ok(socket.local_addr()?.ip())
+    };
+    probe().map_or_else(|_| "127.0.0.1".to_owned(), |ip| ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_plain_ascii() {
+        let id = identity();
+        assert!(id.user.is_some(), "a user name or uid is always known");
+        assert!(id.ip.is_some());
+    }
+
+    #[test]
+    fn display_marks_missing_parts() {
+        assert_eq!(CallerMetadata::default().to_string(), "[unknown]unknown@unknown(unknown) api:0");
+    }
+}

@@ -1,0 +1,191 @@
+//! The call path shared by every hosted method: record the call, check the API version, run
+//! the manager inside its span, and turn errors into in-band replies (or statuses).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::pending::{PendingCalls, PendingGuard};
+use crate::__private::BoxStream;
+use crate::{ApiVersion, CallContext, CallerMetadata, Manager, ManagerContext, ReplyStream, RpcError, RpcMessage};
+
+/// A manager as hosted by a server: the user's value plus what the call path needs.
+pub struct Hosted<M> {
+    pub(crate) manager: M,
+    pub(crate) context: ManagerContext,
+    pub(crate) pending: Arc<PendingCalls>,
+    /// The gRPC service name (`SampleService`), known once the route is built.
+    pub(crate) grpc_name: OnceLock<&'static str>,
+}
+
+impl<M: Manager> Hosted<M> {
+    pub(crate) fn new(manager: M, context: ManagerContext, pending: Arc<PendingCalls>) -> Self {
+        Self { manager, context, pending, grpc_name: OnceLock::new() }
+    }
+
+    /// Records the call and checks the caller's API version.
+    fn enter<Req>(&self, request: Request<Req>, method: &'static str) -> (Call, Result<(Req, CallContext), RpcError>) {
+        let (metadata, _, message) = request.into_parts();
+        let caller = CallerMetadata::from_headers(metadata.as_ref());
+        let service = self.grpc_name.get().copied().unwrap_or(M::SERVICE);
+        tracing::debug!(target: "grpc_helper::rpc", "{caller} >>> {service}.{method}");
+        let guard = self.pending.enter(service, method, &caller);
+        let checked = crate::version::check(
+            caller.api_version_bytes(),
+            <M::Version as ApiVersion>::SUPPORTED,
+            <M::Version as ApiVersion>::CURRENT,
+        );
+        let call = Call { _guard: guard, service, method };
+        let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method)));
+        (call, admitted)
+    }
+}
+
+/// One call in progress; dropping it removes the pending-call record.
+struct Call {
+    _guard: PendingGuard,
+    service: &'static str,
+    method: &'static str,
+}
+
+impl Call {
+    fn log_error(&self, error: &RpcError) {
+        tracing::warn!(target: "grpc_helper::rpc", "{}.{} failed: {error}", self.service, self.method);
+    }
+}
+
+/// Serves a unary or client-streaming call.
+pub async fn unary<'a, M, Req, Rep, F, Fut>(
+    hosted: &'a Hosted<M>,
+    request: Request<Req>,
+    method: &'static str,
+    handler: F,
+) -> Result<Response<Rep>, Status>
+where
+    M: Manager,
+    Rep: RpcMessage,
+    F: FnOnce(&'a M, Req, CallContext) -> Fut,
+    Fut: Future<Output = Result<Rep, RpcError>>,
+{
+    let (call, admitted) = hosted.enter(request, method);
+    let outcome = match admitted {
+        Ok((message, cx)) => handler(&hosted.manager, message, cx).instrument(hosted.context.span().clone()).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(reply) => Ok(Response::new(reply)),
+        Err(error) => {
+            call.log_error(&error);
+            error_reply(error).map(Response::new)
+        }
+    }
+}
+
+/// Serves a server-streaming or bidirectional call.
+pub async fn server_streaming<'a, M, Req, Item, F, Fut>(
+    hosted: &'a Hosted<M>,
+    request: Request<Req>,
+    method: &'static str,
+    handler: F,
+) -> Result<Response<BoxStream<Item>>, Status>
+where
+    M: Manager,
+    Item: RpcMessage + Send + 'static,
+    F: FnOnce(&'a M, Req, CallContext) -> Fut,
+    Fut: Future<Output = Result<ReplyStream<Item>, RpcError>>,
+{
+    let (call, admitted) = hosted.enter(request, method);
+    let outcome = match admitted {
+        Ok((message, cx)) => handler(&hosted.manager, message, cx).instrument(hosted.context.span().clone()).await,
+        Err(e) => Err(e),
+    };
+    let stream = match outcome {
+        Ok(replies) => replies,
+        Err(error) => ReplyStream::new(tokio_stream::once(Err(error))),
+    };
+    Ok(Response::new(Box::pin(OutStream { replies: stream, call: Some(call) })))
+}
+
+/// The in-band reply for an error, or a status when the reply type has no `r`.
+fn error_reply<Rep: RpcMessage>(error: RpcError) -> Result<Rep, Status> {
+    Rep::from_result(error.to_result()).ok_or_else(|| error.to_status())
+}
+
+/// Streams the manager's replies; an error becomes the last message, then the stream ends.
+struct OutStream<T> {
+    replies: ReplyStream<T>,
+    /// Held until the stream ends or the client goes away.
+    call: Option<Call>,
+}
+
+impl<T: RpcMessage> Stream for OutStream<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.call.is_none() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.replies).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(Ok(item))),
+            Poll::Ready(Some(Err(error))) => {
+                if let Some(call) = self.call.take() {
+                    call.log_error(&error);
+                }
+                Poll::Ready(Some(error_reply(error)))
+            }
+            Poll::Ready(None) => {
+                self.call = None;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// Limits applied to every hosted service.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLimits {
+    /// Largest request accepted, in bytes (RESOURCE_EXHAUSTED beyond).
+    pub max_decoding: usize,
+    /// Largest reply sent, in bytes.
+    pub max_encoding: usize,
+}
+
+impl Default for MessageLimits {
+    fn default() -> Self {
+        Self { max_decoding: 4 * 1024 * 1024, max_encoding: usize::MAX }
+    }
+}
+
+/// A tonic service ready to be added to the server's routes.
+pub struct ServiceRoute {
+    pub(crate) name: &'static str,
+    pub(crate) add: Box<dyn FnOnce(&mut RoutesBuilder) + Send>,
+}
+
+/// Wraps a generated tonic server (`XxxServiceServer<...>`) for the router.
+pub fn route<S>(service: S) -> ServiceRoute
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    ServiceRoute {
+        name: S::NAME,
+        add: Box::new(move |routes| {
+            routes.add_service(service);
+        }),
+    }
+}

@@ -1,0 +1,419 @@
+//! [`RpcServer`]: hosts managers and the built-in services, with a managed lifecycle.
+//!
+//! Start: bind (port 0 = any free port), serve in a background task, then run every manager's
+//! load hook in registration order. Shutdown (local, or remote through `srv.shutdown`): stop
+//! accepting, run every shutdown hook, let in-flight calls finish within the grace period, cut
+//! what is left, and only then report the server as stopped.
+
+pub(crate) mod dispatch;
+mod incoming;
+mod pending;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use stop_signal::CancelSignal;
+use tracing::Instrument;
+
+use self::dispatch::{Hosted, MessageLimits, ServiceRoute};
+use self::incoming::{Connections, Incoming};
+use self::pending::PendingCalls;
+pub use self::pending::PendingCall;
+use crate::__private::BoxFuture;
+use crate::api::{ResultCode, ServiceInfo};
+use crate::services::ServerManager;
+use crate::{ApiVersion, Manager, ManagerContext, RpcClient, RpcError};
+
+/// Builds and starts an [`RpcServer`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), grpc_helper::RpcError> {
+/// use std::time::Duration;
+/// use grpc_helper::RpcServer;
+///
+/// let server = RpcServer::builder()
+///     .port(54321)
+///     .shutdown_grace(Duration::from_secs(5))
+///     .start()
+///     .await?;
+/// server.wait_shutdown().await;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until start() is awaited"]
+pub struct RpcServerBuilder {
+    port: u16,
+    ip: Option<IpAddr>,
+    managers: Vec<HostFn>,
+    limits: MessageLimits,
+    shutdown_grace: Duration,
+    shutdown_timeout: Duration,
+    client_timeout: Duration,
+}
+
+type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
+
+/// What the server gives each manager when hosting it.
+struct HostEnv {
+    pending: Arc<PendingCalls>,
+    limits: MessageLimits,
+    loopback: String,
+    port: u16,
+    client_timeout: Duration,
+}
+
+impl HostEnv {
+    fn host<M: Manager>(&self, manager: M) -> HostedEntry {
+        let client = RpcClient::builder(&self.loopback, self.port)
+            .name(format!("{}-client", M::SERVICE))
+            .timeout(self.client_timeout)
+            .connect_lazy()
+            .expect("the loopback address of a bound server is a valid endpoint");
+        let context = ManagerContext::new(M::SERVICE, client);
+        let hosted = Arc::new(Hosted::new(manager, context, Arc::clone(&self.pending)));
+        let route = M::route(Arc::clone(&hosted), &self.limits);
+        let _ = hosted.grpc_name.set(route.name);
+        HostedEntry { service: hosted, route }
+    }
+}
+
+struct HostedEntry {
+    service: Arc<dyn HostedService>,
+    route: ServiceRoute,
+}
+
+/// A hosted manager, with its type erased.
+trait HostedService: Send + Sync {
+    fn info(&self) -> ServiceInfo;
+    fn context(&self) -> &ManagerContext;
+    fn load(&self) -> BoxFuture<'_, Result<(), RpcError>>;
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+impl<M: Manager> HostedService for Hosted<M> {
+    fn info(&self) -> ServiceInfo {
+        ServiceInfo {
+            name: M::SERVICE.to_owned(),
+            version: M::COMPONENT.to_owned(),
+            current_api_version: <M::Version as ApiVersion>::CURRENT,
+            supported_api_version: <M::Version as ApiVersion>::SUPPORTED,
+            ..ServiceInfo::default()
+        }
+    }
+
+    fn context(&self) -> &ManagerContext {
+        &self.context
+    }
+
+    fn load(&self) -> BoxFuture<'_, Result<(), RpcError>> {
+        Box::pin(self.manager.on_load(&self.context).instrument(self.context.span().clone()))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.manager.on_shutdown(&self.context).instrument(self.context.span().clone()))
+    }
+}
+
+impl Default for RpcServerBuilder {
+    fn default() -> Self {
+        Self {
+            port: 54321,
+            ip: None,
+            managers: Vec::new(),
+            limits: MessageLimits::default(),
+            shutdown_grace: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(60),
+            client_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RpcServerBuilder {
+    /// The TCP port (default 54321); 0 picks any free port, see [`RpcServer::local_addr`].
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The address to listen on (default: every address, IPv6 and IPv4).
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// Hosts a manager (a type with `#[rpc_manager]`); services are listed in this order.
+    pub fn manager<M: Manager>(mut self, manager: M) -> Self {
+        self.managers.push(Box::new(move |env: &HostEnv| env.host(manager)));
+        self
+    }
+
+    /// How long in-flight calls may run once shutdown started (default 30 s); then their
+    /// connections are cut.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Delay of a remote `shutdown(timeout=0)` before the server reports stopped (default 60 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Retry window of the managers' auto-clients (default 60 s).
+    pub fn client_timeout(mut self, timeout: Duration) -> Self {
+        self.client_timeout = timeout;
+        self
+    }
+
+    /// Largest request accepted, in bytes (default 4 MiB); larger ones get RESOURCE_EXHAUSTED.
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.limits.max_decoding = bytes;
+        self
+    }
+
+    /// Binds, starts serving in a background task, then runs the load hooks.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorPortBusy`] when the port cannot be bound;
+    /// [`ResultCode::ErrorModelInvalid`] when two services share a name;
+    /// the error of the first load hook that fails (the server is shut down first).
+    pub async fn start(self) -> Result<RpcServer, RpcError> {
+        let listener = bind(self.ip, self.port).await?;
+        let local_addr = listener.local_addr().map_err(|e| port_busy(self.port, &e))?;
+        let loopback = match local_addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            ip => ip.to_string(),
+        };
+        let env = HostEnv {
+            pending: Arc::new(PendingCalls::default()),
+            limits: self.limits,
+            loopback,
+            port: local_addr.port(),
+            client_timeout: self.client_timeout,
+        };
+        let (done, _) = watch::channel(false);
+        let core = Arc::new(ServerCore {
+            local_addr,
+            services: OnceLock::new(),
+            pending: Arc::clone(&env.pending),
+            connections: Arc::new(Connections::default()),
+            shutdown_started: AtomicBool::new(false),
+            stop_accepting: CancelSignal::default(),
+            serve_task: Mutex::new(None),
+            done,
+            shutdown_grace: self.shutdown_grace,
+            shutdown_timeout: self.shutdown_timeout,
+        });
+
+        let mut entries = vec![env.host(ServerManager::new(Arc::downgrade(&core)))];
+        entries.extend(self.managers.into_iter().map(|host| host(&env)));
+        check_unique_names(&entries)?;
+
+        let mut routes = tonic::service::RoutesBuilder::default();
+        let mut services = Vec::with_capacity(entries.len());
+        for entry in entries {
+            (entry.route.add)(&mut routes);
+            services.push(entry.service);
+        }
+        let _ = core.services.set(services);
+
+        let incoming = Incoming::new(listener, Arc::clone(&core.connections));
+        let stop = core.stop_accepting.clone();
+        let serve = tonic::transport::Server::builder()
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });
+        *core.serve_task.lock() = Some(tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!("RPC server stopped with an error: {e}");
+            }
+        }));
+        tracing::info!("RPC server listening on {local_addr}");
+
+        let server = RpcServer { core };
+        for service in server.core.services() {
+            if let Err(e) = service.load().await {
+                tracing::error!("Error occurred during {} manager loading: {e}", service.context().service());
+                server.core.shutdown(None).await;
+                return Err(e);
+            }
+        }
+        Ok(server)
+    }
+}
+
+async fn bind(ip: Option<IpAddr>, port: u16) -> Result<tokio::net::TcpListener, RpcError> {
+    let attempt = |ip: IpAddr| tokio::net::TcpListener::bind(SocketAddr::new(ip, port));
+    match ip {
+        Some(ip) => attempt(ip).await.map_err(|e| port_busy(port, &e)),
+        // Dual stack by default, as the original (`[::]`); IPv4 only where IPv6 is off.
+        None => match attempt(IpAddr::V6(Ipv6Addr::UNSPECIFIED)).await {
+            Ok(listener) => Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(port_busy(port, &e)),
+            Err(_) => attempt(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await.map_err(|e| port_busy(port, &e)),
+        },
+    }
+}
+
+fn port_busy(port: u16, error: &std::io::Error) -> RpcError {
+    RpcError::new(ResultCode::ErrorPortBusy, format!("Failed to start RPC server on port {port}: {error}"))
+}
+
+fn check_unique_names(entries: &[HostedEntry]) -> Result<(), RpcError> {
+    for (i, entry) in entries.iter().enumerate() {
+        let name = entry.service.context().service();
+        if entries[..i].iter().any(|e| e.service.context().service() == name) {
+            return Err(RpcError::new(
+                ResultCode::ErrorModelInvalid,
+                format!("Service name '{name}' is hosted twice: each manager needs its own `service = \"...\"` name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A running server. Cheap to clone; every clone controls the same server.
+///
+/// The server runs until [`shutdown`](Self::shutdown) is called (or a client calls the remote
+/// `srv.shutdown`), whether or not handles are kept.
+#[derive(Clone)]
+pub struct RpcServer {
+    core: Arc<ServerCore>,
+}
+
+impl RpcServer {
+    /// A builder with the defaults (port 54321, every address).
+    pub fn builder() -> RpcServerBuilder {
+        RpcServerBuilder::default()
+    }
+
+    /// The bound address (the real port when started with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.core.local_addr
+    }
+
+    /// A client (named `srv-client`) on every service of this server.
+    pub fn auto_client(&self) -> RpcClient {
+        self.core.services()[0].context().client().clone()
+    }
+
+    /// `info` of every hosted service, in registration order.
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        self.core.infos()
+    }
+
+    /// Calls being served right now, oldest first.
+    pub fn pending_calls(&self) -> Vec<PendingCall> {
+        self.core.pending.snapshot()
+    }
+
+    /// False once shutdown has completed.
+    pub fn is_running(&self) -> bool {
+        !*self.core.done.borrow()
+    }
+
+    /// Shuts down (once; later calls wait for the first to finish): stop accepting, run the
+    /// shutdown hooks, let in-flight calls finish within the grace period, cut the rest.
+    pub async fn shutdown(&self) {
+        self.core.shutdown(None).await;
+    }
+
+    /// Waits until the server has shut down (locally or through the remote `shutdown` RPC).
+    pub async fn wait_shutdown(&self) {
+        let mut done = self.core.done.subscribe();
+        let _ = done.wait_for(|done| *done).await;
+    }
+}
+
+pub(crate) struct ServerCore {
+    local_addr: SocketAddr,
+    services: OnceLock<Vec<Arc<dyn HostedService>>>,
+    pending: Arc<PendingCalls>,
+    connections: Arc<Connections>,
+    shutdown_started: AtomicBool,
+    stop_accepting: CancelSignal,
+    serve_task: Mutex<Option<JoinHandle<()>>>,
+    done: watch::Sender<bool>,
+    shutdown_grace: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl ServerCore {
+    fn services(&self) -> &[Arc<dyn HostedService>] {
+        self.services.get().map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn infos(&self) -> Vec<ServiceInfo> {
+        self.services().iter().map(|s| s.info()).collect()
+    }
+
+    /// The whole shutdown sequence. `remote_timeout` is the `timeout` of a remote request:
+    /// < 0 no delay, 0 the configured shutdown timeout, > 0 that many seconds.
+    pub(crate) async fn shutdown(&self, remote_timeout: Option<i32>) {
+        if self.shutdown_started.swap(true, Ordering::AcqRel) {
+            let mut done = self.done.subscribe();
+            let _ = done.wait_for(|done| *done).await;
+            return;
+        }
+        tracing::info!("RPC server on {} shutting down", self.local_addr);
+        for service in self.services() {
+            service.context().set_shutting_down();
+        }
+        self.stop_accepting.fire();
+        for service in self.services() {
+            service.shutdown().await;
+        }
+        let task = self.serve_task.lock().take();
+        if let Some(mut task) = task {
+            if tokio::time::timeout(self.shutdown_grace, &mut task).await.is_err() {
+                let cut = self.connections.cut_all();
+                tracing::warn!(
+                    "{} call(s) still running after the {:?} grace period: closing {cut} connection(s)",
+                    self.pending.snapshot().len(),
+                    self.shutdown_grace
+                );
+                if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
+                    task.abort();
+                }
+            }
+        }
+        if let Some(timeout) = remote_timeout.filter(|t| *t >= 0) {
+            let delay = if timeout == 0 { self.shutdown_timeout } else { Duration::from_secs(timeout as u64) };
+            tracing::warn!("!!! Will shutdown in {}s !!!", delay.as_secs_f64());
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!("RPC server on {} stopped", self.local_addr);
+        self.done.send_replace(true);
+    }
+}
+
+/// A one-shot signal that can be awaited by many (the "stop accepting" trigger).
+mod stop_signal {
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+
+    #[derive(Clone)]
+    pub(crate) struct CancelSignal(Arc<watch::Sender<bool>>);
+
+    impl Default for CancelSignal {
+        fn default() -> Self {
+            Self(Arc::new(watch::channel(false).0))
+        }
+    }
+
+    impl CancelSignal {
+        pub(crate) fn fire(&self) {
+            self.0.send_replace(true);
+        }
+
+        pub(crate) async fn wait(&self) {
+            let mut rx = self.0.subscribe();
+            let _ = rx.wait_for(|fired| *fired).await;
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Registry of calls in progress (for debug dumps and drain decisions).
+//!
+//! One short lock to insert and one to remove per call; nothing is formatted on the hot path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::CallerMetadata;
+
+/// A call being served, as listed by [`RpcServer::pending_calls`](crate::RpcServer::pending_calls).
+#[derive(Debug, Clone)]
+pub struct PendingCall {
+    /// gRPC service name, e.g. `SampleService`.
+    pub service: &'static str,
+    /// gRPC method name, e.g. `method1`.
+    pub method: &'static str,
+    /// Who called.
+    pub caller: CallerMetadata,
+    /// How long it has been running.
+    pub elapsed: Duration,
+}
+
+struct Entry {
+    service: &'static str,
+    method: &'static str,
+    caller: CallerMetadata,
+    started: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct PendingCalls {
+    next: AtomicU64,
+    calls: Mutex<HashMap<u64, Entry>>,
+}
+
+impl PendingCalls {
+    pub(crate) fn enter(self: &Arc<Self>, service: &'static str, method: &'static str, caller: &CallerMetadata) -> PendingGuard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry { service, method, caller: caller.clone(), started: Instant::now() };
+        self.calls.lock().insert(id, entry);
+        PendingGuard { registry: Arc::clone(self), id }
+    }
+
+    /// A snapshot, oldest call first.
+    pub(crate) fn snapshot(&self) -> Vec<PendingCall> {
+        let now = Instant::now();
+        let calls = self.calls.lock();
+        let mut list: Vec<(Instant, PendingCall)> = calls
+            .values()
+            .map(|e| {
+                let call = PendingCall {
+                    service: e.service,
+                    method: e.method,
+                    caller: e.caller.clone(),
+                    elapsed: now.saturating_duration_since(e.started),
+                };
+                (e.started, call)
+            })
+            .collect();
+        drop(calls);
+        list.sort_by_key(|(started, _)| *started);
+        list.into_iter().map(|(_, call)| call).collect()
+    }
+}
+
+/// Removes its call from the registry when dropped (reply sent, stream ended or cancelled).
+pub(crate) struct PendingGuard {
+    registry: Arc<PendingCalls>,
+    id: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.registry.calls.lock().remove(&self.id);
+    }
+}
