@@ -1,1 +1,213 @@
-//! placeholder
+//! Test support: the sample API, managers with observable behaviour, and helpers that start
+//! servers on loopback port 0 and bound every test in time.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grpc_helper::api::{Empty, Filter, Result as RpcResult, ResultCode, ResultStatus};
+use grpc_helper::{
+    CallContext, ManagerContext, ReplyStream, RpcChannel, RpcClient, RpcError, RpcServer, RpcServerBuilder, Streaming,
+    rpc_manager,
+};
+use parking_lot::Mutex;
+use tokio_stream::StreamExt;
+
+/// Messages and stubs of `proto/sample/sample.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod api {
+    grpc_helper::include_protos!();
+}
+
+use api::{AnotherApiVersion, PlainReply, SampleApiVersion, SampleRequest, SampleResponse};
+
+/// An ordered record of what managers did (hooks, calls), shared with the test.
+#[derive(Clone, Default)]
+pub struct EventLog(Arc<Mutex<Vec<String>>>);
+
+impl EventLog {
+    /// Appends one event.
+    pub fn push(&self, event: impl Into<String>) {
+        self.0.lock().push(event.into());
+    }
+
+    /// Everything recorded so far.
+    pub fn events(&self) -> Vec<String> {
+        self.0.lock().clone()
+    }
+}
+
+/// The sample service, with behaviour chosen by the request (see each method).
+pub struct Sample {
+    /// Hook and call record.
+    pub log: EventLog,
+    /// How long `long_method` sleeps.
+    pub long_delay: Duration,
+}
+
+impl Sample {
+    /// A sample manager whose `long_method` sleeps `long_delay`.
+    pub fn new(log: &EventLog, long_delay: Duration) -> Self {
+        Self { log: log.clone(), long_delay }
+    }
+}
+
+/// An in-band status message.
+pub fn status(msg: impl Into<String>) -> ResultStatus {
+    ResultStatus { r: Some(RpcResult { code: 0, msg: msg.into(), stack: String::new() }) }
+}
+
+#[rpc_manager(service = "sample", version = SampleApiVersion, grpc = api::sample_service_server::SampleService)]
+impl Sample {
+    /// Counts the services through the auto-client, unless the server is shutting down.
+    async fn method1(&self, _request: Empty, cx: CallContext) -> Result<ResultStatus, RpcError> {
+        if cx.is_shutting_down() {
+            return Ok(status("Found info count: None"));
+        }
+        let info = cx.client().server_service().info(Filter::default()).await?.into_inner();
+        Ok(status(format!("Found info count: {}", info.items.len())))
+    }
+
+    /// Always fails with code 12, as the original's sample.
+    async fn method2(&self, _request: Empty) -> Result<ResultStatus, RpcError> {
+        Err(RpcError::new(ResultCode::ErrorApiServerTooOld, "sample error"))
+    }
+
+    /// `caller` → the caller metadata; `custom` → in-band code 101; `fail` → error; else echo.
+    async fn method4(&self, request: SampleRequest, cx: CallContext) -> Result<SampleResponse, RpcError> {
+        match request.foo.as_str() {
+            "caller" => Ok(SampleResponse { r: None, bar: cx.caller().to_string() }),
+            "custom" => Ok(SampleResponse {
+                r: Some(RpcResult { code: 101, msg: "custom outcome".into(), stack: String::new() }),
+                bar: "custom".into(),
+            }),
+            "fail" => Err(RpcError::new(ResultCode::ErrorParamInvalid, "foo must not be 'fail'")),
+            other => Ok(SampleResponse { r: None, bar: other.to_owned() }),
+        }
+    }
+
+    /// Sleeps `long_delay`, then tells whether shutdown had started meanwhile.
+    async fn long_method(&self, _request: Empty, cx: CallContext) -> Result<ResultStatus, RpcError> {
+        self.log.push("long_method started");
+        tokio::time::sleep(self.long_delay).await;
+        Ok(status(format!("shutting down: {}", cx.is_shutting_down())))
+    }
+
+    /// A reply type without `r`: errors travel as a gRPC status.
+    async fn plain(&self, request: SampleRequest) -> Result<PlainReply, RpcError> {
+        match request.foo.as_str() {
+            "error" => Err(RpcError::new(ResultCode::ErrorItemUnknown, "no such thing")),
+            other => Ok(PlainReply { bar: other.to_owned() }),
+        }
+    }
+
+    /// Client streaming: concatenates every `foo`.
+    async fn s_method1(&self, mut requests: Streaming<SampleRequest>) -> Result<ResultStatus, RpcError> {
+        let mut all = String::new();
+        while let Some(request) = requests.message().await? {
+            all.push_str(&request.foo);
+        }
+        Ok(status(all))
+    }
+
+    /// Server streaming: abc, def, ghi, then an error when `foo` is `error`.
+    async fn s_method2(&self, request: SampleRequest) -> Result<ReplyStream<ResultStatus>, RpcError> {
+        let mut items: Vec<Result<ResultStatus, RpcError>> = ["abc", "def", "ghi"].map(|s| Ok(status(s))).into();
+        if request.foo == "error" {
+            items.push(Err(RpcError::new(ResultCode::ErrorParamInvalid, "stream failed after 3 items")));
+        }
+        Ok(ReplyStream::new(tokio_stream::iter(items)))
+    }
+
+    /// Bidirectional echo; a request `error` fails the stream.
+    async fn s_method4(&self, requests: Streaming<SampleRequest>) -> Result<ReplyStream<SampleResponse>, RpcError> {
+        Ok(ReplyStream::new(requests.map(|request| {
+            let request = request?;
+            if request.foo == "error" {
+                return Err(RpcError::new(ResultCode::ErrorParamInvalid, "echo refused"));
+            }
+            Ok(SampleResponse { r: None, bar: request.foo })
+        })))
+    }
+
+    #[on_load]
+    async fn load(&self, cx: &ManagerContext) -> Result<(), RpcError> {
+        // Proves that the server is already serving when load hooks run.
+        let info = cx.client().server_service().info(Filter::default()).await?.into_inner();
+        self.log.push(format!("load sample ({} services up)", info.items.len()));
+        Ok(())
+    }
+
+    #[on_shutdown]
+    async fn shutdown(&self) {
+        self.log.push("shutdown sample");
+    }
+}
+
+/// A second manager; its load hook can be told to fail.
+pub struct Another {
+    /// Hook record.
+    pub log: EventLog,
+    /// Makes the load hook return this error.
+    pub fail_load: Option<RpcError>,
+}
+
+#[rpc_manager(service = "another", version = AnotherApiVersion, grpc = api::another_sample_service_server::AnotherSampleService)]
+impl Another {
+    async fn method10(&self, _request: Empty) -> Result<ResultStatus, RpcError> {
+        Ok(status("another"))
+    }
+
+    #[on_load]
+    async fn load(&self) -> Result<(), RpcError> {
+        self.log.push("load another");
+        match &self.fail_load {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    #[on_shutdown]
+    async fn shutdown(&self, cx: &ManagerContext) {
+        self.log.push(format!("shutdown {}", cx.service()));
+    }
+}
+
+/// A server builder on a free loopback port with a short grace period.
+pub fn server_builder() -> RpcServerBuilder {
+    RpcServer::builder().ip("127.0.0.1".parse().unwrap()).port(0).shutdown_grace(Duration::from_secs(5))
+}
+
+/// Starts a server hosting the sample manager.
+pub async fn start_sample(log: &EventLog) -> RpcServer {
+    server_builder().manager(Sample::new(log, Duration::from_millis(500))).start().await.expect("server starts")
+}
+
+/// A client of `server` with a short retry window.
+pub fn client_of(server: &RpcServer) -> RpcClient {
+    RpcClient::builder("127.0.0.1", server.local_addr().port())
+        .name("test-client")
+        .timeout(Duration::from_secs(5))
+        .connect_lazy()
+        .unwrap()
+}
+
+/// A stub of the sample service at its current API version.
+pub fn sample_stub(client: &RpcClient) -> api::sample_service_client::SampleServiceClient<RpcChannel> {
+    api::sample_service_client::SampleServiceClient::new(client.channel::<SampleApiVersion>())
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a test body with a hard time limit, so that no test can hang CI.
+pub async fn bounded<F: Future>(limit: Duration, body: F) -> F::Output {
+    tokio::time::timeout(limit, body).await.expect("test exceeded its time limit")
+}
+
+/// The result code of a failed call.
+pub fn code_of(status: tonic::Status) -> i32 {
+    RpcError::from(status).code()
+}

@@ -47,14 +47,20 @@ impl RetryPolicy {
     }
 }
 
-type CallResult = Result<http::Response<Body>, tonic::transport::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type CallResult = Result<http::Response<Body>, BoxError>;
 
 pub(super) async fn call(mut channel: Channel, request: http::Request<Body>, policy: RetryPolicy, shared: Arc<Shared>) -> CallResult {
     let Some(window) = policy.window else {
-        return channel.call(request).await;
+        let result = match channel.ready().await {
+            Ok(ready) => ready.call(request).await,
+            Err(e) => Err(e),
+        };
+        return result.map_err(|e| Box::new(failure_status(e)) as BoxError);
     };
     let start = Instant::now();
     let deadline = grpc_timeout(request.headers()).map(|t| start + t);
+    let limit = deadline.map_or(start + window, |d| d.min(start + window));
     let (parts, body) = request.into_parts();
     let replay = Arc::new(Mutex::new(Replay::new(body)));
     let mut attempt = 0u32;
@@ -76,26 +82,39 @@ pub(super) async fn call(mut channel: Channel, request: http::Request<Body>, pol
             Ok(ready) => ready.call(request).await,
             Err(e) => Err(e),
         };
-        let reason = match &result {
-            Ok(response) if !is_unavailable(response.headers()) => None,
-            Ok(_) => Some("'unavailable' status".to_owned()),
-            Err(e) => Some(format!("'unavailable' error; details: '{}'", error_chain(e))),
-        };
-        let Some(reason) = reason else {
-            // Committed: stop recording, free what was kept for replays.
-            replay.lock().stop_recording();
-            return result;
+        let failure = match result {
+            Ok(response) if !is_unavailable(response.headers()) => {
+                // Committed: stop recording, free what was kept for replays.
+                replay.lock().stop_recording();
+                return Ok(response);
+            }
+            Ok(response) => Retry::Response(response),
+            Err(e) => match failure_status(e) {
+                status if status.code() == tonic::Code::Unavailable => Retry::Status(status),
+                status => return Err(Box::new(status)),
+            },
         };
         let now = Instant::now();
-        let mut delay = policy.delay(attempt);
-        let limit = (start + window).min(deadline.unwrap_or(start + window));
         if now >= limit || !replay.lock().replayable {
-            return result;
+            return match failure {
+                Retry::Response(response) => Ok(response),
+                Retry::Status(status) => Err(Box::new(tonic::Status::unavailable(format!(
+                    "{} unavailable after {} attempt(s) in {:.1}s: {}",
+                    shared.target,
+                    attempt + 1,
+                    now.duration_since(start).as_secs_f64(),
+                    status.message()
+                )))),
+            };
         }
-        delay = delay.min(limit - now);
+        let delay = policy.delay(attempt).min(limit - now);
+        let details = match &failure {
+            Retry::Response(_) => "'unavailable' status".to_owned(),
+            Retry::Status(status) => format!("'unavailable' error; details: '{}'", status.message()),
+        };
         tracing::debug!(
             target: "grpc_helper::client",
-            "<RPC> << {}{} (will retry in {:.3}s because of {reason})",
+            "<RPC> << {}{} (will retry in {:.3}s because of {details})",
             shared.target,
             parts.uri.path(),
             delay.as_secs_f64()
@@ -105,20 +124,31 @@ pub(super) async fn call(mut channel: Channel, request: http::Request<Body>, pol
     }
 }
 
+/// Why an attempt can be retried.
+enum Retry {
+    /// A trailers-only UNAVAILABLE answer (returned as is when retries are over).
+    Response(http::Response<Body>),
+    /// A transport failure that tonic reports as UNAVAILABLE (e.g. connection refused).
+    Status(tonic::Status),
+}
+
+/// The status a transport failure stands for. A per-call timeout is DEADLINE_EXCEEDED, as the
+/// gRPC spec says (tonic alone reports CANCELLED).
+fn failure_status(error: tonic::transport::Error) -> tonic::Status {
+    let error: BoxError = Box::new(error);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
+    while let Some(cause) = source {
+        if cause.is::<tonic::TimeoutExpired>() {
+            return tonic::Status::deadline_exceeded("Deadline exceeded: no reply within the call's timeout");
+        }
+        source = cause.source();
+    }
+    tonic::Status::from_error(error)
+}
+
 /// A trailers-only response carrying `grpc-status: 14` (UNAVAILABLE).
 fn is_unavailable(headers: &HeaderMap) -> bool {
     headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"14")
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
