@@ -122,7 +122,7 @@ pub async fn describe(client: &RpcClient) -> Result<String, RpcError> {
         streamed.push(part.r.map(|r| r.msg).unwrap_or_default());
     }
     let _ = writeln!(out, "s_method2: {}", streamed.join(" "));
-    let uploads = tokio_stream::iter(["a", "b", "c"].map(|foo| SampleRequest { foo: foo.into() }));
+    let uploads = tokio_stream::iter(["a", "b", "c"].map(|part| SampleRequest { foo: part.into() }));
     let joined = sample.s_method1(uploads).await?.into_inner();
     let _ = writeln!(out, "s_method1: {}", joined.r.map(|r| r.msg).unwrap_or_default());
     Ok(out)

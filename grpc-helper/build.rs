@@ -4,8 +4,8 @@
 mod build;
 
 fn main() {
-    let files = ["common", "server", "config", "logger", "events"]
-        .map(|name| format!("../proto/grpc_helper_api/{name}.proto"));
+    let files =
+        ["common", "server", "config", "logger", "events"].map(|name| format!("../proto/grpc_helper_api/{name}.proto"));
     build::Builder::new()
         .generate_api()
         .compile(&files, &["../proto"])

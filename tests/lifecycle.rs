@@ -1,1 +1,266 @@
-//! placeholder
+//! Server lifecycle over real sockets: hooks, port busy, local and remote shutdown, draining,
+//! and the client's retries while a server is missing.
+
+use std::time::{Duration, Instant};
+
+use grpc_helper::api::{Empty, ResultCode, ShutdownRequest};
+use grpc_helper::{RpcClient, RpcError};
+use grpc_helper_tests::api::SampleRequest;
+use grpc_helper_tests::{
+    Another, EventLog, Sample, bounded, client_of, code_of, free_port, sample_stub, server_builder,
+};
+
+const LIMIT: Duration = Duration::from_secs(40);
+
+#[tokio::test]
+async fn hooks_run_in_registration_order_after_the_server_is_up() {
+    bounded(LIMIT, async {
+        let log = EventLog::default();
+        let server = server_builder()
+            .manager(Sample::new(&log, Duration::ZERO))
+            .manager(Another { log: log.clone(), fail_load: None })
+            .start()
+            .await
+            .unwrap();
+        // Sample's load hook called the server through its auto-client: it was serving.
+        assert_eq!(log.events(), ["load sample (3 services up)", "load another"]);
+        server.shutdown().await;
+        assert_eq!(
+            log.events(),
+            ["load sample (3 services up)", "load another", "shutdown sample", "shutdown another"]
+        );
+        assert!(!server.is_running());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failing_load_hook_stops_the_server_and_returns_its_error() {
+    bounded(LIMIT, async {
+        let log = EventLog::default();
+        let port = free_port();
+        let failure = RpcError::new(ResultCode::ErrorStateUnexpected, "backend missing");
+        let error = server_builder()
+            .port(port)
+            .manager(Another { log: log.clone(), fail_load: Some(failure.clone()) })
+            .manager(Sample::new(&log, Duration::ZERO))
+            .start()
+            .await
+            .err()
+            .expect("start fails");
+        assert_eq!(error, failure);
+        // Loading stopped at the failure; every manager got its shutdown hook.
+        assert_eq!(log.events(), ["load another", "shutdown another", "shutdown sample"]);
+        // The port was released: a new server can take it at once.
+        let again = server_builder().port(port).start().await.expect("port free again");
+        again.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn busy_port_is_error_port_busy() {
+    bounded(LIMIT, async {
+        let first = server_builder().start().await.unwrap();
+        let port = first.local_addr().port();
+        let error = server_builder().port(port).start().await.err().expect("second bind fails");
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorPortBusy));
+        assert!(error.message().starts_with(&format!("Failed to start RPC server on port {port}: ")), "{error}");
+        first.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn duplicate_service_names_are_refused() {
+    bounded(LIMIT, async {
+        let log = EventLog::default();
+        let error = server_builder()
+            .manager(Sample::new(&log, Duration::ZERO))
+            .manager(Sample::new(&log, Duration::ZERO))
+            .start()
+            .await
+            .err()
+            .expect("duplicate refused");
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorModelInvalid));
+        assert!(error.message().contains("'sample' is hosted twice"), "{error}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn remote_shutdown_answers_then_stops_the_server() {
+    bounded(LIMIT, async {
+        let log = EventLog::default();
+        let server = server_builder().port(0).manager(Sample::new(&log, Duration::ZERO)).start().await.unwrap();
+        let port = server.local_addr().port();
+        let reply = client_of(&server).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+        assert!(reply.into_inner().r.is_none_or(|r| r.code == 0));
+        server.wait_shutdown().await;
+        assert!(!server.is_running());
+        assert!(log.events().contains(&"shutdown sample".to_owned()));
+        // Nothing listens any more.
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn remote_shutdown_with_timeout_waits_before_finishing() {
+    bounded(LIMIT, async {
+        let server = server_builder().start().await.unwrap();
+        let started = Instant::now();
+        client_of(&server).server_service().shutdown(ShutdownRequest { timeout: 1 }).await.unwrap();
+        assert!(server.is_running(), "the RPC answers before the server stops");
+        server.wait_shutdown().await;
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_twice_is_harmless() {
+    bounded(LIMIT, async {
+        let server = server_builder().start().await.unwrap();
+        let other = server.clone();
+        tokio::join!(server.shutdown(), other.shutdown());
+        server.shutdown().await;
+        assert!(!server.is_running());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_the_call_in_flight_finish() {
+    bounded(LIMIT, async {
+        let log = EventLog::default();
+        let server = server_builder().manager(Sample::new(&log, Duration::from_millis(800))).start().await.unwrap();
+        let mut stub = sample_stub(&client_of(&server));
+        let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
+        while !log.events().contains(&"long_method started".to_owned()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.shutdown().await;
+        let reply = call.await.unwrap().expect("the call in flight completes").into_inner();
+        // Shutdown hooks ran while the call was still running.
+        assert_eq!(reply.r.unwrap().msg, "shutting down: true");
+        let events = log.events();
+        assert!(events.contains(&"shutdown sample".to_owned()), "{events:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn grace_period_bounds_shutdown_when_calls_hang() {
+    bounded(LIMIT, async {
+        let log = EventLog::default();
+        let server = server_builder()
+            .shutdown_grace(Duration::from_millis(300))
+            .manager(Sample::new(&log, Duration::from_secs(30)))
+            .start()
+            .await
+            .unwrap();
+        let mut stub = sample_stub(&client_of(&server));
+        let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
+        while !log.events().contains(&"long_method started".to_owned()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = Instant::now();
+        server.shutdown().await;
+        assert!(started.elapsed() < Duration::from_millis(1300 + 300), "{:?}", started.elapsed());
+        let status = call.await.unwrap().expect_err("the hanging call is cut");
+        assert_eq!(code_of(status), ResultCode::ErrorRpc as i32);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_started_before_its_server_succeeds_once_the_server_appears() {
+    bounded(LIMIT, async {
+        let port = free_port();
+        let client = RpcClient::builder("127.0.0.1", port)
+            .name("early")
+            .timeout(Duration::from_secs(20))
+            .connect_lazy()
+            .unwrap();
+        let mut stub = sample_stub(&client);
+        let call = tokio::spawn(async move { stub.method4(SampleRequest { foo: "late".into() }).await });
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(!call.is_finished(), "the client keeps retrying");
+        let log = EventLog::default();
+        let server = server_builder().port(port).manager(Sample::new(&log, Duration::ZERO)).start().await.unwrap();
+        let up = Instant::now();
+        let reply = call.await.unwrap().expect("served once the server is up").into_inner();
+        assert_eq!(reply.bar, "late");
+        // Capped backoff: the call lands soon after the server is back.
+        assert!(up.elapsed() < Duration::from_secs(3), "{:?}", up.elapsed());
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_gives_up_after_its_retry_window() {
+    bounded(LIMIT, async {
+        let port = free_port();
+        let client = RpcClient::builder("127.0.0.1", port).timeout(Duration::from_millis(1500)).connect_lazy().unwrap();
+        let started = Instant::now();
+        let status = sample_stub(&client).method4(SampleRequest::default()).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1400), "retried for the whole window: {took:?}");
+        assert!(took < Duration::from_secs(4), "never overshoots much: {took:?}");
+        let error = RpcError::from(status);
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorRpc));
+        assert!(error.message().contains(&format!("127.0.0.1:{port} unavailable after")), "{error}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_without_retry_fails_at_once() {
+    bounded(LIMIT, async {
+        let client = RpcClient::builder("127.0.0.1", free_port()).no_retry().connect_lazy().unwrap();
+        let started = Instant::now();
+        let status = sample_stub(&client).method4(SampleRequest::default()).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert_eq!(code_of(status), ResultCode::ErrorRpc as i32);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_streaming_call_is_replayed_after_the_server_appears() {
+    bounded(LIMIT, async {
+        let port = free_port();
+        let client = RpcClient::builder("127.0.0.1", port).timeout(Duration::from_secs(20)).connect_lazy().unwrap();
+        let mut stub = sample_stub(&client);
+        let uploads = tokio_stream::iter(["x", "y", "z"].map(|part| SampleRequest { foo: part.into() }));
+        let call = tokio::spawn(async move { stub.s_method1(uploads).await });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let server = server_builder()
+            .port(port)
+            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+            .start()
+            .await
+            .unwrap();
+        let reply = call.await.unwrap().expect("replayed").into_inner();
+        assert_eq!(reply.r.unwrap().msg, "xyz");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn calls_after_shutdown_are_refused() {
+    bounded(LIMIT, async {
+        let server = server_builder().manager(Sample::new(&EventLog::default(), Duration::ZERO)).start().await.unwrap();
+        let port = server.local_addr().port();
+        server.shutdown().await;
+        let client = RpcClient::builder("127.0.0.1", port).no_retry().connect_lazy().unwrap();
+        let status = sample_stub(&client).method4(SampleRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+    })
+    .await;
+}

@@ -11,7 +11,11 @@ use tonic::Code;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-async fn info(client: &grpc_helper::RpcClient, names: &[&str], ignore_unknown: bool) -> Result<MultiServiceInfo, tonic::Status> {
+async fn info(
+    client: &grpc_helper::RpcClient,
+    names: &[&str],
+    ignore_unknown: bool,
+) -> Result<MultiServiceInfo, tonic::Status> {
     let filter = Filter { names: names.iter().map(|n| n.to_string()).collect(), ignore_unknown };
     client.server_service().info(filter).await.map(tonic::Response::into_inner)
 }
@@ -108,7 +112,8 @@ async fn client_without_version_is_not_checked() {
 async fn client_too_old_gets_error_in_band() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
-        let mut stub = SampleServiceClient::new(client_of(&server).channel_with_version(Some(SampleApiVersion::SUPPORTED - 1)));
+        let mut stub =
+            SampleServiceClient::new(client_of(&server).channel_with_version(Some(SampleApiVersion::SUPPORTED - 1)));
         let error = RpcError::from(stub.method4(SampleRequest::default()).await.unwrap_err());
         assert_eq!(error.result_code(), Some(ResultCode::ErrorApiClientTooOld));
         assert_eq!(error.message(), "Client API version (0) is too old for server supported API version (1)");
@@ -121,7 +126,8 @@ async fn client_too_old_gets_error_in_band() {
 async fn client_too_new_gets_server_too_old() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
-        let mut stub = SampleServiceClient::new(client_of(&server).channel_with_version(Some(SampleApiVersion::CURRENT + 1)));
+        let mut stub =
+            SampleServiceClient::new(client_of(&server).channel_with_version(Some(SampleApiVersion::CURRENT + 1)));
         let error = RpcError::from(stub.method4(SampleRequest::default()).await.unwrap_err());
         assert_eq!(error.result_code(), Some(ResultCode::ErrorApiServerTooOld));
         assert_eq!(error.message(), "Server current API version (2) is too old for client API version (3)");
@@ -136,7 +142,8 @@ async fn version_check_uses_each_services_own_range() {
         let log = EventLog::default();
         let server = server_builder().manager(Another { log, fail_load: None }).start().await.unwrap();
         let channel = client_of(&server).channel_with_version(Some(AnotherApiVersion::CURRENT));
-        let mut another = grpc_helper_tests::api::another_sample_service_client::AnotherSampleServiceClient::new(channel);
+        let mut another =
+            grpc_helper_tests::api::another_sample_service_client::AnotherSampleServiceClient::new(channel);
         assert_eq!(another.method10(Empty {}).await.unwrap().into_inner().r.unwrap().msg, "another");
         server.shutdown().await;
     })
@@ -176,13 +183,16 @@ async fn raw_call<Req: prost::Message + 'static, Rep: prost::Message + Default +
     request: Req,
     api_version: &str,
 ) -> Result<Rep, tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let mut request = tonic::Request::new(request);
     request.metadata_mut().insert("api_version", api_version.parse().unwrap());
     let codec = tonic_prost::ProstCodec::<Req, Rep>::default();
-    grpc.unary(request, tonic::codegen::http::uri::PathAndQuery::from_static(path), codec).await.map(tonic::Response::into_inner)
+    grpc.unary(request, tonic::codegen::http::uri::PathAndQuery::from_static(path), codec)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 #[tokio::test]
@@ -194,7 +204,8 @@ async fn errors_travel_in_band_with_status_ok_on_the_wire() {
         let r = reply.r.unwrap();
         assert_eq!(r.code, ResultCode::ErrorApiServerTooOld as i32);
         assert_eq!(r.msg, "sample error");
-        let too_new: SampleResponse = raw_call(port, "/SampleService/method4", SampleRequest::default(), "3").await.expect("status OK");
+        let too_new: SampleResponse =
+            raw_call(port, "/SampleService/method4", SampleRequest::default(), "3").await.expect("status OK");
         assert_eq!(too_new.r.unwrap().code, ResultCode::ErrorApiServerTooOld as i32);
         assert_eq!(too_new.bar, "", "only `r` is set on an error reply");
         let info: MultiServiceInfo = raw_call(port, "/RpcServerService/info", Filter::default(), "1").await.unwrap();
@@ -223,7 +234,11 @@ async fn manager_error_becomes_typed_client_error() {
 async fn custom_codes_do_not_raise() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
-        let reply = sample_stub(&client_of(&server)).method4(SampleRequest { foo: "custom".into() }).await.unwrap().into_inner();
+        let reply = sample_stub(&client_of(&server))
+            .method4(SampleRequest { foo: "custom".into() })
+            .await
+            .unwrap()
+            .into_inner();
         let r = reply.r.unwrap();
         assert_eq!((r.code, r.msg.as_str(), reply.bar.as_str()), (101, "custom outcome", "custom"));
         server.shutdown().await;
@@ -263,7 +278,11 @@ async fn unimplemented_method_is_an_rpc_error() {
 async fn server_sees_caller_metadata() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
-        let reply = sample_stub(&client_of(&server)).method4(SampleRequest { foo: "caller".into() }).await.unwrap().into_inner();
+        let reply = sample_stub(&client_of(&server))
+            .method4(SampleRequest { foo: "caller".into() })
+            .await
+            .unwrap()
+            .into_inner();
         // `[client]user@host(ip) api:N`
         assert!(reply.bar.starts_with("[test-client]"), "{}", reply.bar);
         assert!(reply.bar.ends_with(" api:2"), "{}", reply.bar);
@@ -277,8 +296,11 @@ async fn server_sees_caller_metadata() {
 async fn per_call_deadline_is_an_rpc_error() {
     bounded(LIMIT, async {
         let log = EventLog::default();
-        let server =
-            server_builder().manager(grpc_helper_tests::Sample::new(&log, Duration::from_secs(10))).start().await.unwrap();
+        let server = server_builder()
+            .manager(grpc_helper_tests::Sample::new(&log, Duration::from_secs(10)))
+            .start()
+            .await
+            .unwrap();
         let mut request = tonic::Request::new(Empty {});
         request.set_timeout(Duration::from_millis(300));
         let started = Instant::now();
@@ -295,7 +317,11 @@ async fn per_call_deadline_is_an_rpc_error() {
 async fn pending_calls_list_the_call_in_flight() {
     bounded(LIMIT, async {
         let log = EventLog::default();
-        let server = server_builder().manager(grpc_helper_tests::Sample::new(&log, Duration::from_secs(1))).start().await.unwrap();
+        let server = server_builder()
+            .manager(grpc_helper_tests::Sample::new(&log, Duration::from_secs(1)))
+            .start()
+            .await
+            .unwrap();
         let mut stub = sample_stub(&client_of(&server));
         let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
         while !log.events().contains(&"long_method started".to_owned()) {
@@ -316,7 +342,7 @@ async fn pending_calls_list_the_call_in_flight() {
 async fn client_streaming_concatenates() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
-        let requests = tokio_stream::iter(["abc", "def", "ghi"].map(|foo| SampleRequest { foo: foo.into() }));
+        let requests = tokio_stream::iter(["abc", "def", "ghi"].map(|part| SampleRequest { foo: part.into() }));
         let reply = sample_stub(&client_of(&server)).s_method1(requests).await.unwrap().into_inner();
         assert_eq!(reply.r.unwrap().msg, "abcdefghi");
         server.shutdown().await;
@@ -339,7 +365,8 @@ async fn collect_stream(stream: &mut tonic::Streaming<ResultStatus>) -> (Vec<Str
 async fn server_streaming_delivers_every_item() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
-        let mut stream = sample_stub(&client_of(&server)).s_method2(SampleRequest::default()).await.unwrap().into_inner();
+        let mut stream =
+            sample_stub(&client_of(&server)).s_method2(SampleRequest::default()).await.unwrap().into_inner();
         let (items, error) = collect_stream(&mut stream).await;
         assert_eq!(items, ["abc", "def", "ghi"]);
         assert!(error.is_none());
@@ -352,8 +379,11 @@ async fn server_streaming_delivers_every_item() {
 async fn server_streaming_error_arrives_after_the_items() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
-        let mut stream =
-            sample_stub(&client_of(&server)).s_method2(SampleRequest { foo: "error".into() }).await.unwrap().into_inner();
+        let mut stream = sample_stub(&client_of(&server))
+            .s_method2(SampleRequest { foo: "error".into() })
+            .await
+            .unwrap()
+            .into_inner();
         let (items, error) = collect_stream(&mut stream).await;
         assert_eq!(items, ["abc", "def", "ghi"]);
         let error = error.expect("the in-band error ends the stream");
@@ -395,8 +425,11 @@ async fn bidi_stream_echoes_each_request_then_reports_errors_in_band() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut replies =
-            sample_stub(&client_of(&server)).s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut replies = sample_stub(&client_of(&server))
+            .s_method4(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         for word in ["one", "two"] {
             tx.send(SampleRequest { foo: word.into() }).await.unwrap();
             // Each reply arrives before the next request is sent: truly interleaved.

@@ -41,5 +41,7 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             const SUPPORTED: u32 = ::grpc_helper::__private::supported_version(Self::VALUES);
             const CURRENT: u32 = ::grpc_helper::__private::current_version(Self::VALUES);
         }
+        // Evaluated even if the constants are never used: an enum without a positive value fails here.
+        const _: u32 = <#ident as ::grpc_helper::ApiVersion>::SUPPORTED;
     })
 }

@@ -4,7 +4,6 @@ pub use crate::message::Codec;
 pub use crate::server::dispatch::{Hosted, MessageLimits, ServiceRoute, route, server_streaming, unary};
 pub use crate::version::{current_version, supported_version};
 pub use tonic;
-pub use tonic::async_trait;
 pub use tonic::codegen::BoxStream;
 
 /// A boxed `Send` future, as returned by the manager hooks.

@@ -9,11 +9,10 @@
 //!   disk, and their types resolve to [`grpc_helper::api`](crate::api);
 //! - the encoded descriptor set is written for server reflection.
 //!
+//! In `build.rs`, with `grpc-helper = { version = "0.1", features = ["build"] }` in
+//! `[build-dependencies]`:
 //! ```no_run
-//! // build.rs (with `grpc-helper = { version = "0.1", features = ["build"] }` in [build-dependencies])
-//! fn main() {
-//!     grpc_helper::build::compile(&["proto/my.proto"], &["proto"]).unwrap();
-//! }
+//! grpc_helper::build::compile(&["proto/my.proto"], &["proto"]).unwrap();
 //! ```
 //! Then, in the crate: `grpc_helper::include_protos!();`
 
@@ -109,16 +108,12 @@ impl Builder {
     ///
     /// # Errors
     /// See [`compile`].
-    pub fn compile(
-        &self,
-        protos: &[impl AsRef<Path>],
-        includes: &[impl AsRef<Path>],
-    ) -> Result<(), BuildError> {
+    pub fn compile(&self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), BuildError> {
         let out_dir = match &self.out_dir {
             Some(dir) => dir.clone(),
-            None => std::env::var_os("OUT_DIR")
-                .map(PathBuf::from)
-                .ok_or_else(|| BuildError("OUT_DIR is not set: call this from a build script, or set out_dir()".into()))?,
+            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
+                BuildError("OUT_DIR is not set: call this from a build script, or set out_dir()".into())
+            })?,
         };
         let fds = parse(protos, includes)?;
         std::fs::write(out_dir.join(DESCRIPTOR_SET_FILE), prost::Message::encode_to_vec(&fds))
@@ -138,9 +133,7 @@ impl Builder {
                 builder = builder.extern_path(proto, rust);
             }
         }
-        builder
-            .compile_fds(fds)
-            .map_err(|e| BuildError(format!("code generation failed: {e}")))?;
+        builder.compile_fds(fds).map_err(|e| BuildError(format!("code generation failed: {e}")))?;
         for include in includes {
             println!("cargo:rerun-if-changed={}", include.as_ref().display());
         }

@@ -130,11 +130,8 @@ impl From<Status> for RpcError {
     /// A status from a grpc-helper server carries its result code; any other status is a
     /// transport or protocol failure and becomes [`ResultCode::ErrorRpc`].
     fn from(status: Status) -> Self {
-        let code = status
-            .metadata()
-            .get(RESULT_CODE_KEY)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i32>().ok());
+        let code =
+            status.metadata().get(RESULT_CODE_KEY).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
         match code {
             Some(code) => Self::custom(code, status.message()),
             None => Self::rpc(format!("RPC error: {:?}: {}", status.code(), status.message())),

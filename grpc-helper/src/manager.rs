@@ -19,14 +19,14 @@ use crate::{ApiVersion, CallerMetadata, RpcClient, RpcError};
 /// ```
 /// use grpc_helper::{ApiVersion, CallContext, Manager, ManagerContext, RpcError, rpc_manager};
 /// use grpc_helper::api::{Filter, MultiServiceInfo};
-/// use grpc_helper::api::rpc_server_service_server::RpcServerService;
+/// use grpc_helper::api::rpc_server_service_server;
 ///
 /// #[derive(ApiVersion)]
 /// enum InfoApiVersion { V1 = 1, V2 = 2 }
 ///
 /// struct Info;
 ///
-/// #[rpc_manager(service = "info", version = InfoApiVersion, grpc = RpcServerService)]
+/// #[rpc_manager(service = "info", version = InfoApiVersion, grpc = rpc_server_service_server::RpcServerService)]
 /// impl Info {
 ///     async fn info(&self, _filter: Filter, cx: CallContext) -> Result<MultiServiceInfo, RpcError> {
 ///         tracing::info!("called by {}", cx.caller());

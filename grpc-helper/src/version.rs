@@ -38,7 +38,10 @@ pub const fn supported_version(values: &[i64]) -> u32 {
         }
         i += 1;
     }
-    assert!(best > 0 && best <= u32::MAX as i64, "an ApiVersion enum needs a variant with a positive value, e.g. `V1 = 1`");
+    assert!(
+        best > 0 && best <= u32::MAX as i64,
+        "an ApiVersion enum needs a variant with a positive value, e.g. `V1 = 1`"
+    );
     best as u32
 }
 
@@ -52,7 +55,10 @@ pub const fn current_version(values: &[i64]) -> u32 {
         }
         i += 1;
     }
-    assert!(best > 0 && best <= u32::MAX as i64, "an ApiVersion enum needs a variant with a positive value, e.g. `V1 = 1`");
+    assert!(
+        best > 0 && best <= u32::MAX as i64,
+        "an ApiVersion enum needs a variant with a positive value, e.g. `V1 = 1`"
+    );
     best as u32
 }
 

@@ -38,7 +38,10 @@ pub struct Hook {
 pub fn check(parsed: Parsed, errors: &mut Errors) -> Option<Model> {
     let Parsed { args, item, methods, attr_span } = parsed;
     let service = args.service.or_else(|| {
-        errors.push(syn::Error::new(attr_span, "missing `service = \"...\"`: the short service name shown by `info`, e.g. `service = \"my\"`"));
+        errors.push(syn::Error::new(
+            attr_span,
+            "missing `service = \"...\"`: the short service name shown by `info`, e.g. `service = \"my\"`",
+        ));
         None
     });
     if let Some(s) = &service {
@@ -48,13 +51,26 @@ pub fn check(parsed: Parsed, errors: &mut Errors) -> Option<Model> {
         }
     }
     let version = args.version.or_else(|| {
-        errors.push(syn::Error::new(attr_span, "missing `version = ...`: the enum deriving ApiVersion, e.g. `version = MyApiVersion`"));
+        errors.push(syn::Error::new(
+            attr_span,
+            "missing `version = ...`: the enum deriving ApiVersion, e.g. `version = MyApiVersion`",
+        ));
         None
     });
     let grpc = args.grpc.or_else(|| {
-        errors.push(syn::Error::new(attr_span, "missing `grpc = ...`: the generated tonic trait, e.g. `grpc = my_service_server::MyService`"));
+        errors.push(syn::Error::new(
+            attr_span,
+            "missing `grpc = ...`: the generated tonic trait, e.g. `grpc = my_service_server::MyService`",
+        ));
         None
     });
+    if let Some(path) = grpc.as_ref().filter(|p| p.segments.len() < 2) {
+        errors.spanned(
+            path,
+            "write the generated trait with its module, e.g. `grpc = my_service_server::MyService`: \
+             the server type `MyServiceServer` is taken from the same module",
+        );
+    }
     let krate = args.krate.unwrap_or_else(|| syn::parse_quote!(::grpc_helper));
 
     let self_ident = manager_ident(&item, errors);
@@ -154,7 +170,10 @@ fn check_rpc(method: &ImplItemFn, errors: &mut Errors) -> Option<Rpc> {
     let args = typed_args(method, "an RPC method", errors);
     let reply = match &sig.output {
         ReturnType::Default => {
-            errors.spanned(&sig.ident, "an RPC method returns `Result<Reply, RpcError>` (or `Result<ReplyStream<Item>, RpcError>`)");
+            errors.spanned(
+                &sig.ident,
+                "an RPC method returns `Result<Reply, RpcError>` (or `Result<ReplyStream<Item>, RpcError>`)",
+            );
             None
         }
         ReturnType::Type(_, ty) => match first_type_arg(ty) {
@@ -163,7 +182,10 @@ fn check_rpc(method: &ImplItemFn, errors: &mut Errors) -> Option<Rpc> {
                 None => Reply::Unary(reply.clone()),
             }),
             None => {
-                errors.spanned(ty, "an RPC method returns `Result<Reply, RpcError>` (or `Result<ReplyStream<Item>, RpcError>`)");
+                errors.spanned(
+                    ty,
+                    "an RPC method returns `Result<Reply, RpcError>` (or `Result<ReplyStream<Item>, RpcError>`)",
+                );
                 None
             }
         },

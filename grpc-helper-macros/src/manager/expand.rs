@@ -2,7 +2,8 @@
 //! Each generated body is one call into `grpc_helper::__private`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use super::check::{Hook, Model, Reply, Rpc};
 
@@ -14,7 +15,9 @@ pub fn expand(model: &Model) -> TokenStream {
         last.ident = format_ident!("{}Server", last.ident);
     }
     let methods = rpcs.iter().map(|rpc| rpc_method(rpc, krate));
-    let load = load.as_ref().map(|hook| hook_method(hook, krate, quote!(on_load), quote!(::core::result::Result<(), #krate::RpcError>)));
+    let load = load
+        .as_ref()
+        .map(|hook| hook_method(hook, krate, quote!(on_load), quote!(::core::result::Result<(), #krate::RpcError>)));
     let shutdown = shutdown.as_ref().map(|hook| hook_method(hook, krate, quote!(on_shutdown), quote!(())));
 
     quote! {
@@ -23,7 +26,6 @@ pub fn expand(model: &Model) -> TokenStream {
         #[doc(hidden)]
         pub struct #wrapper(::std::sync::Arc<#krate::__private::Hosted<#self_ident>>);
 
-        #[#krate::__private::async_trait]
         impl #grpc for #wrapper {
             #(#methods)*
         }
@@ -52,28 +54,40 @@ pub fn expand(model: &Model) -> TokenStream {
 
 fn rpc_method(rpc: &Rpc, krate: &syn::Path) -> TokenStream {
     let Rpc { name, request, reply, takes_context } = rpc;
-    let call = if *takes_context { quote!(manager.#name(request, cx)) } else { quote!(manager.#name(request)) };
+    let call = if *takes_context {
+        quote!(|manager, request, cx| manager.#name(request, cx))
+    } else {
+        quote!(|manager, request, _| manager.#name(request))
+    };
     let method = name.to_string();
-    match reply {
-        Reply::Unary(reply) => quote! {
-            async fn #name(
-                &self,
-                request: #krate::__private::tonic::Request<#request>,
-            ) -> ::core::result::Result<#krate::__private::tonic::Response<#reply>, #krate::__private::tonic::Status> {
-                #krate::__private::unary(&self.0, request, #method, |manager, request, cx| #call).await
-            }
-        },
-        Reply::Stream(item) => quote! {
-            async fn #name(
-                &self,
-                request: #krate::__private::tonic::Request<#request>,
-            ) -> ::core::result::Result<
-                #krate::__private::tonic::Response<#krate::__private::BoxStream<#item>>,
-                #krate::__private::tonic::Status,
-            > {
-                #krate::__private::server_streaming(&self.0, request, #method, |manager, request, cx| #call).await
-            }
-        },
+    // The signature async_trait gives the tonic trait, written out so that every type carries
+    // the user's span: a request or reply that does not fit is reported at the user's method.
+    let tonic = quote!(#krate::__private::tonic);
+    let request_type = respan(quote!(#tonic::Request<#request>), request.span());
+    let (reply_type, dispatch) = match reply {
+        Reply::Unary(reply) => {
+            (respan(quote!(#tonic::Response<#reply>), reply.span()), quote!(#krate::__private::unary))
+        }
+        Reply::Stream(item) => (
+            respan(quote!(#tonic::Response<#krate::__private::BoxStream<#item>>), item.span()),
+            quote!(#krate::__private::server_streaming),
+        ),
+    };
+    quote_spanned! {name.span()=>
+        fn #name<'life0, 'async_trait>(
+            &'life0 self,
+            request: #request_type,
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<Output = ::core::result::Result<#reply_type, #tonic::Status>>
+                + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            ::std::boxed::Box::pin(#dispatch(&self.0, request, #method, #call))
+        }
     }
 }
 
@@ -89,4 +103,21 @@ fn hook_method(hook: &Hook, krate: &syn::Path, trait_fn: TokenStream, output: To
             ::std::boxed::Box::pin(async move { #krate::__private::hook_output::<#output, _>(#call.await) })
         }
     }
+}
+
+/// The same tokens, all pointing at `span` (so that rustc reports errors there).
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut inner = proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = proc_macro2::TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }

@@ -10,8 +10,7 @@ use proc_macro2::TokenStream;
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let item_tokens = item.clone();
-    let model = parse::parse(args, item, &mut errors)
-        .and_then(|parsed| check::check(parsed, &mut errors));
+    let model = parse::parse(args, item, &mut errors).and_then(|parsed| check::check(parsed, &mut errors));
     match (model, errors.take()) {
         (Some(model), None) => expand::expand(&model),
         // Keep the user's impl so one mistake does not cascade into "method not found" errors.

@@ -31,7 +31,11 @@ pub struct Parsed {
 }
 
 pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Option<Parsed> {
-    let attr_span = if args.is_empty() { Span::call_site() } else { args.clone().into_iter().next().map_or(Span::call_site(), |t| t.span()) };
+    let attr_span = if args.is_empty() {
+        Span::call_site()
+    } else {
+        args.clone().into_iter().next().map_or(Span::call_site(), |t| t.span())
+    };
     let args = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(list) => parse_args(list, errors),
         Err(e) => {
@@ -78,26 +82,36 @@ fn parse_args(list: Punctuated<Meta, Token![,]>, errors: &mut Errors) -> Args {
             "version" => match path_value(&nv.value) {
                 Some(p) => args.version.replace(p).is_some(),
                 None => {
-                    errors.spanned(&nv.value, "`version` takes the API version enum type, e.g. `version = MyApiVersion`");
+                    errors
+                        .spanned(&nv.value, "`version` takes the API version enum type, e.g. `version = MyApiVersion`");
                     false
                 }
             },
             "grpc" => match path_value(&nv.value) {
                 Some(p) => args.grpc.replace(p).is_some(),
                 None => {
-                    errors.spanned(&nv.value, "`grpc` takes the generated tonic trait, e.g. `grpc = my_service_server::MyService`");
+                    errors.spanned(
+                        &nv.value,
+                        "`grpc` takes the generated tonic trait, e.g. `grpc = my_service_server::MyService`",
+                    );
                     false
                 }
             },
             "crate" => match path_value(&nv.value) {
                 Some(p) => args.krate.replace(p).is_some(),
                 None => {
-                    errors.spanned(&nv.value, "`crate` takes a path to the grpc_helper crate, e.g. `crate = ::my_reexport::grpc_helper`");
+                    errors.spanned(
+                        &nv.value,
+                        "`crate` takes a path to the grpc_helper crate, e.g. `crate = ::my_reexport::grpc_helper`",
+                    );
                     false
                 }
             },
             _ => {
-                errors.spanned(&nv.path, format!("unknown argument `{key}`: expected `service`, `version`, `grpc` or `crate`"));
+                errors.spanned(
+                    &nv.path,
+                    format!("unknown argument `{key}`: expected `service`, `version`, `grpc` or `crate`"),
+                );
                 false
             }
         };

@@ -29,12 +29,14 @@ use crate::{ApiVersion, RpcError};
 /// use std::time::Duration;
 /// use grpc_helper::RpcClient;
 ///
+/// # #[tokio::main] async fn main() {
 /// let client = RpcClient::builder("127.0.0.1", 54321)
 ///     .name("my-tool")
 ///     .timeout(Duration::from_secs(10))
 ///     .connect_lazy()
 ///     .unwrap();
 /// assert_eq!(client.target(), "127.0.0.1:54321");
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until connect_lazy() is called"]
@@ -71,7 +73,8 @@ impl RpcClientBuilder {
         self
     }
 
-    /// Builds the client. No connection is made until the first call.
+    /// Builds the client. No connection is made until the first call. Call it inside a Tokio
+    /// runtime (the channel spawns its connection task there).
     ///
     /// # Errors
     /// [`ResultCode::ErrorParamInvalid`] when host and port do not form a valid address.

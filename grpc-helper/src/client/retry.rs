@@ -50,7 +50,12 @@ impl RetryPolicy {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type CallResult = Result<http::Response<Body>, BoxError>;
 
-pub(super) async fn call(mut channel: Channel, request: http::Request<Body>, policy: RetryPolicy, shared: Arc<Shared>) -> CallResult {
+pub(super) async fn call(
+    mut channel: Channel,
+    request: http::Request<Body>,
+    policy: RetryPolicy,
+    shared: Arc<Shared>,
+) -> CallResult {
     let Some(window) = policy.window else {
         let result = match channel.ready().await {
             Ok(ready) => ready.call(request).await,
@@ -182,7 +187,14 @@ struct Replay {
 
 impl Replay {
     fn new(source: Body) -> Self {
-        Self { source: Some(source), recorded: Vec::new(), recorded_len: 0, trailers: None, recording: true, replayable: true }
+        Self {
+            source: Some(source),
+            recorded: Vec::new(),
+            recorded_len: 0,
+            trailers: None,
+            recording: true,
+            replayable: true,
+        }
     }
 
     fn stop_recording(&mut self) {
@@ -228,10 +240,8 @@ impl HttpBody for ReplayBody {
                     } else {
                         replay.replayable = false;
                     }
-                } else if let Some(trailers) = frame.trailers_ref() {
-                    if replay.recording {
-                        replay.trailers = Some(trailers.clone());
-                    }
+                } else if let Some(trailers) = frame.trailers_ref().filter(|_| replay.recording) {
+                    replay.trailers = Some(trailers.clone());
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

@@ -174,8 +174,11 @@ pub struct ServiceRoute {
 /// Wraps a generated tonic server (`XxxServiceServer<...>`) for the router.
 pub fn route<S>(service: S) -> ServiceRoute
 where
-    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = Infallible>
-        + NamedService
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + NamedService
         + Clone
         + Send
         + Sync

@@ -15,15 +15,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use stop_signal::CancelSignal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use stop_signal::CancelSignal;
 use tracing::Instrument;
 
 use self::dispatch::{Hosted, MessageLimits, ServiceRoute};
 use self::incoming::{Connections, Incoming};
-use self::pending::PendingCalls;
 pub use self::pending::PendingCall;
+use self::pending::PendingCalls;
 use crate::__private::BoxFuture;
 use crate::api::{ResultCode, ServiceInfo};
 use crate::services::ServerManager;
@@ -368,17 +368,17 @@ impl ServerCore {
             service.shutdown().await;
         }
         let task = self.serve_task.lock().take();
-        if let Some(mut task) = task {
-            if tokio::time::timeout(self.shutdown_grace, &mut task).await.is_err() {
-                let cut = self.connections.cut_all();
-                tracing::warn!(
-                    "{} call(s) still running after the {:?} grace period: closing {cut} connection(s)",
-                    self.pending.snapshot().len(),
-                    self.shutdown_grace
-                );
-                if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
-                    task.abort();
-                }
+        if let Some(mut task) = task
+            && tokio::time::timeout(self.shutdown_grace, &mut task).await.is_err()
+        {
+            let cut = self.connections.cut_all();
+            tracing::warn!(
+                "{} call(s) still running after the {:?} grace period: closing {cut} connection(s)",
+                self.pending.snapshot().len(),
+                self.shutdown_grace
+            );
+            if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
+                task.abort();
             }
         }
         if let Some(timeout) = remote_timeout.filter(|t| *t >= 0) {

@@ -38,7 +38,12 @@ pub(crate) struct PendingCalls {
 }
 
 impl PendingCalls {
-    pub(crate) fn enter(self: &Arc<Self>, service: &'static str, method: &'static str, caller: &CallerMetadata) -> PendingGuard {
+    pub(crate) fn enter(
+        self: &Arc<Self>,
+        service: &'static str,
+        method: &'static str,
+        caller: &CallerMetadata,
+    ) -> PendingGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let entry = Entry { service, method, caller: caller.clone(), started: Instant::now() };
         self.calls.lock().insert(id, entry);

@@ -1,0 +1,8 @@
+#![allow(unused)]
+
+use grpc_helper::ApiVersion;
+
+#[derive(ApiVersion)]
+enum NoVersions {}
+
+fn main() {}

@@ -1,0 +1,23 @@
+#![allow(unused)]
+
+use grpc_helper::api::rpc_server_service_server;
+use grpc_helper::api::{Filter, MultiServiceInfo};
+use grpc_helper::{ApiVersion, RpcError, rpc_manager};
+
+#[derive(ApiVersion)]
+enum V {
+    V1 = 1,
+}
+
+struct M;
+
+#[rpc_manager(service = "m", version = V, grpc = rpc_server_service_server::RpcServerService)]
+impl M {
+    #[on_load]
+    async fn first(&self) {}
+
+    #[on_load]
+    async fn second(&self) {}
+}
+
+fn main() {}
