@@ -1,1 +1,189 @@
-//! placeholder
+//! Interop with the Python original (grpc-helper 2.3.1 from PyPI), both ways, across processes:
+//! a Python client calls the Rust example server, the Rust example client reads a Python server.
+//!
+//! The Python virtualenv is created on first use by `tests/python/setup-venv.sh` (in
+//! `$GRPC_HELPER_VENV`, default `target/py-venv`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use grpc_helper::api::{Filter, ResultCode, ShutdownRequest};
+use grpc_helper::{RpcClient, RpcError};
+use grpc_helper_tests::free_port;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The virtualenv's python, created once per test run.
+fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let venv = std::env::var_os("GRPC_HELPER_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target").join("py-venv"));
+        let status = Command::new("bash")
+            .arg(repo_root().join("tests/python/setup-venv.sh"))
+            .arg(&venv)
+            .stdin(Stdio::null())
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "creating the Python virtualenv in {} failed", venv.display());
+        venv.join("bin").join("python")
+    })
+}
+
+/// A binary of the `grpc-helper-examples` package, built if this test run did not build it.
+fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(name);
+    if !path.exists() {
+        BUILT.get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-q", "-p", "grpc-helper-examples", "--examples"])
+                .current_dir(repo_root())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the examples failed");
+        });
+    }
+    path
+}
+
+/// A child process killed when the test ends, whatever happens.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    /// Waits for the process to exit by itself.
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "process did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Starts a process and waits (bounded) for a stdout line starting with `ready`.
+fn spawn_until(mut command: Command, ready: &str, limit: Duration) -> Process {
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let process = Process(child);
+    let (tx, rx) = mpsc::channel();
+    let marker = ready.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with(&marker) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("no '{ready}' line within {limit:?}"));
+    process
+}
+
+/// Runs a command to completion, bounded in time.
+fn run(mut command: Command, limit: Duration) -> Output {
+    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(limit).expect("command finished in time").unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+fn client(port: u16) -> RpcClient {
+    RpcClient::builder("127.0.0.1", port).name("interop").timeout(Duration::from_secs(10)).connect_lazy().unwrap()
+}
+
+#[test]
+fn python_client_calls_the_rust_example_server() {
+    let python = python();
+    let port = free_port();
+    let mut server_cmd = Command::new(example("server"));
+    server_cmd.args(["--port", &port.to_string()]).env("RUST_LOG", "warn");
+    let mut server = spawn_until(server_cmd, "serving on port", Duration::from_secs(60));
+
+    let mut py = Command::new(python);
+    py.arg(repo_root().join("tests/python/py_client.py")).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let out = run(py, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("SERVICE name=srv version=grpc-helper:0.1.0 current=1 supported=1"), "{stdout}");
+    assert!(
+        stdout.contains("SERVICE name=sample version=grpc-helper-examples:0.1.0 current=2 supported=1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("METHOD4 bar=Hello, interop!"), "{stdout}");
+    assert!(stdout.contains("TOO_NEW rc=12"), "{stdout}");
+    assert!(stdout.contains("TOO_OLD rc=11"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
+
+    // The Rust client stops the Rust server remotely; the process ends by itself.
+    runtime().block_on(async {
+        client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn rust_example_client_reads_a_python_server() {
+    let python = python();
+    let port = free_port();
+    let workspace = std::env::temp_dir().join(format!("grpc-helper-interop-{port}"));
+    let mut py = Command::new(python);
+    py.arg(repo_root().join("tests/python/py_server.py"))
+        .args(["--port", &port.to_string(), "--workspace"])
+        .arg(&workspace);
+    let mut server = spawn_until(py, "READY", Duration::from_secs(60));
+
+    // The example binary, as a user would run it.
+    let mut client_cmd = Command::new(example("client"));
+    client_cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let out = run(client_cmd, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "example client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let services: Vec<&str> =
+        stdout.lines().skip(1).filter_map(|l| l.split_whitespace().next()).filter(|w| !w.starts_with('(')).collect();
+    assert_eq!(services, ["srv", "config", "log"], "{stdout}");
+    assert!(stdout.contains("grpc-helper:"), "{stdout}");
+    assert!(stdout.contains("(no sample service here)"), "{stdout}");
+
+    runtime().block_on(async {
+        let client = client(port);
+        // The Python server checks our api_version and answers in band; our client raises it.
+        let mut too_new = grpc_helper::api::rpc_server_service_client::RpcServerServiceClient::new(
+            client.channel_with_version(Some(2)),
+        );
+        let error = RpcError::from(too_new.info(Filter::default()).await.unwrap_err());
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorApiServerTooOld), "{error}");
+        // Filtered info: unknown names are ERROR_ITEM_UNKNOWN there too.
+        let unknown = Filter { names: vec!["nope".into()], ignore_unknown: false };
+        let error = RpcError::from(client.server_service().info(unknown).await.unwrap_err());
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorItemUnknown), "{error}");
+        // Remote shutdown of the Python server from Rust.
+        client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+    assert!(server.wait_exit(Duration::from_secs(60)).success());
+    let _ = std::fs::remove_dir_all(workspace);
+}
