@@ -3,24 +3,35 @@
 //!
 //! `cargo run --example demo`
 
-use grpc_helper::RpcServer;
 use grpc_helper::api::ShutdownRequest;
-use grpc_helper_examples::SampleManager;
+use grpc_helper::{Folders, RpcServer};
+use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
-    let server = RpcServer::builder().port(0).manager(SampleManager).start().await?;
+    // A throw-away workspace: config changes are persisted there.
+    let workspace = std::env::temp_dir().join(format!("grpc-helper-demo-{}", std::process::id()));
+    let server = RpcServer::builder()
+        .port(0)
+        .folders(Folders::default().workspace(&workspace))
+        .user_items(SAMPLE_ITEMS)
+        .manager(SampleManager)
+        .start()
+        .await?;
     let port = server.local_addr().port();
     println!("example server listening on 127.0.0.1:{port}\n");
 
     let client = grpc_helper::RpcClient::builder("127.0.0.1", port).name("demo-client").connect_lazy()?;
     print!("{}", grpc_helper_examples::describe(&client).await?);
+    println!();
+    print!("{}", grpc_helper_examples::tour_config(&client).await?);
 
     client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await?;
     server.wait_shutdown().await;
     println!("\nserver shut down remotely: running = {}", server.is_running());
+    let _ = std::fs::remove_dir_all(workspace);
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use grpc_helper::api::{Empty, Filter, ResultStatus};
+use grpc_helper::config::{ConfigItem, Validator};
 use grpc_helper::{CallContext, ManagerContext, ReplyStream, RpcClient, RpcError, Streaming, rpc_manager};
 use tokio_stream::StreamExt;
 
@@ -17,6 +18,14 @@ pub mod api {
 
 use api::sample_service_client::SampleServiceClient;
 use api::{SampleApiVersion, SampleRequest, SampleResponse};
+
+/// The greeting of `method4`: a user item, changeable at run time through the `config` service.
+pub const GREETING: ConfigItem = ConfigItem::new("sample-greeting", "Greeting used by method4", "Hello");
+/// How many parts `s_method2` streams.
+pub const PARTS: ConfigItem =
+    ConfigItem::new("sample-parts", "Number of parts streamed by s_method2", "3").validator(Validator::PosInt);
+/// The sample manager's configuration items (register with `RpcServerBuilder::user_items`).
+pub const SAMPLE_ITEMS: &[ConfigItem] = &[GREETING, PARTS];
 
 /// A small versioned service: greetings, an in-band error, and every streaming shape.
 #[derive(Default)]
@@ -35,10 +44,11 @@ impl SampleManager {
         Err(RpcError::new(grpc_helper::ResultCode::ErrorParamInvalid, "sample error"))
     }
 
-    /// Greets the caller by name.
+    /// Greets the caller by name, with the configured greeting.
     async fn method4(&self, request: SampleRequest, cx: CallContext) -> Result<SampleResponse, RpcError> {
         tracing::info!("method4 called by {}", cx.caller());
-        Ok(SampleResponse { r: None, bar: format!("Hello, {}!", request.foo) })
+        let greeting = cx.config().get(&GREETING);
+        Ok(SampleResponse { r: None, bar: format!("{}, {}!", greeting.as_str(), request.foo) })
     }
 
     /// Takes a second, so a client can watch it being served.
@@ -56,9 +66,10 @@ impl SampleManager {
         Ok(status(all))
     }
 
-    /// Server streaming: three parts.
-    async fn s_method2(&self, _request: SampleRequest) -> Result<ReplyStream<ResultStatus>, RpcError> {
-        Ok(ReplyStream::from_iter(["abc", "def", "ghi"].map(|part| status(part.to_owned()))))
+    /// Server streaming: `sample-parts` parts.
+    async fn s_method2(&self, _request: SampleRequest, cx: CallContext) -> Result<ReplyStream<ResultStatus>, RpcError> {
+        let parts = cx.config().get(&PARTS).as_int()?;
+        Ok(ReplyStream::from_iter((1..=parts).map(|n| status(format!("part{n}")))))
     }
 
     /// Bidirectional: echoes each request as it arrives.
@@ -125,5 +136,38 @@ pub async fn describe(client: &RpcClient) -> Result<String, RpcError> {
     let uploads = tokio_stream::iter(["a", "b", "c"].map(|part| SampleRequest { foo: part.into() }));
     let joined = sample.s_method1(uploads).await?.into_inner();
     let _ = writeln!(out, "s_method1: {}", joined.r.map(|r| r.msg).unwrap_or_default());
+    Ok(out)
+}
+
+/// Shows the `config` service: lists the user items, changes the greeting, greets again, and
+/// puts the default back.
+///
+/// # Errors
+/// The first failed call.
+pub async fn tour_config(client: &RpcClient) -> Result<String, RpcError> {
+    use grpc_helper::api::config_service_client::ConfigServiceClient;
+    use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigUpdate};
+
+    let mut out = String::new();
+    let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+    for item in config.get(Filter::default()).await?.into_inner().items {
+        let _ = writeln!(
+            out,
+            "config {} = {:?} (default {:?}): {}",
+            item.name, item.value, item.default_value, item.description
+        );
+    }
+    let update = ConfigItemUpdate { name: GREETING.name().into(), value: "Good morning".into() };
+    config.set(ConfigUpdate { items: vec![update], ignore_unknown: false }).await?;
+    let mut sample = SampleServiceClient::new(client.channel::<SampleApiVersion>());
+    let reply = sample.method4(SampleRequest { foo: "config".into() }).await?.into_inner();
+    let _ = writeln!(out, "after config set: method4 says {:?}", reply.bar);
+    let bad = ConfigItemUpdate { name: PARTS.name().into(), value: "zero".into() };
+    if let Err(status) = config.set(ConfigUpdate { items: vec![bad], ignore_unknown: false }).await {
+        let _ = writeln!(out, "refused: {}", RpcError::from(status));
+    }
+    config.reset(Filter { names: vec![GREETING.name().into()], ignore_unknown: false }).await?;
+    let reply = sample.method4(SampleRequest { foo: "config".into() }).await?.into_inner();
+    let _ = writeln!(out, "after config reset: method4 says {:?}", reply.bar);
     Ok(out)
 }

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use crate::__private::{BoxFuture, Hosted, MessageLimits, ServiceRoute};
-use crate::{ApiVersion, CallerMetadata, RpcClient, RpcError};
+use crate::config::Config;
+use crate::{ApiVersion, CallerMetadata, Folders, RpcClient, RpcError};
 
 /// A service implementation hosted by an [`RpcServer`](crate::RpcServer).
 ///
@@ -80,18 +81,32 @@ struct ContextInner {
     span: tracing::Span,
     lock: tokio::sync::Mutex<()>,
     client: RpcClient,
+    config: Config,
+    folders: Folders,
     shutting_down: AtomicBool,
 }
 
 impl ManagerContext {
-    pub(crate) fn new(service: &'static str, client: RpcClient) -> Self {
+    pub(crate) fn new(service: &'static str, client: RpcClient, config: Config, folders: Folders) -> Self {
         Self(Arc::new(ContextInner {
             service,
             span: tracing::info_span!("rpc", service),
             lock: tokio::sync::Mutex::new(()),
             client,
+            config,
+            folders,
             shutting_down: AtomicBool::new(false),
         }))
+    }
+
+    /// The server's configuration: `cx.config().get(&MY_ITEM).as_int()?`.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The server's system, user and workspace folders.
+    pub fn folders(&self) -> &Folders {
+        &self.0.folders
     }
 
     /// The short service name.

@@ -26,8 +26,9 @@ pub use self::pending::PendingCall;
 use self::pending::PendingCalls;
 use crate::__private::BoxFuture;
 use crate::api::{ResultCode, ServiceInfo};
-use crate::services::ServerManager;
-use crate::{ApiVersion, Manager, ManagerContext, RpcClient, RpcError};
+use crate::config::{Config, ConfigItem, RpcConfig, Sources};
+use crate::services::{ConfigManager, ServerManager};
+use crate::{ApiVersion, Folders, Manager, ManagerContext, RpcClient, RpcError};
 
 /// Builds and starts an [`RpcServer`].
 ///
@@ -50,9 +51,9 @@ pub struct RpcServerBuilder {
     ip: Option<IpAddr>,
     managers: Vec<HostFn>,
     limits: MessageLimits,
-    shutdown_grace: Duration,
-    shutdown_timeout: Duration,
-    client_timeout: Duration,
+    sources: Sources,
+    static_items: Vec<ConfigItem>,
+    user_items: Vec<ConfigItem>,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
@@ -64,6 +65,8 @@ struct HostEnv {
     loopback: String,
     port: u16,
     client_timeout: Duration,
+    config: Config,
+    folders: Folders,
 }
 
 impl HostEnv {
@@ -73,7 +76,7 @@ impl HostEnv {
             .timeout(self.client_timeout)
             .connect_lazy()
             .expect("the loopback address of a bound server is a valid endpoint");
-        let context = ManagerContext::new(M::SERVICE, client);
+        let context = ManagerContext::new(M::SERVICE, client, self.config.clone(), self.folders.clone());
         let hosted = Arc::new(Hosted::new(manager, context, Arc::clone(&self.pending)));
         let route = M::route(Arc::clone(&hosted), &self.limits);
         let _ = hosted.grpc_name.set(route.name);
@@ -125,9 +128,9 @@ impl Default for RpcServerBuilder {
             ip: None,
             managers: Vec::new(),
             limits: MessageLimits::default(),
-            shutdown_grace: Duration::from_secs(30),
-            shutdown_timeout: Duration::from_secs(60),
-            client_timeout: Duration::from_secs(60),
+            sources: Sources::default(),
+            static_items: Vec::new(),
+            user_items: Vec::new(),
         }
     }
 }
@@ -151,22 +154,53 @@ impl RpcServerBuilder {
         self
     }
 
-    /// How long in-flight calls may run once shutdown started (default 30 s); then their
-    /// connections are cut.
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
+    /// Default of `rpc-shutdown-grace`: how long in-flight calls may run once shutdown
+    /// started (30 s unless configured); then their connections are cut.
+    pub fn shutdown_grace(self, grace: Duration) -> Self {
+        self.code_default(&RpcConfig::SHUTDOWN_GRACE, grace)
+    }
+
+    /// Default of `rpc-shutdown-timeout`: delay of a remote `shutdown(timeout=0)` (60 s).
+    pub fn shutdown_timeout(self, timeout: Duration) -> Self {
+        self.code_default(&RpcConfig::SHUTDOWN_TIMEOUT, timeout)
+    }
+
+    /// Default of `rpc-client-timeout`: retry window of the managers' auto-clients (60 s).
+    pub fn client_timeout(self, timeout: Duration) -> Self {
+        self.code_default(&RpcConfig::CLIENT_TIMEOUT, timeout)
+    }
+
+    fn code_default(mut self, item: &ConfigItem, value: Duration) -> Self {
+        self.sources.code.insert(item.name(), value.as_secs_f64().to_string());
         self
     }
 
-    /// Delay of a remote `shutdown(timeout=0)` before the server reports stopped (default 60 s).
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+    /// The system, user and workspace folders (config files, persisted state).
+    pub fn folders(mut self, folders: Folders) -> Self {
+        self.sources.folders = folders;
         self
     }
 
-    /// Retry window of the managers' auto-clients (default 60 s).
-    pub fn client_timeout(mut self, timeout: Duration) -> Self {
-        self.client_timeout = timeout;
+    /// Defaults given on the command line (`-c name=value`), over every other source.
+    pub fn cli_config(mut self, values: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.sources.cli = values.into_iter().collect();
+        self
+    }
+
+    /// Port, folders and `-c` values from the shared command-line options.
+    pub fn args(self, args: &crate::cli::ServerArgs) -> Self {
+        self.port(args.port).folders(args.folders()).cli_config(args.cli_config())
+    }
+
+    /// Items fixed at start (readable by managers, not changeable remotely).
+    pub fn static_items(mut self, items: &[ConfigItem]) -> Self {
+        self.static_items.extend_from_slice(items);
+        self
+    }
+
+    /// Items that clients can read and change through the `config` service.
+    pub fn user_items(mut self, items: &[ConfigItem]) -> Self {
+        self.user_items.extend_from_slice(items);
         self
     }
 
@@ -183,6 +217,12 @@ impl RpcServerBuilder {
     /// [`ResultCode::ErrorModelInvalid`] when two services share a name;
     /// the error of the first load hook that fails (the server is shut down first).
     pub async fn start(self) -> Result<RpcServer, RpcError> {
+        let statics: Vec<ConfigItem> = RpcConfig::ALL.iter().chain(&self.static_items).copied().collect();
+        let config = Config::load(&statics, &self.user_items, &self.sources)?;
+        let seconds = |item: &ConfigItem| config.get(item).as_duration();
+        let (shutdown_grace, shutdown_timeout) =
+            (seconds(&RpcConfig::SHUTDOWN_GRACE)?, seconds(&RpcConfig::SHUTDOWN_TIMEOUT)?);
+        let client_timeout = seconds(&RpcConfig::CLIENT_TIMEOUT)?;
         let listener = bind(self.ip, self.port).await?;
         let local_addr = listener.local_addr().map_err(|e| port_busy(self.port, &e))?;
         let loopback = match local_addr.ip() {
@@ -194,7 +234,9 @@ impl RpcServerBuilder {
             limits: self.limits,
             loopback,
             port: local_addr.port(),
-            client_timeout: self.client_timeout,
+            client_timeout,
+            config,
+            folders: self.sources.folders.clone(),
         };
         let (done, _) = watch::channel(false);
         let core = Arc::new(ServerCore {
@@ -206,11 +248,12 @@ impl RpcServerBuilder {
             stop_accepting: CancelSignal::default(),
             serve_task: Mutex::new(None),
             done,
-            shutdown_grace: self.shutdown_grace,
-            shutdown_timeout: self.shutdown_timeout,
+            shutdown_grace,
+            shutdown_timeout,
         });
 
-        let mut entries = vec![env.host(ServerManager::new(Arc::downgrade(&core)))];
+        let mut entries =
+            vec![env.host(ServerManager::new(Arc::downgrade(&core))), env.host(ConfigManager::new(env.config.clone()))];
         entries.extend(self.managers.into_iter().map(|host| host(&env)));
         check_unique_names(&entries)?;
 
@@ -304,6 +347,11 @@ impl RpcServer {
     /// `info` of every hosted service, in registration order.
     pub fn services(&self) -> Vec<ServiceInfo> {
         self.core.infos()
+    }
+
+    /// The server's configuration (static and user items).
+    pub fn config(&self) -> &Config {
+        self.core.services()[0].context().config()
     }
 
     /// Calls being served right now, oldest first.

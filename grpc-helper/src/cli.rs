@@ -1,0 +1,72 @@
+//! Command-line options every grpc-helper server shares, as a clap `Args` struct to flatten
+//! into a program's own parser.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::Folders;
+use crate::config::valid_name;
+
+/// `--system`, `--user`, `-w/--workspace`, `-p/--port` and repeatable `-c/--config NAME=VALUE`.
+///
+/// ```
+/// use clap::Parser;
+/// use grpc_helper::cli::ServerArgs;
+///
+/// #[derive(Parser)]
+/// #[command(version)] // -V/--version
+/// struct Cli {
+///     #[command(flatten)]
+///     server: ServerArgs,
+/// }
+///
+/// let cli = Cli::try_parse_from(["my-server", "-p", "1234", "-w", "/tmp/ws", "-c", "my-item=5"]).unwrap();
+/// assert_eq!(cli.server.port, 1234);
+/// assert_eq!(cli.server.cli_config()["my-item"], "5");
+/// assert!(Cli::try_parse_from(["my-server", "-c", "Bad_Name=1"]).is_err());
+/// ```
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// System configuration folder (read only).
+    #[arg(long, value_name = "PATH", default_value = "/etc/grpc_helper")]
+    pub system: PathBuf,
+    /// User configuration folder.
+    #[arg(long, value_name = "PATH", default_value = "~/.config/grpc_helper")]
+    pub user: PathBuf,
+    /// Workspace folder (state and logs).
+    #[arg(short, long, value_name = "PATH", default_value = "./grpc_helper")]
+    pub workspace: PathBuf,
+    /// TCP port to listen on.
+    #[arg(short, long, default_value_t = 54321)]
+    pub port: u16,
+    /// Overrides the default of a configuration item (repeatable).
+    #[arg(short = 'c', long = "config", value_name = "NAME=VALUE", value_parser = parse_config_pair)]
+    pub config: Vec<(String, String)>,
+}
+
+impl ServerArgs {
+    /// The folders, with `~` expanded to `$HOME`.
+    pub fn folders(&self) -> Folders {
+        Folders::default().system(expand_home(&self.system)).user(expand_home(&self.user)).workspace(&self.workspace)
+    }
+
+    /// The `-c` values (the last one wins for a repeated name).
+    pub fn cli_config(&self) -> BTreeMap<String, String> {
+        self.config.iter().cloned().collect()
+    }
+}
+
+fn expand_home(path: &std::path::Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn parse_config_pair(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))?;
+    if !valid_name(name) {
+        return Err(format!("invalid config item name {name:?}: expected lowercase letters, digits and dashes"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}

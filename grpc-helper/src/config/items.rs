@@ -1,0 +1,104 @@
+//! The server's own static items (`rpc-*`), with the names, defaults and rules of the original.
+
+use super::{ConfigItem, Validator};
+use crate::RpcError;
+use crate::api::ResultCode;
+
+/// The built-in static items of every server.
+///
+/// ```
+/// use grpc_helper::config::RpcConfig;
+///
+/// assert_eq!(RpcConfig::SHUTDOWN_GRACE.name(), "rpc-shutdown-grace");
+/// assert_eq!(RpcConfig::SHUTDOWN_GRACE.env_name(), "RPC_SHUTDOWN_GRACE");
+/// assert_eq!(RpcConfig::ALL.len(), 12);
+/// ```
+pub struct RpcConfig;
+
+impl RpcConfig {
+    /// Accepted for compatibility; calls are not limited by a worker pool (async server).
+    pub const MAX_WORKERS: ConfigItem =
+        ConfigItem::new("rpc-max-workers", "Maximum number of RPC workers", "30").validator(Validator::PosInt);
+    /// Seconds in-flight calls may run once shutdown started.
+    pub const SHUTDOWN_GRACE: ConfigItem =
+        ConfigItem::new("rpc-shutdown-grace", "Grace period for in-flight calls on shutdown (s)", "30")
+            .validator(Validator::PosFloat);
+    /// Delay of a remote `shutdown(timeout=0)` (s).
+    pub const SHUTDOWN_TIMEOUT: ConfigItem =
+        ConfigItem::new("rpc-shutdown-timeout", "Delay before a remotely requested shutdown completes (s)", "60")
+            .validator(Validator::PosFloat);
+    /// Logs folder (relative to the workspace, or absolute).
+    pub const LOGS_FOLDER: ConfigItem = ConfigItem::new("rpc-logs-folder", "Folder of the log files", "logs");
+    /// How many rotated log files are kept.
+    pub const LOGS_BACKUP: ConfigItem =
+        ConfigItem::new("rpc-logs-backup", "Number of rotated log files kept", "10").validator(Validator::Int);
+    /// Rotation unit: S, M, H, D, MIDNIGHT or W0..W6 (any case).
+    pub const LOGS_INTERVAL_UNIT: ConfigItem =
+        ConfigItem::new("rpc-logs-interval-unit", "Log rotation unit (S, M, H, D, MIDNIGHT, W0-W6)", "H")
+            .validator(Validator::Custom(check_interval_unit));
+    /// Rotation interval, in units.
+    pub const LOGS_INTERVAL: ConfigItem =
+        ConfigItem::new("rpc-logs-interval", "Log rotation interval (in units)", "1").validator(Validator::PosInt);
+    /// Host of the main (proxy) server.
+    pub const MAIN_HOST: ConfigItem = ConfigItem::new("rpc-main-host", "Host of the main server", "localhost");
+    /// Port of the main (proxy) server.
+    pub const MAIN_PORT: ConfigItem =
+        ConfigItem::new("rpc-main-port", "Port of the main server", "54321").validator(Validator::PosInt);
+    /// Retry window of auto-clients (s).
+    pub const CLIENT_TIMEOUT: ConfigItem =
+        ConfigItem::new("rpc-client-timeout", "Retry window of internal clients (s)", "60")
+            .validator(Validator::PosFloat);
+    /// How long an interrupted event queue is kept (s).
+    pub const EVENT_RETAIN_TIMEOUT: ConfigItem =
+        ConfigItem::new("rpc-event-retain-timeout", "Retention of interrupted event queues (s)", "300")
+            .validator(Validator::PosInt);
+    /// Period of keep-alive events (s).
+    pub const EVENT_KEEPALIVE_TIMEOUT: ConfigItem =
+        ConfigItem::new("rpc-event-keepalive-timeout", "Period of keep-alive events (s)", "60")
+            .validator(Validator::PosInt);
+
+    /// Every built-in static item.
+    pub const ALL: &'static [ConfigItem] = &[
+        Self::MAX_WORKERS,
+        Self::SHUTDOWN_GRACE,
+        Self::SHUTDOWN_TIMEOUT,
+        Self::LOGS_FOLDER,
+        Self::LOGS_BACKUP,
+        Self::LOGS_INTERVAL_UNIT,
+        Self::LOGS_INTERVAL,
+        Self::MAIN_HOST,
+        Self::MAIN_PORT,
+        Self::CLIENT_TIMEOUT,
+        Self::EVENT_RETAIN_TIMEOUT,
+        Self::EVENT_KEEPALIVE_TIMEOUT,
+    ];
+}
+
+fn check_interval_unit(name: &str, value: &str) -> Result<(), RpcError> {
+    let unit = value.to_ascii_uppercase();
+    let weekday = unit.len() == 2 && unit.starts_with('W') && matches!(unit.as_bytes()[1], b'0'..=b'6');
+    if matches!(unit.as_str(), "S" | "M" | "H" | "D" | "MIDNIGHT") || weekday {
+        Ok(())
+    } else {
+        Err(RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Invalid interval unit for {name}: {value:?} (expected S, M, H, D, MIDNIGHT or W0 to W6)"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_units() {
+        for ok in ["S", "m", "H", "d", "midnight", "W0", "w6"] {
+            assert!(RpcConfig::LOGS_INTERVAL_UNIT.validate(ok).is_ok(), "{ok}");
+        }
+        for bad in ["foo", "W7", "X", "WW"] {
+            let e = RpcConfig::LOGS_INTERVAL_UNIT.validate(bad).unwrap_err();
+            assert_eq!(e.result_code(), Some(ResultCode::ErrorParamInvalid), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Configuration items: declared as constants, layered from files, environment and command
+//! line, validated, changeable remotely (user items) and persisted in the workspace.
+//!
+//! Default of an item, later wins: the hard-coded default < `<system>/config.json` <
+//! `<user>/config.json` < environment variable (`my-item` → `MY_ITEM`) < `-c my-item=value`.
+//! Current value: the default, or the value persisted in `<workspace>/config.json`.
+
+mod items;
+mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+
+pub use self::items::RpcConfig;
+pub use self::validate::Validator;
+use crate::api::{self, ResultCode};
+use crate::{Folders, RpcError};
+
+/// File name of the layered configuration files and of the persisted values.
+pub(crate) const CONFIG_FILE: &str = "config.json";
+
+/// A configuration item, declared as a constant.
+///
+/// Names are lowercase letters, digits and dashes, starting with a letter; a bad name in a
+/// constant is a compile-time error.
+///
+/// ```
+/// use grpc_helper::config::{ConfigItem, Validator};
+///
+/// pub const RETRIES: ConfigItem = ConfigItem::new("my-retries", "How many times to retry", "3")
+///     .validator(Validator::PosInt);
+/// pub const GREETING: ConfigItem = ConfigItem::new("my-greeting", "Greeting text", "").can_be_empty();
+///
+/// assert!(RETRIES.validate("5").is_ok());
+/// assert!(RETRIES.validate("0").is_err());
+/// assert!(GREETING.validate("").is_ok());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigItem {
+    name: &'static str,
+    description: &'static str,
+    default: &'static str,
+    can_be_empty: bool,
+    validator: Validator,
+}
+
+impl ConfigItem {
+    /// An item of text values that must not be empty.
+    ///
+    /// # Panics
+    /// When `name` is not `[a-z][a-z0-9-]*` (at compile time for constants).
+    pub const fn new(name: &'static str, description: &'static str, default: &'static str) -> Self {
+        assert!(valid_name(name), "config item names are lowercase letters, digits and dashes, starting with a letter");
+        Self { name, description, default, can_be_empty: false, validator: Validator::String }
+    }
+
+    /// The rule checking values.
+    pub const fn validator(mut self, validator: Validator) -> Self {
+        self.validator = validator;
+        self
+    }
+
+    /// Allows the empty value.
+    pub const fn can_be_empty(mut self) -> Self {
+        self.can_be_empty = true;
+        self
+    }
+
+    /// The item name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// What the item is for.
+    pub const fn description(&self) -> &'static str {
+        self.description
+    }
+
+    /// The hard-coded default.
+    pub const fn default_value(&self) -> &'static str {
+        self.default
+    }
+
+    /// Checks a value against the item's rules.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorParamMissing`] for a forbidden empty value,
+    /// [`ResultCode::ErrorParamInvalid`] for a value breaking the rule (the message names the
+    /// item, the value and the rule).
+    pub fn validate(&self, value: &str) -> Result<(), RpcError> {
+        if value.is_empty() {
+            return if self.can_be_empty {
+                Ok(())
+            } else {
+                Err(RpcError::new(
+                    ResultCode::ErrorParamMissing,
+                    format!("Empty value provided for item {} (not supported)", self.name),
+                ))
+            };
+        }
+        self.validator.check(self.name, value)
+    }
+
+    /// The environment variable that overrides the default (`my-item` → `MY_ITEM`).
+    pub fn env_name(&self) -> String {
+        self.name.to_ascii_uppercase().replace('-', "_")
+    }
+}
+
+/// `[a-z][a-z0-9-]*`, as a const fn so that constants are checked at compile time.
+pub(crate) const fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || !bytes[0].is_ascii_lowercase() {
+        return false;
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The typed reading of one current value.
+///
+/// ```
+/// # use grpc_helper::config::ConfigValue;
+/// # fn demo(value: ConfigValue) -> Result<(), grpc_helper::RpcError> {
+/// let grace = value.as_duration()?; // "1.5" → 1.5 s
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigValue {
+    name: &'static str,
+    value: String,
+}
+
+impl ConfigValue {
+    /// The text value.
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+
+    /// The value as a whole number.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorParamInvalid`] when it is not one.
+    pub fn as_int(&self) -> Result<i64, RpcError> {
+        validate::parse_int(&self.value).ok_or_else(|| self.not("a whole number"))
+    }
+
+    /// The value as a number.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorParamInvalid`] when it is not one.
+    pub fn as_float(&self) -> Result<f64, RpcError> {
+        validate::parse_float(&self.value).ok_or_else(|| self.not("a number"))
+    }
+
+    /// The value as a number of seconds.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorParamInvalid`] when it is not a non-negative finite number.
+    pub fn as_duration(&self) -> Result<Duration, RpcError> {
+        self.as_float()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).map_err(|_| self.not("a duration in seconds")))
+    }
+
+    fn not(&self, what: &str) -> RpcError {
+        RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Config item {} = {:?} is not {what}", self.name, self.value),
+        )
+    }
+}
+
+/// The configuration of one server: every static and user item with its default and current
+/// value. Cheap to clone; reads see updates at once.
+#[derive(Clone)]
+pub struct Config(Arc<Inner>);
+
+struct Inner {
+    entries: Vec<Entry>,
+    index: HashMap<&'static str, usize>,
+    /// `<workspace>/config.json`, where user values are persisted.
+    persisted: Option<PathBuf>,
+    /// Static values found in the persisted file: written back unchanged.
+    static_overrides: BTreeMap<String, String>,
+    /// Serialises updates with their persistence.
+    update: Mutex<()>,
+    changes: watch::Sender<u64>,
+}
+
+struct Entry {
+    item: ConfigItem,
+    user: bool,
+    default: String,
+    value: RwLock<String>,
+}
+
+/// Where each layer of defaults comes from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sources {
+    pub folders: Folders,
+    pub cli: BTreeMap<String, String>,
+    /// Defaults set in code (the builder), over the hard-coded ones.
+    pub code: BTreeMap<&'static str, String>,
+}
+
+impl Config {
+    /// Loads every item from its sources (see the module docs).
+    pub(crate) fn load(
+        static_items: &[ConfigItem],
+        user_items: &[ConfigItem],
+        sources: &Sources,
+    ) -> Result<Self, RpcError> {
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut index = HashMap::new();
+        for (item, user) in static_items.iter().map(|i| (i, false)).chain(user_items.iter().map(|i| (i, true))) {
+            if !valid_name(item.name) {
+                return Err(RpcError::new(
+                    ResultCode::ErrorParamInvalid,
+                    format!("Invalid config item name: {:?} (expected [a-z][a-z0-9-]*)", item.name),
+                ));
+            }
+            if let Some(&at) = index.get(item.name) {
+                let previous: &Entry = &entries[at];
+                let message = if previous.user != user {
+                    format!("Config item {} is defined as both a static and a user item", item.name)
+                } else {
+                    format!("Config item {} is declared twice", item.name)
+                };
+                return Err(RpcError::new(ResultCode::ErrorModelInvalid, message));
+            }
+            index.insert(item.name, entries.len());
+            let default = item.default.to_owned();
+            entries.push(Entry { item: *item, user, default: default.clone(), value: RwLock::new(default) });
+        }
+        for name in sources.cli.keys() {
+            if !index.contains_key(name.as_str()) {
+                return Err(RpcError::new(
+                    ResultCode::ErrorItemUnknown,
+                    format!("Unknown config item {name:?} given on the command line (-c {name}=...)"),
+                ));
+            }
+        }
+
+        let files: Vec<(PathBuf, BTreeMap<String, String>)> =
+            [sources.folders.system_dir(), sources.folders.user_dir()]
+                .into_iter()
+                .flatten()
+                .map(|dir| {
+                    let path = dir.join(CONFIG_FILE);
+                    read_string_map(&path).map(|map| (path, map))
+                })
+                .collect::<Result<_, _>>()?;
+        for entry in &mut entries {
+            let name = entry.item.name;
+            let mut origin = String::from("its hard-coded default");
+            if let Some(value) = sources.code.get(name) {
+                entry.default = value.clone();
+                origin = "the server builder".into();
+            }
+            for (path, map) in &files {
+                if let Some(value) = map.get(name) {
+                    entry.default = value.clone();
+                    origin = path.display().to_string();
+                }
+            }
+            if let Ok(value) = std::env::var(entry.item.env_name()) {
+                entry.default = value;
+                origin = format!("environment variable {}", entry.item.env_name());
+            }
+            if let Some(value) = sources.cli.get(name) {
+                entry.default = value.clone();
+                origin = format!("command line -c {name}=...");
+            }
+            entry.item.validate(&entry.default).map_err(|e| {
+                RpcError::custom(e.code(), format!("{} (default from {origin}; the server cannot start)", e.message()))
+            })?;
+            *entry.value.get_mut() = entry.default.clone();
+        }
+
+        let persisted = sources.folders.workspace_dir().map(|dir| dir.join(CONFIG_FILE));
+        let mut static_overrides = BTreeMap::new();
+        if let Some(path) = &persisted {
+            for (name, value) in read_string_map(path)? {
+                let Some(&at) = index.get(name.as_str()) else { continue };
+                let entry = &mut entries[at];
+                match entry.item.validate(&value) {
+                    Ok(()) => *entry.value.get_mut() = value.clone(),
+                    Err(e) => tracing::warn!(
+                        "Can't load invalid persisted value {value:?} for config item {name}; use default one ({e})"
+                    ),
+                }
+                if !entry.user {
+                    static_overrides.insert(name, value);
+                }
+            }
+        }
+        let (changes, _) = watch::channel(0);
+        Ok(Self(Arc::new(Inner { entries, index, persisted, static_overrides, update: Mutex::new(()), changes })))
+    }
+
+    fn entry(&self, name: &str) -> Option<&Entry> {
+        self.0.index.get(name).map(|&i| &self.0.entries[i])
+    }
+
+    /// The current value of an item of this server; an item the server does not know reads as
+    /// its hard-coded default (with a warning).
+    pub fn get(&self, item: &ConfigItem) -> ConfigValue {
+        let value = match self.entry(item.name) {
+            Some(entry) => entry.value.read().clone(),
+            None => {
+                tracing::warn!("config item {} is not registered with this server: using its default", item.name);
+                item.default.to_owned()
+            }
+        };
+        ConfigValue { name: item.name, value }
+    }
+
+    /// Changes are counted here: `changed().await` wakes after every successful set or reset.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.changes.subscribe()
+    }
+
+    /// Every item, static ones first, in declaration order.
+    pub fn items(&self) -> impl Iterator<Item = (&ConfigItem, bool)> {
+        self.0.entries.iter().map(|e| (&e.item, e.user))
+    }
+
+    /// The wire form of the user items with these names (all when empty).
+    pub(crate) fn describe(&self, names: &[String]) -> Vec<api::ConfigItem> {
+        let pick = |e: &&Entry| e.user && (names.is_empty() || names.iter().any(|n| n == e.item.name));
+        self.0.entries.iter().filter(pick).map(Entry::to_proto).collect()
+    }
+
+    /// Is `name` a user item (changeable remotely)?
+    pub(crate) fn is_user_item(&self, name: &str) -> bool {
+        self.entry(name).is_some_and(|e| e.user)
+    }
+
+    /// Why `name` cannot be used remotely (unknown, or static).
+    pub(crate) fn not_a_user_item(&self, name: &str) -> RpcError {
+        let message = match self.entry(name) {
+            Some(_) => format!(
+                "Config item {name} is static: set it in config.json, the environment ({}) or with -c at start",
+                name.to_ascii_uppercase().replace('-', "_")
+            ),
+            None => format!("Unknown config item: {name}"),
+        };
+        RpcError::new(ResultCode::ErrorItemUnknown, message)
+    }
+
+    /// Validates every new value, then applies them all and persists (all or nothing).
+    pub(crate) fn update(&self, values: &[(String, Option<String>)]) -> Result<(), RpcError> {
+        let _serialised = self.0.update.lock();
+        let mut planned = Vec::with_capacity(values.len());
+        for (name, value) in values {
+            let entry = self.entry(name).filter(|e| e.user).ok_or_else(|| self.not_a_user_item(name))?;
+            let value = value.clone().unwrap_or_else(|| entry.default.clone());
+            entry.item.validate(&value)?;
+            planned.push((entry, value));
+        }
+        let previous: Vec<String> = planned.iter().map(|(e, _)| e.value.read().clone()).collect();
+        for (entry, value) in &planned {
+            *entry.value.write() = value.clone();
+        }
+        if let Err(e) = self.persist() {
+            for ((entry, _), old) in planned.iter().zip(previous) {
+                *entry.value.write() = old;
+            }
+            return Err(e);
+        }
+        self.0.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Writes user values that differ from their default (and static values found in the file).
+    fn persist(&self) -> Result<(), RpcError> {
+        let Some(path) = &self.0.persisted else {
+            tracing::warn!("no workspace folder: config changes are not persisted");
+            return Ok(());
+        };
+        let mut map = serde_json::Map::new();
+        for (name, value) in &self.0.static_overrides {
+            map.insert(name.clone(), value.clone().into());
+        }
+        for entry in self.0.entries.iter().filter(|e| e.user) {
+            let value = entry.value.read().clone();
+            if value != entry.default {
+                map.insert(entry.item.name.to_owned(), value.into());
+            }
+        }
+        crate::persist::write_json(path, &serde_json::Value::Object(map))
+    }
+
+    /// The persisted file (for tests and diagnostics).
+    pub fn persisted_path(&self) -> Option<&Path> {
+        self.0.persisted.as_deref()
+    }
+}
+
+impl Entry {
+    fn to_proto(&self) -> api::ConfigItem {
+        api::ConfigItem {
+            name: self.item.name.to_owned(),
+            description: self.item.description.to_owned(),
+            value: self.value.read().clone(),
+            default_value: self.default.clone(),
+            can_be_empty: self.item.can_be_empty,
+            validator: self.item.validator.to_proto() as i32,
+        }
+    }
+}
+
+/// A `config.json`: a JSON object of strings (missing file → empty).
+fn read_string_map(path: &Path) -> Result<BTreeMap<String, String>, RpcError> {
+    let Some(value) = crate::persist::read_json(path)? else { return Ok(BTreeMap::new()) };
+    let invalid = || {
+        RpcError::new(
+            ResultCode::ErrorModelInvalid,
+            format!("Invalid config json file (expecting a simple str:str object): {}", path.display()),
+        )
+    };
+    let serde_json::Value::Object(object) = value else { return Err(invalid()) };
+    object
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            _ => Err(invalid()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INT: ConfigItem = ConfigItem::new("unit-int", "an int", "12").validator(Validator::Int);
+    const TEXT: ConfigItem = ConfigItem::new("unit-text", "a text", "hello");
+
+    fn sources(dir: &Path) -> Sources {
+        Sources { folders: Folders::default().workspace(dir.join("wks")), ..Sources::default() }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("rpc-max-workers"));
+        assert!(valid_name("a9"));
+        for bad in ["", "Ab", "9a", "a_b", "a b", "aB", "-a"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn static_and_user_item_with_one_name_is_refused() {
+        let error = Config::load(&[INT], &[INT], &Sources::default()).err().unwrap();
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorModelInvalid));
+    }
+
+    #[test]
+    fn update_validates_everything_before_applying_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&[], &[INT, TEXT], &sources(dir.path())).unwrap();
+        let error = config
+            .update(&[("unit-text".into(), Some("changed".into())), ("unit-int".into(), Some("x".into()))])
+            .unwrap_err();
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorParamInvalid));
+        assert_eq!(config.get(&TEXT).as_str(), "hello");
+        assert!(!dir.path().join("wks/config.json").exists());
+        config.update(&[("unit-int".into(), Some("13".into()))]).unwrap();
+        assert_eq!(config.get(&INT).as_int().unwrap(), 13);
+        let saved = std::fs::read_to_string(dir.path().join("wks/config.json")).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({"unit-int": "13"}));
+    }
+
+    #[test]
+    fn typed_reads() {
+        let v = ConfigValue { name: "x", value: "1.5".into() };
+        assert_eq!(v.as_float().unwrap(), 1.5);
+        assert_eq!(v.as_duration().unwrap(), Duration::from_millis(1500));
+        assert!(v.as_int().is_err());
+    }
+}
