@@ -355,3 +355,55 @@ fn command_line_options_parse_into_folders_port_and_config() {
         assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
     }
 }
+
+#[test]
+fn persisted_config_is_never_partial_when_the_process_is_killed_mid_write() {
+    use grpc_helper_tests::process::{example, spawn_until};
+    use std::process::Command;
+
+    let workspace = tempfile::tempdir().unwrap();
+    let file = workspace.path().join("config.json");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut written = 0usize;
+    for round in 0..8u64 {
+        let port = grpc_helper_tests::free_port();
+        let mut command = Command::new(example("server"));
+        command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "error");
+        let mut server = spawn_until(command, "serving on port", Duration::from_secs(60));
+        // The previous round's file (if any) was restored: the server started from it.
+        let client = {
+            let _in_runtime = runtime.enter();
+            grpc_helper::RpcClient::builder("127.0.0.1", port).no_retry().connect_lazy().unwrap()
+        };
+        let hammer = runtime.spawn(async move {
+            let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+            let mut n = 0usize;
+            // Bounded: stops at the first failure (the kill) or after 100k writes.
+            while n < 100_000 {
+                let value = format!("greeting number {n} {}", "x".repeat(n % 500));
+                if config.set(update(&[("sample-greeting", &value)])).await.is_err() {
+                    break;
+                }
+                n += 1;
+            }
+            n
+        });
+        std::thread::sleep(Duration::from_millis(150 + 37 * round));
+        server.0.kill().unwrap();
+        let _ = server.0.wait();
+        written += runtime.block_on(hammer).unwrap();
+        if file.exists() {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let parsed: BTreeMap<String, String> =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("round {round}: partial file ({e}): {text:?}"));
+            assert!(parsed["sample-greeting"].starts_with("greeting number "), "{parsed:?}");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(workspace.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "config.json" && !n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    assert!(written > 100, "the test wrote enough to hit a write in progress: {written}");
+}

@@ -4,20 +4,15 @@
 //! The Python virtualenv is created on first use by `tests/python/setup-venv.sh` (in
 //! `$GRPC_HELPER_VENV`, default `target/py-venv`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grpc_helper::api::{Filter, ResultCode, ShutdownRequest};
 use grpc_helper::{RpcClient, RpcError};
 use grpc_helper_tests::free_port;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use grpc_helper_tests::process::{example, repo_root, run, spawn_until};
 
 /// The virtualenv's python, created once per test run.
 fn python() -> &'static Path {
@@ -35,77 +30,6 @@ fn python() -> &'static Path {
         assert!(status.success(), "creating the Python virtualenv in {} failed", venv.display());
         venv.join("bin").join("python")
     })
-}
-
-/// A binary of the `grpc-helper-examples` package, built if this test run did not build it.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
-    let path = dir.join(name);
-    if !path.exists() {
-        BUILT.get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-q", "-p", "grpc-helper-examples", "--examples"])
-                .current_dir(repo_root())
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the examples failed");
-        });
-    }
-    path
-}
-
-/// A child process killed when the test ends, whatever happens.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    /// Waits for the process to exit by itself.
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < limit, "process did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Starts a process and waits (bounded) for a stdout line starting with `ready`.
-fn spawn_until(mut command: Command, ready: &str, limit: Duration) -> Process {
-    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let process = Process(child);
-    let (tx, rx) = mpsc::channel();
-    let marker = ready.to_owned();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with(&marker) {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("no '{ready}' line within {limit:?}"));
-    process
-}
-
-/// Runs a command to completion, bounded in time.
-fn run(mut command: Command, limit: Duration) -> Output {
-    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(limit).expect("command finished in time").unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -140,6 +64,40 @@ fn python_client_calls_the_rust_example_server() {
     assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
 
     // The Rust client stops the Rust server remotely; the process ends by itself.
+    runtime().block_on(async {
+        client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn python_client_gets_sets_and_resets_config_of_the_rust_server() {
+    let python = python();
+    let port = free_port();
+    let workspace = tempfile::tempdir().unwrap();
+    let mut server_cmd = Command::new(example("server"));
+    server_cmd.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
+    let mut server = spawn_until(server_cmd, "serving on port", Duration::from_secs(60));
+
+    let mut py = Command::new(python);
+    py.arg(repo_root().join("tests/python/py_config.py")).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let out = run(py, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let expected = [
+        "ITEM name=sample-greeting value=Hello default=Hello",
+        "ITEM name=sample-parts value=3 default=3",
+        "SET value=Bonjour",
+        "INVALID rc=21",
+        "RESET value=Hello",
+        "UNKNOWN rc=30",
+        "OK",
+    ];
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
+    // The set was persisted, then the reset too: nothing differs from the defaults.
+    let saved = std::fs::read_to_string(workspace.path().join("config.json")).unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({}));
+
     runtime().block_on(async {
         client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
     });

@@ -13,6 +13,8 @@ use grpc_helper::{
 use parking_lot::Mutex;
 use tokio_stream::StreamExt;
 
+pub mod process;
+
 /// Messages and stubs of `proto/sample/sample.proto`.
 #[allow(missing_docs, clippy::all)]
 pub mod api {

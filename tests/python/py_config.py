@@ -1,0 +1,80 @@
+"""Python grpc_helper (2.3.1) client of a Rust server's `config` service, for the interop tests.
+
+Usage: python tests/python/py_config.py --host 127.0.0.1 --port PORT [--timeout SECONDS]
+
+The server hosts the example's user items `sample-greeting` (text) and `sample-parts`
+(positive int). Output, one item per line:
+
+    ITEM name=<name> value=<value> default=<default>     (one per user item, from get)
+    SET value=<value>                                    (after set)
+    INVALID rc=21                                        (a bad value is refused)
+    RESET value=<value>                                  (after reset)
+    UNKNOWN rc=30                                        (unknown name)
+    OK
+
+Any failure prints a traceback on stderr and exits 1.
+"""
+
+import argparse
+import sys
+import traceback
+
+import common
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="grpc_helper 2.3.1 config interop client")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=5.0)
+    args = parser.parse_args()
+    timeout = args.timeout
+
+    common.loopback_only()
+    from grpc_helper import RpcClient, RpcException
+    from grpc_helper_api import ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, Filter, ResultCode
+    from grpc_helper_api.config_pb2_grpc import ConfigServiceStub
+
+    client = RpcClient(
+        args.host,
+        args.port,
+        {"config": (ConfigServiceStub, ConfigApiVersion.CONFIG_API_CURRENT)},
+        timeout=timeout,
+        name=common.client_metadata("py-config"),
+    )
+
+    for item in client.config.get(Filter(), timeout=timeout).items:
+        print(f"ITEM name={item.name} value={item.value} default={item.default_value}", flush=True)
+
+    update = ConfigUpdate(items=[ConfigItemUpdate(name="sample-greeting", value="Bonjour")])
+    reply = client.config.set(update, timeout=timeout)
+    assert [i.name for i in reply.items] == ["sample-greeting"], reply
+    print(f"SET value={reply.items[0].value}", flush=True)
+
+    try:
+        client.config.set(ConfigUpdate(items=[ConfigItemUpdate(name="sample-parts", value="zero")]), timeout=timeout)
+        raise AssertionError("an invalid value was accepted")
+    except RpcException as e:
+        assert e.rc == ResultCode.ERROR_PARAM_INVALID, e
+        print(f"INVALID rc={int(e.rc)}", flush=True)
+
+    reply = client.config.reset(Filter(names=["sample-greeting"]), timeout=timeout)
+    print(f"RESET value={reply.items[0].value}", flush=True)
+
+    try:
+        client.config.get(Filter(names=["no-such-item"]), timeout=timeout)
+        raise AssertionError("an unknown item was accepted")
+    except RpcException as e:
+        assert e.rc == ResultCode.ERROR_ITEM_UNKNOWN, e
+        print(f"UNKNOWN rc={int(e.rc)}", flush=True)
+
+    print("OK", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
