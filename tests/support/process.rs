@@ -12,23 +12,20 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// A binary of the `grpc-helper-examples` package, built if this test run did not build it.
+/// A binary of the `grpc-helper-examples` package, built (once per test run) so that it is
+/// never stale, even when only this package's tests were asked for.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
-    let path = dir.join(name);
-    if !path.exists() {
-        BUILT.get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-q", "-p", "grpc-helper-examples", "--examples"])
-                .current_dir(repo_root())
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the examples failed");
-        });
-    }
-    path
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "grpc-helper-examples", "--examples"])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the examples failed");
+    });
+    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples").join(name)
 }
 
 /// A child process killed when the test ends, whatever happens.

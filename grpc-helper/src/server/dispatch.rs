@@ -37,7 +37,7 @@ impl<M: Manager> Hosted<M> {
         let caller = CallerMetadata::from_headers(metadata.as_ref());
         let service = self.grpc_name.get().copied().unwrap_or(M::SERVICE);
         tracing::debug!(target: "grpc_helper::rpc", "{caller} >>> {service}.{method}");
-        let guard = self.pending.enter(service, method, &caller);
+        let guard = self.pending.enter(service, method, std::any::type_name::<Req>(), &caller);
         let checked = crate::version::check(
             caller.api_version_bytes(),
             <M::Version as ApiVersion>::SUPPORTED,

@@ -6,6 +6,7 @@
 //! what is left, and only then report the server as stopped.
 
 pub(crate) mod dispatch;
+mod dump;
 mod incoming;
 mod pending;
 
@@ -54,6 +55,7 @@ pub struct RpcServerBuilder {
     sources: Sources,
     static_items: Vec<ConfigItem>,
     user_items: Vec<ConfigItem>,
+    debug_signal: bool,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
@@ -131,6 +133,7 @@ impl Default for RpcServerBuilder {
             sources: Sources::default(),
             static_items: Vec::new(),
             user_items: Vec::new(),
+            debug_signal: true,
         }
     }
 }
@@ -204,6 +207,12 @@ impl RpcServerBuilder {
         self
     }
 
+    /// Whether SIGUSR2 writes a debug dump in the logs folder (default: yes).
+    pub fn debug_signal(mut self, enabled: bool) -> Self {
+        self.debug_signal = enabled;
+        self
+    }
+
     /// Largest request accepted, in bytes (default 4 MiB); larger ones get RESOURCE_EXHAUSTED.
     pub fn max_request_size(mut self, bytes: usize) -> Self {
         self.limits.max_decoding = bytes;
@@ -239,8 +248,11 @@ impl RpcServerBuilder {
             folders: self.sources.folders.clone(),
         };
         let (done, _) = watch::channel(false);
+        let logs_dir = logs_dir(&env.config, &env.folders);
         let core = Arc::new(ServerCore {
             local_addr,
+            started: std::time::Instant::now(),
+            logs_dir,
             services: OnceLock::new(),
             pending: Arc::clone(&env.pending),
             connections: Arc::new(Connections::default()),
@@ -276,6 +288,9 @@ impl RpcServerBuilder {
             }
         }));
         tracing::info!("RPC server listening on {local_addr}");
+        if self.debug_signal {
+            spawn_dump_on_signal(&core)?;
+        }
 
         let server = RpcServer { core };
         for service in server.core.services() {
@@ -300,6 +315,40 @@ async fn bind(ip: Option<IpAddr>, port: u16) -> Result<tokio::net::TcpListener, 
             Err(_) => attempt(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await.map_err(|e| port_busy(port, &e)),
         },
     }
+}
+
+/// `rpc-logs-folder`, relative to the workspace (or the current folder without one).
+fn logs_dir(config: &Config, folders: &Folders) -> std::path::PathBuf {
+    let folder = std::path::PathBuf::from(config.get(&RpcConfig::LOGS_FOLDER).as_str());
+    match folders.workspace_dir() {
+        Some(workspace) if folder.is_relative() => workspace.join(folder),
+        _ => folder,
+    }
+}
+
+/// Writes a debug dump on every SIGUSR2 until the server stops.
+fn spawn_dump_on_signal(core: &Arc<ServerCore>) -> Result<(), RpcError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut signals = signal(SignalKind::user_defined2()).map_err(|e| {
+        RpcError::new(ResultCode::ErrorStateUnexpected, format!("Cannot handle SIGUSR2 for debug dumps: {e}"))
+    })?;
+    let mut done = core.done.subscribe();
+    let core = Arc::downgrade(core);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                received = signals.recv() => {
+                    let (Some(()), Some(core)) = (received, core.upgrade()) else { break };
+                    match dump::write_dump(&core, &core.logs_dir) {
+                        Ok(path) => tracing::info!("debug dump written to {}", path.display()),
+                        Err(e) => tracing::error!("cannot write a debug dump in {}: {e}", core.logs_dir.display()),
+                    }
+                }
+                _ = done.wait_for(|done| *done) => break,
+            }
+        }
+    });
+    Ok(())
 }
 
 fn port_busy(port: u16, error: &std::io::Error) -> RpcError {
@@ -359,6 +408,14 @@ impl RpcServer {
         self.core.pending.snapshot()
     }
 
+    /// Writes a debug dump now (what SIGUSR2 does) and returns its path.
+    ///
+    /// # Errors
+    /// When the logs folder or the file cannot be written.
+    pub fn dump(&self) -> std::io::Result<std::path::PathBuf> {
+        dump::write_dump(&self.core, &self.core.logs_dir)
+    }
+
     /// False once shutdown has completed.
     pub fn is_running(&self) -> bool {
         !*self.core.done.borrow()
@@ -379,6 +436,8 @@ impl RpcServer {
 
 pub(crate) struct ServerCore {
     local_addr: SocketAddr,
+    started: std::time::Instant,
+    logs_dir: std::path::PathBuf,
     services: OnceLock<Vec<Arc<dyn HostedService>>>,
     pending: Arc<PendingCalls>,
     connections: Arc<Connections>,
@@ -393,6 +452,10 @@ pub(crate) struct ServerCore {
 impl ServerCore {
     fn services(&self) -> &[Arc<dyn HostedService>] {
         self.services.get().map_or(&[], Vec::as_slice)
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.shutdown_started.load(Ordering::Acquire)
     }
 
     pub(crate) fn infos(&self) -> Vec<ServiceInfo> {

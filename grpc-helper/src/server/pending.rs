@@ -18,6 +18,8 @@ pub struct PendingCall {
     pub service: &'static str,
     /// gRPC method name, e.g. `method1`.
     pub method: &'static str,
+    /// Rust type of the request, e.g. `grpc_helper::api::Empty`.
+    pub request: &'static str,
     /// Who called.
     pub caller: CallerMetadata,
     /// How long it has been running.
@@ -27,6 +29,7 @@ pub struct PendingCall {
 struct Entry {
     service: &'static str,
     method: &'static str,
+    request: &'static str,
     caller: CallerMetadata,
     started: Instant,
 }
@@ -42,10 +45,11 @@ impl PendingCalls {
         self: &Arc<Self>,
         service: &'static str,
         method: &'static str,
+        request: &'static str,
         caller: &CallerMetadata,
     ) -> PendingGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry { service, method, caller: caller.clone(), started: Instant::now() };
+        let entry = Entry { service, method, request, caller: caller.clone(), started: Instant::now() };
         self.calls.lock().insert(id, entry);
         PendingGuard { registry: Arc::clone(self), id }
     }
@@ -60,6 +64,7 @@ impl PendingCalls {
                 let call = PendingCall {
                     service: e.service,
                     method: e.method,
+                    request: e.request,
                     caller: e.caller.clone(),
                     elapsed: now.saturating_duration_since(e.started),
                 };
