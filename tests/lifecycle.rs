@@ -23,11 +23,11 @@ async fn hooks_run_in_registration_order_after_the_server_is_up() {
             .await
             .unwrap();
         // Sample's load hook called the server through its auto-client: it was serving.
-        assert_eq!(log.events(), ["load sample (4 services up)", "load another"]);
+        assert_eq!(log.events(), ["load sample (5 services up)", "load another"]);
         server.shutdown().await;
         assert_eq!(
             log.events(),
-            ["load sample (4 services up)", "load another", "shutdown sample", "shutdown another"]
+            ["load sample (5 services up)", "load another", "shutdown sample", "shutdown another"]
         );
         assert!(!server.is_running());
     })

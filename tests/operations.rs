@@ -84,3 +84,211 @@ async fn dump_lists_nothing_pending_when_idle_and_names_the_logs_folder_item() {
     })
     .await;
 }
+
+mod loggers {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use grpc_helper::api::logger_service_client::LoggerServiceClient;
+    use grpc_helper::api::{Filter, LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate, ResultCode};
+    use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer};
+    use grpc_helper_tests::api::SampleRequest;
+    use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
+
+    const LIMIT: Duration = Duration::from_secs(30);
+
+    fn stub(server: &RpcServer) -> LoggerServiceClient<RpcChannel> {
+        LoggerServiceClient::new(client_of(server).channel::<LoggerApiVersion>())
+    }
+
+    fn names(names: &[&str]) -> Filter {
+        Filter { names: names.iter().map(|n| n.to_string()).collect(), ignore_unknown: false }
+    }
+
+    fn item(name: &str, enabled: bool, level: LoggerLevel) -> LoggerConfig {
+        LoggerConfig { name: name.into(), enabled, level: level as i32 }
+    }
+
+    async fn start(workspace: &Path) -> RpcServer {
+        server_builder()
+            .folders(Folders::default().workspace(workspace))
+            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+            .start()
+            .await
+            .unwrap()
+    }
+
+    fn saved(workspace: &Path) -> BTreeMap<String, serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(workspace.join("loggers.json")).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn empty_requests_and_bad_levels_are_refused() {
+        bounded(LIMIT, async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = start(dir.path()).await;
+            let mut log = stub(&server);
+            let code = |s: tonic::Status| RpcError::from(s).result_code();
+            assert_eq!(code(log.get(Filter::default()).await.unwrap_err()), Some(ResultCode::ErrorParamMissing));
+            assert_eq!(code(log.reset(Filter::default()).await.unwrap_err()), Some(ResultCode::ErrorParamMissing));
+            assert_eq!(code(log.set(LoggerUpdate::default()).await.unwrap_err()), Some(ResultCode::ErrorParamMissing));
+            let bad = LoggerUpdate { items: vec![LoggerConfig { name: "x".into(), enabled: true, level: 12 }] };
+            let error = RpcError::from(log.set(bad).await.unwrap_err());
+            assert_eq!(error.result_code(), Some(ResultCode::ErrorParamInvalid));
+            assert!(error.message().contains("Invalid level 12"), "{error}");
+            server.shutdown().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn root_and_custom_loggers_are_described() {
+        bounded(LIMIT, async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = start(dir.path()).await;
+            let reply = stub(&server).get(names(&["", "some_custom_logger"])).await.unwrap().into_inner();
+            assert_eq!(reply.items[0].name, "root");
+            assert!(reply.items[0].enabled);
+            assert_ne!(reply.items[0].level, LoggerLevel::LvlUnknown as i32, "the root always has a level");
+            assert_eq!(reply.items[1], item("some_custom_logger", true, LoggerLevel::LvlUnknown));
+            server.shutdown().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn set_and_reset_are_persisted() {
+        bounded(LIMIT, async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = start(dir.path()).await;
+            let mut log = stub(&server);
+            let update = LoggerUpdate { items: vec![item("updated_logger", true, LoggerLevel::LvlWarning)] };
+            let reply = log.set(update).await.unwrap().into_inner();
+            assert_eq!(reply.items, [item("updated_logger", true, LoggerLevel::LvlWarning)]);
+            assert_eq!(saved(dir.path()), BTreeMap::from([("updated_logger".into(), "WARNING".into())]));
+            let reply = log.get(names(&["updated_logger"])).await.unwrap().into_inner();
+            assert_eq!(reply.items[0].level, LoggerLevel::LvlWarning as i32);
+            let reply = log.reset(names(&["updated_logger"])).await.unwrap().into_inner();
+            assert_eq!(reply.items, [item("updated_logger", true, LoggerLevel::LvlUnknown)]);
+            assert!(saved(dir.path()).is_empty());
+            server.shutdown().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn reset_of_an_unset_logger_writes_nothing() {
+        bounded(LIMIT, async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = start(dir.path()).await;
+            stub(&server).reset(names(&["unmodified"])).await.unwrap();
+            assert!(!dir.path().join("loggers.json").exists());
+            server.shutdown().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn persisted_levels_apply_at_start() {
+        bounded(LIMIT, async {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("loggers.json"),
+                r#"{"logger1": false, "logger2": "DEBUG", "logger3": "FOO"}"#,
+            )
+            .unwrap();
+            let server = start(dir.path()).await;
+            let reply = stub(&server).get(names(&["logger1", "logger2", "logger3"])).await.unwrap().into_inner();
+            assert_eq!(
+                reply.items,
+                [
+                    item("logger1", false, LoggerLevel::LvlUnknown),
+                    item("logger2", true, LoggerLevel::LvlDebug),
+                    item("logger3", true, LoggerLevel::LvlUnknown),
+                ]
+            );
+            server.shutdown().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn invalid_loggers_files_refuse_to_start() {
+        bounded(LIMIT, async {
+            for text in ["{not json", r#"{"logger1": false, "logger3": 123}"#] {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("loggers.json");
+                std::fs::write(&path, text).unwrap();
+                let error =
+                    server_builder().folders(Folders::default().workspace(dir.path())).start().await.err().unwrap();
+                assert_eq!(error.result_code(), Some(ResultCode::ErrorModelInvalid), "{text}: {error}");
+                assert!(error.message().contains(&path.display().to_string()), "{error}");
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn level_change_shows_in_the_service_log_file_without_restart() {
+        bounded(LIMIT, async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = start(dir.path()).await;
+            let mut sample = sample_stub(&client_of(&server));
+            sample.method4(SampleRequest { foo: "levels:one".into() }).await.unwrap();
+            let service_log = dir.path().join("logs/sample/sample.log");
+            let text = std::fs::read_to_string(&service_log).unwrap();
+            assert!(text.contains("INFO  sample_levels: info says one"), "{text}");
+            assert!(!text.contains("debug says one"), "debug is off by default: {text}");
+
+            let update = LoggerUpdate { items: vec![item("sample_levels", true, LoggerLevel::LvlDebug)] };
+            stub(&server).set(update).await.unwrap();
+            sample.method4(SampleRequest { foo: "levels:two".into() }).await.unwrap();
+            let text = std::fs::read_to_string(&service_log).unwrap();
+            assert!(text.contains("DEBUG sample_levels: debug says two"), "{text}");
+            let root = std::fs::read_to_string(dir.path().join("logs/root/root.log")).unwrap();
+            assert!(root.contains("debug says two"), "the root log gets everything: {root}");
+
+            let disable = LoggerUpdate { items: vec![item("sample_levels", false, LoggerLevel::LvlUnknown)] };
+            stub(&server).set(disable).await.unwrap();
+            sample.method4(SampleRequest { foo: "levels:three".into() }).await.unwrap();
+            assert!(!std::fs::read_to_string(&service_log).unwrap().contains("says three"));
+            server.shutdown().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn log_files_rotate_and_keep_the_configured_backups() {
+        bounded(LIMIT, async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = server_builder()
+                .folders(Folders::default().workspace(dir.path()))
+                .cli_config([
+                    ("rpc-logs-interval-unit".to_owned(), "s".to_owned()),
+                    ("rpc-logs-interval".to_owned(), "1".to_owned()),
+                    ("rpc-logs-backup".to_owned(), "2".to_owned()),
+                ])
+                .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+                .start()
+                .await
+                .unwrap();
+            let mut sample = sample_stub(&client_of(&server));
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_millis(3600) {
+                sample.method4(SampleRequest { foo: "log:rolling".into() }).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            server.shutdown().await;
+            let folder = dir.path().join("logs/sample");
+            let mut files: Vec<String> = std::fs::read_dir(&folder)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            assert_eq!(files.len(), 3, "sample.log and 2 backups: {files:?}");
+            assert!(files.iter().all(|f| f.starts_with("sample.log")), "{files:?}");
+        })
+        .await;
+    }
+}

@@ -32,17 +32,19 @@ async fn info_lists_every_service_in_registration_order() {
             .unwrap();
         let all = info(&client_of(&server), &[], false).await.unwrap();
         let names: Vec<_> = all.items.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(names, ["srv", "config", "sample", "another"]);
+        assert_eq!(names, ["srv", "config", "log", "sample", "another"]);
         let srv = &all.items[0];
         assert_eq!(srv.version, format!("grpc-helper:{}", env!("CARGO_PKG_VERSION")));
         assert_eq!((srv.current_api_version, srv.supported_api_version), (1, 1));
         let config = &all.items[1];
         assert_eq!((config.current_api_version, config.supported_api_version), (2, 1));
         assert_eq!(config.version, srv.version);
-        let sample = &all.items[2];
+        let log = &all.items[2];
+        assert_eq!((log.current_api_version, log.supported_api_version), (1, 1));
+        let sample = &all.items[3];
         assert_eq!(sample.version, format!("grpc-helper-tests:{}", env!("CARGO_PKG_VERSION")));
         assert_eq!((sample.current_api_version, sample.supported_api_version), (2, 1));
-        let another = &all.items[3];
+        let another = &all.items[4];
         assert_eq!((another.current_api_version, another.supported_api_version), (3, 1));
         assert!(all.items.iter().all(|i| !i.is_proxy && i.proxy_port == 0 && i.proxy_host.is_empty()));
         assert!(all.r.is_none());
@@ -93,7 +95,7 @@ async fn manager_method_uses_its_auto_client() {
     bounded(LIMIT, async {
         let server = start_sample(&EventLog::default()).await;
         let reply = sample_stub(&client_of(&server)).method1(Empty {}).await.unwrap().into_inner();
-        assert_eq!(reply.r.unwrap().msg, "Found info count: 3");
+        assert_eq!(reply.r.unwrap().msg, "Found info count: 4");
         server.shutdown().await;
     })
     .await;
@@ -212,7 +214,7 @@ async fn errors_travel_in_band_with_status_ok_on_the_wire() {
         assert_eq!(too_new.r.unwrap().code, ResultCode::ErrorApiServerTooOld as i32);
         assert_eq!(too_new.bar, "", "only `r` is set on an error reply");
         let info: MultiServiceInfo = raw_call(port, "/RpcServerService/info", Filter::default(), "1").await.unwrap();
-        assert_eq!(info.items.len(), 3);
+        assert_eq!(info.items.len(), 4);
         server.shutdown().await;
     })
     .await;

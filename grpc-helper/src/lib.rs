@@ -56,6 +56,7 @@ pub mod client;
 pub mod config;
 mod error;
 mod folders;
+pub mod logs;
 mod manager;
 mod message;
 mod metadata;

@@ -87,10 +87,10 @@ struct ContextInner {
 }
 
 impl ManagerContext {
-    pub(crate) fn new(service: &'static str, client: RpcClient, config: Config, folders: Folders) -> Self {
+    pub(crate) fn new(service: &'static str, server: u64, client: RpcClient, config: Config, folders: Folders) -> Self {
         Self(Arc::new(ContextInner {
             service,
-            span: tracing::info_span!("rpc", service),
+            span: tracing::info_span!("rpc", service, server),
             lock: tokio::sync::Mutex::new(()),
             client,
             config,

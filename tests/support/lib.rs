@@ -75,8 +75,18 @@ impl Sample {
         Err(RpcError::new(ResultCode::ErrorApiServerTooOld, "sample error"))
     }
 
-    /// `caller` → the caller metadata; `custom` → in-band code 101; `fail` → error; else echo.
+    /// `caller` → the caller metadata; `custom` → in-band code 101; `fail` → error;
+    /// `log:<text>` → logs `<text>` at debug and info (target `sample_chatty`); `levels:<text>`
+    /// the same with target `sample_levels` (for tests changing levels); else echo.
     async fn method4(&self, request: SampleRequest, cx: CallContext) -> Result<SampleResponse, RpcError> {
+        if let Some(text) = request.foo.strip_prefix("log:") {
+            tracing::debug!(target: "sample_chatty", "debug says {text}");
+            tracing::info!(target: "sample_chatty", "info says {text}");
+        }
+        if let Some(text) = request.foo.strip_prefix("levels:") {
+            tracing::debug!(target: "sample_levels", "debug says {text}");
+            tracing::info!(target: "sample_levels", "info says {text}");
+        }
         match request.foo.as_str() {
             "caller" => Ok(SampleResponse { r: None, bar: cx.caller().to_string() }),
             "custom" => Ok(SampleResponse {

@@ -28,7 +28,7 @@ use self::pending::PendingCalls;
 use crate::__private::BoxFuture;
 use crate::api::{ResultCode, ServiceInfo};
 use crate::config::{Config, ConfigItem, RpcConfig, Sources};
-use crate::services::{ConfigManager, ServerManager};
+use crate::services::{ConfigManager, LoggerManager, ServerManager};
 use crate::{ApiVersion, Folders, Manager, ManagerContext, RpcClient, RpcError};
 
 /// Builds and starts an [`RpcServer`].
@@ -56,12 +56,14 @@ pub struct RpcServerBuilder {
     static_items: Vec<ConfigItem>,
     user_items: Vec<ConfigItem>,
     debug_signal: bool,
+    install_logging: bool,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
 
 /// What the server gives each manager when hosting it.
 struct HostEnv {
+    server_id: u64,
     pending: Arc<PendingCalls>,
     limits: MessageLimits,
     loopback: String,
@@ -78,7 +80,8 @@ impl HostEnv {
             .timeout(self.client_timeout)
             .connect_lazy()
             .expect("the loopback address of a bound server is a valid endpoint");
-        let context = ManagerContext::new(M::SERVICE, client, self.config.clone(), self.folders.clone());
+        let context =
+            ManagerContext::new(M::SERVICE, self.server_id, client, self.config.clone(), self.folders.clone());
         let hosted = Arc::new(Hosted::new(manager, context, Arc::clone(&self.pending)));
         let route = M::route(Arc::clone(&hosted), &self.limits);
         let _ = hosted.grpc_name.set(route.name);
@@ -134,6 +137,7 @@ impl Default for RpcServerBuilder {
             static_items: Vec::new(),
             user_items: Vec::new(),
             debug_signal: true,
+            install_logging: true,
         }
     }
 }
@@ -213,6 +217,14 @@ impl RpcServerBuilder {
         self
     }
 
+    /// Whether to install grpc-helper's tracing layer (log files, run-time levels) as the
+    /// process's subscriber when the program has not set one (default: yes). Programs with their
+    /// own subscriber add [`logs::layer`](crate::logs::layer) to it instead.
+    pub fn install_logging(mut self, enabled: bool) -> Self {
+        self.install_logging = enabled;
+        self
+    }
+
     /// Largest request accepted, in bytes (default 4 MiB); larger ones get RESOURCE_EXHAUSTED.
     pub fn max_request_size(mut self, bytes: usize) -> Self {
         self.limits.max_decoding = bytes;
@@ -232,13 +244,19 @@ impl RpcServerBuilder {
         let (shutdown_grace, shutdown_timeout) =
             (seconds(&RpcConfig::SHUTDOWN_GRACE)?, seconds(&RpcConfig::SHUTDOWN_TIMEOUT)?);
         let client_timeout = seconds(&RpcConfig::CLIENT_TIMEOUT)?;
+        if self.install_logging {
+            crate::logs::install_default();
+        }
+        let persisted_loggers = crate::logs::load(&self.sources.folders)?;
         let listener = bind(self.ip, self.port).await?;
         let local_addr = listener.local_addr().map_err(|e| port_busy(self.port, &e))?;
         let loopback = match local_addr.ip() {
             ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
             ip => ip.to_string(),
         };
+        let server_id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
         let env = HostEnv {
+            server_id,
             pending: Arc::new(PendingCalls::default()),
             limits: self.limits,
             loopback,
@@ -249,10 +267,12 @@ impl RpcServerBuilder {
         };
         let (done, _) = watch::channel(false);
         let logs_dir = logs_dir(&env.config, &env.folders);
+        let logs = open_logs(server_id, &env.config, &logs_dir)?;
         let core = Arc::new(ServerCore {
             local_addr,
             started: std::time::Instant::now(),
             logs_dir,
+            logs: Mutex::new(Some(logs)),
             services: OnceLock::new(),
             pending: Arc::clone(&env.pending),
             connections: Arc::new(Connections::default()),
@@ -264,8 +284,14 @@ impl RpcServerBuilder {
             shutdown_timeout,
         });
 
-        let mut entries =
-            vec![env.host(ServerManager::new(Arc::downgrade(&core))), env.host(ConfigManager::new(env.config.clone()))];
+        let mut entries = vec![
+            env.host(ServerManager::new(Arc::downgrade(&core))),
+            env.host(ConfigManager::new(env.config.clone())),
+            env.host(LoggerManager::new(
+                persisted_loggers,
+                env.folders.workspace_dir().map(|w| w.join(crate::logs::LOGGERS_FILE)),
+            )),
+        ];
         entries.extend(self.managers.into_iter().map(|host| host(&env)));
         check_unique_names(&entries)?;
 
@@ -325,6 +351,22 @@ fn logs_dir(config: &Config, folders: &Folders) -> std::path::PathBuf {
         _ => folder,
     }
 }
+
+/// Starts the server's log files, rotated per the `rpc-logs-*` items.
+fn open_logs(server_id: u64, config: &Config, dir: &std::path::Path) -> Result<crate::logs::LogsGuard, RpcError> {
+    let unit = config.get(&RpcConfig::LOGS_INTERVAL_UNIT);
+    let interval = config.get(&RpcConfig::LOGS_INTERVAL).as_int()?;
+    let rotation = crate::logs::Rotation::parse(unit.as_str(), interval).ok_or_else(|| {
+        RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Invalid interval unit for rpc-logs-interval-unit: {:?}", unit.as_str()),
+        )
+    })?;
+    let backup = usize::try_from(config.get(&RpcConfig::LOGS_BACKUP).as_int()?).unwrap_or(0);
+    Ok(crate::logs::register(server_id, dir.to_path_buf(), rotation, backup))
+}
+
+static NEXT_SERVER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Writes a debug dump on every SIGUSR2 until the server stops.
 fn spawn_dump_on_signal(core: &Arc<ServerCore>) -> Result<(), RpcError> {
@@ -438,6 +480,8 @@ pub(crate) struct ServerCore {
     local_addr: SocketAddr,
     started: std::time::Instant,
     logs_dir: std::path::PathBuf,
+    /// Closed (files flushed, routing stopped) when shutdown completes.
+    logs: Mutex<Option<crate::logs::LogsGuard>>,
     services: OnceLock<Vec<Arc<dyn HostedService>>>,
     pending: Arc<PendingCalls>,
     connections: Arc<Connections>,
@@ -498,6 +542,7 @@ impl ServerCore {
             tokio::time::sleep(delay).await;
         }
         tracing::info!("RPC server on {} stopped", self.local_addr);
+        drop(self.logs.lock().take());
         self.done.send_replace(true);
     }
 }

@@ -1,7 +1,9 @@
-//! Built-in services, hosted by every server before the user's managers.
+//! Built-in services, hosted by every server before the user's managers: `srv`, `config`, `log`.
 
 mod config_service;
+mod logger_service;
 mod server_service;
 
 pub(crate) use config_service::ConfigManager;
+pub(crate) use logger_service::LoggerManager;
 pub(crate) use server_service::ServerManager;

@@ -1,0 +1,175 @@
+//! Logger levels changeable at run time. A logger is a tracing target prefix (`my_crate`,
+//! `my_crate::db`); `""` is the root. The most specific logger with a level decides; a disabled
+//! logger silences its whole subtree.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use parking_lot::RwLock;
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata};
+use tracing_subscriber::layer::{Context, Layer};
+
+use crate::api::LoggerLevel;
+
+/// What is set for one logger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Setting {
+    pub enabled: bool,
+    /// `None`: inherits from its parent.
+    pub level: Option<LoggerLevel>,
+}
+
+pub(crate) struct Levels {
+    startup_root: LoggerLevel,
+    root: LoggerLevel,
+    loggers: BTreeMap<String, Setting>,
+}
+
+/// The process-wide levels (tracing's subscriber is process-wide too).
+pub(crate) fn levels() -> &'static RwLock<Levels> {
+    static LEVELS: OnceLock<RwLock<Levels>> = OnceLock::new();
+    LEVELS.get_or_init(|| {
+        let root = std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|v| v.parse::<Level>().ok())
+            .map_or(LoggerLevel::LvlInfo, from_tracing);
+        RwLock::new(Levels { startup_root: root, root, loggers: BTreeMap::new() })
+    })
+}
+
+/// Python's levels, as tracing levels (CRITICAL has no tracing equivalent: ERROR).
+pub(crate) fn to_filter(level: LoggerLevel) -> LevelFilter {
+    match level {
+        LoggerLevel::LvlUnknown | LoggerLevel::LvlDebug => LevelFilter::DEBUG,
+        LoggerLevel::LvlInfo => LevelFilter::INFO,
+        LoggerLevel::LvlWarning => LevelFilter::WARN,
+        LoggerLevel::LvlError | LoggerLevel::LvlCritical => LevelFilter::ERROR,
+    }
+}
+
+fn from_tracing(level: Level) -> LoggerLevel {
+    match level {
+        Level::TRACE | Level::DEBUG => LoggerLevel::LvlDebug,
+        Level::INFO => LoggerLevel::LvlInfo,
+        Level::WARN => LoggerLevel::LvlWarning,
+        Level::ERROR => LoggerLevel::LvlError,
+    }
+}
+
+/// `logger` is `target` or one of its `::` ancestors.
+fn covers(logger: &str, target: &str) -> bool {
+    target.strip_prefix(logger).is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
+impl Levels {
+    pub(crate) fn allows(&self, target: &str, level: &Level) -> bool {
+        let mut decided: Option<LoggerLevel> = None;
+        // Longest (most specific) first.
+        for setting in self.loggers.iter().rev().filter(|(name, _)| covers(name, target)).map(|(_, s)| s) {
+            if !setting.enabled {
+                return false;
+            }
+            if decided.is_none() {
+                decided = setting.level;
+            }
+        }
+        *level <= to_filter(decided.unwrap_or(self.root))
+    }
+
+    /// The setting of a logger as the `log` service reports it.
+    pub(crate) fn get(&self, name: &str) -> Setting {
+        if name.is_empty() {
+            return Setting { enabled: true, level: Some(self.root) };
+        }
+        self.loggers.get(name).copied().unwrap_or(Setting { enabled: true, level: None })
+    }
+
+    pub(crate) fn set(&mut self, name: &str, setting: Setting) {
+        if name.is_empty() {
+            self.root = setting.level.filter(|l| *l != LoggerLevel::LvlUnknown).unwrap_or(self.startup_root);
+        } else {
+            self.loggers.insert(name.to_owned(), setting);
+        }
+    }
+
+    /// Drops the override: the logger inherits again (the root gets its startup level back).
+    pub(crate) fn reset(&mut self, name: &str) {
+        if name.is_empty() {
+            self.root = self.startup_root;
+        } else {
+            self.loggers.remove(name);
+        }
+    }
+}
+
+/// Applies [`levels`] as the subscriber-wide filter. Our own `rpc` spans always pass: they tag
+/// events with their service for the per-service log files.
+pub(crate) struct LevelsLayer;
+
+impl LevelsLayer {
+    fn allows(metadata: &Metadata<'_>) -> bool {
+        if metadata.is_span() && metadata.name() == "rpc" && metadata.target() == "grpc_helper::manager" {
+            return true;
+        }
+        levels().read().allows(metadata.target(), metadata.level())
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for LevelsLayer {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        // Cached per call site; `rebuild()` refreshes the cache after every change.
+        if Self::allows(metadata) { Interest::always() } else { Interest::never() }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        Self::allows(metadata)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
+}
+
+/// Refreshes tracing's per-call-site cache after a level change.
+pub(crate) fn rebuild() {
+    tracing::callsite::rebuild_interest_cache();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(loggers: &[(&str, bool, Option<LoggerLevel>)]) -> Levels {
+        let mut levels =
+            Levels { startup_root: LoggerLevel::LvlInfo, root: LoggerLevel::LvlInfo, loggers: BTreeMap::new() };
+        for (name, enabled, level) in loggers {
+            levels.set(name, Setting { enabled: *enabled, level: *level });
+        }
+        levels
+    }
+
+    #[test]
+    fn most_specific_level_wins_and_disabled_silences_the_subtree() {
+        let levels = with(&[
+            ("app", true, Some(LoggerLevel::LvlWarning)),
+            ("app::db", true, Some(LoggerLevel::LvlDebug)),
+            ("app::quiet", false, None),
+        ]);
+        assert!(levels.allows("other", &Level::INFO));
+        assert!(!levels.allows("other", &Level::DEBUG));
+        assert!(!levels.allows("app", &Level::INFO));
+        assert!(levels.allows("app::db::pool", &Level::DEBUG));
+        assert!(!levels.allows("app::quiet::x", &Level::ERROR));
+        assert!(levels.allows("application", &Level::INFO), "prefixes match whole path segments only");
+    }
+
+    #[test]
+    fn root_reset_restores_the_startup_level() {
+        let mut levels = with(&[("", true, Some(LoggerLevel::LvlError))]);
+        assert!(!levels.allows("x", &Level::WARN));
+        levels.reset("");
+        assert_eq!(levels.get("").level, Some(LoggerLevel::LvlInfo));
+    }
+}

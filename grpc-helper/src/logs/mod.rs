@@ -1,0 +1,170 @@
+//! Logging: per-service rolling files, and logger levels changeable at run time (the `log`
+//! service), persisted in `loggers.json`.
+//!
+//! A server installs [`layer`] as the process's tracing subscriber when none is set yet. A
+//! program with its own subscriber adds the layer itself:
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//!
+//! tracing_subscriber::registry()
+//!     .with(grpc_helper::logs::layer())          // levels + files
+//!     .with(tracing_subscriber::fmt::layer())    // and the console
+//!     .init();
+//! ```
+//!
+//! Files: every event inside a manager (its calls and hooks) goes to
+//! `<logs>/<service>/<service>.log`, and every event to `<logs>/root/root.log`, rotated per
+//! `rpc-logs-interval-unit` × `rpc-logs-interval`, keeping `rpc-logs-backup` old files.
+
+mod levels;
+mod rolling;
+mod router;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+
+pub(crate) use self::levels::Setting;
+pub(crate) use self::rolling::Rotation;
+pub(crate) use self::router::{LogsGuard, register};
+use crate::api::{LoggerLevel, ResultCode};
+use crate::{Folders, RpcError};
+
+/// Name of the persisted logger settings.
+pub(crate) const LOGGERS_FILE: &str = "loggers.json";
+
+/// The tracing layer of grpc-helper: filters by the run-time logger levels, and writes the log
+/// files of every running server.
+pub fn layer<S>() -> impl Layer<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    levels::LevelsLayer.and_then(router::FileRouter)
+}
+
+/// Installs [`layer`] as the global subscriber unless the program already set one.
+pub(crate) fn install_default() {
+    if !tracing::dispatcher::has_been_set() {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer()));
+    }
+}
+
+/// One persisted value: a level name, or `false` for a disabled logger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Persisted {
+    Level(String),
+    Disabled,
+}
+
+/// Python's level names.
+pub(crate) fn level_name(level: LoggerLevel) -> &'static str {
+    match level {
+        LoggerLevel::LvlUnknown => "NOTSET",
+        LoggerLevel::LvlDebug => "DEBUG",
+        LoggerLevel::LvlInfo => "INFO",
+        LoggerLevel::LvlWarning => "WARNING",
+        LoggerLevel::LvlError => "ERROR",
+        LoggerLevel::LvlCritical => "CRITICAL",
+    }
+}
+
+fn parse_level_name(name: &str) -> Option<LoggerLevel> {
+    [
+        LoggerLevel::LvlDebug,
+        LoggerLevel::LvlInfo,
+        LoggerLevel::LvlWarning,
+        LoggerLevel::LvlError,
+        LoggerLevel::LvlCritical,
+    ]
+    .into_iter()
+    .find(|l| level_name(*l).eq_ignore_ascii_case(name))
+}
+
+/// Reads one `loggers.json` (`{name: "LEVEL" | false}`); missing → empty.
+pub(crate) fn read_loggers(path: &Path) -> Result<BTreeMap<String, Persisted>, RpcError> {
+    let Some(value) = crate::persist::read_json(path)? else { return Ok(BTreeMap::new()) };
+    let invalid = || {
+        RpcError::new(
+            ResultCode::ErrorModelInvalid,
+            format!("Invalid loggers json file (expecting {{name: level name or false}}): {}", path.display()),
+        )
+    };
+    let serde_json::Value::Object(object) = value else { return Err(invalid()) };
+    object
+        .into_iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(level) => Ok((name, Persisted::Level(level))),
+            serde_json::Value::Bool(false) => Ok((name, Persisted::Disabled)),
+            _ => Err(invalid()),
+        })
+        .collect()
+}
+
+/// Writes the workspace `loggers.json`.
+pub(crate) fn write_loggers(path: &Path, loggers: &BTreeMap<String, Persisted>) -> Result<(), RpcError> {
+    let object = loggers
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Persisted::Level(level) => serde_json::Value::String(level.clone()),
+                Persisted::Disabled => serde_json::Value::Bool(false),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    crate::persist::write_json(path, &serde_json::Value::Object(object))
+}
+
+/// Applies the `loggers.json` of the system, user and workspace folders (later wins); returns
+/// the workspace's own entries.
+pub(crate) fn load(folders: &Folders) -> Result<BTreeMap<String, Persisted>, RpcError> {
+    let mut workspace = BTreeMap::new();
+    let layers = [folders.system_dir(), folders.user_dir(), folders.workspace_dir()];
+    for (i, dir) in layers.into_iter().enumerate() {
+        let Some(dir) = dir else { continue };
+        let loggers = read_loggers(&dir.join(LOGGERS_FILE))?;
+        for (name, value) in &loggers {
+            apply(name, value);
+        }
+        if i == 2 {
+            workspace = loggers;
+        }
+    }
+    levels::rebuild();
+    Ok(workspace)
+}
+
+fn apply(name: &str, value: &Persisted) {
+    let setting = match value {
+        Persisted::Disabled => Setting { enabled: false, level: None },
+        Persisted::Level(level) => match parse_level_name(level) {
+            Some(level) => Setting { enabled: true, level: Some(level) },
+            None => {
+                tracing::warn!("Ignoring unknown level {level} for logger {name}");
+                Setting { enabled: true, level: None }
+            }
+        },
+    };
+    levels::levels().write().set(name, setting);
+}
+
+/// The current setting of a logger.
+pub(crate) fn get(name: &str) -> Setting {
+    levels::levels().read().get(name)
+}
+
+/// Sets a logger (`""` = root) and refreshes the call-site cache.
+pub(crate) fn set(name: &str, setting: Setting) {
+    levels::levels().write().set(name, setting);
+    levels::rebuild();
+}
+
+/// Drops a logger's override.
+pub(crate) fn reset(name: &str) {
+    levels::levels().write().reset(name);
+    levels::rebuild();
+}

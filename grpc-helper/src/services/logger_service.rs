@@ -1,0 +1,108 @@
+//! `log` (`LoggerService`): read and change logger levels at run time; changes are persisted in
+//! the workspace `loggers.json` and applied again at the next start.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+
+use crate::api::{Filter, LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerStatus, LoggerUpdate, ResultCode};
+use crate::logs::{self, Persisted, Setting};
+use crate::{RpcError, rpc_manager};
+
+pub(crate) struct LoggerManager {
+    /// What this server's workspace file holds.
+    persisted: Mutex<BTreeMap<String, Persisted>>,
+    file: Option<PathBuf>,
+}
+
+impl LoggerManager {
+    pub(crate) fn new(persisted: BTreeMap<String, Persisted>, file: Option<PathBuf>) -> Self {
+        Self { persisted: Mutex::new(persisted), file }
+    }
+
+    fn save(&self, persisted: &BTreeMap<String, Persisted>) -> Result<(), RpcError> {
+        match &self.file {
+            Some(path) => logs::write_loggers(path, persisted),
+            None => {
+                tracing::warn!("no workspace folder: logger changes are not persisted");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn describe(name: &str) -> LoggerConfig {
+    let setting = logs::get(name);
+    LoggerConfig {
+        name: if name.is_empty() { "root".to_owned() } else { name.to_owned() },
+        enabled: setting.enabled,
+        level: setting.level.unwrap_or(LoggerLevel::LvlUnknown) as i32,
+    }
+}
+
+fn missing(what: &str) -> RpcError {
+    RpcError::new(ResultCode::ErrorParamMissing, format!("Missing {what} in request"))
+}
+
+#[rpc_manager(service = "log", version = LoggerApiVersion, grpc = crate::api::logger_service_server::LoggerService, crate = crate)]
+impl LoggerManager {
+    /// Each named logger (`""` = root) with its enabled flag and level (UNKNOWN: inherited).
+    async fn get(&self, request: Filter) -> Result<LoggerStatus, RpcError> {
+        if request.names.is_empty() {
+            return Err(missing("logger names"));
+        }
+        Ok(LoggerStatus { r: None, items: request.names.iter().map(|n| describe(n)).collect() })
+    }
+
+    /// Applies level and enabled flag of each item, then persists.
+    async fn set(&self, request: LoggerUpdate) -> Result<LoggerStatus, RpcError> {
+        if request.items.is_empty() {
+            return Err(missing("logger items"));
+        }
+        let mut planned = Vec::with_capacity(request.items.len());
+        for item in &request.items {
+            let level = LoggerLevel::try_from(item.level).map_err(|_| {
+                RpcError::new(
+                    ResultCode::ErrorParamInvalid,
+                    format!(
+                        "Invalid level {} for logger {:?} (expected 0 = inherit, 10 DEBUG, 20 INFO, 30 WARNING, 40 ERROR or 50 CRITICAL)",
+                        item.level, item.name
+                    ),
+                )
+            })?;
+            let level = (level != LoggerLevel::LvlUnknown).then_some(level);
+            planned.push((item.name.as_str(), Setting { enabled: item.enabled, level }));
+        }
+        let mut persisted = self.persisted.lock();
+        for (name, setting) in &planned {
+            logs::set(name, *setting);
+            match (setting.enabled, setting.level) {
+                (false, _) => persisted.insert((*name).to_owned(), Persisted::Disabled),
+                (true, Some(level)) => {
+                    persisted.insert((*name).to_owned(), Persisted::Level(logs::level_name(level).into()))
+                }
+                (true, None) => persisted.remove(*name),
+            };
+        }
+        self.save(&persisted)?;
+        Ok(LoggerStatus { r: None, items: planned.iter().map(|(n, _)| describe(n)).collect() })
+    }
+
+    /// Drops the overrides (the root gets its startup level back), then persists.
+    async fn reset(&self, request: Filter) -> Result<LoggerStatus, RpcError> {
+        if request.names.is_empty() {
+            return Err(missing("logger names"));
+        }
+        let mut persisted = self.persisted.lock();
+        let mut changed = false;
+        for name in &request.names {
+            logs::reset(name);
+            changed |= persisted.remove(name).is_some();
+        }
+        if changed {
+            self.save(&persisted)?;
+        }
+        Ok(LoggerStatus { r: None, items: request.names.iter().map(|n| describe(n)).collect() })
+    }
+}
