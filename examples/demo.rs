@@ -6,11 +6,15 @@
 use grpc_helper::api::ShutdownRequest;
 use grpc_helper::{Folders, RpcServer};
 use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
+use tracing_subscriber::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+    // Log files and run-time levels from grpc-helper; only warnings on the console.
+    let console = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::registry()
+        .with(grpc_helper::logs::layer())
+        .with(tracing_subscriber::fmt::layer().with_filter(console))
         .init();
     // A throw-away workspace: config changes are persisted there.
     let workspace = std::env::temp_dir().join(format!("grpc-helper-demo-{}", std::process::id()));

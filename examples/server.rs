@@ -1,12 +1,14 @@
 //! Example server: the sample service plus the built-in services.
 //!
 //! `cargo run --example server -- --port 54321 -w ./grpc_helper -c sample-greeting=Hi`;
-//! stops on Ctrl-C or a remote `srv.shutdown`. `--help` lists every option.
+//! stops on Ctrl-C or a remote `srv.shutdown`. `--help` lists every option. The console shows
+//! INFO and above (`RUST_LOG=debug` for more); logs also go to `<workspace>/logs/`.
 
 use clap::Parser;
 use grpc_helper::RpcServer;
 use grpc_helper::cli::ServerArgs;
 use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
+use tracing_subscriber::prelude::*;
 
 #[derive(Parser)]
 #[command(version, about = "grpc-helper example server")]
@@ -17,7 +19,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(env_filter()).init();
+    // grpc-helper's layer: run-time levels (the `log` service) and log files; plus the console.
+    tracing_subscriber::registry().with(grpc_helper::logs::layer()).with(tracing_subscriber::fmt::layer()).init();
     let args = Args::parse();
     let server =
         RpcServer::builder().args(&args.server).user_items(SAMPLE_ITEMS).manager(SampleManager).start().await?;
@@ -28,8 +31,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("server stopped");
     Ok(())
-}
-
-fn env_filter() -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
 }

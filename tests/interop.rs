@@ -71,7 +71,7 @@ fn python_client_calls_the_rust_example_server() {
 }
 
 #[test]
-fn python_client_gets_sets_and_resets_config_of_the_rust_server() {
+fn python_client_gets_sets_and_resets_config_and_logger_levels_of_the_rust_server() {
     let python = python();
     let port = free_port();
     let workspace = tempfile::tempdir().unwrap();
@@ -91,12 +91,18 @@ fn python_client_gets_sets_and_resets_config_of_the_rust_server() {
         "INVALID rc=21",
         "RESET value=Hello",
         "UNKNOWN rc=30",
+        "LOGGER name=root enabled=True level=30",
+        "LOGGER name=py_interop_logger enabled=True level=0",
+        "LOGGER_SET level=30",
+        "LOGGER_RESET level=0",
         "OK",
     ];
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
-    // The set was persisted, then the reset too: nothing differs from the defaults.
-    let saved = std::fs::read_to_string(workspace.path().join("config.json")).unwrap();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({}));
+    // The sets were persisted, then the resets too: nothing differs from the defaults.
+    for file in ["config.json", "loggers.json"] {
+        let saved = std::fs::read_to_string(workspace.path().join(file)).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({}), "{file}");
+    }
 
     runtime().block_on(async {
         client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();

@@ -10,6 +10,9 @@ The server hosts the example's user items `sample-greeting` (text) and `sample-p
     INVALID rc=21                                        (a bad value is refused)
     RESET value=<value>                                  (after reset)
     UNKNOWN rc=30                                        (unknown name)
+    LOGGER name=<name> enabled=<bool> level=<n>          (log.get of root and py_interop_logger)
+    LOGGER_SET level=30                                  (log.set WARNING)
+    LOGGER_RESET level=0                                 (log.reset)
     OK
 
 Any failure prints a traceback on stderr and exits 1.
@@ -33,12 +36,17 @@ def main() -> int:
     common.loopback_only()
     from grpc_helper import RpcClient, RpcException
     from grpc_helper_api import ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, Filter, ResultCode
+    from grpc_helper_api import LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate
     from grpc_helper_api.config_pb2_grpc import ConfigServiceStub
+    from grpc_helper_api.logger_pb2_grpc import LoggerServiceStub
 
     client = RpcClient(
         args.host,
         args.port,
-        {"config": (ConfigServiceStub, ConfigApiVersion.CONFIG_API_CURRENT)},
+        {
+            "config": (ConfigServiceStub, ConfigApiVersion.CONFIG_API_CURRENT),
+            "log": (LoggerServiceStub, LoggerApiVersion.LOGGER_API_CURRENT),
+        },
         timeout=timeout,
         name=common.client_metadata("py-config"),
     )
@@ -67,6 +75,14 @@ def main() -> int:
     except RpcException as e:
         assert e.rc == ResultCode.ERROR_ITEM_UNKNOWN, e
         print(f"UNKNOWN rc={int(e.rc)}", flush=True)
+
+    for item in client.log.get(Filter(names=["", "py_interop_logger"]), timeout=timeout).items:
+        print(f"LOGGER name={item.name} enabled={item.enabled} level={item.level}", flush=True)
+    update = LoggerUpdate(items=[LoggerConfig(name="py_interop_logger", enabled=True, level=LoggerLevel.LVL_WARNING)])
+    reply = client.log.set(update, timeout=timeout)
+    print(f"LOGGER_SET level={reply.items[0].level}", flush=True)
+    reply = client.log.reset(Filter(names=["py_interop_logger"]), timeout=timeout)
+    print(f"LOGGER_RESET level={reply.items[0].level}", flush=True)
 
     print("OK", flush=True)
     return 0
