@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = grpc_helper::RpcClient::builder("127.0.0.1", port).name("demo-client").connect_lazy()?;
     print!("{}", grpc_helper_examples::describe(&client).await?);
     println!();
-    print!("{}", grpc_helper_examples::tour_config(&client).await?);
+    print!("{}", grpc_helper_examples::tour_operations(&client).await?);
 
     client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await?;
     server.wait_shutdown().await;

@@ -139,12 +139,12 @@ pub async fn describe(client: &RpcClient) -> Result<String, RpcError> {
     Ok(out)
 }
 
-/// Shows the `config` service: lists the user items, changes the greeting, greets again, and
-/// puts the default back.
+/// Shows the `config` and `log` services: lists the user items, changes the greeting, greets
+/// again, puts the default back, then raises and resets a logger level.
 ///
 /// # Errors
 /// The first failed call.
-pub async fn tour_config(client: &RpcClient) -> Result<String, RpcError> {
+pub async fn tour_operations(client: &RpcClient) -> Result<String, RpcError> {
     use grpc_helper::api::config_service_client::ConfigServiceClient;
     use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigUpdate};
 
@@ -169,5 +169,20 @@ pub async fn tour_config(client: &RpcClient) -> Result<String, RpcError> {
     config.reset(Filter { names: vec![GREETING.name().into()], ignore_unknown: false }).await?;
     let reply = sample.method4(SampleRequest { foo: "config".into() }).await?.into_inner();
     let _ = writeln!(out, "after config reset: method4 says {:?}", reply.bar);
+
+    // Logger levels: a logger is a tracing target ("" = root); changes apply at once.
+    use grpc_helper::api::logger_service_client::LoggerServiceClient;
+    use grpc_helper::api::{LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate};
+    let mut log = LoggerServiceClient::new(client.channel::<LoggerApiVersion>());
+    let target = "grpc_helper_examples";
+    let debug = LoggerConfig { name: target.into(), enabled: true, level: LoggerLevel::LvlDebug as i32 };
+    let set = log.set(LoggerUpdate { items: vec![debug] }).await?.into_inner();
+    let _ = writeln!(out, "logger {target} set to {:?}", LoggerLevel::try_from(set.items[0].level).unwrap_or_default());
+    let reset = log.reset(Filter { names: vec![target.into()], ignore_unknown: false }).await?.into_inner();
+    let _ = writeln!(
+        out,
+        "logger {target} reset to {:?} (inherits the root)",
+        LoggerLevel::try_from(reset.items[0].level).unwrap_or_default()
+    );
     Ok(out)
 }
