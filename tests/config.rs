@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use grpc_helper::api::config_service_client::ConfigServiceClient;
-use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigStatus, ConfigUpdate, Empty, Filter, ResultCode};
+use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigStatus, ConfigUpdate, Filter, ResultCode};
 use grpc_helper::config::{ConfigItem, RpcConfig, Validator};
 use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer, RpcServerBuilder};
-use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
+use grpc_helper_tests::{EventLog, Sample, bounded, client_of, server_builder};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -315,11 +315,7 @@ async fn shutdown_grace_item_drives_the_server() {
             .start()
             .await
             .unwrap();
-        let mut stub = sample_stub(&client_of(&server));
-        let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
-        while !log.events().contains(&"long_method started".to_owned()) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let call = grpc_helper_tests::start_long_call(&server, &log).await;
         let started = Instant::now();
         server.shutdown().await;
         assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());

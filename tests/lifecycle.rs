@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use grpc_helper::api::{Empty, ResultCode, ShutdownRequest};
+use grpc_helper::api::{ResultCode, ShutdownRequest};
 use grpc_helper::{RpcClient, RpcError};
 use grpc_helper_tests::api::SampleRequest;
 use grpc_helper_tests::{
@@ -137,11 +137,7 @@ async fn graceful_shutdown_lets_the_call_in_flight_finish() {
     bounded(LIMIT, async {
         let log = EventLog::default();
         let server = server_builder().manager(Sample::new(&log, Duration::from_millis(800))).start().await.unwrap();
-        let mut stub = sample_stub(&client_of(&server));
-        let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
-        while !log.events().contains(&"long_method started".to_owned()) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let call = grpc_helper_tests::start_long_call(&server, &log).await;
         server.shutdown().await;
         let reply = call.await.unwrap().expect("the call in flight completes").into_inner();
         // Shutdown hooks ran while the call was still running.
@@ -162,11 +158,7 @@ async fn grace_period_bounds_shutdown_when_calls_hang() {
             .start()
             .await
             .unwrap();
-        let mut stub = sample_stub(&client_of(&server));
-        let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
-        while !log.events().contains(&"long_method started".to_owned()) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let call = grpc_helper_tests::start_long_call(&server, &log).await;
         let started = Instant::now();
         server.shutdown().await;
         assert!(started.elapsed() < Duration::from_millis(1300 + 300), "{:?}", started.elapsed());

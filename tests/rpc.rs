@@ -327,11 +327,7 @@ async fn pending_calls_list_the_call_in_flight() {
             .start()
             .await
             .unwrap();
-        let mut stub = sample_stub(&client_of(&server));
-        let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
-        while !log.events().contains(&"long_method started".to_owned()) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let call = grpc_helper_tests::start_long_call(&server, &log).await;
         let pending = server.pending_calls();
         assert_eq!(pending.len(), 1, "{pending:?}");
         assert_eq!((pending[0].service, pending[0].method), ("SampleService", "long_method"));

@@ -209,6 +209,19 @@ pub fn sample_stub(client: &RpcClient) -> api::sample_service_client::SampleServ
     api::sample_service_client::SampleServiceClient::new(client.channel::<SampleApiVersion>())
 }
 
+/// Starts `long_method` on `server` and returns once the manager is running it.
+pub async fn start_long_call(
+    server: &RpcServer,
+    log: &EventLog,
+) -> tokio::task::JoinHandle<Result<tonic::Response<ResultStatus>, tonic::Status>> {
+    let mut stub = sample_stub(&client_of(server));
+    let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
+    while !log.events().iter().any(|e| e == "long_method started") {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    call
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
