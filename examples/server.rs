@@ -22,8 +22,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // grpc-helper's layer: run-time levels (the `log` service) and log files; plus the console.
     tracing_subscriber::registry().with(grpc_helper::logs::layer()).with(tracing_subscriber::fmt::layer()).init();
     let args = Args::parse();
-    let server =
-        RpcServer::builder().args(&args.server).user_items(SAMPLE_ITEMS).manager(SampleManager).start().await?;
+    let server = RpcServer::builder()
+        .args(&args.server)
+        .with_events()
+        .user_items(SAMPLE_ITEMS)
+        .manager(SampleManager)
+        .start()
+        .await?;
     println!("serving on port {}", server.local_addr().port());
     tokio::select! {
         () = server.wait_shutdown() => {}

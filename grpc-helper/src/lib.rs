@@ -55,6 +55,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod error;
+pub mod events;
 mod folders;
 pub mod logs;
 mod manager;

@@ -28,7 +28,7 @@ use self::pending::PendingCalls;
 use crate::__private::BoxFuture;
 use crate::api::{ResultCode, ServiceInfo};
 use crate::config::{Config, ConfigItem, RpcConfig, Sources};
-use crate::services::{ConfigManager, LoggerManager, ServerManager};
+use crate::services::{ConfigManager, EventsManager, LoggerManager, ServerManager};
 use crate::{ApiVersion, Folders, Manager, ManagerContext, RpcClient, RpcError};
 
 /// Builds and starts an [`RpcServer`].
@@ -57,6 +57,7 @@ pub struct RpcServerBuilder {
     user_items: Vec<ConfigItem>,
     debug_signal: bool,
     install_logging: bool,
+    with_events: bool,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
@@ -138,6 +139,7 @@ impl Default for RpcServerBuilder {
             user_items: Vec::new(),
             debug_signal: true,
             install_logging: true,
+            with_events: false,
         }
     }
 }
@@ -208,6 +210,12 @@ impl RpcServerBuilder {
     /// Items that clients can read and change through the `config` service.
     pub fn user_items(mut self, items: &[ConfigItem]) -> Self {
         self.user_items.extend_from_slice(items);
+        self
+    }
+
+    /// Hosts the `events` service (listen, send, interrupt, inspect), after `log`.
+    pub fn with_events(mut self) -> Self {
+        self.with_events = true;
         self
     }
 
@@ -292,6 +300,12 @@ impl RpcServerBuilder {
                 env.folders.workspace_dir().map(|w| w.join(crate::logs::LOGGERS_FILE)),
             )),
         ];
+        if self.with_events {
+            let retain = env.config.get(&RpcConfig::EVENT_RETAIN_TIMEOUT).as_duration()?;
+            let persisted = env.folders.workspace_dir().map(|w| w.join("queues.json"));
+            let queues = crate::events::LocalEvents::new(retain, persisted)?;
+            entries.push(env.host(EventsManager::new(Arc::new(queues))));
+        }
         entries.extend(self.managers.into_iter().map(|host| host(&env)));
         check_unique_names(&entries)?;
 

@@ -1,0 +1,343 @@
+//! Event fan-out with resumable listening queues (the `events` service).
+//!
+//! Every listener owns a queue, identified by a `client_id`. `send` appends the event to every
+//! queue; a listening stream delivers its queue in order (filtered by event name). When the
+//! stream ends (interrupt, client gone), the queue is kept for `rpc-event-retain-timeout`
+//! seconds and keeps collecting events, so `listen` with the same id resumes without loss.
+//! Queues are bounded ([`QUEUE_LIMIT`] events: the oldest are dropped, and counted).
+//!
+//! [`EventQueues`] is the seam for another implementation (e.g. a broker shared by replicas).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future as _;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_core::Stream;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::api::{Event, EventStatus, ResultCode};
+use crate::{ReplyStream, RpcError};
+
+/// Most events kept per queue; beyond, the oldest are dropped (see [`EventQueues::dropped`]).
+pub const QUEUE_LIMIT: usize = 100_000;
+
+/// Where events are queued and fanned out.
+pub trait EventQueues: Send + Sync + 'static {
+    /// Opens a new queue (`client_id` 0) or resumes one; the stream starts with a message
+    /// carrying only the id, then delivers queued and new events whose name is in `names`
+    /// (all when empty), with a keep-alive (empty name) after `keepalive` of silence.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorItemUnknown`] for an id that is not (or no longer) known.
+    fn listen(
+        self: Arc<Self>,
+        client_id: u32,
+        names: Vec<String>,
+        keepalive: Duration,
+    ) -> Result<ReplyStream<EventStatus>, RpcError>;
+
+    /// Ends the queue's stream; the queue is retained (and keeps collecting events).
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorItemUnknown`] (unknown id), [`ResultCode::ErrorStateUnexpected`]
+    /// (already interrupted).
+    fn interrupt(&self, client_id: u32) -> Result<(), RpcError>;
+
+    /// Appends the event to every queue.
+    fn send(&self, event: Event);
+
+    /// Ids of the queues (listening or retained).
+    fn ids(&self) -> Vec<u32>;
+
+    /// Events dropped so far by full queues, by queue id.
+    fn dropped(&self) -> BTreeMap<u32, u64>;
+
+    /// Ends every stream with a last `ERROR_STREAM_SHUTDOWN` message.
+    fn shutdown(&self);
+}
+
+enum State {
+    /// A stream of this generation delivers the queue.
+    Listening(u64),
+    Interrupted(Instant),
+}
+
+struct Queue {
+    events: VecDeque<Event>,
+    state: State,
+    generation: u64,
+    dropped: u64,
+    notify: Arc<Notify>,
+}
+
+struct Inner {
+    queues: BTreeMap<u32, Queue>,
+    shutting_down: bool,
+}
+
+/// The in-process implementation, with queue ids persisted in `queues.json`.
+pub struct LocalEvents {
+    inner: Mutex<Inner>,
+    retain: Duration,
+    persisted: Option<PathBuf>,
+}
+
+impl LocalEvents {
+    /// Queues retained `retain` after their stream ends; ids restored from `persisted`.
+    pub(crate) fn new(retain: Duration, persisted: Option<PathBuf>) -> Result<Self, RpcError> {
+        let mut queues = BTreeMap::new();
+        if let Some(path) = &persisted
+            && let Some(value) = crate::persist::read_json(path)?
+        {
+            let ids: Vec<u32> = serde_json::from_value(value).map_err(|e| {
+                RpcError::new(
+                    ResultCode::ErrorModelInvalid,
+                    format!("Invalid queues json file (expecting a list of ids: {e}): {}", path.display()),
+                )
+            })?;
+            for id in ids {
+                tracing::info!("Resuming interrupted event listening queue #{id}");
+                queues.insert(id, Queue::new(State::Interrupted(Instant::now())));
+            }
+        }
+        Ok(Self { inner: Mutex::new(Inner { queues, shutting_down: false }), retain, persisted })
+    }
+
+    /// Drops queues interrupted for longer than the retention.
+    fn purge(&self, inner: &mut Inner) -> bool {
+        let retain = self.retain;
+        let before = inner.queues.len();
+        inner.queues.retain(|id, q| match q.state {
+            State::Interrupted(since) if since.elapsed() > retain => {
+                tracing::info!("Event listening queue #{id} expired after {retain:?}");
+                false
+            }
+            _ => true,
+        });
+        inner.queues.len() != before
+    }
+
+    fn persist(&self, inner: &Inner) {
+        if let Some(path) = &self.persisted {
+            let ids: Vec<u32> = inner.queues.keys().copied().collect();
+            if let Err(e) = crate::persist::write_json(path, &serde_json::json!(ids)) {
+                tracing::error!("cannot persist event queues: {e}");
+            }
+        }
+    }
+
+    /// The stream of one queue is gone (client left, interrupt, shutdown): retain it.
+    fn detach(&self, id: u32, generation: u64) {
+        let mut inner = self.inner.lock();
+        if let Some(queue) = inner.queues.get_mut(&id)
+            && matches!(queue.state, State::Listening(g) if g == generation)
+        {
+            tracing::info!("Event listening queue #{id} interrupted");
+            queue.state = State::Interrupted(Instant::now());
+        }
+    }
+}
+
+impl Queue {
+    fn new(state: State) -> Self {
+        Self { events: VecDeque::new(), state, generation: 0, dropped: 0, notify: Arc::new(Notify::new()) }
+    }
+}
+
+fn unknown(id: u32) -> RpcError {
+    RpcError::new(ResultCode::ErrorItemUnknown, format!("Unknown event listening queue #{id}"))
+}
+
+impl EventQueues for LocalEvents {
+    fn listen(
+        self: Arc<Self>,
+        client_id: u32,
+        names: Vec<String>,
+        keepalive: Duration,
+    ) -> Result<ReplyStream<EventStatus>, RpcError> {
+        let mut inner = self.inner.lock();
+        let mut changed = self.purge(&mut inner);
+        let id = if client_id == 0 {
+            let id = (1..).find(|id| !inner.queues.contains_key(id)).expect("a free id below u32::MAX");
+            inner.queues.insert(id, Queue::new(State::Interrupted(Instant::now())));
+            changed = true;
+            id
+        } else if inner.queues.contains_key(&client_id) {
+            client_id
+        } else {
+            return Err(unknown(client_id));
+        };
+        let queue = inner.queues.get_mut(&id).expect("just checked");
+        queue.generation += 1;
+        // A previous stream of this queue, if any, ends when it sees the new generation.
+        queue.notify.notify_one();
+        queue.state = State::Listening(queue.generation);
+        let generation = queue.generation;
+        let notify = Arc::clone(&queue.notify);
+        if changed {
+            self.persist(&inner);
+        }
+        drop(inner);
+        let notified = Box::pin(Arc::clone(&notify).notified_owned());
+        Ok(ReplyStream::new(ListenStream {
+            events: self,
+            id,
+            generation,
+            names,
+            greeted: false,
+            done: false,
+            notify,
+            notified,
+            keepalive,
+            silence: Box::pin(tokio::time::sleep(keepalive)),
+        }))
+    }
+
+    fn interrupt(&self, client_id: u32) -> Result<(), RpcError> {
+        let mut inner = self.inner.lock();
+        if self.purge(&mut inner) {
+            self.persist(&inner);
+        }
+        let queue = inner.queues.get_mut(&client_id).ok_or_else(|| unknown(client_id))?;
+        match queue.state {
+            State::Interrupted(_) => Err(RpcError::new(
+                ResultCode::ErrorStateUnexpected,
+                format!("Event listening queue #{client_id} is already interrupted"),
+            )),
+            State::Listening(_) => {
+                queue.state = State::Interrupted(Instant::now());
+                queue.notify.notify_one();
+                tracing::info!("Event listening queue #{client_id} interrupted");
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&self, event: Event) {
+        let mut inner = self.inner.lock();
+        if self.purge(&mut inner) {
+            self.persist(&inner);
+        }
+        for (id, queue) in &mut inner.queues {
+            if queue.events.len() >= QUEUE_LIMIT {
+                queue.events.pop_front();
+                queue.dropped += 1;
+                if queue.dropped.is_power_of_two() {
+                    tracing::warn!("Event listening queue #{id} is full: {} oldest event(s) dropped", queue.dropped);
+                }
+            }
+            queue.events.push_back(event.clone());
+            queue.notify.notify_one();
+        }
+    }
+
+    fn ids(&self) -> Vec<u32> {
+        let mut inner = self.inner.lock();
+        if self.purge(&mut inner) {
+            self.persist(&inner);
+        }
+        inner.queues.keys().copied().collect()
+    }
+
+    fn dropped(&self) -> BTreeMap<u32, u64> {
+        self.inner.lock().queues.iter().map(|(id, q)| (*id, q.dropped)).collect()
+    }
+
+    fn shutdown(&self) {
+        let mut inner = self.inner.lock();
+        inner.shutting_down = true;
+        for queue in inner.queues.values() {
+            queue.notify.notify_one();
+        }
+        self.persist(&inner);
+    }
+}
+
+/// One listening stream.
+struct ListenStream {
+    events: Arc<LocalEvents>,
+    id: u32,
+    generation: u64,
+    names: Vec<String>,
+    greeted: bool,
+    done: bool,
+    notify: Arc<Notify>,
+    notified: Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    keepalive: Duration,
+    silence: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl ListenStream {
+    fn status(&self, event: Option<Event>) -> EventStatus {
+        EventStatus { r: None, event, client_id: self.id }
+    }
+
+    fn reset_silence(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.keepalive;
+        self.silence.as_mut().reset(deadline);
+    }
+}
+
+impl Stream for ListenStream {
+    type Item = Result<EventStatus, RpcError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if !self.greeted {
+            self.greeted = true;
+            return Poll::Ready(Some(Ok(self.status(None))));
+        }
+        loop {
+            {
+                let events = Arc::clone(&self.events);
+                let mut inner = events.inner.lock();
+                let shutting_down = inner.shutting_down;
+                let current = inner
+                    .queues
+                    .get_mut(&self.id)
+                    .filter(|q| matches!(q.state, State::Listening(g) if g == self.generation));
+                let Some(queue) = current else {
+                    self.done = true;
+                    return Poll::Ready(None);
+                };
+                if shutting_down {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(RpcError::new(
+                        ResultCode::ErrorStreamShutdown,
+                        "The server is shutting down: listen again (same client_id) once it is back",
+                    ))));
+                }
+                while let Some(event) = queue.events.pop_front() {
+                    if self.names.is_empty() || self.names.contains(&event.name) {
+                        drop(inner);
+                        self.reset_silence();
+                        return Poll::Ready(Some(Ok(self.status(Some(event)))));
+                    }
+                }
+            }
+            if self.notified.as_mut().poll(cx).is_ready() {
+                let notified = Arc::clone(&self.notify).notified_owned();
+                self.notified = Box::pin(notified);
+                continue;
+            }
+            if self.silence.as_mut().poll(cx).is_ready() {
+                self.reset_silence();
+                return Poll::Ready(Some(Ok(self.status(Some(Event::default())))));
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Drop for ListenStream {
+    fn drop(&mut self) {
+        self.events.detach(self.id, self.generation);
+    }
+}

@@ -1,0 +1,69 @@
+//! `events` (`EventService`): listen (server stream), interrupt, send, inspect.
+
+use std::sync::Arc;
+
+use crate::api::{
+    Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, EventStatus, ResultCode, ResultStatus,
+};
+use crate::config::RpcConfig;
+use crate::events::EventQueues;
+use crate::{CallContext, ReplyStream, RpcError, rpc_manager};
+
+pub(crate) struct EventsManager {
+    queues: Arc<dyn EventQueues>,
+}
+
+impl EventsManager {
+    pub(crate) fn new(queues: Arc<dyn EventQueues>) -> Self {
+        Self { queues }
+    }
+}
+
+/// Event and property names: not empty, no space.
+fn check_name(what: &str, name: &str) -> Result<(), RpcError> {
+    if name.is_empty() {
+        Err(RpcError::new(ResultCode::ErrorParamMissing, format!("Missing {what} name")))
+    } else if name.contains(char::is_whitespace) {
+        Err(RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Invalid {what} name {name:?}: spaces are not allowed"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[rpc_manager(service = "events", version = EventApiVersion, grpc = crate::api::event_service_server::EventService, crate = crate)]
+impl EventsManager {
+    /// A new queue (`client_id` 0) or a resumed one; events named in the filter (all if empty).
+    async fn listen(&self, request: EventFilter, cx: CallContext) -> Result<ReplyStream<EventStatus>, RpcError> {
+        for name in &request.names {
+            check_name("event", name)?;
+        }
+        let keepalive = cx.config().get(&RpcConfig::EVENT_KEEPALIVE_TIMEOUT).as_duration()?;
+        Arc::clone(&self.queues).listen(request.client_id, request.names, keepalive)
+    }
+
+    async fn interrupt(&self, request: EventInterrupt) -> Result<ResultStatus, RpcError> {
+        self.queues.interrupt(request.client_id)?;
+        Ok(ResultStatus::default())
+    }
+
+    async fn send(&self, request: Event) -> Result<ResultStatus, RpcError> {
+        check_name("event", &request.name)?;
+        for property in &request.properties {
+            check_name("event property", &property.name)?;
+        }
+        self.queues.send(request);
+        Ok(ResultStatus::default())
+    }
+
+    async fn inspect(&self, _request: Empty) -> Result<EventQueueStatus, RpcError> {
+        Ok(EventQueueStatus { r: None, client_ids: self.queues.ids() })
+    }
+
+    #[on_shutdown]
+    async fn stop(&self) {
+        self.queues.shutdown();
+    }
+}

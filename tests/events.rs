@@ -1,0 +1,256 @@
+//! The `events` service over real sockets: validation, fan-out with filters, interrupt, resume
+//! without loss, retention expiry, keep-alive, and streams ended by shutdown.
+
+use std::path::Path;
+use std::time::Duration;
+
+use grpc_helper::api::event_service_client::EventServiceClient;
+use grpc_helper::api::{
+    Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventProperty, EventStatus, ResultCode,
+};
+use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer, RpcServerBuilder};
+use grpc_helper_tests::{bounded, client_of, server_builder};
+use tonic::Streaming;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn events_server(workspace: &Path) -> RpcServerBuilder {
+    server_builder().with_events().folders(Folders::default().workspace(workspace))
+}
+
+fn stub(server: &RpcServer) -> EventServiceClient<RpcChannel> {
+    EventServiceClient::new(client_of(server).channel::<EventApiVersion>())
+}
+
+fn event(name: &str) -> Event {
+    Event { name: name.into(), properties: Vec::new() }
+}
+
+fn filter(names: &[&str], client_id: u32) -> EventFilter {
+    EventFilter { names: names.iter().map(|n| n.to_string()).collect(), client_id }
+}
+
+/// Opens a listening stream and returns it with its client id (from the first message).
+async fn listen(
+    events: &mut EventServiceClient<RpcChannel>,
+    names: &[&str],
+    client_id: u32,
+) -> (Streaming<EventStatus>, u32) {
+    let mut stream = events.listen(filter(names, client_id)).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(first.event.is_none(), "the first message only carries the id");
+    (stream, first.client_id)
+}
+
+/// The next non-keep-alive event name.
+async fn next_name(stream: &mut Streaming<EventStatus>) -> Option<String> {
+    loop {
+        let status = stream.message().await.unwrap()?;
+        let event = status.event.unwrap();
+        if !event.name.is_empty() {
+            return Some(event.name);
+        }
+    }
+}
+
+fn code(status: tonic::Status) -> Option<ResultCode> {
+    RpcError::from(status).result_code()
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_codes() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).start().await.unwrap();
+        let mut events = stub(&server);
+        let first_error = |r: Result<tonic::Response<Streaming<EventStatus>>, tonic::Status>| async move {
+            match r {
+                Err(status) => code(status),
+                Ok(stream) => code(stream.into_inner().message().await.unwrap_err()),
+            }
+        };
+        assert_eq!(first_error(events.listen(filter(&[""], 0)).await).await, Some(ResultCode::ErrorParamMissing));
+        assert_eq!(
+            first_error(events.listen(filter(&["with space"], 0)).await).await,
+            Some(ResultCode::ErrorParamInvalid)
+        );
+        assert_eq!(first_error(events.listen(filter(&[], 135)).await).await, Some(ResultCode::ErrorItemUnknown));
+        assert_eq!(code(events.send(event("")).await.unwrap_err()), Some(ResultCode::ErrorParamMissing));
+        assert_eq!(code(events.send(event("with space")).await.unwrap_err()), Some(ResultCode::ErrorParamInvalid));
+        let bad_property =
+            Event { name: "ok".into(), properties: vec![EventProperty { name: "a b".into(), value: "v".into() }] };
+        assert_eq!(code(events.send(bad_property).await.unwrap_err()), Some(ResultCode::ErrorParamInvalid));
+        assert_eq!(
+            code(events.interrupt(EventInterrupt::default()).await.unwrap_err()),
+            Some(ResultCode::ErrorItemUnknown)
+        );
+        assert!(events.inspect(Empty {}).await.unwrap().into_inner().client_ids.is_empty());
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn workflow_with_filters_interrupt_and_inspect() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).start().await.unwrap();
+        let mut events = stub(&server);
+        let (mut only_some, id1) = listen(&mut events, &["some-event"], 0).await;
+        let (mut all, id2) = listen(&mut events, &[], 0).await;
+        assert_eq!((id1, id2), (1, 2), "the smallest free ids");
+        let property = EventProperty { name: "foo".into(), value: "bar".into() };
+        events.send(Event { name: "some-event".into(), properties: vec![property.clone()] }).await.unwrap();
+        events.send(event("another-event")).await.unwrap();
+
+        let received = only_some.message().await.unwrap().unwrap();
+        assert_eq!(received.client_id, 1);
+        assert_eq!(received.event.unwrap(), Event { name: "some-event".into(), properties: vec![property] });
+        assert_eq!(next_name(&mut all).await.unwrap(), "some-event");
+        assert_eq!(next_name(&mut all).await.unwrap(), "another-event");
+
+        assert_eq!(events.inspect(Empty {}).await.unwrap().into_inner().client_ids, [1, 2]);
+        events.interrupt(EventInterrupt { client_id: 1 }).await.unwrap();
+        assert!(only_some.message().await.unwrap().is_none(), "interrupt ends the stream");
+        assert_eq!(events.inspect(Empty {}).await.unwrap().into_inner().client_ids, [1, 2], "the queue is retained");
+        let again = events.interrupt(EventInterrupt { client_id: 1 }).await.unwrap_err();
+        assert_eq!(code(again), Some(ResultCode::ErrorStateUnexpected));
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resume_delivers_every_event_queued_meanwhile_in_order_once() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).start().await.unwrap();
+        let mut events = stub(&server);
+        let (mut stream, id) = listen(&mut events, &[], 0).await;
+        events.send(event("e-0")).await.unwrap();
+        assert_eq!(next_name(&mut stream).await.unwrap(), "e-0");
+        // The client goes away (its stream is dropped): the queue keeps collecting.
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let interrupted = events.interrupt(EventInterrupt { client_id: id }).await.unwrap_err();
+        assert_eq!(code(interrupted), Some(ResultCode::ErrorStateUnexpected), "a dropped stream counts as interrupted");
+        for n in 1..=10_000 {
+            events.send(event(&format!("e-{n}"))).await.unwrap();
+        }
+        let (mut resumed, same) = listen(&mut events, &[], id).await;
+        assert_eq!(same, id);
+        for n in 1..=10_000 {
+            assert_eq!(next_name(&mut resumed).await.unwrap(), format!("e-{n}"));
+        }
+        events.send(event("after")).await.unwrap();
+        assert_eq!(next_name(&mut resumed).await.unwrap(), "after", "nothing twice, nothing extra");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn interrupted_queue_expires_after_the_retention() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path())
+            .cli_config([("rpc-event-retain-timeout".to_owned(), "1".to_owned())])
+            .start()
+            .await
+            .unwrap();
+        let mut events = stub(&server);
+        let (_stream, id) = listen(&mut events, &[], 0).await;
+        events.interrupt(EventInterrupt { client_id: id }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        events.send(event("late")).await.unwrap();
+        assert_eq!(
+            code(events.interrupt(EventInterrupt { client_id: id }).await.unwrap_err()),
+            Some(ResultCode::ErrorItemUnknown)
+        );
+        let resume = events.listen(filter(&[], id)).await.unwrap().into_inner().message().await.unwrap_err();
+        let error = RpcError::from(resume);
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorItemUnknown));
+        assert!(error.message().contains(&format!("#{id}")), "{error}");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keepalive_arrives_after_the_configured_silence() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path())
+            .cli_config([("rpc-event-keepalive-timeout".to_owned(), "1".to_owned())])
+            .start()
+            .await
+            .unwrap();
+        let (mut stream, id) = listen(&mut stub(&server), &["only-this"], 0).await;
+        let started = std::time::Instant::now();
+        let keepalive = stream.message().await.unwrap().unwrap();
+        assert_eq!(keepalive, EventStatus { r: None, event: Some(Event::default()), client_id: id });
+        assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_streams_in_band_and_queues_survive_a_restart() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).start().await.unwrap();
+        let port = server.local_addr().port();
+        let (mut stream, id) = listen(&mut stub(&server), &[], 0).await;
+        let shutdown = tokio::spawn({
+            let server = server.clone();
+            async move { server.shutdown().await }
+        });
+        let error = RpcError::from(stream.message().await.unwrap_err());
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorStreamShutdown));
+        shutdown.await.unwrap();
+
+        let again = events_server(dir.path()).port(port).start().await.unwrap();
+        let mut events = stub(&again);
+        assert_eq!(events.inspect(Empty {}).await.unwrap().into_inner().client_ids, [id]);
+        let (mut resumed, same) = listen(&mut events, &[], id).await;
+        assert_eq!(same, id);
+        events.send(event("after-restart")).await.unwrap();
+        assert_eq!(next_name(&mut resumed).await.unwrap(), "after-restart");
+        again.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fan_out_to_many_listeners_loses_nothing() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).start().await.unwrap();
+        let mut events = stub(&server);
+        let mut listeners = Vec::new();
+        for n in 0..50 {
+            let names: &[&str] = if n % 2 == 0 { &[] } else { &["odd"] };
+            listeners.push((n, listen(&mut events, names, 0).await.0));
+        }
+        for i in 0..200 {
+            events.send(event(if i % 4 == 0 { "odd" } else { "even" })).await.unwrap();
+        }
+        let readers = listeners.into_iter().map(|(n, mut stream)| {
+            tokio::spawn(async move {
+                let expected = if n % 2 == 0 { 200 } else { 50 };
+                let mut got = 0;
+                while got < expected {
+                    next_name(&mut stream).await.unwrap();
+                    got += 1;
+                }
+                got
+            })
+        });
+        for reader in readers {
+            reader.await.unwrap();
+        }
+        server.shutdown().await;
+    })
+    .await;
+}
