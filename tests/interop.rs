@@ -111,6 +111,32 @@ fn python_client_gets_sets_and_resets_config_and_logger_levels_of_the_rust_serve
 }
 
 #[test]
+fn python_client_listens_and_sends_events_on_the_rust_server() {
+    let python = python();
+    let port = free_port();
+    let workspace = tempfile::tempdir().unwrap();
+    let mut server_cmd = Command::new(example("server"));
+    server_cmd.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
+    let mut server = spawn_until(server_cmd, "serving on port", Duration::from_secs(60));
+
+    let mut py = Command::new(python);
+    py.arg(repo_root().join("tests/python/py_events.py")).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let out = run(py, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let expected = ["LISTENING id=1", "RECEIVED name=py-event props=origin=python", "ENDED", "INSPECT ids=1", "OK"];
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
+
+    runtime().block_on(async {
+        client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+    // The retained queue was persisted for the next start.
+    let ids = std::fs::read_to_string(workspace.path().join("queues.json")).unwrap();
+    assert_eq!(serde_json::from_str::<Vec<u32>>(&ids).unwrap(), [1]);
+}
+
+#[test]
 fn rust_example_client_reads_a_python_server() {
     let python = python();
     let port = free_port();
