@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use stop_signal::CancelSignal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic_health::ServingStatus;
 use tracing::Instrument;
 
 use self::dispatch::{Hosted, MessageLimits, ServiceRoute};
@@ -58,6 +59,7 @@ pub struct RpcServerBuilder {
     debug_signal: bool,
     install_logging: bool,
     with_events: bool,
+    descriptor_sets: Vec<&'static [u8]>,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
@@ -140,6 +142,7 @@ impl Default for RpcServerBuilder {
             debug_signal: true,
             install_logging: true,
             with_events: false,
+            descriptor_sets: vec![crate::api::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
         }
     }
 }
@@ -219,6 +222,13 @@ impl RpcServerBuilder {
         self
     }
 
+    /// Adds the descriptors of your protos to server reflection
+    /// (`.file_descriptor_set(grpc_helper::include_descriptor_set!())`).
+    pub fn file_descriptor_set(mut self, encoded: &'static [u8]) -> Self {
+        self.descriptor_sets.push(encoded);
+        self
+    }
+
     /// Whether SIGUSR2 writes a debug dump in the logs folder (default: yes).
     pub fn debug_signal(mut self, enabled: bool) -> Self {
         self.debug_signal = enabled;
@@ -276,7 +286,12 @@ impl RpcServerBuilder {
         let (done, _) = watch::channel(false);
         let logs_dir = logs_dir(&env.config, &env.folders);
         let logs = open_logs(server_id, &env.config, &logs_dir)?;
+        let reporter = tonic_health::server::HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+        );
         let core = Arc::new(ServerCore {
+            health: Health { reporter, names: OnceLock::new(), service: Mutex::new(Some(health_service)) },
             local_addr,
             started: std::time::Instant::now(),
             logs_dir,
@@ -311,11 +326,17 @@ impl RpcServerBuilder {
 
         let mut routes = tonic::service::RoutesBuilder::default();
         let mut services = Vec::with_capacity(entries.len());
+        let mut grpc_names = Vec::with_capacity(entries.len());
         for entry in entries {
+            grpc_names.push(entry.route.name);
             (entry.route.add)(&mut routes);
             services.push(entry.service);
         }
         let _ = core.services.set(services);
+        let _ = core.health.names.set(grpc_names);
+        core.health.set_all(ServingStatus::NotServing).await;
+        routes.add_service(core.health.service.lock().take().expect("added once"));
+        add_reflection(&mut routes, &self.descriptor_sets)?;
 
         let incoming = Incoming::new(listener, Arc::clone(&core.connections));
         let stop = core.stop_accepting.clone();
@@ -340,6 +361,7 @@ impl RpcServerBuilder {
                 return Err(e);
             }
         }
+        server.core.health.set_all(ServingStatus::Serving).await;
         Ok(server)
     }
 }
@@ -363,6 +385,37 @@ fn logs_dir(config: &Config, folders: &Folders) -> std::path::PathBuf {
     match folders.workspace_dir() {
         Some(workspace) if folder.is_relative() => workspace.join(folder),
         _ => folder,
+    }
+}
+
+/// Serves reflection (v1 and v1alpha) of the built-in and registered descriptors.
+fn add_reflection(routes: &mut tonic::service::RoutesBuilder, sets: &[&'static [u8]]) -> Result<(), RpcError> {
+    let failed = |e: tonic_reflection::server::Error| {
+        RpcError::new(ResultCode::ErrorModelInvalid, format!("Invalid file descriptor set for reflection: {e}"))
+    };
+    let builder = || {
+        sets.iter()
+            .fold(tonic_reflection::server::Builder::configure(), |b, set| b.register_encoded_file_descriptor_set(set))
+    };
+    routes.add_service(builder().build_v1().map_err(failed)?);
+    routes.add_service(builder().build_v1alpha().map_err(failed)?);
+    Ok(())
+}
+
+/// `grpc.health.v1.Health`: NOT_SERVING until every load hook ran, SERVING until shutdown starts.
+struct Health {
+    reporter: tonic_health::server::HealthReporter,
+    /// gRPC names of the hosted services (`""` is the whole server).
+    names: OnceLock<Vec<&'static str>>,
+    service: Mutex<Option<tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>>>,
+}
+
+impl Health {
+    async fn set_all(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for name in self.names.get().map_or(&[][..], Vec::as_slice) {
+            self.reporter.set_service_status(*name, status).await;
+        }
     }
 }
 
@@ -491,6 +544,7 @@ impl RpcServer {
 }
 
 pub(crate) struct ServerCore {
+    health: Health,
     local_addr: SocketAddr,
     started: std::time::Instant,
     logs_dir: std::path::PathBuf,
@@ -529,6 +583,7 @@ impl ServerCore {
             return;
         }
         tracing::info!("RPC server on {} shutting down", self.local_addr);
+        self.health.set_all(ServingStatus::NotServing).await;
         for service in self.services() {
             service.context().set_shutting_down();
         }
