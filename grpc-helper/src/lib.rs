@@ -62,6 +62,7 @@ mod manager;
 mod message;
 mod metadata;
 mod persist;
+mod proxy;
 pub mod server;
 mod services;
 mod version;

@@ -60,6 +60,8 @@ pub struct RpcServerBuilder {
     install_logging: bool,
     with_events: bool,
     descriptor_sets: Vec<&'static [u8]>,
+    proxies: Vec<crate::proxy::Proxied>,
+    main_registration: Option<(Vec<String>, String)>,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
@@ -143,6 +145,8 @@ impl Default for RpcServerBuilder {
             install_logging: true,
             with_events: false,
             descriptor_sets: vec![crate::api::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
+            proxies: Vec::new(),
+            main_registration: None,
         }
     }
 }
@@ -222,6 +226,29 @@ impl RpcServerBuilder {
         self
     }
 
+    /// Declares a service served by another server (a backend that registers itself with
+    /// `srv.proxy_register`): calls to `/<grpc_service>/...` are forwarded to it, after the
+    /// API version check against `V`. `name` is the short name shown by `info`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), grpc_helper::RpcError> {
+    /// # #[derive(grpc_helper::ApiVersion)] enum SampleApiVersion { V1 = 1 }
+    /// let main = grpc_helper::RpcServer::builder().proxy::<SampleApiVersion>("sample", "SampleService").start().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy<V: ApiVersion>(mut self, name: &'static str, grpc_service: &'static str) -> Self {
+        self.proxies.push(crate::proxy::Proxied::new::<V>(name, grpc_service));
+        self
+    }
+
+    /// Once loaded, registers these services with the main server (`rpc-main-host`:
+    /// `rpc-main-port`, retried for `rpc-client-timeout`) as served here, with `version`; forgets
+    /// them at shutdown. A failed registration fails the start.
+    pub fn register_with_main(mut self, names: &[&str], version: impl Into<String>) -> Self {
+        self.main_registration = Some((names.iter().map(|n| (*n).to_owned()).collect(), version.into()));
+        self
+    }
+
     /// Adds the descriptors of your protos to server reflection
     /// (`.file_descriptor_set(grpc_helper::include_descriptor_set!())`).
     pub fn file_descriptor_set(mut self, encoded: &'static [u8]) -> Self {
@@ -292,6 +319,11 @@ impl RpcServerBuilder {
         );
         let core = Arc::new(ServerCore {
             health: Health { reporter, names: OnceLock::new(), service: Mutex::new(Some(health_service)) },
+            proxies: OnceLock::new(),
+            main: Mutex::new(None),
+            main_host: config_text(&env.config, &RpcConfig::MAIN_HOST),
+            main_port: env.config.get(&RpcConfig::MAIN_PORT).as_int()?,
+            client_timeout,
             local_addr,
             started: std::time::Instant::now(),
             logs_dir,
@@ -315,14 +347,26 @@ impl RpcServerBuilder {
                 env.folders.workspace_dir().map(|w| w.join(crate::logs::LOGGERS_FILE)),
             )),
         ];
+        let mut events: Option<Arc<dyn crate::events::EventQueues>> = None;
         if self.with_events {
             let retain = env.config.get(&RpcConfig::EVENT_RETAIN_TIMEOUT).as_duration()?;
             let persisted = env.folders.workspace_dir().map(|w| w.join("queues.json"));
-            let queues = crate::events::LocalEvents::new(retain, persisted)?;
-            entries.push(env.host(EventsManager::new(Arc::new(queues))));
+            let queues: Arc<dyn crate::events::EventQueues> =
+                Arc::new(crate::events::LocalEvents::new(retain, persisted)?);
+            events = Some(Arc::clone(&queues));
+            entries.push(env.host(EventsManager::new(queues)));
         }
         entries.extend(self.managers.into_iter().map(|host| host(&env)));
-        check_unique_names(&entries)?;
+        check_unique_names(&entries, &self.proxies)?;
+        let proxies = Arc::new(crate::proxy::Proxies::new(
+            self.proxies,
+            env.folders.workspace_dir().map(|w| w.join("proxy.json")),
+            env.config.get(&RpcConfig::MAIN_HOST).as_str().to_owned(),
+            client_timeout,
+            events,
+            core.health.reporter.clone(),
+        )?);
+        let _ = core.proxies.set(Arc::clone(&proxies));
 
         let mut routes = tonic::service::RoutesBuilder::default();
         let mut services = Vec::with_capacity(entries.len());
@@ -333,6 +377,7 @@ impl RpcServerBuilder {
             services.push(entry.service);
         }
         let _ = core.services.set(services);
+        grpc_names.extend(proxies.grpc_names());
         let _ = core.health.names.set(grpc_names);
         core.health.set_all(ServingStatus::NotServing).await;
         routes.add_service(core.health.service.lock().take().expect("added once"));
@@ -340,9 +385,10 @@ impl RpcServerBuilder {
 
         let incoming = Incoming::new(listener, Arc::clone(&core.connections));
         let stop = core.stop_accepting.clone();
-        let serve = tonic::transport::Server::builder()
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });
+        let router = crate::proxy::ProxyRouter { routes: routes.routes(), proxies: Arc::clone(&proxies) };
+        let serve = tonic::transport::Server::builder().serve_with_incoming_shutdown(router, incoming, async move {
+            stop.wait().await;
+        });
         *core.serve_task.lock() = Some(tokio::spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!("RPC server stopped with an error: {e}");
@@ -361,7 +407,15 @@ impl RpcServerBuilder {
                 return Err(e);
             }
         }
+        if let Some((names, version)) = self.main_registration
+            && let Err(e) = server.core.register_with_main(names, version).await
+        {
+            tracing::error!("Registration with the main server failed: {e}");
+            server.core.shutdown(None).await;
+            return Err(e);
+        }
         server.core.health.set_all(ServingStatus::Serving).await;
+        proxies.report_health().await;
         Ok(server)
     }
 }
@@ -377,6 +431,10 @@ async fn bind(ip: Option<IpAddr>, port: u16) -> Result<tokio::net::TcpListener, 
             Err(_) => attempt(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await.map_err(|e| port_busy(port, &e)),
         },
     }
+}
+
+fn config_text(config: &Config, item: &ConfigItem) -> String {
+    config.get(item).as_str().to_owned()
 }
 
 /// `rpc-logs-folder`, relative to the workspace (or the current folder without one).
@@ -464,10 +522,11 @@ fn port_busy(port: u16, error: &std::io::Error) -> RpcError {
     RpcError::new(ResultCode::ErrorPortBusy, format!("Failed to start RPC server on port {port}: {error}"))
 }
 
-fn check_unique_names(entries: &[HostedEntry]) -> Result<(), RpcError> {
-    for (i, entry) in entries.iter().enumerate() {
-        let name = entry.service.context().service();
-        if entries[..i].iter().any(|e| e.service.context().service() == name) {
+fn check_unique_names(entries: &[HostedEntry], proxies: &[crate::proxy::Proxied]) -> Result<(), RpcError> {
+    let names: Vec<&str> =
+        entries.iter().map(|e| e.service.context().service()).chain(proxies.iter().map(|p| p.name)).collect();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
             return Err(RpcError::new(
                 ResultCode::ErrorModelInvalid,
                 format!("Service name '{name}' is hosted twice: each manager needs its own `service = \"...\"` name"),
@@ -545,6 +604,12 @@ impl RpcServer {
 
 pub(crate) struct ServerCore {
     health: Health,
+    proxies: OnceLock<Arc<crate::proxy::Proxies>>,
+    /// Services registered with a main server (forgotten at shutdown), and how to reach it.
+    main: Mutex<Option<(Vec<String>, RpcClient)>>,
+    main_host: String,
+    main_port: i64,
+    client_timeout: Duration,
     local_addr: SocketAddr,
     started: std::time::Instant,
     logs_dir: std::path::PathBuf,
@@ -571,7 +636,30 @@ impl ServerCore {
     }
 
     pub(crate) fn infos(&self) -> Vec<ServiceInfo> {
-        self.services().iter().map(|s| s.info()).collect()
+        let hosted = self.services().iter().map(|s| s.info());
+        hosted.chain(self.proxies.get().into_iter().flat_map(|p| p.infos())).collect()
+    }
+
+    pub(crate) fn proxies(&self) -> Option<&Arc<crate::proxy::Proxies>> {
+        self.proxies.get()
+    }
+
+    /// Registers `names` (served here) with the main server, retrying while it is unreachable.
+    async fn register_with_main(&self, names: Vec<String>, version: String) -> Result<(), RpcError> {
+        let port = u16::try_from(self.main_port).map_err(|_| {
+            RpcError::new(ResultCode::ErrorParamInvalid, format!("rpc-main-port {} is not a port", self.main_port))
+        })?;
+        let client = RpcClient::builder(&self.main_host, port).timeout(self.client_timeout).connect_lazy()?;
+        let request = crate::api::ProxyRegisterRequest {
+            names: names.clone(),
+            version,
+            host: String::new(),
+            port: u32::from(self.local_addr.port()),
+        };
+        client.server_service().proxy_register(request).await?;
+        tracing::info!("registered {} with the main server {}:{port}", names.join(","), self.main_host);
+        *self.main.lock() = Some((names, client));
+        Ok(())
     }
 
     /// The whole shutdown sequence. `remote_timeout` is the `timeout` of a remote request:
@@ -584,6 +672,16 @@ impl ServerCore {
         }
         tracing::info!("RPC server on {} shutting down", self.local_addr);
         self.health.set_all(ServingStatus::NotServing).await;
+        let registered = self.main.lock().take();
+        if let Some((names, client)) = registered {
+            let mut srv = client.server_service();
+            let forget = srv.proxy_forget(crate::api::Filter { names, ignore_unknown: false });
+            match tokio::time::timeout(Duration::from_secs(5), forget).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(status)) => tracing::warn!("the main server did not forget this server: {}", status.message()),
+                Err(_) => tracing::warn!("the main server did not answer proxy_forget within 5 s"),
+            }
+        }
         for service in self.services() {
             service.context().set_shutting_down();
         }

@@ -2,7 +2,9 @@
 
 use std::sync::Weak;
 
-use crate::api::{Filter, MultiServiceInfo, ResultCode, ResultStatus, ServerApiVersion, ShutdownRequest};
+use crate::api::{
+    Filter, MultiServiceInfo, ProxyRegisterRequest, ResultCode, ResultStatus, ServerApiVersion, ShutdownRequest,
+};
 use crate::server::ServerCore;
 use crate::{RpcError, rpc_manager};
 
@@ -15,6 +17,14 @@ impl ServerManager {
     pub(crate) fn new(core: Weak<ServerCore>) -> Self {
         Self { core }
     }
+
+    fn core(&self) -> Result<std::sync::Arc<ServerCore>, RpcError> {
+        self.core.upgrade().ok_or_else(not_ready)
+    }
+}
+
+fn not_ready() -> RpcError {
+    RpcError::new(ResultCode::ErrorStateUnexpected, "The server is not running")
 }
 
 #[rpc_manager(service = "srv", version = ServerApiVersion, grpc = crate::api::rpc_server_service_server::RpcServerService, crate = crate)]
@@ -43,6 +53,24 @@ impl ServerManager {
             }
         }
         Ok(MultiServiceInfo { r: None, items })
+    }
+
+    /// Records a backend for proxied services (persisted; event `RPC_PROXY_REGISTER`).
+    async fn proxy_register(&self, request: ProxyRegisterRequest) -> Result<ResultStatus, RpcError> {
+        let core = self.core()?;
+        let known = |name: &str| core.infos().iter().any(|i| i.name == name);
+        let proxies = core.proxies().ok_or_else(not_ready)?;
+        proxies.register(&request.names, &request.version, &request.host, request.port, &known).await?;
+        Ok(ResultStatus::default())
+    }
+
+    /// Clears the backend of proxied services, keeping their version (event `RPC_PROXY_FORGET`).
+    async fn proxy_forget(&self, request: Filter) -> Result<ResultStatus, RpcError> {
+        let core = self.core()?;
+        let known = |name: &str| core.infos().iter().any(|i| i.name == name);
+        let proxies = core.proxies().ok_or_else(not_ready)?;
+        proxies.forget(&request.names, &known).await?;
+        Ok(ResultStatus::default())
     }
 
     /// Answers at once; the shutdown runs in the background.

@@ -1,0 +1,383 @@
+//! Proxied services: declared on a main server (no manager), served by a backend that registers
+//! itself (`srv.proxy_register`). Calls are forwarded as raw HTTP/2 requests (no decode or
+//! re-encode, all four RPC shapes), with the caller's metadata (client name suffixed
+//! `(proxied)`), API version and deadline. One channel per backend is reused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
+use http_body::Frame;
+use parking_lot::{Mutex, RwLock};
+use prost::Message as _;
+use tokio::sync::watch;
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint};
+use tower::{Service, ServiceExt};
+
+use crate::api::{Event, EventProperty, ResultCode, ResultStatus, ServiceInfo};
+use crate::events::EventQueues;
+use crate::{ApiVersion, RpcError};
+
+/// A service served by a backend server.
+pub(crate) struct Proxied {
+    pub name: &'static str,
+    /// gRPC service name (`SampleService`): calls to `/SampleService/...` are forwarded.
+    pub grpc: &'static str,
+    supported: u32,
+    current: u32,
+    registration: RwLock<Registration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Registration {
+    version: String,
+    host: String,
+    port: u32,
+}
+
+impl Proxied {
+    pub(crate) fn new<V: ApiVersion>(name: &'static str, grpc: &'static str) -> Self {
+        let version = format!("grpc-helper:{}", env!("CARGO_PKG_VERSION"));
+        Self {
+            name,
+            grpc,
+            supported: V::SUPPORTED,
+            current: V::CURRENT,
+            registration: RwLock::new(Registration { version, ..Registration::default() }),
+        }
+    }
+
+    pub(crate) fn info(&self) -> ServiceInfo {
+        let r = self.registration.read();
+        ServiceInfo {
+            name: self.name.to_owned(),
+            version: r.version.clone(),
+            current_api_version: self.current,
+            supported_api_version: self.supported,
+            is_proxy: true,
+            proxy_host: r.host.clone(),
+            proxy_port: r.port,
+        }
+    }
+}
+
+/// Every proxied service of a server, and the channels to their backends.
+pub(crate) struct Proxies {
+    services: Vec<Proxied>,
+    channels: Mutex<HashMap<(String, u16), Channel>>,
+    persisted: Option<PathBuf>,
+    main_host: String,
+    wait: Duration,
+    changes: watch::Sender<u64>,
+    events: Option<Arc<dyn EventQueues>>,
+    health: tonic_health::server::HealthReporter,
+}
+
+impl Proxies {
+    pub(crate) fn new(
+        services: Vec<Proxied>,
+        persisted: Option<PathBuf>,
+        main_host: String,
+        wait: Duration,
+        events: Option<Arc<dyn EventQueues>>,
+        health: tonic_health::server::HealthReporter,
+    ) -> Result<Self, RpcError> {
+        if let Some(path) = &persisted
+            && let Some(value) = crate::persist::read_json(path)?
+        {
+            let invalid = |why: &str| {
+                RpcError::new(
+                    ResultCode::ErrorModelInvalid,
+                    format!("Invalid proxy json file ({why}): {}", path.display()),
+                )
+            };
+            let serde_json::Value::Object(entries) = value else { return Err(invalid("expecting an object")) };
+            for (name, entry) in entries {
+                let Some(service) = services.iter().find(|s| s.name == name) else { continue };
+                let field = |key: &str| entry.get(key).ok_or_else(|| invalid(&format!("{name}: missing {key}")));
+                let host = field("host")?.as_str().ok_or_else(|| invalid("host must be a string"))?.to_owned();
+                let version = field("version")?.as_str().ok_or_else(|| invalid("version must be a string"))?.to_owned();
+                let port =
+                    field("port")?.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or_else(|| invalid("bad port"))?;
+                *service.registration.write() = Registration { version, host, port };
+            }
+        }
+        let (changes, _) = watch::channel(0);
+        Ok(Self { services, channels: Mutex::new(HashMap::new()), persisted, main_host, wait, changes, events, health })
+    }
+
+    pub(crate) fn infos(&self) -> impl Iterator<Item = ServiceInfo> + '_ {
+        self.services.iter().map(Proxied::info)
+    }
+
+    pub(crate) fn grpc_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.services.iter().map(|s| s.grpc)
+    }
+
+    /// Health of the proxied services: SERVING while registered.
+    pub(crate) async fn report_health(&self) {
+        for service in &self.services {
+            let status = if service.registration.read().port > 0 {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            self.health.set_service_status(service.grpc, status).await;
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<&Proxied> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The checks of `proxy_register` and `proxy_forget` on the names.
+    fn check_names(&self, names: &[String], known: &(dyn Fn(&str) -> bool + Sync)) -> Result<Vec<&Proxied>, RpcError> {
+        if names.is_empty() || names.iter().any(String::is_empty) {
+            return Err(RpcError::new(ResultCode::ErrorParamMissing, "Missing input name in request"));
+        }
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            if !known(name) {
+                return Err(RpcError::new(ResultCode::ErrorItemUnknown, format!("Unknown service: {name}")));
+            }
+        }
+        for name in names {
+            match self.find(name) {
+                Some(service) => found.push(service),
+                None => {
+                    return Err(RpcError::new(
+                        ResultCode::ErrorParamInvalid,
+                        format!("At least one of the required services is not a proxy: {name}"),
+                    ));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// `srv.proxy_register`. `known` tells whether a name is a service of the server at all.
+    pub(crate) async fn register(
+        &self,
+        names: &[String],
+        version: &str,
+        host: &str,
+        port: u32,
+        known: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<(), RpcError> {
+        let services = self.check_names(names, known)?;
+        if version.is_empty() || port == 0 || port > u32::from(u16::MAX) {
+            return Err(RpcError::new(
+                ResultCode::ErrorParamMissing,
+                "Missing input parameter in request (one of version or port; port must be 1 to 65535)",
+            ));
+        }
+        for service in services {
+            *service.registration.write() = Registration { version: version.into(), host: host.into(), port };
+        }
+        self.changed()?;
+        self.report_health().await;
+        self.event(
+            "RPC_PROXY_REGISTER",
+            &[
+                ("names", names.join(",")),
+                ("version", version.into()),
+                ("port", port.to_string()),
+                ("host", host.into()),
+            ],
+        );
+        tracing::info!("proxy registered: {} -> {host}:{port} ({version})", names.join(","));
+        Ok(())
+    }
+
+    /// `srv.proxy_forget`: clears host and port, keeps the version.
+    pub(crate) async fn forget(&self, names: &[String], known: &(dyn Fn(&str) -> bool + Sync)) -> Result<(), RpcError> {
+        for service in self.check_names(names, known)? {
+            let mut r = service.registration.write();
+            r.host.clear();
+            r.port = 0;
+        }
+        self.changed()?;
+        self.report_health().await;
+        self.event("RPC_PROXY_FORGET", &[("names", names.join(","))]);
+        tracing::info!("proxy forgotten: {}", names.join(","));
+        Ok(())
+    }
+
+    fn event(&self, name: &str, properties: &[(&str, String)]) {
+        if let Some(events) = &self.events {
+            let properties =
+                properties.iter().map(|(n, v)| EventProperty { name: (*n).into(), value: v.clone() }).collect();
+            events.send(Event { name: name.into(), properties });
+        }
+    }
+
+    /// Persists the registrations and wakes the calls waiting for one.
+    fn changed(&self) -> Result<(), RpcError> {
+        if let Some(path) = &self.persisted {
+            let mut object = serde_json::Map::new();
+            for service in &self.services {
+                let r = service.registration.read();
+                if r.port > 0 {
+                    object.insert(
+                        service.name.to_owned(),
+                        serde_json::json!({"host": r.host, "port": r.port, "version": r.version}),
+                    );
+                }
+            }
+            crate::persist::write_json(path, &serde_json::Value::Object(object))?;
+        }
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    fn channel(&self, host: &str, port: u16) -> Result<Channel, RpcError> {
+        let key = (host.to_owned(), port);
+        if let Some(channel) = self.channels.lock().get(&key) {
+            return Ok(channel.clone());
+        }
+        let uri = if host.contains(':') { format!("http://[{host}]:{port}") } else { format!("http://{host}:{port}") };
+        let endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|e| RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid backend address {uri}: {e}")))?;
+        let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)).connect_lazy();
+        self.channels.lock().insert(key, channel.clone());
+        Ok(channel)
+    }
+
+    /// The proxied service of a request path (`/SampleService/method4`), if any.
+    pub(crate) fn route(&self, path: &str) -> Option<usize> {
+        let service = path.strip_prefix('/')?.split('/').next()?;
+        self.services.iter().position(|s| s.grpc == service)
+    }
+
+    /// Forwards one call to the service's backend, waiting for a registration if needed.
+    pub(crate) async fn forward(
+        self: Arc<Self>,
+        index: usize,
+        mut request: http::Request<Body>,
+    ) -> http::Response<Body> {
+        let service = &self.services[index];
+        let headers = request.headers_mut();
+        let api_version = headers.get("api_version").map(|v| v.as_bytes().to_vec());
+        if let Err(e) = crate::version::check(api_version.as_deref(), service.supported, service.current) {
+            return in_band(&e);
+        }
+        let client = headers.get("client").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        if let Ok(value) = HeaderValue::from_str(&format!("{client}(proxied)")) {
+            headers.insert("client", value);
+        }
+        if api_version.is_none() {
+            headers.insert("api_version", HeaderValue::from(service.current));
+        }
+
+        let deadline = Instant::now() + self.wait;
+        let mut changes = self.changes.subscribe();
+        let (host, port) = loop {
+            {
+                let r = service.registration.read();
+                if r.port > 0 {
+                    let host = if r.host.is_empty() { self.main_host.clone() } else { r.host.clone() };
+                    break (host, r.port as u16);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return in_band(&RpcError::new(
+                    ResultCode::ErrorProxyUnregistered,
+                    format!(
+                        "Proxy didn't register in time for method call {} (waited {:?})",
+                        request.uri().path(),
+                        self.wait
+                    ),
+                ));
+            }
+            tracing::debug!("Proxy not registered yet for {}: wait a bit...", request.uri().path());
+            let _ = tokio::time::timeout(left, changes.changed()).await;
+        };
+        let path = request.uri().path().to_owned();
+        let channel = match self.channel(&host, port) {
+            Ok(channel) => channel,
+            Err(e) => return in_band(&e),
+        };
+        match channel.oneshot(request).await {
+            Ok(response) => response,
+            Err(e) => in_band(&RpcError::new(
+                ResultCode::ErrorRpc,
+                format!(
+                    "Proxy error: backend {host}:{port} failed for {path}: {}",
+                    tonic::Status::from_error(Box::new(e)).message()
+                ),
+            )),
+        }
+    }
+}
+
+/// A complete gRPC answer (status OK) whose one message has only field 1 set: the in-band
+/// result. Every reply type of the protocol has `Result r = 1`, so it decodes as any of them.
+fn in_band(error: &RpcError) -> http::Response<Body> {
+    let message = ResultStatus { r: Some(error.to_result()) }.encode_to_vec();
+    let mut frame = BytesMut::with_capacity(5 + message.len());
+    frame.put_u8(0);
+    frame.put_u32(message.len() as u32);
+    frame.put_slice(&message);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let mut response =
+        http::Response::new(Body::new(OneMessage { data: Some(frame.freeze()), trailers: Some(trailers) }));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response
+}
+
+/// One data frame, then trailers.
+struct OneMessage {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl http_body::Body for OneMessage {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+}
+
+/// The server's request router: proxied service paths are forwarded, the rest goes to tonic's
+/// routes.
+#[derive(Clone)]
+pub(crate) struct ProxyRouter {
+    pub routes: tonic::service::Routes,
+    pub proxies: Arc<Proxies>,
+}
+
+impl Service<http::Request<Body>> for ProxyRouter {
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<http::Request<Body>>::poll_ready(&mut self.routes, cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match self.proxies.route(request.uri().path()) {
+            Some(index) => {
+                let proxies = Arc::clone(&self.proxies);
+                Box::pin(async move { Ok(proxies.forward(index, request).await) })
+            }
+            None => {
+                let future = self.routes.call(request);
+                Box::pin(future)
+            }
+        }
+    }
+}

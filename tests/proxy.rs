@@ -1,0 +1,288 @@
+//! Proxying over real sockets: a main server forwards a declared service to the backend that
+//! registered for it (all RPC shapes, metadata, errors), persists registrations, and waits for
+//! a late backend.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use grpc_helper::api::{Empty, Filter, ProxyRegisterRequest, ResultCode};
+use grpc_helper::{Folders, RpcError, RpcServer, RpcServerBuilder};
+use grpc_helper_tests::api::{SampleApiVersion, SampleRequest};
+use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn main_server(workspace: &Path) -> RpcServerBuilder {
+    server_builder()
+        .folders(Folders::default().workspace(workspace))
+        .proxy::<SampleApiVersion>("sample", "SampleService")
+        .cli_config([("rpc-client-timeout".to_owned(), "2".to_owned())])
+}
+
+async fn backend(log: &EventLog, delay: Duration) -> RpcServer {
+    server_builder().manager(Sample::new(log, delay)).start().await.unwrap()
+}
+
+fn registration(names: &[&str], version: &str, host: &str, port: u16) -> ProxyRegisterRequest {
+    ProxyRegisterRequest {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        version: version.into(),
+        host: host.into(),
+        port: u32::from(port),
+    }
+}
+
+async fn register(main: &RpcServer, backend: &RpcServer) {
+    let request = registration(&["sample"], "123", "127.0.0.1", backend.local_addr().port());
+    client_of(main).server_service().proxy_register(request).await.unwrap();
+}
+
+fn code(status: tonic::Status) -> Option<ResultCode> {
+    RpcError::from(status).result_code()
+}
+
+#[tokio::test]
+async fn unregistered_proxy_waits_then_answers_in_band() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let started = Instant::now();
+        let status = sample_stub(&client_of(&main)).method4(SampleRequest::default()).await.unwrap_err();
+        let error = RpcError::from(status);
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorProxyUnregistered), "{error}");
+        assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
+        main.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn late_registration_unblocks_a_waiting_call() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let backend = backend(&EventLog::default(), Duration::ZERO).await;
+        let mut stub = sample_stub(&client_of(&main));
+        let call = tokio::spawn(async move { stub.method4(SampleRequest { foo: "late".into() }).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        register(&main, &backend).await;
+        assert_eq!(call.await.unwrap().unwrap().into_inner().bar, "late");
+        main.shutdown().await;
+        backend.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn register_checks_its_parameters() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let mut srv = client_of(&main).server_service();
+        for (request, expected) in [
+            (ProxyRegisterRequest::default(), ResultCode::ErrorParamMissing),
+            (registration(&[""], "1", "", 12), ResultCode::ErrorParamMissing),
+            (registration(&["sample"], "", "", 0), ResultCode::ErrorParamMissing),
+            (registration(&["sample"], "1", "", 0), ResultCode::ErrorParamMissing),
+            (registration(&["sample"], "", "", 12), ResultCode::ErrorParamMissing),
+            (registration(&["foo"], "1", "", 12), ResultCode::ErrorItemUnknown),
+            (registration(&["srv"], "1", "", 12), ResultCode::ErrorParamInvalid),
+        ] {
+            let described = format!("{request:?}");
+            assert_eq!(code(srv.proxy_register(request).await.unwrap_err()), Some(expected), "{described}");
+        }
+        let forget =
+            |names: &[&str]| Filter { names: names.iter().map(|n| n.to_string()).collect(), ignore_unknown: false };
+        assert_eq!(code(srv.proxy_forget(forget(&[])).await.unwrap_err()), Some(ResultCode::ErrorParamMissing));
+        assert_eq!(code(srv.proxy_forget(forget(&["srv"])).await.unwrap_err()), Some(ResultCode::ErrorParamInvalid));
+        main.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn registration_is_forwarded_persisted_restored_and_forgotten() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let port = main.local_addr().port();
+        let backend = backend(&EventLog::default(), Duration::ZERO).await;
+        let info = |server: RpcServer| async move {
+            let filter = Filter { names: vec!["sample".into()], ignore_unknown: false };
+            client_of(&server).server_service().info(filter).await.unwrap().into_inner().items.remove(0)
+        };
+        let before = info(main.clone()).await;
+        assert!(before.is_proxy && before.proxy_port == 0 && before.proxy_host.is_empty());
+        assert_eq!((before.current_api_version, before.supported_api_version), (2, 1));
+        assert!(!dir.path().join("proxy.json").exists());
+
+        register(&main, &backend).await;
+        let after = info(main.clone()).await;
+        assert_eq!((after.version.as_str(), after.proxy_host.as_str()), ("123", "127.0.0.1"));
+        assert_eq!(after.proxy_port, u32::from(backend.local_addr().port()));
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("proxy.json")).unwrap()).unwrap();
+        assert_eq!(saved["sample"]["port"], u64::from(backend.local_addr().port()));
+
+        let mut stub = sample_stub(&client_of(&main));
+        let caller = stub.method4(SampleRequest { foo: "caller".into() }).await.unwrap().into_inner().bar;
+        assert!(caller.starts_with("[test-client(proxied)]") && caller.ends_with(" api:2"), "{caller}");
+        main.shutdown().await;
+
+        // Restarted on the same workspace: the registration is back, calls are forwarded.
+        let main = main_server(dir.path()).port(port).start().await.unwrap();
+        let echo = sample_stub(&client_of(&main)).method4(SampleRequest { foo: "again".into() }).await.unwrap();
+        assert_eq!(echo.into_inner().bar, "again");
+
+        let names = Filter { names: vec!["sample".into()], ignore_unknown: false };
+        client_of(&main).server_service().proxy_forget(names).await.unwrap();
+        let forgotten = info(main.clone()).await;
+        assert_eq!((forgotten.proxy_port, forgotten.proxy_host.as_str(), forgotten.version.as_str()), (0, "", "123"));
+        let saved = std::fs::read_to_string(dir.path().join("proxy.json")).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({}));
+        main.shutdown().await;
+        backend.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn errors_and_versions_through_the_proxy() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let backend = backend(&EventLog::default(), Duration::ZERO).await;
+        register(&main, &backend).await;
+        let error = RpcError::from(sample_stub(&client_of(&main)).method2(Empty {}).await.unwrap_err());
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorApiServerTooOld));
+        assert_eq!(error.message(), "sample error", "the backend's in-band error passes through unchanged");
+        let mut too_new = grpc_helper_tests::api::sample_service_client::SampleServiceClient::new(
+            client_of(&main).channel_with_version(Some(3)),
+        );
+        let error = RpcError::from(too_new.method4(SampleRequest::default()).await.unwrap_err());
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorApiServerTooOld));
+        assert!(error.message().contains("(2)"), "checked against the proxy's range: {error}");
+        main.shutdown().await;
+        backend.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_streaming_shape_goes_through_the_proxy() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let backend = backend(&EventLog::default(), Duration::ZERO).await;
+        register(&main, &backend).await;
+        let mut stub = sample_stub(&client_of(&main));
+
+        let uploads = tokio_stream::iter(["abc", "def", "ghi"].map(|part| SampleRequest { foo: part.into() }));
+        assert_eq!(stub.s_method1(uploads).await.unwrap().into_inner().r.unwrap().msg, "abcdefghi");
+
+        let mut parts = stub.s_method2(SampleRequest::default()).await.unwrap().into_inner();
+        let mut got = Vec::new();
+        while let Some(part) = parts.message().await.unwrap() {
+            got.push(part.r.unwrap().msg);
+        }
+        assert_eq!(got, ["abc", "def", "ghi"]);
+
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut echoes = stub.s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        for word in ["one", "two", "three"] {
+            tx.send(SampleRequest { foo: word.into() }).await.unwrap();
+            assert_eq!(echoes.message().await.unwrap().unwrap().bar, word);
+        }
+        drop(tx);
+        assert!(echoes.message().await.unwrap().is_none());
+        main.shutdown().await;
+        backend.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_dying_mid_call_gives_a_clear_error_and_the_main_server_keeps_serving() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let log = EventLog::default();
+        let backend = server_builder()
+            .shutdown_grace(Duration::from_millis(200))
+            .manager(Sample::new(&log, Duration::from_secs(30)))
+            .start()
+            .await
+            .unwrap();
+        register(&main, &backend).await;
+        let mut stub = sample_stub(&client_of(&main));
+        let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
+        while !log.events().iter().any(|e| e == "long_method started") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        backend.shutdown().await;
+        let status = call.await.unwrap().unwrap_err();
+        assert!(!status.message().is_empty(), "{status:?}");
+        let info = client_of(&main).server_service().info(Filter::default()).await.unwrap().into_inner();
+        assert!(info.items.iter().any(|i| i.name == "sample"));
+        main.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backend_registers_itself_at_start_and_forgets_at_shutdown() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).with_events().start().await.unwrap();
+        let main_port = main.local_addr().port().to_string();
+        let mut events = grpc_helper::api::event_service_client::EventServiceClient::new(
+            client_of(&main).channel::<grpc_helper::api::EventApiVersion>(),
+        );
+        let mut listening = events.listen(grpc_helper::api::EventFilter::default()).await.unwrap().into_inner();
+        listening.message().await.unwrap().unwrap();
+
+        let backend = server_builder()
+            .cli_config([("rpc-main-host".to_owned(), "127.0.0.1".to_owned()), ("rpc-main-port".to_owned(), main_port)])
+            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+            .register_with_main(&["sample"], "backend-1.0")
+            .start()
+            .await
+            .unwrap();
+        let registered = listening.message().await.unwrap().unwrap().event.unwrap();
+        assert_eq!(registered.name, "RPC_PROXY_REGISTER");
+        let props: Vec<_> = registered.properties.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
+        let port = backend.local_addr().port().to_string();
+        assert_eq!(props, [("names", "sample"), ("version", "backend-1.0"), ("port", port.as_str()), ("host", "")]);
+
+        let echo = sample_stub(&client_of(&main)).method4(SampleRequest { foo: "self".into() }).await.unwrap();
+        assert_eq!(echo.into_inner().bar, "self");
+        backend.shutdown().await;
+        let forgotten = listening.message().await.unwrap().unwrap().event.unwrap();
+        assert_eq!(forgotten.name, "RPC_PROXY_FORGET");
+        let info = client_of(&main).server_service().info(Filter::default()).await.unwrap().into_inner();
+        let sample = info.items.iter().find(|i| i.name == "sample").unwrap();
+        assert_eq!(sample.proxy_port, 0);
+        main.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failed_registration_fails_the_backend_start() {
+    bounded(LIMIT, async {
+        let error = server_builder()
+            .cli_config([
+                ("rpc-main-host".to_owned(), "127.0.0.1".to_owned()),
+                ("rpc-main-port".to_owned(), grpc_helper_tests::free_port().to_string()),
+                ("rpc-client-timeout".to_owned(), "0.3".to_owned()),
+            ])
+            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+            .register_with_main(&["sample"], "1")
+            .start()
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorRpc), "{error}");
+    })
+    .await;
+}
