@@ -254,3 +254,104 @@ async fn fan_out_to_many_listeners_loses_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn event_listener_delivers_resumes_after_a_restart_and_stops_cleanly() {
+    use grpc_helper::client::EventListener;
+    use std::sync::{Arc, Mutex};
+
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).start().await.unwrap();
+        let port = server.local_addr().port();
+        let client = client_of(&server);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        let listener = EventListener::start(&client, vec!["wanted".into()], move |event| {
+            sink.lock().unwrap().push(event.properties[0].value.clone());
+        });
+        listener.ready().await;
+        let id = listener.client_id().unwrap();
+        let send = |n: u32| {
+            let mut events = stub(&server);
+            async move {
+                let property = EventProperty { name: "n".into(), value: n.to_string() };
+                events.send(Event { name: "wanted".into(), properties: vec![property] }).await.unwrap();
+                events.send(event("unwanted")).await.unwrap();
+            }
+        };
+        send(1).await;
+        send(2).await;
+
+        // The server restarts: the listener resumes its queue by itself.
+        server.shutdown().await;
+        let server = events_server(dir.path()).port(port).start().await.unwrap();
+        let mut events = stub(&server);
+        let property = EventProperty { name: "n".into(), value: "3".into() };
+        events.send(Event { name: "wanted".into(), properties: vec![property] }).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while received.lock().unwrap().len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "got {:?}", received.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(*received.lock().unwrap(), ["1", "2", "3"]);
+        assert_eq!(listener.client_id(), Some(id), "the same queue was resumed");
+
+        listener.stop().await;
+        let again = events.interrupt(EventInterrupt { client_id: id }).await.unwrap_err();
+        assert_eq!(code(again), Some(ResultCode::ErrorStateUnexpected), "stop interrupted the queue");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn managers_send_events_through_their_context() {
+    use grpc_helper::{ManagerContext, rpc_manager};
+
+    struct Announcer;
+
+    #[rpc_manager(service = "announcer", version = grpc_helper_tests::api::AnotherApiVersion, grpc = grpc_helper_tests::api::another_sample_service_server::AnotherSampleService)]
+    impl Announcer {
+        async fn method10(
+            &self,
+            _request: Empty,
+            cx: grpc_helper::CallContext,
+        ) -> Result<grpc_helper::api::ResultStatus, RpcError> {
+            cx.send_event("announced", &[("by", cx.caller().client())])?;
+            Ok(grpc_helper_tests::status("sent"))
+        }
+
+        #[on_load]
+        async fn load(&self, cx: &ManagerContext) -> Result<(), RpcError> {
+            let refused = cx.send_event("bad name", &[]).unwrap_err();
+            assert_eq!(refused.result_code(), Some(ResultCode::ErrorParamInvalid));
+            Ok(())
+        }
+    }
+
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).manager(Announcer).start().await.unwrap();
+        let (mut stream, _) = listen(&mut stub(&server), &["announced"], 0).await;
+        let channel = client_of(&server).channel::<grpc_helper_tests::api::AnotherApiVersion>();
+        grpc_helper_tests::api::another_sample_service_client::AnotherSampleServiceClient::new(channel)
+            .method10(Empty {})
+            .await
+            .unwrap();
+        let announced = stream.message().await.unwrap().unwrap().event.unwrap();
+        assert_eq!(announced.name, "announced");
+        assert_eq!(announced.properties[0].value, "test-client");
+        server.shutdown().await;
+
+        let without = server_builder().manager(Announcer).start().await.unwrap();
+        let channel = client_of(&without).channel::<grpc_helper_tests::api::AnotherApiVersion>();
+        let status = grpc_helper_tests::api::another_sample_service_client::AnotherSampleServiceClient::new(channel)
+            .method10(Empty {})
+            .await
+            .unwrap_err();
+        assert_eq!(code(status), Some(ResultCode::ErrorRequestUnsupported));
+        without.shutdown().await;
+    })
+    .await;
+}

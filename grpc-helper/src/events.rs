@@ -61,6 +61,26 @@ pub trait EventQueues: Send + Sync + 'static {
     fn shutdown(&self);
 }
 
+/// Event and property names: not empty, no space.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), RpcError> {
+    if name.is_empty() {
+        Err(RpcError::new(ResultCode::ErrorParamMissing, format!("Missing {what} name")))
+    } else if name.contains(char::is_whitespace) {
+        Err(RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Invalid {what} name {name:?}: spaces are not allowed"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks the names of an event and of its properties.
+pub(crate) fn validate(event: &Event) -> Result<(), RpcError> {
+    check_name("event", &event.name)?;
+    event.properties.iter().try_for_each(|p| check_name("event property", &p.name))
+}
+
 enum State {
     /// A stream of this generation delivers the queue.
     Listening(u64),

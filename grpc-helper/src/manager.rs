@@ -11,6 +11,7 @@ use futures_core::Stream;
 
 use crate::__private::{BoxFuture, Hosted, MessageLimits, ServiceRoute};
 use crate::config::Config;
+use crate::events::EventQueues;
 use crate::{ApiVersion, CallerMetadata, Folders, RpcClient, RpcError};
 
 /// A service implementation hosted by an [`RpcServer`](crate::RpcServer).
@@ -83,11 +84,19 @@ struct ContextInner {
     client: RpcClient,
     config: Config,
     folders: Folders,
+    events: Option<Arc<dyn EventQueues>>,
     shutting_down: AtomicBool,
 }
 
 impl ManagerContext {
-    pub(crate) fn new(service: &'static str, server: u64, client: RpcClient, config: Config, folders: Folders) -> Self {
+    pub(crate) fn new(
+        service: &'static str,
+        server: u64,
+        client: RpcClient,
+        config: Config,
+        folders: Folders,
+        events: Option<Arc<dyn EventQueues>>,
+    ) -> Self {
         Self(Arc::new(ContextInner {
             service,
             span: tracing::info_span!("rpc", service, server),
@@ -95,6 +104,7 @@ impl ManagerContext {
             client,
             config,
             folders,
+            events,
             shutting_down: AtomicBool::new(false),
         }))
     }
@@ -102,6 +112,31 @@ impl ManagerContext {
     /// The server's configuration: `cx.config().get(&MY_ITEM).as_int()?`.
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// Sends an event to every listener of this server's `events` service.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorRequestUnsupported`](crate::ResultCode::ErrorRequestUnsupported) when
+    /// the server has no events service (see `RpcServerBuilder::with_events`); the codes of
+    /// `send` for an invalid event or property name.
+    pub fn send_event(&self, name: &str, properties: &[(&str, &str)]) -> Result<(), RpcError> {
+        let event = crate::api::Event {
+            name: name.to_owned(),
+            properties: properties
+                .iter()
+                .map(|(n, v)| crate::api::EventProperty { name: (*n).to_owned(), value: (*v).to_owned() })
+                .collect(),
+        };
+        crate::events::validate(&event)?;
+        let events = self.0.events.as_ref().ok_or_else(|| {
+            RpcError::new(
+                crate::ResultCode::ErrorRequestUnsupported,
+                "This server has no events service: build it with RpcServerBuilder::with_events()",
+            )
+        })?;
+        events.send(event);
+        Ok(())
     }
 
     /// The server's system, user and workspace folders.

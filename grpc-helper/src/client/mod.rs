@@ -6,7 +6,10 @@
 //! `Err(Status)` convertible into [`RpcError`] (see [`RpcError`]'s docs), so `?` works in
 //! functions returning `RpcError`.
 
+mod listener;
 mod retry;
+
+pub use self::listener::EventListener;
 
 use std::pin::Pin;
 use std::sync::Arc;

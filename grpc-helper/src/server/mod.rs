@@ -69,6 +69,7 @@ type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
 /// What the server gives each manager when hosting it.
 struct HostEnv {
     server_id: u64,
+    events: Option<Arc<dyn crate::events::EventQueues>>,
     pending: Arc<PendingCalls>,
     limits: MessageLimits,
     loopback: String,
@@ -85,8 +86,14 @@ impl HostEnv {
             .timeout(self.client_timeout)
             .connect_lazy()
             .expect("the loopback address of a bound server is a valid endpoint");
-        let context =
-            ManagerContext::new(M::SERVICE, self.server_id, client, self.config.clone(), self.folders.clone());
+        let context = ManagerContext::new(
+            M::SERVICE,
+            self.server_id,
+            client,
+            self.config.clone(),
+            self.folders.clone(),
+            self.events.clone(),
+        );
         let hosted = Arc::new(Hosted::new(manager, context, Arc::clone(&self.pending)));
         let route = M::route(Arc::clone(&hosted), &self.limits);
         let _ = hosted.grpc_name.set(route.name);
@@ -300,8 +307,9 @@ impl RpcServerBuilder {
             ip => ip.to_string(),
         };
         let server_id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
-        let env = HostEnv {
+        let mut env = HostEnv {
             server_id,
+            events: None,
             pending: Arc::new(PendingCalls::default()),
             limits: self.limits,
             loopback,
@@ -339,6 +347,11 @@ impl RpcServerBuilder {
             shutdown_timeout,
         });
 
+        if self.with_events {
+            let retain = env.config.get(&RpcConfig::EVENT_RETAIN_TIMEOUT).as_duration()?;
+            let persisted = env.folders.workspace_dir().map(|w| w.join("queues.json"));
+            env.events = Some(Arc::new(crate::events::LocalEvents::new(retain, persisted)?));
+        }
         let mut entries = vec![
             env.host(ServerManager::new(Arc::downgrade(&core))),
             env.host(ConfigManager::new(env.config.clone())),
@@ -347,14 +360,8 @@ impl RpcServerBuilder {
                 env.folders.workspace_dir().map(|w| w.join(crate::logs::LOGGERS_FILE)),
             )),
         ];
-        let mut events: Option<Arc<dyn crate::events::EventQueues>> = None;
-        if self.with_events {
-            let retain = env.config.get(&RpcConfig::EVENT_RETAIN_TIMEOUT).as_duration()?;
-            let persisted = env.folders.workspace_dir().map(|w| w.join("queues.json"));
-            let queues: Arc<dyn crate::events::EventQueues> =
-                Arc::new(crate::events::LocalEvents::new(retain, persisted)?);
-            events = Some(Arc::clone(&queues));
-            entries.push(env.host(EventsManager::new(queues)));
+        if let Some(queues) = &env.events {
+            entries.push(env.host(EventsManager::new(Arc::clone(queues))));
         }
         entries.extend(self.managers.into_iter().map(|host| host(&env)));
         check_unique_names(&entries, &self.proxies)?;
@@ -363,7 +370,7 @@ impl RpcServerBuilder {
             env.folders.workspace_dir().map(|w| w.join("proxy.json")),
             env.config.get(&RpcConfig::MAIN_HOST).as_str().to_owned(),
             client_timeout,
-            events,
+            env.events.clone(),
             core.health.reporter.clone(),
         )?);
         let _ = core.proxies.set(Arc::clone(&proxies));

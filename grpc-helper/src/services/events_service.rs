@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::api::{
-    Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, EventStatus, ResultCode, ResultStatus,
+    Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, EventStatus, ResultStatus,
 };
 use crate::config::RpcConfig;
 use crate::events::EventQueues;
@@ -19,26 +19,12 @@ impl EventsManager {
     }
 }
 
-/// Event and property names: not empty, no space.
-fn check_name(what: &str, name: &str) -> Result<(), RpcError> {
-    if name.is_empty() {
-        Err(RpcError::new(ResultCode::ErrorParamMissing, format!("Missing {what} name")))
-    } else if name.contains(char::is_whitespace) {
-        Err(RpcError::new(
-            ResultCode::ErrorParamInvalid,
-            format!("Invalid {what} name {name:?}: spaces are not allowed"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 #[rpc_manager(service = "events", version = EventApiVersion, grpc = crate::api::event_service_server::EventService, crate = crate)]
 impl EventsManager {
     /// A new queue (`client_id` 0) or a resumed one; events named in the filter (all if empty).
     async fn listen(&self, request: EventFilter, cx: CallContext) -> Result<ReplyStream<EventStatus>, RpcError> {
         for name in &request.names {
-            check_name("event", name)?;
+            crate::events::check_name("event", name)?;
         }
         let keepalive = cx.config().get(&RpcConfig::EVENT_KEEPALIVE_TIMEOUT).as_duration()?;
         Arc::clone(&self.queues).listen(request.client_id, request.names, keepalive)
@@ -50,10 +36,7 @@ impl EventsManager {
     }
 
     async fn send(&self, request: Event) -> Result<ResultStatus, RpcError> {
-        check_name("event", &request.name)?;
-        for property in &request.properties {
-            check_name("event property", &property.name)?;
-        }
+        crate::events::validate(&request)?;
         self.queues.send(request);
         Ok(ResultStatus::default())
     }

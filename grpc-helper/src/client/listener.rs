@@ -1,0 +1,137 @@
+//! [`EventListener`]: listens to a server's `events` in a background task, hands every event to
+//! a callback, resumes its queue by itself after a disconnect or a server restart, and stops
+//! cleanly (its queue is interrupted).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::event_service_client::EventServiceClient;
+use crate::api::{Event, EventApiVersion, EventFilter, EventInterrupt, ResultCode};
+use crate::{RpcClient, RpcError};
+
+/// A running listener; see the module docs.
+///
+/// ```no_run
+/// # async fn demo(client: grpc_helper::RpcClient) {
+/// use grpc_helper::client::EventListener;
+///
+/// let listener = EventListener::start(&client, vec!["job-done".into()], |event| {
+///     println!("{} {:?}", event.name, event.properties);
+/// });
+/// listener.ready().await;
+/// // ...
+/// listener.stop().await;
+/// # }
+/// ```
+pub struct EventListener {
+    client: RpcClient,
+    client_id: Arc<AtomicU32>,
+    ready: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl EventListener {
+    /// Starts listening to the events named in `names` (all when empty).
+    pub fn start<F>(client: &RpcClient, names: Vec<String>, on_event: F) -> Self
+    where
+        F: FnMut(Event) + Send + 'static,
+    {
+        let client_id = Arc::new(AtomicU32::new(0));
+        let (ready_tx, ready) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(client.clone(), names, Arc::clone(&client_id), ready_tx, stop_rx, on_event));
+        Self { client: client.clone(), client_id, ready, stop, task }
+    }
+
+    /// The queue id, once the server assigned one.
+    pub fn client_id(&self) -> Option<u32> {
+        Some(self.client_id.load(Ordering::Acquire)).filter(|id| *id != 0)
+    }
+
+    /// Waits until the listener's queue exists on the server (events sent from then on are
+    /// delivered).
+    pub async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
+    /// Stops listening: interrupts the queue on the server and ends the task.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let id = self.client_id();
+        let _ = self.task.await;
+        if let Some(id) = id {
+            let mut events = EventServiceClient::new(self.client.channel::<EventApiVersion>());
+            let interrupt = events.interrupt(EventInterrupt { client_id: id });
+            match tokio::time::timeout(Duration::from_secs(5), interrupt).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(status)) => tracing::debug!("event queue #{id} not interrupted: {}", status.message()),
+                Err(_) => tracing::debug!("event queue #{id}: no answer to interrupt"),
+            }
+        }
+    }
+}
+
+async fn run<F: FnMut(Event)>(
+    client: RpcClient,
+    names: Vec<String>,
+    client_id: Arc<AtomicU32>,
+    ready: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+    mut on_event: F,
+) {
+    let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let filter = EventFilter { names: names.clone(), client_id: client_id.load(Ordering::Acquire) };
+        let opened = tokio::select! {
+            opened = events.listen(filter) => opened,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let outcome: Result<(), tonic::Status> = match opened {
+            Err(status) => Err(status),
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    let message = tokio::select! {
+                        message = stream.message() => message,
+                        _ = stop.wait_for(|stop| *stop) => return,
+                    };
+                    match message {
+                        Ok(Some(status)) => match status.event {
+                            None => {
+                                client_id.store(status.client_id, Ordering::Release);
+                                ready.send_replace(true);
+                                pause = Duration::from_millis(100);
+                            }
+                            Some(event) if event.name.is_empty() => {}
+                            Some(event) => on_event(event),
+                        },
+                        Ok(None) => break Ok(()),
+                        Err(status) => break Err(status),
+                    }
+                }
+            }
+        };
+        if let Err(status) = outcome {
+            let error = RpcError::from(status);
+            if error.result_code() == Some(ResultCode::ErrorItemUnknown) {
+                // The queue expired while we were away: start a new one.
+                tracing::warn!("event queue expired on the server ({error}); listening with a new queue");
+                client_id.store(0, Ordering::Release);
+            } else {
+                tracing::debug!("event listening interrupted ({error}); resuming");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
