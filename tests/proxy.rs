@@ -286,3 +286,44 @@ async fn failed_registration_fails_the_backend_start() {
     })
     .await;
 }
+
+#[test]
+fn proxy_example_main_and_backend_in_two_processes() {
+    use grpc_helper_tests::process::{example, spawn_until};
+    use std::process::Command;
+
+    let main_dir = tempfile::tempdir().unwrap();
+    let backend_dir = tempfile::tempdir().unwrap();
+    let port = grpc_helper_tests::free_port();
+    let mut main_cmd = Command::new(example("proxy_main"));
+    main_cmd.args(["--port", &port.to_string(), "-w"]).arg(main_dir.path()).env("RUST_LOG", "warn");
+    let mut main = spawn_until(main_cmd, "main server on port", Duration::from_secs(60));
+    let mut backend_cmd = Command::new(example("proxy_backend"));
+    backend_cmd
+        .args(["--port", "0", "-w"])
+        .arg(backend_dir.path())
+        .args(["-c", "rpc-main-host=127.0.0.1", "-c", &format!("rpc-main-port={port}")])
+        .env("RUST_LOG", "warn");
+    let mut backend = spawn_until(backend_cmd, "backend on port", Duration::from_secs(60));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = grpc_helper::RpcClient::builder("127.0.0.1", port).name("proxy-demo").connect_lazy().unwrap();
+        let mut sample = grpc_helper_examples::api::sample_service_client::SampleServiceClient::new(
+            client.channel::<grpc_helper_examples::api::SampleApiVersion>(),
+        );
+        let reply = sample.method4(grpc_helper_examples::api::SampleRequest { foo: "proxied".into() }).await.unwrap();
+        assert_eq!(reply.into_inner().bar, "Hello, proxied!");
+    });
+    // Ctrl-C stops the backend, which forgets its registration on the way out.
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(backend.0.id() as i32, libc::SIGINT) }, 0);
+    assert!(backend.wait_exit(Duration::from_secs(30)).success());
+    runtime.block_on(async {
+        let client = grpc_helper::RpcClient::builder("127.0.0.1", port).connect_lazy().unwrap();
+        let info = client.server_service().info(Filter::default()).await.unwrap().into_inner();
+        assert_eq!(info.items.iter().find(|i| i.name == "sample").unwrap().proxy_port, 0);
+        client.server_service().shutdown(grpc_helper::api::ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+    assert!(main.wait_exit(Duration::from_secs(30)).success());
+}

@@ -4,13 +4,14 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-pub(crate) const CLIENT: &str = "client";
-pub(crate) const USER: &str = "user";
-pub(crate) const HOST: &str = "host";
-pub(crate) const IP: &str = "ip";
-pub(crate) const API_VERSION: &str = "api_version";
+// Names built once: lookups and inserts by `HeaderName` skip parsing the name every call.
+pub(crate) const CLIENT: HeaderName = HeaderName::from_static("client");
+pub(crate) const USER: HeaderName = HeaderName::from_static("user");
+pub(crate) const HOST: HeaderName = HeaderName::from_static("host");
+pub(crate) const IP: HeaderName = HeaderName::from_static("ip");
+pub(crate) const API_VERSION: HeaderName = HeaderName::from_static("api_version");
 
 /// Who is calling: the metadata a grpc-helper client (Rust or Python) sends with every call.
 ///

@@ -130,7 +130,7 @@ struct Shared {
     channel: Channel,
     target: String,
     /// `client`, `user`, `host`, `ip`: the same on every call.
-    fixed: Vec<(&'static str, HeaderValue)>,
+    fixed: Vec<(http::HeaderName, HeaderValue)>,
     retry: RetryPolicy,
 }
 
@@ -186,9 +186,10 @@ impl tower::Service<http::Request<Body>> for RpcChannel {
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let headers = request.headers_mut();
+        headers.reserve(self.shared.fixed.len() + 1);
         for (key, value) in &self.shared.fixed {
             // A caller-set value wins (a proxy forwards its caller's identity).
-            headers.entry(*key).or_insert_with(|| value.clone());
+            headers.entry(key.clone()).or_insert_with(|| value.clone());
         }
         if let Some(version) = &self.api_version {
             headers.entry(API_VERSION).or_insert_with(|| version.clone());

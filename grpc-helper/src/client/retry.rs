@@ -146,6 +146,10 @@ fn failure_status(error: tonic::transport::Error) -> tonic::Status {
         if cause.is::<tonic::TimeoutExpired>() {
             return tonic::Status::deadline_exceeded("Deadline exceeded: no reply within the call's timeout");
         }
+        // Given to a connection that was closing: never sent, so as retryable as a refused one.
+        if cause.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_canceled) {
+            return tonic::Status::unavailable(format!("connection closed before the request was sent: {cause}"));
+        }
         source = cause.source();
     }
     tonic::Status::from_error(error)

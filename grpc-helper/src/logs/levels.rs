@@ -78,6 +78,12 @@ impl Levels {
         *level <= to_filter(decided.unwrap_or(self.root))
     }
 
+    /// The most verbose level any logger allows.
+    fn most_verbose(&self) -> LevelFilter {
+        let overrides = self.loggers.values().filter(|s| s.enabled).filter_map(|s| s.level).map(to_filter);
+        overrides.chain([to_filter(self.root)]).max().unwrap_or(LevelFilter::INFO)
+    }
+
     /// The setting of a logger as the `log` service reports it.
     pub(crate) fn get(&self, name: &str) -> Setting {
         if name.is_empty() {
@@ -128,7 +134,9 @@ impl<S: tracing::Subscriber> Layer<S> for LevelsLayer {
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::TRACE)
+        // Lets tracing skip the call sites of quieter levels at no cost (h2 and hyper have many
+        // trace ones); at least INFO, the level of our `rpc` spans.
+        Some(levels().read().most_verbose().max(LevelFilter::INFO))
     }
 }
 

@@ -320,7 +320,10 @@ impl RpcServerBuilder {
         };
         let (done, _) = watch::channel(false);
         let logs_dir = logs_dir(&env.config, &env.folders);
-        let logs = open_logs(server_id, &env.config, &logs_dir)?;
+        let logs = match &logs_dir {
+            Some(dir) => Some(open_logs(server_id, &env.config, dir)?),
+            None => None,
+        };
         let reporter = tonic_health::server::HealthReporter::new();
         let health_service = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
@@ -335,7 +338,7 @@ impl RpcServerBuilder {
             local_addr,
             started: std::time::Instant::now(),
             logs_dir,
-            logs: Mutex::new(Some(logs)),
+            logs: Mutex::new(logs),
             services: OnceLock::new(),
             pending: Arc::clone(&env.pending),
             connections: Arc::new(Connections::default()),
@@ -444,12 +447,14 @@ fn config_text(config: &Config, item: &ConfigItem) -> String {
     config.get(item).as_str().to_owned()
 }
 
-/// `rpc-logs-folder`, relative to the workspace (or the current folder without one).
-fn logs_dir(config: &Config, folders: &Folders) -> std::path::PathBuf {
+/// `rpc-logs-folder`, relative to the workspace; `None` without a workspace (unless absolute),
+/// so that servers started from any folder do not litter it with log files.
+fn logs_dir(config: &Config, folders: &Folders) -> Option<std::path::PathBuf> {
     let folder = std::path::PathBuf::from(config.get(&RpcConfig::LOGS_FOLDER).as_str());
     match folders.workspace_dir() {
-        Some(workspace) if folder.is_relative() => workspace.join(folder),
-        _ => folder,
+        _ if folder.is_absolute() => Some(folder),
+        Some(workspace) => Some(workspace.join(folder)),
+        None => None,
     }
 }
 
@@ -513,9 +518,9 @@ fn spawn_dump_on_signal(core: &Arc<ServerCore>) -> Result<(), RpcError> {
             tokio::select! {
                 received = signals.recv() => {
                     let (Some(()), Some(core)) = (received, core.upgrade()) else { break };
-                    match dump::write_dump(&core, &core.logs_dir) {
+                    match dump::write_dump(&core, &core.dump_dir()) {
                         Ok(path) => tracing::info!("debug dump written to {}", path.display()),
-                        Err(e) => tracing::error!("cannot write a debug dump in {}: {e}", core.logs_dir.display()),
+                        Err(e) => tracing::error!("cannot write a debug dump in {}: {e}", core.dump_dir().display()),
                     }
                 }
                 _ = done.wait_for(|done| *done) => break,
@@ -588,7 +593,7 @@ impl RpcServer {
     /// # Errors
     /// When the logs folder or the file cannot be written.
     pub fn dump(&self) -> std::io::Result<std::path::PathBuf> {
-        dump::write_dump(&self.core, &self.core.logs_dir)
+        dump::write_dump(&self.core, &self.core.dump_dir())
     }
 
     /// False once shutdown has completed.
@@ -619,7 +624,8 @@ pub(crate) struct ServerCore {
     client_timeout: Duration,
     local_addr: SocketAddr,
     started: std::time::Instant,
-    logs_dir: std::path::PathBuf,
+    /// Log files and dumps go here (`None`: no log files; dumps in the temp folder).
+    logs_dir: Option<std::path::PathBuf>,
     /// Closed (files flushed, routing stopped) when shutdown completes.
     logs: Mutex<Option<crate::logs::LogsGuard>>,
     services: OnceLock<Vec<Arc<dyn HostedService>>>,
@@ -636,6 +642,10 @@ pub(crate) struct ServerCore {
 impl ServerCore {
     fn services(&self) -> &[Arc<dyn HostedService>] {
         self.services.get().map_or(&[], Vec::as_slice)
+    }
+
+    fn dump_dir(&self) -> std::path::PathBuf {
+        self.logs_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
     fn is_shutting_down(&self) -> bool {

@@ -1,0 +1,763 @@
+//! Benchmark: what grpc-helper costs over bare tonic, in one run.
+//!
+//! ```sh
+//! cargo run --release --example bench -- [--smoke] [--duration SECS] [--connections N]
+//!     [--concurrency M] [--python PATH_TO_PYTHON] [--runtime shared|split] [--logging none|fmt|helper]
+//! ```
+//!
+//! Unary echo (`SampleService/method4`, `foo` → `bar`), closed loop over N connections × M calls
+//! in flight, after a warm-up, for:
+//! - (a) a bare tonic server (plain tonic-prost-build code, `ProstCodec`) and bare tonic client;
+//! - (b') the same echo as a grpc-helper manager in an `RpcServer`, driven by the bare client
+//!   (server-side cost), also with the helper's five metadata keys added by an interceptor;
+//! - the bare server driven by grpc-helper's `RpcClient` (client-side cost);
+//! - (b) the helper server driven by the `RpcClient` (both);
+//! - (c) with `--python`, the Python grpc-helper 2.3.1 server (`bench/py_echo_server.py`).
+//!
+//! Then: server-streaming items/s (`s_method2`, K items per stream), the reconnect latency of a
+//! retrying `RpcClient` across server restarts on the same port, and the idle RSS of a server
+//! process. Every server listens on 127.0.0.1 only; every loop is bounded in time and count.
+
+#[path = "bench/extras.rs"]
+mod extras;
+#[path = "bench/load.rs"]
+mod load;
+#[path = "bench/targets.rs"]
+mod targets;
+
+/// Plain tonic-prost-build code for `sample.proto` (see `build.rs`).
+#[allow(missing_docs, dead_code, clippy::all, clippy::pedantic)]
+mod bare {
+    include!(concat!(env!("OUT_DIR"), "/bare/_.rs"));
+}
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use tokio::runtime::{Builder, Handle, Runtime};
+
+use crate::load::{LoadSpec, StreamReport, UnaryReport};
+use crate::targets::{BareClient, ClientKind, Clients, EchoClient, EchoServer, ServerKind};
+
+#[derive(Parser)]
+#[command(about = "grpc-helper vs bare tonic: throughput, latency, streaming, reconnect, memory")]
+struct Args {
+    /// CI mode: 0.5 s per target after 0.2 s of warm-up, 2 connections x 4 calls in flight,
+    /// 3 reconnect rounds.
+    #[arg(long)]
+    smoke: bool,
+    /// Measured seconds per target (default 5; 0.5 with --smoke).
+    #[arg(long, value_parser = seconds)]
+    duration: Option<f64>,
+    /// Warm-up seconds before each measured window (default 1; 0.2 with --smoke).
+    #[arg(long, value_parser = seconds)]
+    warmup: Option<f64>,
+    /// Client connections (separate channels) per target (default 4; 2 with --smoke).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    connections: Option<u16>,
+    /// Unary calls in flight per connection (default 8; 4 with --smoke).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: Option<u16>,
+    /// Interleaved slices each target's measured time is cut into (default 5; 1 with --smoke).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
+    rounds: Option<u16>,
+    /// Items per server stream (s_method2).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    stream_items: u32,
+    /// Reconnect rounds per retry policy (default 20; 3 with --smoke).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=200))]
+    reconnect_rounds: Option<u16>,
+    /// A Python with grpc-helper==2.3.1 and grpcio-tools: adds the Python server as target (c).
+    #[arg(long, value_name = "PATH_TO_PYTHON")]
+    python: Option<PathBuf>,
+    /// Where servers run: `shared` (one runtime for servers and clients, the default) or
+    /// `split` (servers and clients on runtimes of their own, the cores split between them).
+    #[arg(long, value_enum, default_value_t = RuntimeMode::Shared)]
+    runtime: RuntimeMode,
+    /// The process's tracing subscriber, for every target: `none` (the default: what the
+    /// frameworks cost by themselves), `fmt` (fmt at level info, written to a sink), or `helper`
+    /// (grpc-helper's logging layer, which an RpcServer installs by default; log files in a
+    /// temporary workspace). With a subscriber, the managers' `rpc` spans are live.
+    #[arg(long, value_enum, default_value_t = Logging::None)]
+    logging: Logging,
+    /// Run only these targets (comma-separated keys: bare, srv, srv-md, cli, helper, python,
+    /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, rss).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Internal: serve the echo in this process for the RSS measure.
+    #[arg(long, hide = true, value_enum)]
+    child: Option<ChildKind>,
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=600.0).contains(&s) => Ok(s),
+        _ => Err("expected a number of seconds between 0 and 600".into()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RuntimeMode {
+    Shared,
+    Split,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Logging {
+    None,
+    Fmt,
+    Helper,
+}
+
+impl Logging {
+    /// Installs the subscriber as the process's global default (once, before any server).
+    fn install(self) {
+        use tracing_subscriber::prelude::*;
+        match self {
+            Self::None => {}
+            Self::Fmt => tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::sink).init(),
+            Self::Helper => tracing_subscriber::registry().with(grpc_helper::logs::layer()).init(),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Fmt => "fmt at info, to a sink",
+            Self::Helper => "grpc-helper's logging layer (files in a temporary workspace)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ChildKind {
+    Bare,
+    Helper,
+}
+
+/// One unary or streaming row.
+struct Target {
+    key: &'static str,
+    label: &'static str,
+    server: ServerKind,
+    client: ClientKind,
+}
+
+const UNARY: [Target; 6] = [
+    Target {
+        key: "bare",
+        label: "(a)  bare tonic srv   <- tonic client",
+        server: ServerKind::Bare,
+        client: ClientKind::Bare,
+    },
+    Target {
+        key: "srv",
+        label: "(b') helper srv       <- tonic client",
+        server: ServerKind::Helper,
+        client: ClientKind::Bare,
+    },
+    Target {
+        key: "srv-md",
+        label: "     helper srv       <- tonic + helper metadata",
+        server: ServerKind::Helper,
+        client: ClientKind::BareWithMetadata,
+    },
+    Target {
+        key: "cli",
+        label: "     bare tonic srv   <- helper RpcClient",
+        server: ServerKind::Bare,
+        client: ClientKind::Helper,
+    },
+    Target {
+        key: "helper",
+        label: "(b)  helper srv       <- helper RpcClient",
+        server: ServerKind::Helper,
+        client: ClientKind::Helper,
+    },
+    Target {
+        key: "python",
+        label: "(c)  Python helper    <- tonic client",
+        server: ServerKind::Python,
+        client: ClientKind::Bare,
+    },
+];
+
+const STREAMING: [Target; 4] = [
+    Target {
+        key: "stream-bare",
+        label: "bare tonic srv   <- tonic client",
+        server: ServerKind::Bare,
+        client: ClientKind::Bare,
+    },
+    Target {
+        key: "stream-srv",
+        label: "helper srv       <- tonic client",
+        server: ServerKind::Helper,
+        client: ClientKind::Bare,
+    },
+    Target {
+        key: "stream-helper",
+        label: "helper srv       <- helper RpcClient",
+        server: ServerKind::Helper,
+        client: ClientKind::Helper,
+    },
+    Target {
+        key: "stream-python",
+        label: "Python helper    <- tonic client",
+        server: ServerKind::Python,
+        client: ClientKind::Bare,
+    },
+];
+
+/// Resolved settings of a run.
+struct Settings {
+    spec: LoadSpec,
+    stream_items: usize,
+    rounds: usize,
+    reconnect_rounds: usize,
+    reconnect_down: Duration,
+    python: Option<PathBuf>,
+    only: Vec<String>,
+    runtime: RuntimeMode,
+    logging: Logging,
+}
+
+impl Settings {
+    fn wants(&self, key: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|k| k == key)
+    }
+
+    /// The targets to run: asked for, and with their server available.
+    fn selected<'t>(&self, targets: &'t [Target]) -> Vec<&'t Target> {
+        targets
+            .iter()
+            .filter(|t| self.wants(t.key) && (t.server != ServerKind::Python || self.python.is_some()))
+            .collect()
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(child) = args.child {
+        let kind = match child {
+            ChildKind::Bare => ServerKind::Bare,
+            ChildKind::Helper => ServerKind::Helper,
+        };
+        args.logging.install();
+        let result = extras::child_main(kind);
+        let _ = std::fs::remove_dir_all(targets::workspace());
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("child server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let smoke = args.smoke;
+    let settings = Settings {
+        spec: LoadSpec {
+            connections: args.connections.map_or(if smoke { 2 } else { 4 }, usize::from),
+            concurrency: args.concurrency.map_or(if smoke { 4 } else { 8 }, usize::from),
+            warmup: Duration::from_secs_f64(args.warmup.unwrap_or(if smoke { 0.2 } else { 1.0 })),
+            duration: Duration::from_secs_f64(args.duration.unwrap_or(if smoke { 0.5 } else { 5.0 }).max(0.05)),
+        },
+        stream_items: args.stream_items as usize,
+        rounds: args.rounds.map_or(if smoke { 1 } else { 5 }, usize::from),
+        reconnect_rounds: args.reconnect_rounds.map_or(if smoke { 3 } else { 20 }, usize::from),
+        reconnect_down: Duration::from_millis(if smoke { 200 } else { 500 }),
+        python: args.python,
+        only: args.only,
+        runtime: args.runtime,
+        logging: args.logging,
+    };
+    settings.logging.install();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Which runtime(s)? On a 2-core machine, client and server together need more CPU than
+    // there is, so throughput measures total CPU per request. With ONE shared runtime (the
+    // default, `cores` workers) the scheduler gives the cores to whichever side has work, and
+    // every microsecond of overhead, server- or client-side, shows as lost throughput: the
+    // fairest comparison of two stacks. Splitting the cores (`--runtime split`, one worker for
+    // the servers, one for the clients) caps each side at one core, so the result is that of
+    // the slower side only (usually the client) and hides the other side's overhead; it is kept
+    // as an option to look at one side at a time. The Python server is a process of its own in
+    // both modes and competes with the clients for the same cores.
+    let (client_rt, server_rt) = match settings.runtime {
+        RuntimeMode::Shared => (runtime(cores, "bench"), None),
+        RuntimeMode::Split => {
+            let servers = (cores / 2).max(1);
+            (runtime(cores.saturating_sub(servers).max(1), "bench-client"), Some(runtime(servers, "bench-server")))
+        }
+    };
+    let server_handle = server_rt.as_ref().map_or_else(|| client_rt.handle().clone(), |rt| rt.handle().clone());
+    let ok = client_rt.block_on(run(&settings, &server_handle, cores));
+    drop(server_rt);
+    let _ = std::fs::remove_dir_all(targets::workspace());
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn runtime(workers: usize, name: &str) -> Runtime {
+    Builder::new_multi_thread().worker_threads(workers).thread_name(name).enable_all().build().expect("a tokio runtime")
+}
+
+/// Runs everything and prints the tables; false when a target failed or had errors.
+async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
+    let mut ok = true;
+    println!("{}", machine(cores, settings));
+
+    let unary_targets = settings.selected(&UNARY);
+    let stream_targets = settings.selected(&STREAMING);
+    let before = (load::machine_cpu(), load::process_cpu("self"));
+    let mut servers = Servers::default();
+    for target in unary_targets.iter().chain(&stream_targets) {
+        servers.ensure(target.server, settings, server_rt).await;
+    }
+
+    if !unary_targets.is_empty() {
+        let rows = measure::<Unary>(settings, &servers, &unary_targets).await;
+        ok &= rows.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.errors == 0 && r.ok > 0));
+        println!("{}", unary_table(settings, &rows));
+    }
+    if !stream_targets.is_empty() {
+        let rows = measure::<Streaming>(settings, &servers, &stream_targets).await;
+        ok &= rows.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.errors == 0 && r.items > 0));
+        println!("{}", stream_table(settings, &rows));
+    }
+    if !unary_targets.is_empty() || !stream_targets.is_empty() {
+        let python = servers.pid().and_then(|pid| load::process_cpu(&pid.to_string())).unwrap_or_default();
+        println!("{}", noise(before, (load::machine_cpu(), load::process_cpu("self")), python));
+    }
+    servers.stop(server_rt).await;
+
+    if settings.wants("reconnect") {
+        let rounds = settings.reconnect_rounds;
+        let down = settings.reconnect_down;
+        let default = extras::reconnect(server_rt, rounds, down, None).await;
+        let fast =
+            extras::reconnect(server_rt, rounds, Duration::from_millis(100), Some(Duration::from_millis(10))).await;
+        ok &= [&default, &fast].iter().all(|r| r.as_ref().is_ok_and(|r| r.failures == 0));
+        println!("{}", reconnect_table(rounds, down, &default, &fast));
+    }
+
+    if settings.wants("rss") {
+        let mut rows = vec![
+            ("bare tonic server", extras::idle_rss(ServerKind::Bare, None, "none").await),
+            ("helper RpcServer", extras::idle_rss(ServerKind::Helper, None, "none").await),
+            ("helper + logging layer", extras::idle_rss(ServerKind::Helper, None, "helper").await),
+        ];
+        if let Some(python) = &settings.python {
+            rows.push(("Python helper 2.3.1", extras::idle_rss(ServerKind::Python, Some(python), "none").await));
+        }
+        ok &= rows.iter().all(|(_, r)| r.is_ok());
+        println!("{}", rss_table(&rows));
+    }
+    ok
+}
+
+/// One server of each kind, shared by every target that uses that kind (each target has its
+/// own connections); they stay up, idle, while other targets run.
+#[derive(Default)]
+struct Servers(Vec<(ServerKind, Result<EchoServer, String>)>);
+
+impl Servers {
+    async fn ensure(&mut self, kind: ServerKind, settings: &Settings, server_rt: &Handle) {
+        if self.0.iter().any(|(k, _)| *k == kind) {
+            return;
+        }
+        let items = settings.stream_items;
+        let server = match (kind, &settings.python) {
+            (ServerKind::Python, Some(python)) => match EchoServer::python(python, items).await {
+                // grpcio may accept connections a moment before its handlers are in place.
+                Ok(server) => wait_until_serving(server.port()).await.map(|()| server),
+                Err(e) => Err(e),
+            },
+            (kind, _) => EchoServer::start(server_rt, kind, 0, items).await,
+        };
+        self.0.push((kind, server));
+    }
+
+    /// The server process (the Python one), if any.
+    fn pid(&self) -> Option<u32> {
+        self.0.iter().find_map(|(_, s)| s.as_ref().ok()?.pid())
+    }
+
+    fn get(&self, kind: ServerKind) -> Result<&EchoServer, String> {
+        match self.0.iter().find(|(k, _)| *k == kind) {
+            Some((_, Ok(server))) => Ok(server),
+            Some((_, Err(e))) => Err(e.clone()),
+            None => Err(format!("no {kind:?} server")),
+        }
+    }
+
+    async fn stop(self, server_rt: &Handle) {
+        for (_, server) in self.0 {
+            if let Ok(server) = server {
+                server.stop(server_rt).await;
+            }
+        }
+    }
+}
+
+/// A kind of measured run.
+trait Phase {
+    type Report;
+    async fn run(clients: &Clients, spec: &LoadSpec, server_pid: Option<u32>) -> Self::Report;
+    fn merge(into: &mut Self::Report, other: Self::Report);
+}
+
+struct Unary;
+
+impl Phase for Unary {
+    type Report = UnaryReport;
+    async fn run(clients: &Clients, spec: &LoadSpec, server_pid: Option<u32>) -> UnaryReport {
+        clients.unary(spec, server_pid).await
+    }
+    fn merge(into: &mut UnaryReport, other: UnaryReport) {
+        into.merge(other);
+    }
+}
+
+struct Streaming;
+
+impl Phase for Streaming {
+    type Report = StreamReport;
+    async fn run(clients: &Clients, spec: &LoadSpec, server_pid: Option<u32>) -> StreamReport {
+        clients.streaming(spec, server_pid).await
+    }
+    fn merge(into: &mut StreamReport, other: StreamReport) {
+        into.merge(other);
+    }
+}
+
+/// Measures every target in `settings.rounds` interleaved slices of `duration / rounds` (the
+/// starting target rotates each round): on a shared machine, load from other processes then
+/// falls on every target alike instead of on whichever ran at the wrong moment. The first slice
+/// of a target has the full warm-up (connections opened, caches warm), later ones a short one.
+async fn measure<'t, P: Phase>(
+    settings: &Settings,
+    servers: &Servers,
+    targets: &[&'t Target],
+) -> Vec<(&'t Target, Result<P::Report, String>)> {
+    let mut prepared = Vec::with_capacity(targets.len());
+    for target in targets {
+        let clients = match servers.get(target.server) {
+            Ok(server) => {
+                let pid = server.pid();
+                Clients::connect(target.client, server.port(), settings.spec.connections).await.map(|c| (c, pid))
+            }
+            Err(e) => Err(e),
+        };
+        prepared.push(clients);
+    }
+    let rounds = settings.rounds;
+    let slice = settings.spec.duration.div_f64(rounds as f64);
+    let mut reports: Vec<Option<P::Report>> = targets.iter().map(|_| None).collect();
+    for round in 0..rounds {
+        for i in 0..targets.len() {
+            let index = (i + round) % targets.len();
+            let Ok((clients, pid)) = &prepared[index] else { continue };
+            let warmup = if round == 0 { settings.spec.warmup } else { settings.spec.warmup.min(RE_WARMUP) };
+            let spec = LoadSpec { warmup, duration: slice, ..settings.spec.clone() };
+            let report = P::run(clients, &spec, *pid).await;
+            match &mut reports[index] {
+                Some(total) => P::merge(total, report),
+                empty => *empty = Some(report),
+            }
+        }
+    }
+    targets
+        .iter()
+        .zip(prepared)
+        .zip(reports)
+        .map(|((target, prepared), report)| {
+            let report = match prepared {
+                Ok(_) => report.ok_or_else(|| "not run".to_owned()),
+                Err(e) => Err(e),
+            };
+            (*target, report)
+        })
+        .collect()
+}
+
+/// Warm-up of a target's later slices.
+const RE_WARMUP: Duration = Duration::from_millis(200);
+
+async fn wait_until_serving(port: u16) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        match BareClient::connect(port).await {
+            Ok(mut client) => match client.echo("ping".into()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("server on port {port} never answered: {last}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+
+fn machine(cores: usize, settings: &Settings) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let runtime = match settings.runtime {
+        RuntimeMode::Shared => format!("one shared tokio runtime, {cores} workers"),
+        RuntimeMode::Split => "split runtimes (servers | clients)".to_owned(),
+    };
+    format!(
+        "grpc-helper bench: {cores} cores ({model}), load average {}\n\
+         servers and clients in this process on {runtime}; tracing subscriber: {}; all traffic on 127.0.0.1\n",
+        load.join(" "),
+        settings.logging.describe(),
+    )
+}
+
+type CpuSample = (Option<(Duration, Duration, Duration)>, Option<Duration>);
+
+/// How busy the machine was with other work while the load runs were measured.
+fn noise(before: CpuSample, after: CpuSample, python: Duration) -> String {
+    let (Some((busy0, steal0, total0)), Some(own0)) = before else { return String::new() };
+    let (Some((busy1, steal1, total1)), Some(own1)) = after else { return String::new() };
+    let total = (total1 - total0).as_secs_f64().max(1e-9);
+    let others = (busy1 - busy0).saturating_sub(own1 - own0).saturating_sub(python);
+    format!(
+        "Machine during the load runs: other processes used {:.0}% of the CPU time, steal {:.1}% (what they take\n\
+         is CPU the targets did not get; slices are interleaved so that it falls on all targets alike)\n",
+        100.0 * others.as_secs_f64() / total,
+        100.0 * (steal1 - steal0).as_secs_f64() / total
+    )
+}
+
+fn micros(d: Option<std::time::Duration>) -> String {
+    match d {
+        Some(d) if d < Duration::from_micros(100) => format!("{:.1}", d.as_secs_f64() * 1e6),
+        Some(d) => format!("{:.0}", d.as_secs_f64() * 1e6),
+        None => "-".into(),
+    }
+}
+
+fn ratio(value: f64, base: Option<f64>) -> String {
+    match base {
+        Some(base) if base > 0.0 && value.is_finite() => format!("{:.2}x", value / base),
+        _ => "-".into(),
+    }
+}
+
+fn unary_table(settings: &Settings, rows: &[(&Target, Result<UnaryReport, String>)]) -> String {
+    let spec = &settings.spec;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== Unary echo (method4): {} connections x {} in flight; per target {:.1} s measured in {} interleaved slice(s), {:.1} s warm-up",
+        spec.connections,
+        spec.concurrency,
+        spec.duration.as_secs_f64(),
+        settings.rounds,
+        spec.warmup.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "{:<48} {:>9} {:>8} {:>8} {:>9} {:>9} {:>6} {:>7} {:>6} {:>6}",
+        "target (server <- client)",
+        "req/s",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "CPU us/req",
+        "errors",
+        "x tput",
+        "x p99",
+        "x CPU"
+    );
+    let base = rows.iter().find(|(t, _)| t.key == "bare").and_then(|(_, r)| r.as_ref().ok());
+    let base_rate = base.map(UnaryReport::rate);
+    let base_p99 = base.and_then(|b| b.latencies.quantile(0.99)).map(|d| d.as_secs_f64());
+    let base_cpu = base.and_then(UnaryReport::cpu_per_call).map(|d| d.as_secs_f64());
+    let mut notes = Vec::new();
+    for (target, report) in rows {
+        match report {
+            Ok(r) => {
+                let p99 = r.latencies.quantile(0.99);
+                let _ = writeln!(
+                    out,
+                    "{:<48} {:>9.0} {:>8} {:>8} {:>9} {:>9} {:>6} {:>7} {:>6} {:>6}",
+                    target.label,
+                    r.rate(),
+                    micros(r.latencies.quantile(0.5)),
+                    micros(p99),
+                    micros(r.latencies.quantile(0.999)),
+                    micros(r.cpu_per_call()),
+                    r.errors,
+                    ratio(r.rate(), base_rate),
+                    ratio(p99.map_or(f64::NAN, |d| d.as_secs_f64()), base_p99),
+                    ratio(r.cpu_per_call().map_or(f64::NAN, |d| d.as_secs_f64()), base_cpu),
+                );
+                if let Some(e) = &r.first_error {
+                    notes.push(format!("  {}: first error: {e}", target.key));
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{:<48} FAILED: {e}", target.label);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  (x tput, x p99, x CPU: ratio to (a). CPU us/req: CPU time of this process, servers and clients, plus the\n   Python server process for (c), over the measured windows, per completed call: the least noisy column on a\n   shared machine.)"
+    );
+    for note in notes {
+        let _ = writeln!(out, "{note}");
+    }
+    out
+}
+
+fn stream_table(settings: &Settings, rows: &[(&Target, Result<StreamReport, String>)]) -> String {
+    let spec = &settings.spec;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== Server streaming (s_method2, {} items per stream): {} streams in flight (one per connection); {:.1} s measured in {} slice(s)",
+        settings.stream_items,
+        spec.connections,
+        spec.duration.as_secs_f64(),
+        settings.rounds
+    );
+    let _ = writeln!(
+        out,
+        "{:<48} {:>11} {:>12} {:>6} {:>9} {:>6}",
+        "target (server <- client)", "items/s", "CPU ns/item", "errors", "x items/s", "x CPU"
+    );
+    let base = rows.iter().find(|(t, _)| t.key == "stream-bare").and_then(|(_, r)| r.as_ref().ok());
+    let base_cpu = base.and_then(StreamReport::cpu_per_item).map(|d| d.as_secs_f64());
+    let base = base.map(StreamReport::rate);
+    let mut notes = Vec::new();
+    for (target, report) in rows {
+        match report {
+            Ok(r) => {
+                let cpu = r.cpu_per_item().map_or_else(|| "-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e9));
+                let _ = writeln!(
+                    out,
+                    "{:<48} {:>11.0} {:>12} {:>6} {:>9} {:>6}",
+                    target.label,
+                    r.rate(),
+                    cpu,
+                    r.errors,
+                    ratio(r.rate(), base),
+                    ratio(r.cpu_per_item().map_or(f64::NAN, |d| d.as_secs_f64()), base_cpu),
+                );
+                if let Some(e) = &r.first_error {
+                    notes.push(format!("  {}: first error: {e}", target.key));
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{:<48} FAILED: {e}", target.label);
+            }
+        }
+    }
+    for note in notes {
+        let _ = writeln!(out, "{note}");
+    }
+    out
+}
+
+fn reconnect_table(
+    rounds: usize,
+    down: Duration,
+    default: &Result<extras::ReconnectReport, String>,
+    fast: &Result<extras::ReconnectReport, String>,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== Reconnect: helper server stopped, RpcClient call started, server restarted on the same port;\n   time from the restart's bind to the call's reply, {rounds} rounds"
+    );
+    let _ = writeln!(
+        out,
+        "{:<64} {:>9} {:>9} {:>9} {:>11} {:>8}",
+        "RpcClient retry policy", "median ms", "min ms", "max ms", "not retried", "failures"
+    );
+    let millis = |d: Option<&Duration>| d.map_or_else(|| "-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+    let policies = [
+        (format!("default (0.5 s doubling, max 2 s, full jitter; down {} ms)", down.as_millis()), default),
+        ("max_retry_delay 10 ms (down 100 ms): the mechanism alone".to_owned(), fast),
+    ];
+    let mut notes = Vec::new();
+    for (label, report) in policies {
+        match report {
+            Ok(r) => {
+                let median = r.samples.get(r.samples.len().saturating_sub(1) / 2);
+                let _ = writeln!(
+                    out,
+                    "{label:<64} {:>9} {:>9} {:>9} {:>11} {:>8}",
+                    millis(median),
+                    millis(r.samples.first()),
+                    millis(r.samples.last()),
+                    r.not_retried,
+                    r.failures
+                );
+                if let Some(e) = &r.first_not_retried {
+                    notes.push(format!("  not retried (first): {e}"));
+                }
+                if let Some(e) = &r.first_failure {
+                    notes.push(format!("  failure (first): {e}"));
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{label:<64} FAILED: {e}");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  (not retried: calls started just after the stop that ended with an error instead of retrying;\n   a new call replaced each, so every round still measures a retrying call)"
+    );
+    for note in notes {
+        let _ = writeln!(out, "{note}");
+    }
+    out
+}
+
+fn rss_table(rows: &[(&str, Result<extras::RssReport, String>)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== Idle RSS of a server process (/proc/<pid>/status). Rust servers: this binary re-run as a server only,\n   default multi-thread runtime ({} workers), the echo service; \"+ logging layer\": grpc-helper's default logging\n   (log files) installed, as RpcServer does unless told not to. Load: a tonic client, 8 calls in flight.",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:>11} {:>15} {:>19} {:>12}",
+        "server", "fresh MiB", "after 1 call MiB", "after 2000 calls MiB", "peak MiB"
+    );
+    let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+    for (label, report) in rows {
+        match report {
+            Ok(r) => {
+                let _ = writeln!(
+                    out,
+                    "{label:<24} {:>11} {:>15} {:>19} {:>12}",
+                    mib(r.fresh),
+                    mib(r.after_one_call),
+                    mib(r.after_load),
+                    mib(r.peak)
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{label:<24} FAILED: {e}");
+            }
+        }
+    }
+    out
+}

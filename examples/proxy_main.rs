@@ -1,0 +1,36 @@
+//! Proxy example, main server: declares the sample service as proxied and forwards its calls
+//! to whichever backend registers for it (run `proxy_backend` next). Clients only talk to this
+//! server.
+//!
+//! `cargo run --example proxy_main -- --port 54321 -w ./main-workspace`
+
+use clap::Parser;
+use grpc_helper::RpcServer;
+use grpc_helper::cli::ServerArgs;
+use grpc_helper_examples::api::SampleApiVersion;
+use tracing_subscriber::prelude::*;
+
+#[derive(Parser)]
+#[command(version, about = "grpc-helper proxy example: the main server")]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::registry().with(grpc_helper::logs::layer()).with(tracing_subscriber::fmt::layer()).init();
+    let args = Args::parse();
+    let server = RpcServer::builder()
+        .args(&args.server)
+        .with_events()
+        .proxy::<SampleApiVersion>("sample", "SampleService")
+        .start()
+        .await?;
+    println!("main server on port {}", server.local_addr().port());
+    tokio::select! {
+        () = server.wait_shutdown() => {}
+        _ = tokio::signal::ctrl_c() => server.shutdown().await,
+    }
+    Ok(())
+}
