@@ -177,3 +177,55 @@ fn rust_example_client_reads_a_python_server() {
     assert!(server.wait_exit(Duration::from_secs(60)).success());
     let _ = std::fs::remove_dir_all(workspace);
 }
+
+#[test]
+fn python_backend_registers_with_a_rust_main_server() {
+    use grpc_helper::Folders;
+    use grpc_helper_tests::api::{SampleApiVersion, SampleRequest};
+
+    let python = python();
+    let runtime = runtime();
+    let main_dir = tempfile::tempdir().unwrap();
+    let main = runtime
+        .block_on(
+            grpc_helper_tests::server_builder()
+                .folders(Folders::default().workspace(main_dir.path()))
+                .proxy::<SampleApiVersion>("sample", "SampleService")
+                .start(),
+        )
+        .unwrap();
+    let backend_port = free_port();
+    let backend_dir = tempfile::tempdir().unwrap();
+    let mut py = Command::new(python);
+    py.arg(repo_root().join("tests/python/py_backend.py"))
+        .args([
+            "--port",
+            &backend_port.to_string(),
+            "--main-port",
+            &main.local_addr().port().to_string(),
+            "--workspace",
+        ])
+        .arg(backend_dir.path());
+    let mut backend = spawn_until(py, "READY", Duration::from_secs(60));
+
+    runtime.block_on(async {
+        let client = grpc_helper_tests::client_of(&main);
+        let info = client.server_service().info(Filter { names: vec!["sample".into()], ignore_unknown: false }).await;
+        let sample = info.unwrap().into_inner().items.remove(0);
+        assert_eq!((sample.version.as_str(), sample.proxy_port), ("py-backend", u32::from(backend_port)));
+        // Through the Rust main server, served by the Python backend.
+        let reply =
+            grpc_helper_tests::sample_stub(&client).method4(SampleRequest { foo: "hello".into() }).await.unwrap();
+        assert_eq!(reply.into_inner().bar, "py:hello");
+        // Stop the Python backend remotely: it forgets its registration on the way out.
+        let backend_client = RpcClient::builder("127.0.0.1", backend_port).connect_lazy().unwrap();
+        backend_client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+    assert!(backend.wait_exit(Duration::from_secs(60)).success());
+    runtime.block_on(async {
+        let info = grpc_helper_tests::client_of(&main).server_service().info(Filter::default()).await.unwrap();
+        let sample = info.into_inner().items.into_iter().find(|i| i.name == "sample").unwrap();
+        assert_eq!(sample.proxy_port, 0, "the backend forgot its registration");
+        main.shutdown().await;
+    });
+}
