@@ -20,6 +20,8 @@
 
 #[path = "bench/extras.rs"]
 mod extras;
+#[path = "bench/fanout.rs"]
+mod fanout;
 #[path = "bench/load.rs"]
 mod load;
 #[path = "bench/targets.rs"]
@@ -84,7 +86,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Logging::None)]
     logging: Logging,
     /// Run only these targets (comma-separated keys: bare, srv, srv-md, cli, helper, python,
-    /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, rss).
+    /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, rss).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Internal: serve the echo in this process for the RSS measure.
@@ -340,6 +342,30 @@ async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
             extras::reconnect(server_rt, rounds, Duration::from_millis(100), Some(Duration::from_millis(10))).await;
         ok &= [&default, &fast].iter().all(|r| r.as_ref().is_ok_and(|r| r.failures == 0));
         println!("{}", reconnect_table(rounds, down, &default, &fast));
+    }
+
+    if settings.wants("fanout") {
+        let (listeners, events) =
+            if settings.spec.duration < Duration::from_secs(1) { (10, 500) } else { (100, 10_000) };
+        match fanout::fanout(listeners, events).await {
+            Ok(report) => {
+                ok &= report.lost == 0;
+                println!(
+                    "== Events fan-out: 1 sender -> {} listeners (one connection each), {} events\n\
+                     delivered {:.0} events/s ({} deliveries in {:.2} s), lost or out of order: {}\n",
+                    report.listeners,
+                    report.events,
+                    report.delivered_per_second(),
+                    report.listeners * report.events,
+                    report.elapsed.as_secs_f64(),
+                    report.lost
+                );
+            }
+            Err(e) => {
+                ok = false;
+                println!("== Events fan-out failed: {e}\n");
+            }
+        }
     }
 
     if settings.wants("rss") {
