@@ -111,12 +111,21 @@ async fn registration_is_forwarded_persisted_restored_and_forgotten() {
             let filter = Filter { names: vec!["sample".into()], ignore_unknown: false };
             client_of(&server).server_service().info(filter).await.unwrap().into_inner().items.remove(0)
         };
+        let health = |server: RpcServer| async move {
+            let channel = client_of(&server).channel_with_version(None);
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let request = tonic_health::pb::HealthCheckRequest { service: "SampleService".into() };
+            health.check(request).await.unwrap().into_inner().status
+        };
+        let serving = tonic_health::ServingStatus::Serving as i32;
         let before = info(main.clone()).await;
         assert!(before.is_proxy && before.proxy_port == 0 && before.proxy_host.is_empty());
+        assert_ne!(health(main.clone()).await, serving, "no backend yet");
         assert_eq!((before.current_api_version, before.supported_api_version), (2, 1));
         assert!(!dir.path().join("proxy.json").exists());
 
         register(&main, &backend).await;
+        assert_eq!(health(main.clone()).await, serving, "a backend is registered");
         let after = info(main.clone()).await;
         assert_eq!((after.version.as_str(), after.proxy_host.as_str()), ("123", "127.0.0.1"));
         assert_eq!(after.proxy_port, u32::from(backend.local_addr().port()));
@@ -140,6 +149,9 @@ async fn registration_is_forwarded_persisted_restored_and_forgotten() {
         assert_eq!((forgotten.proxy_port, forgotten.proxy_host.as_str(), forgotten.version.as_str()), (0, "", "123"));
         let saved = std::fs::read_to_string(dir.path().join("proxy.json")).unwrap();
         assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({}));
+        assert_ne!(health(main.clone()).await, serving, "forgotten");
+        let waited = sample_stub(&client_of(&main)).method4(SampleRequest::default()).await.unwrap_err();
+        assert_eq!(code(waited), Some(ResultCode::ErrorProxyUnregistered), "after forget, calls wait again");
         main.shutdown().await;
         backend.shutdown().await;
     })
