@@ -251,6 +251,9 @@ impl Proxies {
 
     /// The proxied service of a request path (`/SampleService/method4`), if any.
     pub(crate) fn route(&self, path: &str) -> Option<usize> {
+        if self.services.is_empty() {
+            return None;
+        }
         let service = path.strip_prefix('/')?.split('/').next()?;
         self.services.iter().position(|s| s.grpc == service)
     }
@@ -359,10 +362,33 @@ pub(crate) struct ProxyRouter {
     pub proxies: Arc<Proxies>,
 }
 
+type RoutesFuture = <tonic::service::Routes as Service<http::Request<Body>>>::Future;
+type Answer = Result<http::Response<Body>, std::convert::Infallible>;
+
+pin_project_lite::pin_project! {
+    /// Local calls go straight to tonic's router future (no box on the hot path).
+    #[project = RouteProjection]
+    pub(crate) enum RouteFuture {
+        Local { #[pin] future: RoutesFuture },
+        Proxied { future: Pin<Box<dyn std::future::Future<Output = Answer> + Send>> },
+    }
+}
+
+impl std::future::Future for RouteFuture {
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        match self.project() {
+            RouteProjection::Local { future } => future.poll(cx),
+            RouteProjection::Proxied { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
 impl Service<http::Request<Body>> for ProxyRouter {
     type Response = http::Response<Body>;
     type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = RouteFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Service::<http::Request<Body>>::poll_ready(&mut self.routes, cx)
@@ -372,12 +398,9 @@ impl Service<http::Request<Body>> for ProxyRouter {
         match self.proxies.route(request.uri().path()) {
             Some(index) => {
                 let proxies = Arc::clone(&self.proxies);
-                Box::pin(async move { Ok(proxies.forward(index, request).await) })
+                RouteFuture::Proxied { future: Box::pin(async move { Ok(proxies.forward(index, request).await) }) }
             }
-            None => {
-                let future = self.routes.call(request);
-                Box::pin(future)
-            }
+            None => RouteFuture::Local { future: self.routes.call(request) },
         }
     }
 }

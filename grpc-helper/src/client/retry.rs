@@ -31,10 +31,12 @@ pub(super) struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
+        // Short and capped: a restarted server is reached within ~0.1 s of listening again;
+        // full jitter spreads a fleet's attempts.
         Self {
             window: Some(Duration::from_secs(60)),
-            initial_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(2),
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(200),
         }
     }
 }
@@ -278,7 +280,7 @@ mod tests {
         let policy = RetryPolicy::default();
         for attempt in 0..40 {
             let d = policy.delay(attempt);
-            let ceiling = Duration::from_millis(500).saturating_mul(1 << attempt.min(16)).min(policy.max_delay);
+            let ceiling = policy.initial_delay.saturating_mul(1 << attempt.min(16)).min(policy.max_delay);
             assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
         }
     }

@@ -3,6 +3,7 @@
 //! One short lock to insert and one to remove per call; nothing is formatted on the hot path.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,7 +38,27 @@ struct Entry {
 #[derive(Default)]
 pub(crate) struct PendingCalls {
     next: AtomicU64,
-    calls: Mutex<HashMap<u64, Entry>>,
+    calls: Mutex<HashMap<u64, Entry, BuildHasherDefault<IdHasher>>>,
+}
+
+/// Ids are sequential and unique: they need no hashing.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
 }
 
 impl PendingCalls {
