@@ -26,6 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .args(&args.server)
         .with_events()
         .user_items(SAMPLE_ITEMS)
+        .file_descriptor_set(grpc_helper::include_descriptor_set!())
         .manager(SampleManager)
         .start()
         .await?;

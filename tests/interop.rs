@@ -229,3 +229,34 @@ fn python_backend_registers_with_a_rust_main_server() {
         main.shutdown().await;
     });
 }
+
+#[test]
+fn standard_python_health_and_reflection_clients_query_the_rust_server() {
+    let python = python();
+    let port = free_port();
+    let workspace = tempfile::tempdir().unwrap();
+    let mut server_cmd = Command::new(example("server"));
+    server_cmd.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
+    let mut server = spawn_until(server_cmd, "serving on port", Duration::from_secs(60));
+
+    let mut py = Command::new(python);
+    py.arg(repo_root().join("tests/python/py_health.py")).args(["--port", &port.to_string()]);
+    let out = run(py, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python clients failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "HEALTH service= status=SERVING", "{stdout}");
+    assert_eq!(lines[1], "HEALTH service=SampleService status=SERVING", "{stdout}");
+    let services = lines[2].strip_prefix("SERVICES ").unwrap().split(',').collect::<Vec<_>>();
+    for expected in
+        ["RpcServerService", "ConfigService", "LoggerService", "EventService", "SampleService", "grpc.health.v1.Health"]
+    {
+        assert!(services.contains(&expected), "{expected} missing: {stdout}");
+    }
+    assert_eq!(lines[3], "OK");
+
+    runtime().block_on(async {
+        client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+}
