@@ -49,6 +49,7 @@
 extern crate self as grpc_helper;
 
 pub mod api;
+pub mod auth;
 #[cfg(feature = "build")]
 pub mod build;
 pub mod cli;

@@ -354,12 +354,14 @@ impl http_body::Body for OneMessage {
     }
 }
 
-/// The server's request router: proxied service paths are forwarded, the rest goes to tonic's
-/// routes.
+/// The server's request router: guarded paths are checked first, proxied service paths are
+/// forwarded, the rest goes to tonic's routes.
 #[derive(Clone)]
 pub(crate) struct ProxyRouter {
     pub routes: tonic::service::Routes,
     pub proxies: Arc<Proxies>,
+    /// Checks the dangerous RPCs before anything else runs.
+    pub guard: Option<Arc<crate::auth::Guarded>>,
 }
 
 type RoutesFuture = <tonic::service::Routes as Service<http::Request<Body>>>::Future;
@@ -371,6 +373,7 @@ pin_project_lite::pin_project! {
     pub(crate) enum RouteFuture {
         Local { #[pin] future: RoutesFuture },
         Proxied { future: Pin<Box<dyn std::future::Future<Output = Answer> + Send>> },
+        Refused { response: Option<http::Response<Body>> },
     }
 }
 
@@ -381,6 +384,7 @@ impl std::future::Future for RouteFuture {
         match self.project() {
             RouteProjection::Local { future } => future.poll(cx),
             RouteProjection::Proxied { future } => future.as_mut().poll(cx),
+            RouteProjection::Refused { response } => Poll::Ready(Ok(response.take().expect("polled once"))),
         }
     }
 }
@@ -395,6 +399,11 @@ impl Service<http::Request<Body>> for ProxyRouter {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if let Some(guard) = &self.guard
+            && let Some(status) = guard.refuse(request.uri().path(), request.headers())
+        {
+            return RouteFuture::Refused { response: Some(status.into_http()) };
+        }
         match self.proxies.route(request.uri().path()) {
             Some(index) => {
                 let proxies = Arc::clone(&self.proxies);

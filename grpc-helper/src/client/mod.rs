@@ -48,6 +48,8 @@ pub struct RpcClientBuilder {
     port: u16,
     name: String,
     retry: RetryPolicy,
+    /// Hidden from `Debug`.
+    token: Option<crate::auth::BearerToken>,
 }
 
 impl RpcClientBuilder {
@@ -61,6 +63,12 @@ impl RpcClientBuilder {
     /// each call's first attempt.
     pub fn timeout(mut self, window: Duration) -> Self {
         self.retry.window = Some(window);
+        self
+    }
+
+    /// Sends `authorization: Bearer <token>` with every call (for servers with an auth guard).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(crate::auth::BearerToken::new(token));
         self
     }
 
@@ -93,7 +101,14 @@ impl RpcClientBuilder {
         })?;
         let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)).connect_lazy();
         let identity = metadata::identity();
-        let mut fixed = Vec::with_capacity(4);
+        let mut fixed = Vec::with_capacity(5);
+        if let Some(token) = &self.token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.secret())).map_err(|_| {
+                RpcError::new(ResultCode::ErrorParamInvalid, "The bearer token must be printable ASCII")
+            })?;
+            value.set_sensitive(true);
+            fixed.push((http::header::AUTHORIZATION, value));
+        }
         for (key, value) in [
             (CLIENT, metadata::header(&self.name)),
             (USER, identity.user.clone()),
@@ -138,7 +153,7 @@ struct Shared {
 impl RpcClient {
     /// Starts configuring a client of `host:port`.
     pub fn builder(host: impl Into<String>, port: u16) -> RpcClientBuilder {
-        RpcClientBuilder { host: host.into(), port, name: String::new(), retry: RetryPolicy::default() }
+        RpcClientBuilder { host: host.into(), port, name: String::new(), retry: RetryPolicy::default(), token: None }
     }
 
     /// `host:port` of the server.

@@ -62,6 +62,8 @@ pub struct RpcServerBuilder {
     descriptor_sets: Vec<&'static [u8]>,
     proxies: Vec<crate::proxy::Proxied>,
     main_registration: Option<(Vec<String>, String)>,
+    guard: Option<Box<dyn crate::auth::AuthGuard>>,
+    guarded: std::collections::HashSet<String>,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
@@ -154,6 +156,8 @@ impl Default for RpcServerBuilder {
             descriptor_sets: vec![crate::api::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
             proxies: Vec::new(),
             main_registration: None,
+            guard: None,
+            guarded: crate::auth::DANGEROUS_METHODS.iter().map(|m| (*m).to_owned()).collect(),
         }
     }
 }
@@ -253,6 +257,26 @@ impl RpcServerBuilder {
     /// them at shutdown. A failed registration fails the start.
     pub fn register_with_main(mut self, names: &[&str], version: impl Into<String>) -> Self {
         self.main_registration = Some((names.iter().map(|n| (*n).to_owned()).collect(), version.into()));
+        self
+    }
+
+    /// Guards the dangerous RPCs (see [`auth::DANGEROUS_METHODS`](crate::auth::DANGEROUS_METHODS)
+    /// and [`guard_method`](Self::guard_method)) with this check; refusals are logged. Without a
+    /// guard, a server listening beyond loopback warns at start.
+    pub fn auth_guard(mut self, guard: impl crate::auth::AuthGuard) -> Self {
+        self.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// Also guards this method (gRPC path, e.g. `/MyService/delete_all`).
+    pub fn guard_method(mut self, path: impl Into<String>) -> Self {
+        self.guarded.insert(path.into());
+        self
+    }
+
+    /// Stops guarding this method (e.g. `/EventService/send`).
+    pub fn unguard_method(mut self, path: &str) -> Self {
+        self.guarded.remove(path);
         self
     }
 
@@ -395,7 +419,18 @@ impl RpcServerBuilder {
 
         let incoming = Incoming::new(listener, Arc::clone(&core.connections));
         let stop = core.stop_accepting.clone();
-        let router = crate::proxy::ProxyRouter { routes: routes.routes(), proxies: Arc::clone(&proxies) };
+        let guard = match self.guard {
+            Some(guard) => Some(Arc::new(crate::auth::Guarded { guard, paths: self.guarded })),
+            None if !local_addr.ip().is_loopback() => {
+                tracing::warn!(
+                    "!!! {local_addr} is reachable beyond this machine and has no auth guard: anyone who can reach it \
+                     can shut it down or change its configuration (set RpcServerBuilder::auth_guard) !!!"
+                );
+                None
+            }
+            None => None,
+        };
+        let router = crate::proxy::ProxyRouter { routes: routes.routes(), proxies: Arc::clone(&proxies), guard };
         let serve = tonic::transport::Server::builder().serve_with_incoming_shutdown(router, incoming, async move {
             stop.wait().await;
         });
