@@ -28,6 +28,21 @@ pub fn example(name: &str) -> PathBuf {
     std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples").join(name)
 }
 
+/// The `rpcctl` binary of the `grpc-helper` package, built once per test run.
+pub fn rpcctl() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "grpc-helper", "--bin", "rpcctl"])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building rpcctl failed");
+    });
+    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("rpcctl")
+}
+
 /// A child process killed when the test ends, whatever happens.
 pub struct Process(pub Child);
 
