@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use crate::Folders;
 use crate::config::valid_name;
 
-/// `--system`, `--user`, `-w/--workspace`, `-p/--port` and repeatable `-c/--config NAME=VALUE`.
+/// `--system`, `--user`, `-w/--workspace`, `-p/--port`, repeatable `-c/--config NAME=VALUE`, and
+/// `--tls-cert`, `--tls-key`, `--tls-ca`.
 ///
 /// ```
 /// use clap::Parser;
@@ -42,12 +43,25 @@ pub struct ServerArgs {
     /// Overrides the default of a configuration item (repeatable).
     #[arg(short = 'c', long = "config", value_name = "NAME=VALUE", value_parser = parse_config_pair)]
     pub config: Vec<(String, String)>,
+    /// TLS: the server's certificate (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the server's private key (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: the CA (PEM) whose certificates clients must present (mutual TLS).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ServerArgs {
     /// The folders, with `~` expanded to `$HOME`.
     pub fn folders(&self) -> Folders {
         Folders::default().system(expand_home(&self.system)).user(expand_home(&self.user)).workspace(&self.workspace)
+    }
+
+    pub(crate) fn tls_files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles { cert: self.tls_cert.clone(), key: self.tls_key.clone(), ca: self.tls_ca.clone() }
     }
 
     /// The `-c` values (the last one wins for a repeated name).

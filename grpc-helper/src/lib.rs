@@ -66,6 +66,7 @@ mod persist;
 mod proxy;
 pub mod server;
 mod services;
+pub mod tls;
 mod version;
 
 #[doc(hidden)]

@@ -1,7 +1,7 @@
 //! `rpcctl`: the operator's command line for any grpc-helper server, Rust or Python.
 //!
 //! ```text
-//! rpcctl [--host H] [--port P] [--token T] [--json] info [NAME...]
+//! rpcctl [--host H] [--port P] [--token T] [--tls-ca PEM [--tls-domain D] [--tls-cert PEM --tls-key PEM]] [--json] info [NAME...]
 //! rpcctl health [SERVICE]
 //! rpcctl config get [NAME...] | set NAME=VALUE... | reset NAME...
 //! rpcctl logger get NAME... | set NAME=LEVEL... | reset NAME...     ("" or root = the root logger)
@@ -40,6 +40,18 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// TLS: trust servers signed by this CA (PEM); plain text without it.
+    #[arg(long, global = true, value_name = "PATH")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// TLS: the name the server's certificate must be valid for (default: the host).
+    #[arg(long, global = true, requires = "tls_ca")]
+    tls_domain: Option<String>,
+    /// TLS: client certificate (PEM), for servers requiring one.
+    #[arg(long, global = true, requires_all = ["tls_ca", "tls_key"], value_name = "PATH")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS: client private key (PEM).
+    #[arg(long, global = true, requires = "tls_cert", value_name = "PATH")]
+    tls_key: Option<std::path::PathBuf>,
     /// Seconds to keep retrying while the server is unavailable.
     #[arg(long, global = true, default_value_t = 5)]
     retry: u64,
@@ -158,6 +170,24 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
     let mut builder = RpcClient::builder(&cli.host, cli.port).name("rpcctl").timeout(Duration::from_secs(cli.retry));
     if let Some(token) = &cli.token {
         builder = builder.bearer_token(token);
+    }
+    if let Some(ca) = &cli.tls_ca {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                RpcError::new(
+                    grpc_helper::ResultCode::ErrorParamInvalid,
+                    format!("Cannot read {}: {e}", path.display()),
+                )
+            })
+        };
+        let mut tls = grpc_helper::tls::ClientTls::new(read(ca)?);
+        if let Some(domain) = &cli.tls_domain {
+            tls = tls.domain(domain.clone());
+        }
+        if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+            tls = tls.identity(read(cert)?, read(key)?);
+        }
+        builder = builder.tls(tls);
     }
     let client = builder.connect_lazy()?;
     let out = Output { json: cli.json };

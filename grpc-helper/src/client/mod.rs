@@ -50,6 +50,7 @@ pub struct RpcClientBuilder {
     retry: RetryPolicy,
     /// Hidden from `Debug`.
     token: Option<crate::auth::BearerToken>,
+    tls: Option<crate::tls::ClientTls>,
 }
 
 impl RpcClientBuilder {
@@ -69,6 +70,12 @@ impl RpcClientBuilder {
     /// Sends `authorization: Bearer <token>` with every call (for servers with an auth guard).
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(crate::auth::BearerToken::new(token));
+        self
+    }
+
+    /// Connects over TLS (see [`ClientTls`](crate::tls::ClientTls)).
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -96,9 +103,15 @@ impl RpcClientBuilder {
         } else {
             format!("{}:{}", self.host, self.port)
         };
-        let endpoint = Endpoint::from_shared(format!("http://{target}")).map_err(|e| {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{target}")).map_err(|e| {
             RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid server address {target:?}: {e}"))
         })?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.client_config()).map_err(|e| {
+                RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS settings for {target}: {e}"))
+            })?;
+        }
         let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)).connect_lazy();
         let identity = metadata::identity();
         let mut fixed = Vec::with_capacity(5);
@@ -153,7 +166,14 @@ struct Shared {
 impl RpcClient {
     /// Starts configuring a client of `host:port`.
     pub fn builder(host: impl Into<String>, port: u16) -> RpcClientBuilder {
-        RpcClientBuilder { host: host.into(), port, name: String::new(), retry: RetryPolicy::default(), token: None }
+        RpcClientBuilder {
+            host: host.into(),
+            port,
+            name: String::new(),
+            retry: RetryPolicy::default(),
+            token: None,
+            tls: None,
+        }
     }
 
     /// `host:port` of the server.

@@ -64,6 +64,8 @@ pub struct RpcServerBuilder {
     main_registration: Option<(Vec<String>, String)>,
     guard: Option<Box<dyn crate::auth::AuthGuard>>,
     guarded: std::collections::HashSet<String>,
+    tls: Option<crate::tls::ServerTls>,
+    tls_files: crate::tls::TlsFiles,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
@@ -71,6 +73,7 @@ type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
 /// What the server gives each manager when hosting it.
 struct HostEnv {
     server_id: u64,
+    tls: Option<crate::tls::ClientTls>,
     events: Option<Arc<dyn crate::events::EventQueues>>,
     pending: Arc<PendingCalls>,
     limits: MessageLimits,
@@ -83,11 +86,13 @@ struct HostEnv {
 
 impl HostEnv {
     fn host<M: Manager>(&self, manager: M) -> HostedEntry {
-        let client = RpcClient::builder(&self.loopback, self.port)
+        let mut client = RpcClient::builder(&self.loopback, self.port)
             .name(format!("{}-client", M::SERVICE))
-            .timeout(self.client_timeout)
-            .connect_lazy()
-            .expect("the loopback address of a bound server is a valid endpoint");
+            .timeout(self.client_timeout);
+        if let Some(tls) = &self.tls {
+            client = client.tls(tls.clone());
+        }
+        let client = client.connect_lazy().expect("the loopback address of a bound server is a valid endpoint");
         let context = ManagerContext::new(
             M::SERVICE,
             self.server_id,
@@ -158,6 +163,8 @@ impl Default for RpcServerBuilder {
             main_registration: None,
             guard: None,
             guarded: crate::auth::DANGEROUS_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            tls: None,
+            tls_files: crate::tls::TlsFiles::default(),
         }
     }
 }
@@ -214,9 +221,17 @@ impl RpcServerBuilder {
         self
     }
 
-    /// Port, folders and `-c` values from the shared command-line options.
-    pub fn args(self, args: &crate::cli::ServerArgs) -> Self {
+    /// Port, folders, `-c` values and TLS files from the shared command-line options.
+    pub fn args(mut self, args: &crate::cli::ServerArgs) -> Self {
+        self.tls_files = args.tls_files();
         self.port(args.port).folders(args.folders()).cli_config(args.cli_config())
+    }
+
+    /// Serves over TLS (see [`ServerTls`](crate::tls::ServerTls)); the managers' auto-clients
+    /// use TLS too.
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Items fixed at start (readable by managers, not changeable remotely).
@@ -313,7 +328,7 @@ impl RpcServerBuilder {
     /// [`ResultCode::ErrorPortBusy`] when the port cannot be bound;
     /// [`ResultCode::ErrorModelInvalid`] when two services share a name;
     /// the error of the first load hook that fails (the server is shut down first).
-    pub async fn start(self) -> Result<RpcServer, RpcError> {
+    pub async fn start(mut self) -> Result<RpcServer, RpcError> {
         let statics: Vec<ConfigItem> = RpcConfig::ALL.iter().chain(&self.static_items).copied().collect();
         let config = Config::load(&statics, &self.user_items, &self.sources)?;
         let seconds = |item: &ConfigItem| config.get(item).as_duration();
@@ -324,6 +339,10 @@ impl RpcServerBuilder {
             crate::logs::install_default();
         }
         let persisted_loggers = crate::logs::load(&self.sources.folders)?;
+        let tls = match self.tls.take() {
+            Some(tls) => Some(tls),
+            None => self.tls_files.load()?,
+        };
         let listener = bind(self.ip, self.port).await?;
         let local_addr = listener.local_addr().map_err(|e| port_busy(self.port, &e))?;
         let loopback = match local_addr.ip() {
@@ -333,6 +352,7 @@ impl RpcServerBuilder {
         let server_id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
         let mut env = HostEnv {
             server_id,
+            tls: tls.as_ref().map(crate::tls::ServerTls::auto_client),
             events: None,
             pending: Arc::new(PendingCalls::default()),
             limits: self.limits,
@@ -431,7 +451,13 @@ impl RpcServerBuilder {
             None => None,
         };
         let router = crate::proxy::ProxyRouter { routes: routes.routes(), proxies: Arc::clone(&proxies), guard };
-        let serve = tonic::transport::Server::builder().serve_with_incoming_shutdown(router, incoming, async move {
+        let mut transport = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            transport = transport.tls_config(tls.server_config()).map_err(|e| {
+                RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS certificate or key: {e}"))
+            })?;
+        }
+        let serve = transport.serve_with_incoming_shutdown(router, incoming, async move {
             stop.wait().await;
         });
         *core.serve_task.lock() = Some(tokio::spawn(async move {

@@ -1,0 +1,169 @@
+//! TLS (rustls) for servers and clients, from PEM certificates and keys.
+
+use std::path::{Path, PathBuf};
+
+use crate::RpcError;
+use crate::api::ResultCode;
+
+/// A server's TLS settings.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), grpc_helper::RpcError> {
+/// use grpc_helper::{RpcServer, tls::ServerTls};
+///
+/// let tls = ServerTls::from_files("server.pem", "server.key", Some("ca.pem"))?;
+/// let server = RpcServer::builder().tls(tls).start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ServerTls {
+    pub(crate) cert: Vec<u8>,
+    pub(crate) key: Vec<u8>,
+    pub(crate) ca: Option<Vec<u8>>,
+    pub(crate) verify_clients: bool,
+    pub(crate) domain: String,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").field("verify_clients", &self.verify_clients).finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// The server's certificate (chain) and private key, in PEM.
+    pub fn new(cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        Self { cert: cert_pem.into(), key: key_pem.into(), ca: None, verify_clients: false, domain: "localhost".into() }
+    }
+
+    /// The deployment's CA (PEM) that signed the server's certificate: the managers'
+    /// auto-clients trust it (without one, they trust the certificate itself, fine when it is
+    /// self-signed).
+    pub fn ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(ca_pem.into());
+        self
+    }
+
+    /// Mutual TLS: clients must present a certificate signed by the [`ca`](Self::ca).
+    pub fn verify_clients(mut self) -> Self {
+        self.verify_clients = true;
+        self
+    }
+
+    /// The name the server's certificate is valid for, used by the auto-clients on loopback
+    /// (default `localhost`).
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = domain.into();
+        self
+    }
+
+    /// Reads the PEM files; with a CA, clients must present a certificate it signed.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorParamInvalid`] naming a file that cannot be read.
+    pub fn from_files(
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+        ca: Option<impl AsRef<Path>>,
+    ) -> Result<Self, RpcError> {
+        let tls = Self::new(read(cert.as_ref(), "certificate")?, read(key.as_ref(), "private key")?);
+        Ok(match ca {
+            Some(ca) => tls.ca(read(ca.as_ref(), "CA certificate")?).verify_clients(),
+            None => tls,
+        })
+    }
+
+    pub(crate) fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        let config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&self.cert, &self.key));
+        match (&self.ca, self.verify_clients) {
+            (Some(ca), true) => config.client_ca_root(tonic::transport::Certificate::from_pem(ca)),
+            _ => config,
+        }
+    }
+
+    /// TLS of the auto-clients: trust the CA (or the certificate itself, when self-signed), and
+    /// present the server's identity when client certificates are required.
+    pub(crate) fn auto_client(&self) -> ClientTls {
+        let trust = ClientTls::new(self.ca.clone().unwrap_or_else(|| self.cert.clone())).domain(self.domain.clone());
+        if self.verify_clients { trust.identity(self.cert.clone(), self.key.clone()) } else { trust }
+    }
+}
+
+/// A client's TLS settings.
+///
+/// ```no_run
+/// use grpc_helper::{RpcClient, tls::ClientTls};
+///
+/// # fn demo(ca: Vec<u8>) -> Result<(), grpc_helper::RpcError> {
+/// let client = RpcClient::builder("server.example", 54321).tls(ClientTls::new(ca)).connect_lazy()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientTls {
+    ca: Vec<u8>,
+    domain: Option<String>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("domain", &self.domain).finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts servers whose certificate this CA (PEM) signed.
+    pub fn new(ca_pem: impl Into<Vec<u8>>) -> Self {
+        Self { ca: ca_pem.into(), domain: None, identity: None }
+    }
+
+    /// The name to check the server's certificate against (default: the host given).
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// The client's certificate and key (PEM), for servers requiring mutual TLS.
+    pub fn identity(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    pub(crate) fn client_config(&self) -> tonic::transport::ClientTlsConfig {
+        let mut config =
+            tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&self.ca));
+        if let Some(domain) = &self.domain {
+            config = config.domain_name(domain.clone());
+        }
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        config
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, RpcError> {
+    std::fs::read(path).map_err(|e| {
+        RpcError::new(ResultCode::ErrorParamInvalid, format!("Cannot read the TLS {what} {}: {e}", path.display()))
+    })
+}
+
+/// TLS file paths as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TlsFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// `None` without a certificate; an error when only one of certificate and key is given.
+    pub(crate) fn load(&self) -> Result<Option<ServerTls>, RpcError> {
+        match (&self.cert, &self.key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => ServerTls::from_files(cert, key, self.ca.as_ref()).map(Some),
+            _ => Err(RpcError::new(ResultCode::ErrorParamMissing, "TLS needs both --tls-cert and --tls-key")),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! TLS over real sockets: a round trip (auto-clients included), a plain-text client refused,
+//! and mutual TLS.
+
+use std::time::Duration;
+
+use grpc_helper::api::{Empty, Filter};
+use grpc_helper::tls::{ClientTls, ServerTls};
+use grpc_helper::{RpcClient, RpcServer};
+use grpc_helper_tests::{EventLog, Sample, bounded, sample_stub, server_builder};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+/// A CA, a server certificate for `localhost`, a client certificate, all made for this test.
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let issue = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki { ca: ca.pem(), server: issue("localhost"), client: issue("client.local") }
+}
+
+fn tls_client(server: &RpcServer, tls: Option<ClientTls>) -> RpcClient {
+    let builder = RpcClient::builder("127.0.0.1", server.local_addr().port()).no_retry();
+    match tls {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    }
+    .connect_lazy()
+    .unwrap()
+}
+
+async fn start(tls: ServerTls) -> RpcServer {
+    server_builder().tls(tls).manager(Sample::new(&EventLog::default(), Duration::ZERO)).start().await.unwrap()
+}
+
+#[tokio::test]
+async fn tls_round_trip_and_plain_text_is_refused() {
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let server = start(ServerTls::new(pki.server.0.clone(), pki.server.1.clone()).ca(pki.ca.clone())).await;
+        let client = tls_client(&server, Some(ClientTls::new(pki.ca.clone()).domain("localhost")));
+        let info = client.server_service().info(Filter::default()).await.unwrap().into_inner();
+        assert_eq!(info.items[0].name, "srv");
+        // method1 calls the server again through the manager's auto-client: TLS too.
+        let counted = sample_stub(&client).method1(Empty {}).await.unwrap().into_inner();
+        assert_eq!(counted.r.unwrap().msg, "Found info count: 4");
+
+        let plain = tls_client(&server, None).server_service().info(Filter::default()).await;
+        assert!(plain.is_err(), "a plain-text client gets no answer from a TLS server");
+        let wrong_ca = pki_ca_only();
+        let untrusted = tls_client(&server, Some(ClientTls::new(wrong_ca).domain("localhost")));
+        assert!(untrusted.server_service().info(Filter::default()).await.is_err(), "an unknown CA is refused");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+fn pki_ca_only() -> String {
+    pki().ca
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate() {
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let tls = ServerTls::new(pki.server.0.clone(), pki.server.1.clone()).ca(pki.ca.clone()).verify_clients();
+        let server = start(tls).await;
+        let anonymous = tls_client(&server, Some(ClientTls::new(pki.ca.clone()).domain("localhost")));
+        assert!(anonymous.server_service().info(Filter::default()).await.is_err(), "no client certificate");
+        let identified =
+            ClientTls::new(pki.ca.clone()).domain("localhost").identity(pki.client.0.clone(), pki.client.1.clone());
+        let client = tls_client(&server, Some(identified));
+        assert_eq!(client.server_service().info(Filter::default()).await.unwrap().into_inner().items.len(), 4);
+        let counted = sample_stub(&client).method1(Empty {}).await.unwrap().into_inner();
+        assert_eq!(counted.r.unwrap().msg, "Found info count: 4", "auto-clients present the server's identity");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[test]
+fn tls_files_come_from_the_command_line() {
+    use clap::Parser;
+    use grpc_helper::cli::ServerArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    for (name, text) in [("cert.pem", &pki.server.0), ("key.pem", &pki.server.1), ("ca.pem", &pki.ca)] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let cli =
+        Cli::try_parse_from(["s", "-p", "0", "--tls-cert", &path("cert.pem"), "--tls-key", &path("key.pem")]).unwrap();
+    assert!(Cli::try_parse_from(["s", "--tls-cert", &path("cert.pem")]).is_err(), "the key is required too");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let server = RpcServer::builder().ip("127.0.0.1".parse().unwrap()).args(&cli.server).start().await.unwrap();
+        let client = tls_client(&server, Some(ClientTls::new(pki.ca.clone()).domain("localhost")));
+        client.server_service().info(Filter::default()).await.unwrap();
+        server.shutdown().await;
+        let missing =
+            Cli::try_parse_from(["s", "-p", "0", "--tls-cert", "/nope.pem", "--tls-key", "/nope.key"]).unwrap();
+        let error = RpcServer::builder().args(&missing.server).start().await.err().unwrap();
+        assert!(error.message().contains("/nope.pem"), "{error}");
+    });
+}
