@@ -46,6 +46,8 @@ use crate::{ApiVersion, RpcError};
 pub struct RpcClientBuilder {
     host: String,
     port: u16,
+    /// More servers of the same services: calls are balanced over all.
+    others: Vec<(String, u16)>,
     name: String,
     retry: RetryPolicy,
     /// Hidden from `Debug`.
@@ -53,7 +55,25 @@ pub struct RpcClientBuilder {
     tls: Option<crate::tls::ClientTls>,
 }
 
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
 impl RpcClientBuilder {
+    fn endpoint_of(&self, host: &str, port: u16) -> Result<Endpoint, RpcError> {
+        let target = authority(host, port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{target}")).map_err(|e| {
+            RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid server address {target:?}: {e}"))
+        })?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.client_config()).map_err(|e| {
+                RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS settings for {target}: {e}"))
+            })?;
+        }
+        Ok(endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)))
+    }
+
     /// The name sent as `client` metadata (not sent when empty).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -70,6 +90,13 @@ impl RpcClientBuilder {
     /// Sends `authorization: Bearer <token>` with every call (for servers with an auth guard).
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(crate::auth::BearerToken::new(token));
+        self
+    }
+
+    /// Adds a server of the same services: calls are balanced over every endpoint (power of two
+    /// choices), and a call failing on a server that went away is retried on another.
+    pub fn endpoint(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.others.push((host.into(), port));
         self
     }
 
@@ -98,21 +125,19 @@ impl RpcClientBuilder {
     /// # Errors
     /// [`ResultCode::ErrorParamInvalid`] when host and port do not form a valid address.
     pub fn connect_lazy(self) -> Result<RpcClient, RpcError> {
-        let target = if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{target}")).map_err(|e| {
-            RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid server address {target:?}: {e}"))
-        })?;
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.client_config()).map_err(|e| {
-                RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS settings for {target}: {e}"))
-            })?;
+        let mut endpoints = Vec::with_capacity(1 + self.others.len());
+        for (host, port) in std::iter::once((&self.host, self.port)).chain(self.others.iter().map(|(h, p)| (h, *p))) {
+            endpoints.push(self.endpoint_of(host, port)?);
         }
-        let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)).connect_lazy();
+        let target = match self.others.len() {
+            0 => authority(&self.host, self.port),
+            more => format!("{} (+{more} more)", authority(&self.host, self.port)),
+        };
+        let channel = if endpoints.len() == 1 {
+            endpoints.remove(0).connect_lazy()
+        } else {
+            Channel::balance_list(endpoints.into_iter())
+        };
         let identity = metadata::identity();
         let mut fixed = Vec::with_capacity(5);
         if let Some(token) = &self.token {
@@ -169,6 +194,7 @@ impl RpcClient {
         RpcClientBuilder {
             host: host.into(),
             port,
+            others: Vec::new(),
             name: String::new(),
             retry: RetryPolicy::default(),
             token: None,
