@@ -84,7 +84,7 @@ async fn spread_and_stop(grace: Duration) {
             worker.await.unwrap();
         }
         assert_eq!(failures.load(Ordering::SeqCst), 0, "no call failed");
-        let answered = answered.lock();
+        let answered = std::mem::take(&mut *answered.lock());
         assert_eq!(answered.len(), CALLS);
         let mut before = BTreeMap::<&str, usize>::new();
         let mut after = BTreeMap::<&str, usize>::new();
