@@ -152,6 +152,19 @@ fn failure_status(error: tonic::transport::Error) -> tonic::Status {
         if cause.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_canceled) {
             return tonic::Status::unavailable(format!("connection closed before the request was sent: {cause}"));
         }
+        // The connection broke before any answer: UNAVAILABLE, as gRPC's own transports say
+        // (and what the original retries).
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return tonic::Status::unavailable(format!("connection lost before an answer: {io}"));
+        }
         source = cause.source();
     }
     tonic::Status::from_error(error)
