@@ -91,6 +91,21 @@ impl SampleManager {
     }
 }
 
+/// Logging of the example servers: grpc-helper's layer (run-time levels, log files in the
+/// workspace) plus the console.
+pub fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry().with(grpc_helper::logs::layer()).with(tracing_subscriber::fmt::layer()).init();
+}
+
+/// Serves until a remote `srv.shutdown` or Ctrl-C (which shuts down cleanly).
+pub async fn serve_until_stopped(server: &grpc_helper::RpcServer) {
+    tokio::select! {
+        () = server.wait_shutdown() => {}
+        _ = tokio::signal::ctrl_c() => server.shutdown().await,
+    }
+}
+
 fn status(msg: String) -> ResultStatus {
     ResultStatus { r: Some(grpc_helper::api::Result { code: 0, msg, stack: String::new() }) }
 }

@@ -7,7 +7,6 @@ use clap::Parser;
 use grpc_helper::RpcServer;
 use grpc_helper::cli::ServerArgs;
 use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
-use tracing_subscriber::prelude::*;
 
 #[derive(Parser)]
 #[command(version, about = "grpc-helper proxy example: a backend of the main server")]
@@ -18,7 +17,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::registry().with(grpc_helper::logs::layer()).with(tracing_subscriber::fmt::layer()).init();
+    grpc_helper_examples::init_logging();
     let args = Args::parse();
     let server = RpcServer::builder()
         .args(&args.server)
@@ -28,9 +27,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     println!("backend on port {}, registered with the main server", server.local_addr().port());
-    tokio::select! {
-        () = server.wait_shutdown() => {}
-        _ = tokio::signal::ctrl_c() => server.shutdown().await,
-    }
+    grpc_helper_examples::serve_until_stopped(&server).await;
     Ok(())
 }

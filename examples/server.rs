@@ -8,7 +8,6 @@ use clap::Parser;
 use grpc_helper::RpcServer;
 use grpc_helper::cli::ServerArgs;
 use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
-use tracing_subscriber::prelude::*;
 
 #[derive(Parser)]
 #[command(version, about = "grpc-helper example server")]
@@ -19,8 +18,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // grpc-helper's layer: run-time levels (the `log` service) and log files; plus the console.
-    tracing_subscriber::registry().with(grpc_helper::logs::layer()).with(tracing_subscriber::fmt::layer()).init();
+    grpc_helper_examples::init_logging();
     let args = Args::parse();
     let server = RpcServer::builder()
         .args(&args.server)
@@ -31,10 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     println!("serving on port {}", server.local_addr().port());
-    tokio::select! {
-        () = server.wait_shutdown() => {}
-        _ = tokio::signal::ctrl_c() => server.shutdown().await,
-    }
+    grpc_helper_examples::serve_until_stopped(&server).await;
     println!("server stopped");
     Ok(())
 }

@@ -40,19 +40,52 @@ fn client(port: u16) -> RpcClient {
     RpcClient::builder("127.0.0.1", port).name("interop").timeout(Duration::from_secs(10)).connect_lazy().unwrap()
 }
 
+/// The example server in its own process, on a free port with a fresh workspace.
+struct ExampleServer {
+    process: grpc_helper_tests::process::Process,
+    port: u16,
+    workspace: tempfile::TempDir,
+}
+
+impl ExampleServer {
+    fn start() -> Self {
+        let port = free_port();
+        let workspace = tempfile::tempdir().unwrap();
+        let mut command = Command::new(example("server"));
+        command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
+        let process = spawn_until(command, "serving on port", Duration::from_secs(60));
+        Self { process, port, workspace }
+    }
+
+    /// Runs a Python script of `tests/python` against it; returns what it printed (it must succeed).
+    fn python(&self, script: &str) -> String {
+        let mut py = Command::new(python());
+        py.arg(repo_root().join("tests/python").join(script)).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+        ]);
+        let out = run(py, Duration::from_secs(120));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+
+    /// Stops it with the remote shutdown RPC: the process must end by itself. Returns the workspace.
+    fn stop(mut self) -> tempfile::TempDir {
+        runtime().block_on(async {
+            client(self.port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+        });
+        assert!(self.process.wait_exit(Duration::from_secs(30)).success());
+        self.workspace
+    }
+}
+
 #[test]
 fn python_client_calls_the_rust_example_server() {
-    let python = python();
-    let port = free_port();
-    let mut server_cmd = Command::new(example("server"));
-    server_cmd.args(["--port", &port.to_string()]).env("RUST_LOG", "warn");
-    let mut server = spawn_until(server_cmd, "serving on port", Duration::from_secs(60));
-
-    let mut py = Command::new(python);
-    py.arg(repo_root().join("tests/python/py_client.py")).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
-    let out = run(py, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let server = ExampleServer::start();
+    let stdout = server.python("py_client.py");
     assert!(stdout.contains("SERVICE name=srv version=grpc-helper:0.1.0 current=1 supported=1"), "{stdout}");
     assert!(
         stdout.contains("SERVICE name=sample version=grpc-helper-examples:0.1.0 current=2 supported=1"),
@@ -62,28 +95,13 @@ fn python_client_calls_the_rust_example_server() {
     assert!(stdout.contains("TOO_NEW rc=12"), "{stdout}");
     assert!(stdout.contains("TOO_OLD rc=11"), "{stdout}");
     assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
-
-    // The Rust client stops the Rust server remotely; the process ends by itself.
-    runtime().block_on(async {
-        client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
-    });
-    assert!(server.wait_exit(Duration::from_secs(30)).success());
+    server.stop();
 }
 
 #[test]
 fn python_client_gets_sets_and_resets_config_and_logger_levels_of_the_rust_server() {
-    let python = python();
-    let port = free_port();
-    let workspace = tempfile::tempdir().unwrap();
-    let mut server_cmd = Command::new(example("server"));
-    server_cmd.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
-    let mut server = spawn_until(server_cmd, "serving on port", Duration::from_secs(60));
-
-    let mut py = Command::new(python);
-    py.arg(repo_root().join("tests/python/py_config.py")).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
-    let out = run(py, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let server = ExampleServer::start();
+    let stdout = server.python("py_config.py");
     let expected = [
         "ITEM name=sample-greeting value=Hello default=Hello",
         "ITEM name=sample-parts value=3 default=3",
@@ -98,39 +116,21 @@ fn python_client_gets_sets_and_resets_config_and_logger_levels_of_the_rust_serve
         "OK",
     ];
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
+    let workspace = server.stop();
     // The sets were persisted, then the resets too: nothing differs from the defaults.
     for file in ["config.json", "loggers.json"] {
         let saved = std::fs::read_to_string(workspace.path().join(file)).unwrap();
         assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({}), "{file}");
     }
-
-    runtime().block_on(async {
-        client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
-    });
-    assert!(server.wait_exit(Duration::from_secs(30)).success());
 }
 
 #[test]
 fn python_client_listens_and_sends_events_on_the_rust_server() {
-    let python = python();
-    let port = free_port();
-    let workspace = tempfile::tempdir().unwrap();
-    let mut server_cmd = Command::new(example("server"));
-    server_cmd.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
-    let mut server = spawn_until(server_cmd, "serving on port", Duration::from_secs(60));
-
-    let mut py = Command::new(python);
-    py.arg(repo_root().join("tests/python/py_events.py")).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
-    let out = run(py, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let server = ExampleServer::start();
+    let stdout = server.python("py_events.py");
     let expected = ["LISTENING id=1", "RECEIVED name=py-event props=origin=python", "ENDED", "INSPECT ids=1", "OK"];
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
-
-    runtime().block_on(async {
-        client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
-    });
-    assert!(server.wait_exit(Duration::from_secs(30)).success());
+    let workspace = server.stop();
     // The retained queue was persisted for the next start.
     let ids = std::fs::read_to_string(workspace.path().join("queues.json")).unwrap();
     assert_eq!(serde_json::from_str::<Vec<u32>>(&ids).unwrap(), [1]);
@@ -232,18 +232,8 @@ fn python_backend_registers_with_a_rust_main_server() {
 
 #[test]
 fn standard_python_health_and_reflection_clients_query_the_rust_server() {
-    let python = python();
-    let port = free_port();
-    let workspace = tempfile::tempdir().unwrap();
-    let mut server_cmd = Command::new(example("server"));
-    server_cmd.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
-    let mut server = spawn_until(server_cmd, "serving on port", Duration::from_secs(60));
-
-    let mut py = Command::new(python);
-    py.arg(repo_root().join("tests/python/py_health.py")).args(["--port", &port.to_string()]);
-    let out = run(py, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python clients failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let server = ExampleServer::start();
+    let stdout = server.python("py_health.py");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "HEALTH service= status=SERVING", "{stdout}");
     assert_eq!(lines[1], "HEALTH service=SampleService status=SERVING", "{stdout}");
@@ -254,9 +244,5 @@ fn standard_python_health_and_reflection_clients_query_the_rust_server() {
         assert!(services.contains(&expected), "{expected} missing: {stdout}");
     }
     assert_eq!(lines[3], "OK");
-
-    runtime().block_on(async {
-        client(port).server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
-    });
-    assert!(server.wait_exit(Duration::from_secs(30)).success());
+    server.stop();
 }

@@ -1,7 +1,7 @@
 """Standard gRPC clients from PyPI (grpcio-health-checking, grpcio-reflection) against a Rust
 grpc-helper server, for the interop tests.
 
-Usage: python tests/python/py_health.py --port PORT
+Usage: python tests/python/py_health.py [--host 127.0.0.1] --port PORT
 
 Output, one item per line:
 
@@ -17,6 +17,7 @@ import traceback
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="standard health and reflection clients")
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
 
@@ -24,7 +25,7 @@ def main() -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{args.port}")
+    channel = grpc.insecure_channel(f"{args.host}:{args.port}")
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "SampleService"):
         reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
