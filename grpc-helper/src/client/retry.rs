@@ -152,6 +152,11 @@ fn failure_status(error: tonic::transport::Error) -> tonic::Status {
         if cause.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_canceled) {
             return tonic::Status::unavailable(format!("connection closed before the request was sent: {cause}"));
         }
+        // The server said GOAWAY (it is shutting down): streams it did not take were never
+        // processed, so the call may go to another connection or server.
+        if cause.downcast_ref::<h2::Error>().is_some_and(|e| e.is_go_away() && e.is_remote()) {
+            return tonic::Status::unavailable(format!("the server is going away: {cause}"));
+        }
         // The connection broke before any answer: UNAVAILABLE, as gRPC's own transports say
         // (and what the original retries).
         if let Some(io) = cause.downcast_ref::<std::io::Error>()
