@@ -101,3 +101,25 @@ def generate_sample_stubs(out_dir=None):
     sample_pb2 = importlib.import_module("sample.sample_pb2")
     sample_pb2_grpc = importlib.import_module("sample.sample_pb2_grpc")
     return sample_pb2, sample_pb2_grpc
+
+
+def client_args(description: str, timeout: float = 5.0):
+    """The options of every interop client: --host, --port, --timeout (seconds)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default=LOOPBACK_IP)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=timeout)
+    return parser.parse_args()
+
+
+def run(main) -> None:
+    """Exits with main()'s code; any exception prints its traceback and exits 1."""
+    import traceback
+
+    try:
+        sys.exit(main())
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)

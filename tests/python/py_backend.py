@@ -12,7 +12,6 @@ import argparse
 import signal
 import sys
 import threading
-import traceback
 from pathlib import Path
 
 import common
@@ -87,8 +86,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    common.run(main)

@@ -18,19 +18,13 @@ The server hosts the example's user items `sample-greeting` (text) and `sample-p
 Any failure prints a traceback on stderr and exits 1.
 """
 
-import argparse
 import sys
-import traceback
 
 import common
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="grpc_helper 2.3.1 config interop client")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--timeout", type=float, default=5.0)
-    args = parser.parse_args()
+    args = common.client_args("grpc_helper 2.3.1 config interop client", timeout=5.0)
     timeout = args.timeout
 
     common.loopback_only()
@@ -89,8 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    common.run(main)

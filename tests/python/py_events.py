@@ -14,21 +14,15 @@ the filter drops, interrupts its queue, then inspects. Output, one item per line
 Any failure prints a traceback on stderr and exits 1.
 """
 
-import argparse
 import queue
 import sys
 import threading
-import traceback
 
 import common
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="grpc_helper 2.3.1 events interop client")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--timeout", type=float, default=10.0)
-    args = parser.parse_args()
+    args = common.client_args("grpc_helper 2.3.1 events interop client", timeout=10.0)
     timeout = args.timeout
 
     common.loopback_only()
@@ -85,8 +79,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    common.run(main)

@@ -10,16 +10,13 @@ Output, one item per line:
     OK
 """
 
-import argparse
 import sys
-import traceback
+
+import common
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="standard health and reflection clients")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = common.client_args("standard health and reflection clients", timeout=10.0)
 
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,7 +25,7 @@ def main() -> int:
     channel = grpc.insecure_channel(f"{args.host}:{args.port}")
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "SampleService"):
-        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=args.timeout)
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         print(f"HEALTH service={service} status={status}", flush=True)
 
@@ -40,8 +37,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    common.run(main)
