@@ -4,7 +4,14 @@
 //! queue; a listening stream delivers its queue in order (filtered by event name). When the
 //! stream ends (interrupt, client gone), the queue is kept for `rpc-event-retain-timeout`
 //! seconds and keeps collecting events, so `listen` with the same id resumes without loss.
-//! Queues are bounded ([`QUEUE_LIMIT`] events: the oldest are dropped, and counted).
+//!
+//! Queues are bounded, so that a listener that stops reading (or a retained queue nobody
+//! resumes) cannot grow the server's memory without limit: past [`QUEUE_LIMIT`] events, each new
+//! event drops the oldest one, and the drops are counted per queue. `inspect` shows, per queue,
+//! the pending and dropped counts and whether a stream is listening (`rpcctl events inspect`); a
+//! warning is logged at the 1st, 2nd, 4th, 8th... drop. A listener reading at least as fast as
+//! events are sent never loses one. Events already handed to the transport are bounded by the
+//! HTTP/2 flow-control window of the stream.
 //!
 //! [`EventQueues`] is the seam for another implementation (e.g. a broker shared by replicas).
 
@@ -20,7 +27,7 @@ use futures_core::Stream;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::api::{Event, EventStatus, ResultCode};
+use crate::api::{Event, EventQueueInfo, EventStatus, ResultCode};
 use crate::{ReplyStream, RpcError};
 
 /// Most events kept per queue; beyond, the oldest are dropped (see [`EventQueues::dropped`]).
@@ -56,6 +63,32 @@ pub trait EventQueues: Send + Sync + 'static {
 
     /// Events dropped so far by full queues, by queue id.
     fn dropped(&self) -> BTreeMap<u32, u64>;
+
+    /// Every queue with its counters, in [`ids`](Self::ids) order (what `inspect` answers).
+    /// The default knows only the ids and drops; implementations should override it.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), grpc_helper::RpcError> {
+    /// use grpc_helper::api::{Empty, EventApiVersion, event_service_client::EventServiceClient};
+    ///
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", 54321).connect_lazy()?;
+    /// let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+    /// for queue in events.inspect(Empty {}).await?.into_inner().queues {
+    ///     println!("#{}: {} pending, {} dropped", queue.client_id, queue.pending, queue.dropped);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    fn inspect(&self) -> Vec<EventQueueInfo> {
+        let dropped = self.dropped();
+        self.ids()
+            .into_iter()
+            .map(|id| EventQueueInfo {
+                client_id: id,
+                dropped: dropped.get(&id).copied().unwrap_or(0),
+                ..EventQueueInfo::default()
+            })
+            .collect()
+    }
 
     /// Ends every stream with a last `ERROR_STREAM_SHUTDOWN` message.
     fn shutdown(&self);
@@ -266,6 +299,21 @@ impl EventQueues for LocalEvents {
 
     fn dropped(&self) -> BTreeMap<u32, u64> {
         self.inner.lock().queues.iter().map(|(id, q)| (*id, q.dropped)).collect()
+    }
+
+    fn inspect(&self) -> Vec<EventQueueInfo> {
+        let mut inner = self.inner.lock();
+        if self.purge(&mut inner) {
+            self.persist(&inner);
+        }
+        let info = |(id, q): (&u32, &Queue)| EventQueueInfo {
+            client_id: *id,
+            pending: q.events.len() as u64,
+            dropped: q.dropped,
+            listening: matches!(q.state, State::Listening(_)),
+            limit: QUEUE_LIMIT as u64,
+        };
+        inner.queues.iter().map(info).collect()
     }
 
     fn shutdown(&self) {

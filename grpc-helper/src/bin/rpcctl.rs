@@ -5,7 +5,7 @@
 //! rpcctl health [SERVICE]
 //! rpcctl config get [NAME...] | set NAME=VALUE... | reset NAME...
 //! rpcctl logger get NAME... | set NAME=LEVEL... | reset NAME...     ("" or root = the root logger)
-//! rpcctl events listen [NAME...] [--count N] [--client-id ID] | send NAME [KEY=VALUE...]
+//! rpcctl events listen [NAME...] [--count N] [--client-id ID] | send NAME [KEY=VALUE...] | inspect
 //! rpcctl shutdown [--timeout SECONDS]
 //! ```
 //! Exit code: 0 on success, else the result code of the error (e.g. 30 for an unknown item,
@@ -19,8 +19,9 @@ use grpc_helper::api::config_service_client::ConfigServiceClient;
 use grpc_helper::api::event_service_client::EventServiceClient;
 use grpc_helper::api::logger_service_client::LoggerServiceClient;
 use grpc_helper::api::{
-    ConfigApiVersion, ConfigItem, ConfigItemUpdate, ConfigUpdate, Event, EventApiVersion, EventFilter, EventProperty,
-    Filter, LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate, ServiceInfo, ShutdownRequest,
+    ConfigApiVersion, ConfigItem, ConfigItemUpdate, ConfigUpdate, Empty, Event, EventApiVersion, EventFilter,
+    EventProperty, EventQueueStatus, Filter, LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate, ServiceInfo,
+    ShutdownRequest,
 };
 use grpc_helper::{RpcClient, RpcError};
 use serde_json::{Value, json};
@@ -138,6 +139,8 @@ enum EventsCommand {
         #[arg(value_parser = pair)]
         properties: Vec<(String, String)>,
     },
+    /// Lists the listening queues with their pending and dropped event counts.
+    Inspect,
 }
 
 fn pair(text: &str) -> Result<(String, String), String> {
@@ -282,6 +285,10 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
                 }
             }
         }
+        Command::Events(EventsCommand::Inspect) => {
+            let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+            out.queues(&events.inspect(Empty {}).await?.into_inner());
+        }
         Command::Shutdown { timeout } => {
             client.server_service().shutdown(ShutdownRequest { timeout: *timeout }).await?;
             out.print(json!({"shutdown": true}), || "shutting down\n".to_owned());
@@ -358,6 +365,34 @@ impl Output {
             let mut text = format!("{:<28} {:<20} {:<20} {}\n", "NAME", "VALUE", "DEFAULT", "DESCRIPTION");
             for i in items {
                 text += &format!("{:<28} {:<20} {:<20} {}\n", i.name, i.value, i.default_value, i.description);
+            }
+            text
+        });
+    }
+
+    /// A Python server only lists ids (no `queues`): its counters show as `-`.
+    fn queues(&self, status: &EventQueueStatus) {
+        let find = |id: u32| status.queues.iter().find(|q| q.client_id == id);
+        let rows: Vec<Value> = status
+            .client_ids
+            .iter()
+            .map(|id| match find(*id) {
+                Some(q) => json!({"client_id": id, "listening": q.listening, "pending": q.pending,
+                                  "dropped": q.dropped, "limit": q.limit}),
+                None => json!({"client_id": id}),
+            })
+            .collect();
+        self.print(Value::from(rows), || {
+            let mut text =
+                format!("{:>9} {:<9} {:>9} {:>9} {:>9}\n", "CLIENT_ID", "STATE", "PENDING", "DROPPED", "LIMIT");
+            for id in &status.client_ids {
+                text += &match find(*id) {
+                    Some(q) => {
+                        let state = if q.listening { "listening" } else { "retained" };
+                        format!("{id:>9} {state:<9} {:>9} {:>9} {:>9}\n", q.pending, q.dropped, q.limit)
+                    }
+                    None => format!("{id:>9} {:<9} {:>9} {:>9} {:>9}\n", "-", "-", "-", "-"),
+                };
             }
             text
         });

@@ -41,8 +41,10 @@ impl EventsManager {
         Ok(ResultStatus::default())
     }
 
+    /// The queue ids (as the original), plus each queue's pending and dropped counts.
     async fn inspect(&self, _request: Empty) -> Result<EventQueueStatus, RpcError> {
-        Ok(EventQueueStatus { r: None, client_ids: self.queues.ids() })
+        let queues = self.queues.inspect();
+        Ok(EventQueueStatus { r: None, client_ids: queues.iter().map(|q| q.client_id).collect(), queues })
     }
 
     #[on_shutdown]
