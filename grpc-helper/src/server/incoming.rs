@@ -1,55 +1,304 @@
-//! Accepted connections that the server can cut when the shutdown grace period runs out.
+//! Accepted connections that the server can cut when the shutdown grace period runs out, or
+//! when they hold resources without using them.
 //!
 //! tonic's graceful shutdown waits for every open stream to end, possibly forever; after the
 //! grace period we `shutdown(2)` the remaining sockets, which ends their connections at once.
+//!
+//! Neither hyper nor h2 closes a connection that never sends its preface, or that completed the
+//! handshake and then sits without a call: a watchdog does (see [`ConnectionLimits`]). Calls are
+//! counted per connection by [`Tracked`], which finds the connection by the peer's address.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_core::Stream;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
+
+use super::stop_signal::CancelSignal;
+
+/// Transport limits of a server (see the `RpcServerBuilder` methods of the same names).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionLimits {
+    pub(crate) max_concurrent_streams: Option<u32>,
+    pub(crate) http2_keepalive_interval: Option<Duration>,
+    pub(crate) http2_keepalive_timeout: Duration,
+    pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: Some(2048),
+            http2_keepalive_interval: Some(Duration::from_secs(60)),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            handshake_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Bytes of a client's HTTP/2 preface plus a SETTINGS frame header: a connection that sent
+/// fewer has not started (a TLS hello is longer, so TLS connections pass too).
+const PREFACE_LEN: usize = 24 + 9;
+
+/// One open connection, as the watchdog sees it.
+struct ConnState {
+    fd: RawFd,
+    peer: Option<SocketAddr>,
+    accepted: Instant,
+    /// Bytes read, counted up to [`PREFACE_LEN`].
+    read: AtomicUsize,
+    /// Calls in progress.
+    calls: AtomicUsize,
+    /// When the connection was last busy (ms since `accepted`).
+    busy_ms: AtomicU64,
+}
+
+impl ConnState {
+    fn touch(&self) {
+        let ms = u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.busy_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn started(&self) -> bool {
+        self.read.load(Ordering::Relaxed) >= PREFACE_LEN
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        if self.calls.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let busy = Duration::from_millis(self.busy_ms.load(Ordering::Relaxed));
+        Some(self.accepted.elapsed().saturating_sub(busy))
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    open: HashMap<u64, Arc<ConnState>>,
+    by_peer: HashMap<SocketAddr, Arc<ConnState>>,
+}
 
 /// Open connections, by id, so that they can be cut together.
 #[derive(Default)]
 pub(crate) struct Connections {
     next: AtomicU64,
-    open: Mutex<HashMap<u64, RawFd>>,
+    registry: Mutex<Registry>,
 }
 
 impl Connections {
     /// Shuts every open socket down; returns how many were cut.
     pub(crate) fn cut_all(&self) -> usize {
-        let open = self.open.lock();
-        for fd in open.values() {
+        self.cut_where(|_| true)
+    }
+
+    /// Shuts the matching sockets down; returns how many were cut.
+    fn cut_where(&self, cut: impl Fn(&ConnState) -> bool) -> usize {
+        let registry = self.registry.lock();
+        let mut count = 0;
+        for state in registry.open.values().filter(|s| cut(s)) {
             // SAFETY: the fd stays open while registered: deregistration (under this lock)
             // happens before the stream is closed.
-            unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+            unsafe { libc::shutdown(state.fd, libc::SHUT_RDWR) };
+            count += 1;
         }
-        open.len()
+        count
     }
+
+    fn call_started(&self, peer: SocketAddr) -> Option<CallGuard> {
+        let state = Arc::clone(self.registry.lock().by_peer.get(&peer)?);
+        state.calls.fetch_add(1, Ordering::AcqRel);
+        Some(CallGuard(state))
+    }
+
+    /// Closes, every tick, the connections past their handshake or idle timeout; at shutdown,
+    /// closes the ones that never started (no call can be in progress there), then ends.
+    fn spawn_watchdog(connections: Weak<Self>, limits: ConnectionLimits, stop: CancelSignal) {
+        let timeouts = [limits.handshake_timeout, limits.idle_timeout];
+        let Some(shortest) = timeouts.iter().flatten().min().copied() else { return };
+        let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::spawn(async move {
+            let stopped = stop.wait();
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(tick) => {}
+                    () = &mut stopped => {
+                        if let Some(connections) = connections.upgrade() {
+                            connections.cut_where(|s| !s.started());
+                        }
+                        return;
+                    }
+                }
+                let Some(connections) = connections.upgrade() else { return };
+                let silent = connections
+                    .cut_where(|s| limits.handshake_timeout.is_some_and(|t| !s.started() && s.accepted.elapsed() > t));
+                let idle = connections.cut_where(|s| {
+                    limits.idle_timeout.is_some_and(|t| s.started() && s.idle_for().is_some_and(|idle| idle > t))
+                });
+                if silent + idle > 0 {
+                    tracing::debug!("closed {silent} connection(s) that never started and {idle} idle one(s)");
+                }
+            }
+        });
+    }
+}
+
+/// Counts a call on its connection until its response body is dropped.
+struct CallGuard(Arc<ConnState>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.calls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts the calls of each connection, for the idle timeout.
+#[derive(Clone)]
+pub(crate) struct Tracked<S> {
+    inner: S,
+    connections: Arc<Connections>,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, connections: Arc<Connections>) -> Self {
+        Self { inner, connections }
+    }
+}
+
+fn peer_of<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    let extensions = request.extensions();
+    match extensions.get::<TcpConnectInfo>() {
+        Some(info) => info.remote_addr(),
+        None => extensions.get::<TlsConnectInfo<TcpConnectInfo>>()?.get_ref().remote_addr(),
+    }
+}
+
+impl<S, B> tower::Service<http::Request<tonic::body::Body>> for Tracked<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<B>>,
+{
+    type Response = http::Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let call = peer_of(&request).and_then(|peer| self.connections.call_started(peer));
+        TrackedFuture { inner: self.inner.call(request), call }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response, whose body carries the call's guard.
+    pub(crate) struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<CallGuard>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        let call = this.call.take();
+        Poll::Ready(Ok(response.map(|inner| TrackedBody { inner, _call: call })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body; the call counts as in progress until it is dropped.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        _call: Option<CallGuard>,
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for TrackedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// SO_KEEPALIVE with the first probe after `idle`, then every `idle / 4`.
+fn set_tcp_keepalive(fd: RawFd, idle: Duration) {
+    let set = |level, name, value: libc::c_int| {
+        // SAFETY: a valid socket and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&raw const value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    let seconds = |d: Duration| libc::c_int::try_from(d.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, seconds(idle));
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, seconds(idle / 4));
 }
 
 /// The listener as a stream of connections (TCP_NODELAY set, registered for cutting).
 pub(crate) struct Incoming {
     listener: TcpListener,
     connections: Arc<Connections>,
+    tcp_keepalive: Option<Duration>,
     /// After an accept error (e.g. out of file descriptors), pause instead of spinning.
     backoff: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Incoming {
-    pub(crate) fn new(listener: TcpListener, connections: Arc<Connections>) -> Self {
-        Self { listener, connections, backoff: None }
+    /// Also starts the watchdog of the handshake and idle timeouts (it ends at `stop`).
+    pub(crate) fn new(
+        listener: TcpListener,
+        connections: Arc<Connections>,
+        limits: &ConnectionLimits,
+        stop: CancelSignal,
+    ) -> Self {
+        Connections::spawn_watchdog(Arc::downgrade(&connections), *limits, stop);
+        Self { listener, connections, tcp_keepalive: limits.tcp_keepalive, backoff: None }
     }
 }
 
@@ -65,11 +314,25 @@ impl Stream for Incoming {
         }
         match self.listener.poll_accept(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok((stream, _))) => {
+            Poll::Ready(Ok((stream, peer))) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(idle) = self.tcp_keepalive {
+                    set_tcp_keepalive(stream.as_raw_fd(), idle);
+                }
                 let id = self.connections.next.fetch_add(1, Ordering::Relaxed);
-                self.connections.open.lock().insert(id, stream.as_raw_fd());
-                Poll::Ready(Some(Ok(Connection { stream, id, connections: Arc::clone(&self.connections) })))
+                let state = Arc::new(ConnState {
+                    fd: stream.as_raw_fd(),
+                    peer: Some(peer),
+                    accepted: Instant::now(),
+                    read: AtomicUsize::new(0),
+                    calls: AtomicUsize::new(0),
+                    busy_ms: AtomicU64::new(0),
+                });
+                let mut registry = self.connections.registry.lock();
+                registry.open.insert(id, Arc::clone(&state));
+                registry.by_peer.insert(peer, Arc::clone(&state));
+                drop(registry);
+                Poll::Ready(Some(Ok(Connection { stream, id, state, connections: Arc::clone(&self.connections) })))
             }
             Poll::Ready(Err(e)) => {
                 tracing::warn!("accept failed: {e}");
@@ -84,12 +347,19 @@ impl Stream for Incoming {
 pub(crate) struct Connection {
     stream: TcpStream,
     id: u64,
+    state: Arc<ConnState>,
     connections: Arc<Connections>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.connections.open.lock().remove(&self.id);
+        let mut registry = self.connections.registry.lock();
+        registry.open.remove(&self.id);
+        if let Some(peer) = self.state.peer
+            && registry.by_peer.get(&peer).is_some_and(|s| Arc::ptr_eq(s, &self.state))
+        {
+            registry.by_peer.remove(&peer);
+        }
     }
 }
 
@@ -103,7 +373,12 @@ impl Connected for Connection {
 
 impl AsyncRead for Connection {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if !self.state.started() {
+            self.state.read.fetch_add(buf.filled().len() - before, Ordering::Relaxed);
+        }
+        read
     }
 }
 

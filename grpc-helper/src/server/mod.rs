@@ -23,7 +23,7 @@ use tonic_health::ServingStatus;
 use tracing::Instrument;
 
 use self::dispatch::{Hosted, MessageLimits, ServiceRoute};
-use self::incoming::{Connections, Incoming};
+use self::incoming::{ConnectionLimits, Connections, Incoming, Tracked};
 pub use self::pending::PendingCall;
 use self::pending::PendingCalls;
 use crate::__private::BoxFuture;
@@ -66,6 +66,7 @@ pub struct RpcServerBuilder {
     guarded: std::collections::HashSet<String>,
     tls: Option<crate::tls::ServerTls>,
     tls_files: crate::tls::TlsFiles,
+    connection_limits: ConnectionLimits,
 }
 
 type HostFn = Box<dyn FnOnce(&HostEnv) -> HostedEntry + Send>;
@@ -165,6 +166,7 @@ impl Default for RpcServerBuilder {
             guarded: crate::auth::DANGEROUS_METHODS.iter().map(|m| (*m).to_owned()).collect(),
             tls: None,
             tls_files: crate::tls::TlsFiles::default(),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -322,6 +324,80 @@ impl RpcServerBuilder {
         self
     }
 
+    /// Most calls in progress at once on one HTTP/2 connection (default 2048; `None`: no
+    /// limit). The limit is announced to clients, which queue their extra calls until one ends;
+    /// a client that ignores it has the extra streams refused (`REFUSED_STREAM`, which gRPC
+    /// clients report as UNAVAILABLE and may retry).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().max_concurrent_streams(Some(100));
+    /// ```
+    pub fn max_concurrent_streams(mut self, max: Option<u32>) -> Self {
+        self.connection_limits.max_concurrent_streams = max;
+        self
+    }
+
+    /// HTTP/2 pings after this long without a frame from the client (default 60 s; `None`: no
+    /// pings); a ping not answered within [`http2_keepalive_timeout`](Self::http2_keepalive_timeout)
+    /// closes the connection: a vanished client does not hold its calls forever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcServer::builder().http2_keepalive_interval(Some(Duration::from_secs(30)));
+    /// ```
+    pub fn http2_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.connection_limits.http2_keepalive_interval = interval;
+        self
+    }
+
+    /// How long a keep-alive ping may go unanswered (default 20 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcServer::builder().http2_keepalive_timeout(Duration::from_secs(5));
+    /// ```
+    pub fn http2_keepalive_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_limits.http2_keepalive_timeout = timeout;
+        self
+    }
+
+    /// TCP keep-alive probes on accepted connections after this long without traffic (default
+    /// 60 s; `None`: off): the kernel drops connections whose peer machine is gone.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().tcp_keepalive(None);
+    /// ```
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.connection_limits.tcp_keepalive = idle;
+        self
+    }
+
+    /// A connection that has not sent its HTTP/2 preface (or TLS hello) this long after being
+    /// accepted is closed (default 10 s; `None`: never). Such connections are also closed as
+    /// soon as shutdown starts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcServer::builder().handshake_timeout(Some(Duration::from_secs(3)));
+    /// ```
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connection_limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// A connection without any call in progress for this long is closed (default 300 s;
+    /// `None`: never). Clients reconnect on their next call (the `RpcClient` retries a call
+    /// that races with the close); streams such as an events `listen` keep their connection.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcServer::builder().idle_timeout(Some(Duration::from_secs(60)));
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connection_limits.idle_timeout = timeout;
+        self
+    }
+
     /// Binds, starts serving in a background task, then runs the load hooks.
     ///
     /// # Errors
@@ -437,7 +513,12 @@ impl RpcServerBuilder {
         routes.add_service(core.health.service.lock().take().expect("added once"));
         add_reflection(&mut routes, &self.descriptor_sets)?;
 
-        let incoming = Incoming::new(listener, Arc::clone(&core.connections));
+        let incoming = Incoming::new(
+            listener,
+            Arc::clone(&core.connections),
+            &self.connection_limits,
+            core.stop_accepting.clone(),
+        );
         let stop = core.stop_accepting.clone();
         let guard = match self.guard {
             Some(guard) => Some(Arc::new(crate::auth::Guarded { guard, paths: self.guarded })),
@@ -451,12 +532,17 @@ impl RpcServerBuilder {
             None => None,
         };
         let router = crate::proxy::ProxyRouter { routes: routes.routes(), proxies: Arc::clone(&proxies), guard };
-        let mut transport = tonic::transport::Server::builder();
+        let limits = self.connection_limits;
+        let mut transport = tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(limits.http2_keepalive_interval)
+            .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
         if let Some(tls) = &tls {
             transport = transport.tls_config(tls.server_config()).map_err(|e| {
                 RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS certificate or key: {e}"))
             })?;
         }
+        let router = Tracked::new(router, Arc::clone(&core.connections));
         let serve = transport.serve_with_incoming_shutdown(router, incoming, async move {
             stop.wait().await;
         });
