@@ -22,6 +22,8 @@
 mod extras;
 #[path = "bench/fanout.rs"]
 mod fanout;
+#[path = "bench/hotpath.rs"]
+mod hotpath;
 #[path = "bench/load.rs"]
 mod load;
 #[path = "bench/targets.rs"]
@@ -89,6 +91,13 @@ struct Args {
     /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, rss).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Instead of the tables: `--calls` sequential calls of this unary target (bare, srv,
+    /// srv-md, cli, helper) on one current-thread runtime, for callgrind (see bench/hotpath.rs).
+    #[arg(long, value_name = "KEY")]
+    hotpath: Option<String>,
+    /// Calls of `--hotpath`.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    calls: u64,
     /// Internal: serve the echo in this process for the RSS measure.
     #[arg(long, hide = true, value_enum)]
     child: Option<ChildKind>,
@@ -258,6 +267,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(key) = &args.hotpath {
+        let Some(target) = UNARY.iter().find(|t| t.key == key && t.server != ServerKind::Python) else {
+            eprintln!("--hotpath: unknown target {key:?} (expected one of bare, srv, srv-md, cli, helper)");
+            return ExitCode::FAILURE;
+        };
+        args.logging.install();
+        let ok = hotpath::run(target.server, target.client, args.calls);
+        let _ = std::fs::remove_dir_all(targets::workspace());
+        return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     let smoke = args.smoke;
     let settings = Settings {

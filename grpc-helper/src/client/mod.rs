@@ -256,9 +256,7 @@ impl tower::Service<http::Request<Body>> for RpcChannel {
         if let Some(version) = &self.api_version {
             headers.entry(API_VERSION).or_insert_with(|| version.clone());
         }
-        // The clone is not ready: keep the ready one for this call (tower's contract).
-        let ready = std::mem::replace(&mut self.inner, self.shared.channel.clone());
-        Box::pin(retry::call(ready, request, self.shared.retry.clone(), Arc::clone(&self.shared)))
+        retry::call(&mut self.inner, request, &self.shared)
     }
 }
 

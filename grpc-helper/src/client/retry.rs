@@ -3,13 +3,14 @@
 //! deadline, never once response headers arrived. Request bodies are recorded while a retry is
 //! still possible, so client-streaming calls are replayed too.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use http_body::{Body as HttpBody, Frame};
 use parking_lot::Mutex;
 use tonic::body::Body;
@@ -17,6 +18,10 @@ use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
 use super::Shared;
+
+// Constants, not `&str` keys: a `&str` key is parsed and validated on every lookup.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Recorded request bytes beyond which a call is no longer retried (memory bound).
 const REPLAY_LIMIT: usize = 1024 * 1024;
@@ -52,83 +57,95 @@ impl RetryPolicy {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type CallResult = Result<http::Response<Body>, BoxError>;
 
-pub(super) async fn call(
-    mut channel: Channel,
+/// What [`RpcChannel`](super::RpcChannel) returns: the first attempt started at once on the
+/// channel it was handed ready (tower's contract), later ones on clones of the shared channel.
+pub(super) fn call(
+    channel: &mut Channel,
     request: http::Request<Body>,
-    policy: RetryPolicy,
-    shared: Arc<Shared>,
-) -> CallResult {
+    shared: &Arc<Shared>,
+) -> Pin<Box<dyn Future<Output = CallResult> + Send>> {
+    let policy = &shared.retry;
     let Some(window) = policy.window else {
-        let result = match channel.ready().await {
-            Ok(ready) => ready.call(request).await,
-            Err(e) => Err(e),
-        };
-        return result.map_err(|e| Box::new(failure_status(e)) as BoxError);
+        let first = channel.call(request);
+        return Box::pin(async move { first.await.map_err(|e| Box::new(failure_status(e)) as BoxError) });
     };
     let start = Instant::now();
     let deadline = grpc_timeout(request.headers()).map(|t| start + t);
     let limit = deadline.map_or(start + window, |d| d.min(start + window));
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let replay = Arc::new(Mutex::new(Replay::new(body)));
-    let mut attempt = 0u32;
-    loop {
-        let mut request = http::Request::new(Body::new(ReplayBody { replay: Arc::clone(&replay), position: 0 }));
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = parts.uri.clone();
-        *request.version_mut() = parts.version;
-        *request.headers_mut() = parts.headers.clone();
-        *request.extensions_mut() = parts.extensions.clone();
-        if let (Some(deadline), true) = (deadline, attempt > 0) {
-            // The deadline covers every attempt: later ones get what is left.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Ok(value) = format!("{}m", left.as_millis().max(1)).parse() {
-                request.headers_mut().insert("grpc-timeout", value);
+    let mut first = http::Request::new(Body::new(ReplayBody { replay: Arc::clone(&replay), position: 0 }));
+    *first.method_mut() = parts.method.clone();
+    *first.uri_mut() = parts.uri.clone();
+    *first.version_mut() = parts.version;
+    *first.headers_mut() = parts.headers.clone();
+    // Only the first attempt carries the extensions: the transport channel reads none, and not
+    // cloning them saves allocations on every call.
+    *first.extensions_mut() = std::mem::take(&mut parts.extensions);
+    let first = channel.call(first);
+    let shared = Arc::clone(shared);
+    Box::pin(async move {
+        let mut attempt = 0u32;
+        let mut result = first.await;
+        loop {
+            let failure = match result {
+                Ok(response) if !is_unavailable(response.headers()) => {
+                    // Committed: stop recording, free what was kept for replays.
+                    replay.lock().stop_recording();
+                    return Ok(response);
+                }
+                Ok(response) => Retry::Response(response),
+                Err(e) => match failure_status(e) {
+                    status if status.code() == tonic::Code::Unavailable => Retry::Status(status),
+                    status => return Err(Box::new(status) as BoxError),
+                },
+            };
+            let now = Instant::now();
+            if now >= limit || !replay.lock().replayable {
+                return match failure {
+                    Retry::Response(response) => Ok(response),
+                    Retry::Status(status) => Err(Box::new(tonic::Status::unavailable(format!(
+                        "{} unavailable after {} attempt(s) in {:.1}s: {}",
+                        shared.target,
+                        attempt + 1,
+                        now.duration_since(start).as_secs_f64(),
+                        status.message()
+                    )))),
+                };
             }
-        }
-        let result = match channel.ready().await {
-            Ok(ready) => ready.call(request).await,
-            Err(e) => Err(e),
-        };
-        let failure = match result {
-            Ok(response) if !is_unavailable(response.headers()) => {
-                // Committed: stop recording, free what was kept for replays.
-                replay.lock().stop_recording();
-                return Ok(response);
+            let delay = shared.retry.delay(attempt).min(limit - now);
+            let details = match &failure {
+                Retry::Response(_) => "'unavailable' status".to_owned(),
+                Retry::Status(status) => format!("'unavailable' error; details: '{}'", status.message()),
+            };
+            tracing::debug!(
+                target: "grpc_helper::client",
+                "<RPC> << {}{} (will retry in {:.3}s because of {details})",
+                shared.target,
+                parts.uri.path(),
+                delay.as_secs_f64()
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            let mut request = http::Request::new(Body::new(ReplayBody { replay: Arc::clone(&replay), position: 0 }));
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = parts.uri.clone();
+            *request.version_mut() = parts.version;
+            *request.headers_mut() = parts.headers.clone();
+            if let Some(deadline) = deadline {
+                // The deadline covers every attempt: later ones get what is left.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Ok(value) = format!("{}m", left.as_millis().max(1)).parse() {
+                    request.headers_mut().insert(GRPC_TIMEOUT, value);
+                }
             }
-            Ok(response) => Retry::Response(response),
-            Err(e) => match failure_status(e) {
-                status if status.code() == tonic::Code::Unavailable => Retry::Status(status),
-                status => return Err(Box::new(status)),
-            },
-        };
-        let now = Instant::now();
-        if now >= limit || !replay.lock().replayable {
-            return match failure {
-                Retry::Response(response) => Ok(response),
-                Retry::Status(status) => Err(Box::new(tonic::Status::unavailable(format!(
-                    "{} unavailable after {} attempt(s) in {:.1}s: {}",
-                    shared.target,
-                    attempt + 1,
-                    now.duration_since(start).as_secs_f64(),
-                    status.message()
-                )))),
+            let mut channel = shared.channel.clone();
+            result = match channel.ready().await {
+                Ok(ready) => ready.call(request).await,
+                Err(e) => Err(e),
             };
         }
-        let delay = policy.delay(attempt).min(limit - now);
-        let details = match &failure {
-            Retry::Response(_) => "'unavailable' status".to_owned(),
-            Retry::Status(status) => format!("'unavailable' error; details: '{}'", status.message()),
-        };
-        tracing::debug!(
-            target: "grpc_helper::client",
-            "<RPC> << {}{} (will retry in {:.3}s because of {details})",
-            shared.target,
-            parts.uri.path(),
-            delay.as_secs_f64()
-        );
-        tokio::time::sleep(delay).await;
-        attempt += 1;
-    }
+    })
 }
 
 /// Why an attempt can be retried.
@@ -177,12 +194,12 @@ fn failure_status(error: tonic::transport::Error) -> tonic::Status {
 
 /// A trailers-only response carrying `grpc-status: 14` (UNAVAILABLE).
 fn is_unavailable(headers: &HeaderMap) -> bool {
-    headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"14")
+    headers.get(GRPC_STATUS).is_some_and(|v| v.as_bytes() == b"14")
 }
 
 /// The `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
 fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let amount: u64 = digits.parse().ok()?;
     Some(match unit {
@@ -286,10 +303,10 @@ mod tests {
             ("7u", Duration::from_micros(7)),
             ("1M", Duration::from_secs(60)),
         ] {
-            h.insert("grpc-timeout", text.parse().unwrap());
+            h.insert(GRPC_TIMEOUT, text.parse().unwrap());
             assert_eq!(grpc_timeout(&h), Some(expected), "{text}");
         }
-        h.insert("grpc-timeout", "12x".parse().unwrap());
+        h.insert(GRPC_TIMEOUT, "12x".parse().unwrap());
         assert_eq!(grpc_timeout(&h), None);
     }
 
