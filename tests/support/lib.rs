@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio_stream::StreamExt;
 
 pub mod process;
+pub mod raw_h2;
 
 /// Messages and stubs of `proto/sample/sample.proto`.
 #[allow(missing_docs, clippy::all)]
