@@ -88,7 +88,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Logging::None)]
     logging: Logging,
     /// Run only these targets (comma-separated keys: bare, srv, srv-md, cli, helper, python,
-    /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, rss).
+    /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, startup, rss).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Instead of the tables: `--calls` sequential calls of this unary target (bare, srv,
@@ -234,6 +234,10 @@ struct Settings {
     only: Vec<String>,
     runtime: RuntimeMode,
     logging: Logging,
+    /// Calls of the server-process load (RSS and CPU per call): Rust servers, Python server.
+    process_calls: (u64, u64),
+    /// Rounds of the start-to-serving measure.
+    startup_rounds: usize,
 }
 
 impl Settings {
@@ -294,6 +298,8 @@ fn main() -> ExitCode {
         only: args.only,
         runtime: args.runtime,
         logging: args.logging,
+        process_calls: if smoke { (2_000, 500) } else { (40_000, 10_000) },
+        startup_rounds: if smoke { 2 } else { 10 },
     };
     settings.logging.install();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -387,14 +393,32 @@ async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
         }
     }
 
-    if settings.wants("rss") {
+    if settings.wants("startup") {
+        let rounds = settings.startup_rounds;
         let mut rows = vec![
-            ("bare tonic server", extras::idle_rss(ServerKind::Bare, None, "none").await),
-            ("helper RpcServer", extras::idle_rss(ServerKind::Helper, None, "none").await),
-            ("helper + logging layer", extras::idle_rss(ServerKind::Helper, None, "helper").await),
+            ("bare tonic server", extras::startup(ServerKind::Bare, None, rounds).await),
+            ("helper RpcServer", extras::startup(ServerKind::Helper, None, rounds).await),
         ];
         if let Some(python) = &settings.python {
-            rows.push(("Python helper 2.3.1", extras::idle_rss(ServerKind::Python, Some(python), "none").await));
+            rows.push(("Python helper 2.3.1", extras::startup(ServerKind::Python, Some(python), rounds).await));
+        }
+        ok &= rows.iter().all(|(_, r)| r.is_ok());
+        println!("{}", startup_table(rounds, &rows));
+    }
+
+    if settings.wants("rss") {
+        // Enough calls for the CPU ticks (10 ms) to be a small error on the per-call figure.
+        let (calls, python_calls) = settings.process_calls;
+        let mut rows = vec![
+            ("bare tonic server", extras::idle_rss(ServerKind::Bare, None, "none", calls).await),
+            ("helper RpcServer", extras::idle_rss(ServerKind::Helper, None, "none", calls).await),
+            ("helper + logging layer", extras::idle_rss(ServerKind::Helper, None, "helper", calls).await),
+        ];
+        if let Some(python) = &settings.python {
+            rows.push((
+                "Python helper 2.3.1",
+                extras::idle_rss(ServerKind::Python, Some(python), "none", python_calls).await,
+            ));
         }
         ok &= rows.iter().all(|(_, r)| r.is_ok());
         println!("{}", rss_table(&rows));
@@ -774,29 +798,63 @@ fn reconnect_table(
     out
 }
 
-fn rss_table(rows: &[(&str, Result<extras::RssReport, String>)]) -> String {
+fn startup_table(rounds: usize, rows: &[(&str, Result<extras::StartupReport, String>)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "== Idle RSS of a server process (/proc/<pid>/status). Rust servers: this binary re-run as a server only,\n   default multi-thread runtime ({} workers), the echo service; \"+ logging layer\": grpc-helper's default logging\n   (log files) installed, as RpcServer does unless told not to. Load: a tonic client, 8 calls in flight.",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "== Start to serving: server process spawned -> first echo reply (a tonic client calling every 1 ms), {rounds} rounds"
     );
-    let _ = writeln!(
-        out,
-        "{:<24} {:>11} {:>15} {:>19} {:>12}",
-        "server", "fresh MiB", "after 1 call MiB", "after 2000 calls MiB", "peak MiB"
-    );
-    let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+    let _ = writeln!(out, "{:<24} {:>10} {:>8} {:>8}", "server", "median ms", "min ms", "max ms");
+    let ms = |d: Option<&Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
     for (label, report) in rows {
         match report {
             Ok(r) => {
                 let _ = writeln!(
                     out,
-                    "{label:<24} {:>11} {:>15} {:>19} {:>12}",
+                    "{label:<24} {:>10} {:>8} {:>8}",
+                    ms(r.median().as_ref()),
+                    ms(r.samples.first()),
+                    ms(r.samples.last())
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{label:<24} FAILED: {e}");
+            }
+        }
+    }
+    out
+}
+
+fn rss_table(rows: &[(&str, Result<extras::RssReport, String>)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== Server process alone (/proc/<pid>): RSS, and CPU per call under load. Rust servers: this binary re-run as a\n   server only, default multi-thread runtime ({} workers), the echo service; \"+ logging layer\": grpc-helper's default\n   logging (log files) installed, as RpcServer does unless told not to. Load: a tonic client in this process,\n   8 calls in flight; the server's CPU is read from /proc/<pid>/stat, so the load generator's is not counted.",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:>9} {:>11} {:>14} {:>9} {:>7} {:>13} {:>6}",
+        "server", "fresh MiB", "1 call MiB", "after load MiB", "peak MiB", "calls", "CPU us/call", "x CPU"
+    );
+    let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+    let base = rows.first().and_then(|(_, r)| r.as_ref().ok()?.cpu_per_call);
+    for (label, report) in rows {
+        match report {
+            Ok(r) => {
+                let cpu = r.cpu_per_call.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64() * 1e6));
+                let ratio = match (r.cpu_per_call, base) {
+                    (Some(c), Some(b)) if !b.is_zero() => format!("{:.2}x", c.as_secs_f64() / b.as_secs_f64()),
+                    _ => "-".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{label:<24} {:>9} {:>11} {:>14} {:>9} {:>7} {cpu:>13} {ratio:>6}",
                     mib(r.fresh),
                     mib(r.after_one_call),
                     mib(r.after_load),
-                    mib(r.peak)
+                    mib(r.peak),
+                    r.calls
                 );
             }
             Err(e) => {

@@ -1,5 +1,6 @@
-//! The measures that are not a load run: reconnect latency of a retrying `RpcClient`, and the
-//! idle RSS of a server process (the bench re-runs itself as that process: `--child`).
+//! The measures that are not a load run: reconnect latency of a retrying `RpcClient`, the time
+//! from a server process's start to its first reply, and the RSS and CPU per call of a server
+//! process (the bench re-runs itself as that process: `--child`).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -130,6 +131,62 @@ async fn restart_helper(server_rt: &Handle, port: u16) -> Result<EchoServer, Str
 }
 
 // ---------------------------------------------------------------------------------------------
+// Start to serving
+// ---------------------------------------------------------------------------------------------
+
+/// Times from spawning a server process to its first successful reply, sorted.
+pub struct StartupReport {
+    pub samples: Vec<Duration>,
+}
+
+impl StartupReport {
+    pub fn median(&self) -> Option<Duration> {
+        self.samples.get(self.samples.len() / 2).copied()
+    }
+}
+
+/// `rounds` times: spawn a server process (`python`: the Python server), wait for the port it
+/// prints, then call until the first echo succeeds; the process is stopped after each round.
+pub async fn startup(kind: ServerKind, python: Option<&Path>, rounds: usize) -> Result<StartupReport, String> {
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let (process, port) = match (kind, python) {
+            (ServerKind::Python, Some(python)) => {
+                let server = EchoServer::python(python, 1).await?;
+                let port = server.port();
+                (Measured::Python(server), port)
+            }
+            (ServerKind::Python, None) => return Err("no python given".into()),
+            (kind, _) => {
+                let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, "none"))
+                    .await
+                    .map_err(|e| format!("spawn task: {e}"))??;
+                (Measured::Rust(child, stderr), port)
+            }
+        };
+        let served = first_reply(port).await.map(|()| start.elapsed());
+        process.stop().await;
+        samples.push(served?);
+    }
+    samples.sort();
+    Ok(StartupReport { samples })
+}
+
+/// Calls until one echo succeeds (bounded: 30 s).
+async fn first_reply(port: u16) -> Result<(), String> {
+    let limit = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async { BareClient::connect(port).await?.echo("up?".into()).await.map_err(|e| e.to_string()) };
+        match attempt.await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= limit => return Err(format!("no reply within 30 s: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Idle RSS
 // ---------------------------------------------------------------------------------------------
 
@@ -139,10 +196,15 @@ pub struct RssReport {
     pub fresh: u64,
     /// One connection, one call done.
     pub after_one_call: u64,
-    /// After 2000 more calls (8 in flight), idle again.
+    /// After the load (`calls` more calls, 8 in flight), idle again.
     pub after_load: u64,
     /// Peak (VmHWM).
     pub peak: u64,
+    /// Calls of the load.
+    pub calls: u64,
+    /// CPU time (user + system) of the server process alone during the load, per call: what
+    /// serving costs, whatever the load generator costs (it runs in another process).
+    pub cpu_per_call: Option<Duration>,
 }
 
 /// The server process whose memory is measured.
@@ -155,7 +217,12 @@ enum Measured {
 /// Runs a server in a process of its own (`python`: the Python server instead of a Rust one)
 /// and reads its RSS from `/proc/<pid>/status` at three moments.
 /// `logging` is passed to the child as `--logging <logging>`.
-pub async fn idle_rss(kind: ServerKind, python: Option<&Path>, logging: &'static str) -> Result<RssReport, String> {
+pub async fn idle_rss(
+    kind: ServerKind,
+    python: Option<&Path>,
+    logging: &'static str,
+    calls: u64,
+) -> Result<RssReport, String> {
     let (measured, port, pid) = match (kind, python) {
         (ServerKind::Python, Some(python)) => {
             let server = EchoServer::python(python, 1).await?;
@@ -171,30 +238,35 @@ pub async fn idle_rss(kind: ServerKind, python: Option<&Path>, logging: &'static
             (Measured::Rust(child, stderr), port, pid)
         }
     };
-    let result = measure_rss(port, pid).await;
-    match measured {
-        Measured::Rust(mut child, stderr) => {
-            let _ = tokio::task::spawn_blocking(move || {
-                drop(child.stdin.take());
-                if !wait_exit(&mut child, Duration::from_secs(10)) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-            })
-            .await;
-            result.map_err(|e| {
-                let lines = stderr.lock().map(|l| l.join("\n")).unwrap_or_default();
-                format!("{e}\n{lines}")
-            })
-        }
-        Measured::Python(server) => {
-            server.stop(&Handle::current()).await;
-            result
+    let result = measure_rss(port, pid, calls).await;
+    let stderr = measured.stop().await;
+    result.map_err(|e| format!("{e}\n{stderr}"))
+}
+
+impl Measured {
+    /// Stops the process (bounded); returns what a Rust child wrote on stderr.
+    async fn stop(self) -> String {
+        match self {
+            Measured::Rust(mut child, stderr) => {
+                let _ = tokio::task::spawn_blocking(move || {
+                    drop(child.stdin.take());
+                    if !wait_exit(&mut child, Duration::from_secs(10)) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                })
+                .await;
+                stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
+            }
+            Measured::Python(server) => {
+                server.stop(&Handle::current()).await;
+                String::new()
+            }
         }
     }
 }
 
-async fn measure_rss(port: u16, pid: u32) -> Result<RssReport, String> {
+async fn measure_rss(port: u16, pid: u32, calls: u64) -> Result<RssReport, String> {
     let settle = || tokio::time::sleep(Duration::from_millis(300));
     settle().await;
     let fresh = status_kib(pid, "VmRSS")?;
@@ -202,24 +274,37 @@ async fn measure_rss(port: u16, pid: u32) -> Result<RssReport, String> {
     client.clone().echo("one".into()).await.map_err(|e| e.to_string())?;
     settle().await;
     let after_one_call = status_kib(pid, "VmRSS")?;
-    let mut calls = JoinSet::new();
-    for w in 0..8 {
+    const WORKERS: u64 = 8;
+    let per_worker = calls.div_ceil(WORKERS);
+    let cpu_before = crate::load::process_cpu(&pid.to_string());
+    let mut workers = JoinSet::new();
+    for w in 0..WORKERS {
         let mut client = client.clone();
-        calls.spawn(async move {
-            for i in 0..250 {
+        workers.spawn(async move {
+            for i in 0..per_worker {
                 client.echo(format!("load {w}/{i}")).await?;
             }
             Ok::<_, tonic::Status>(())
         });
     }
     while let Some(done) =
-        tokio::time::timeout(Duration::from_secs(60), calls.join_next()).await.map_err(|_| "load timed out")?
+        tokio::time::timeout(Duration::from_secs(120), workers.join_next()).await.map_err(|_| "load timed out")?
     {
         done.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     }
+    let cpu_after = crate::load::process_cpu(&pid.to_string());
+    let calls = per_worker * WORKERS;
+    let cpu_per_call = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b).div_f64(calls as f64));
     drop(client);
     settle().await;
-    Ok(RssReport { fresh, after_one_call, after_load: status_kib(pid, "VmRSS")?, peak: status_kib(pid, "VmHWM")? })
+    Ok(RssReport {
+        fresh,
+        after_one_call,
+        after_load: status_kib(pid, "VmRSS")?,
+        peak: status_kib(pid, "VmHWM")?,
+        calls,
+        cpu_per_call,
+    })
 }
 
 /// A `kB` line of `/proc/<pid>/status`.
