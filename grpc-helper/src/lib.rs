@@ -70,6 +70,9 @@ pub mod tls;
 mod version;
 
 #[doc(hidden)]
+#[path = "fuzz_api.rs"]
+pub mod __fuzz;
+#[doc(hidden)]
 pub mod __private;
 
 pub use api::ResultCode;

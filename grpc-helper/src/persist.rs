@@ -30,16 +30,29 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Reads a JSON state file: `Ok(None)` when it does not exist; a clear error naming the file
 /// when it cannot be read or parsed.
 pub(crate) fn read_json(path: &Path) -> Result<Option<serde_json::Value>, RpcError> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(RpcError::new(ResultCode::ErrorModelInvalid, format!("Cannot read {}: {e}", path.display())));
         }
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
+    parse_json(&bytes, path).map(Some)
+}
+
+/// Parses the contents of a JSON state file (UTF-8 is checked by the parser); `path` only
+/// names the file in the error.
+pub(crate) fn parse_json(bytes: &[u8], path: &Path) -> Result<serde_json::Value, RpcError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         RpcError::new(ResultCode::ErrorModelInvalid, format!("Invalid json file (bad json: {e}): {}", path.display()))
     })
+}
+
+/// The text [`write_json`] writes: pretty JSON and a final newline.
+pub(crate) fn json_text(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("JSON values always serialize");
+    text.push('\n');
+    text
 }
 
 /// Writes pretty JSON atomically, creating the folder if needed.
@@ -49,9 +62,7 @@ pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), R
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(failed)?;
     }
-    let mut text = serde_json::to_string_pretty(value).expect("JSON values always serialize");
-    text.push('\n');
-    write_atomic(path, text.as_bytes()).map_err(failed)
+    write_atomic(path, json_text(value).as_bytes()).map_err(failed)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! `(proxied)`), API version and deadline. One channel per backend is reused.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,10 +35,42 @@ pub(crate) struct Proxied {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Registration {
-    version: String,
-    host: String,
-    port: u32,
+pub(crate) struct Registration {
+    pub(crate) version: String,
+    pub(crate) host: String,
+    /// 0 when not registered, else 1 to 65535.
+    pub(crate) port: u32,
+}
+
+/// The registrations saved in `proxy.json` (its parsed JSON), for the services that `known`
+/// accepts: entries of other services are skipped unchecked (a service may have been removed
+/// since). `path` only names the file in errors.
+pub(crate) fn parse_state(
+    value: serde_json::Value,
+    path: &Path,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, Registration)>, RpcError> {
+    let invalid = |why: &str| {
+        RpcError::new(ResultCode::ErrorModelInvalid, format!("Invalid proxy json file ({why}): {}", path.display()))
+    };
+    let serde_json::Value::Object(entries) = value else { return Err(invalid("expecting an object")) };
+    let mut found = Vec::new();
+    for (name, entry) in entries {
+        if !known(&name) {
+            continue;
+        }
+        let field = |key: &str| entry.get(key).ok_or_else(|| invalid(&format!("{name}: missing {key}")));
+        let host = field("host")?.as_str().ok_or_else(|| invalid("host must be a string"))?.to_owned();
+        let version = field("version")?.as_str().ok_or_else(|| invalid("version must be a string"))?.to_owned();
+        // As `register` checks: a larger number would be truncated to another port when forwarding.
+        let port = field("port")?
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| invalid(&format!("{name}: port must be 0 to 65535")))?;
+        let port = u32::from(port);
+        found.push((name, Registration { version, host, port }));
+    }
+    Ok(found)
 }
 
 impl Proxied {
@@ -91,21 +123,11 @@ impl Proxies {
         if let Some(path) = &persisted
             && let Some(value) = crate::persist::read_json(path)?
         {
-            let invalid = |why: &str| {
-                RpcError::new(
-                    ResultCode::ErrorModelInvalid,
-                    format!("Invalid proxy json file ({why}): {}", path.display()),
-                )
-            };
-            let serde_json::Value::Object(entries) = value else { return Err(invalid("expecting an object")) };
-            for (name, entry) in entries {
-                let Some(service) = services.iter().find(|s| s.name == name) else { continue };
-                let field = |key: &str| entry.get(key).ok_or_else(|| invalid(&format!("{name}: missing {key}")));
-                let host = field("host")?.as_str().ok_or_else(|| invalid("host must be a string"))?.to_owned();
-                let version = field("version")?.as_str().ok_or_else(|| invalid("version must be a string"))?.to_owned();
-                let port =
-                    field("port")?.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or_else(|| invalid("bad port"))?;
-                *service.registration.write() = Registration { version, host, port };
+            let known = |name: &str| services.iter().any(|s| s.name == name);
+            for (name, registration) in parse_state(value, path, &known)? {
+                if let Some(service) = services.iter().find(|s| s.name == name) {
+                    *service.registration.write() = registration;
+                }
             }
         }
         let (changes, _) = watch::channel(0);

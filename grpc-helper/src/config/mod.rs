@@ -144,6 +144,11 @@ pub struct ConfigValue {
 }
 
 impl ConfigValue {
+    /// A value of the item named `name`, for the parsers' fuzz and property tests.
+    pub(crate) fn new(name: &'static str, value: String) -> Self {
+        Self { name, value }
+    }
+
     /// The text value.
     pub fn as_str(&self) -> &str {
         &self.value
@@ -425,6 +430,12 @@ impl Entry {
 /// A `config.json`: a JSON object of strings (missing file → empty).
 fn read_string_map(path: &Path) -> Result<BTreeMap<String, String>, RpcError> {
     let Some(value) = crate::persist::read_json(path)? else { return Ok(BTreeMap::new()) };
+    string_map(value, path)
+}
+
+/// The parsed JSON of a config file as its map of strings; `path` only names the file in the
+/// error.
+pub(crate) fn string_map(value: serde_json::Value, path: &Path) -> Result<BTreeMap<String, String>, RpcError> {
     let invalid = || {
         RpcError::new(
             ResultCode::ErrorModelInvalid,
