@@ -94,3 +94,56 @@ pub fn run(mut command: Command, limit: Duration) -> Output {
     });
     rx.recv_timeout(limit).expect("command finished in time").unwrap()
 }
+
+/// A kill -9 loop over a server process writing state files: each round starts `command(port)`
+/// (on a fresh port; it must print a line starting with `ready` once serving), runs
+/// `hammer(port)` (writes through RPCs until one fails, returns how many succeeded) on `runtime`,
+/// kills the process at a pseudo-random point 100 to 500 ms in, then calls `check(round)` on what
+/// it left. Returns the writes completed over all rounds.
+///
+/// ```no_run
+/// use std::process::Command;
+/// use grpc_helper_tests::process::{example, kill_loop};
+///
+/// let runtime = tokio::runtime::Runtime::new().unwrap();
+/// let command = |port: u16| {
+///     let mut command = Command::new(example("server"));
+///     command.args(["--port", &port.to_string()]);
+///     command
+/// };
+/// let writes = kill_loop(&runtime, 3, command, "serving on port", |_port| async { 0 }, |_round| {});
+/// ```
+pub fn kill_loop<F>(
+    runtime: &tokio::runtime::Runtime,
+    rounds: u64,
+    command: impl Fn(u16) -> Command,
+    ready: &str,
+    hammer: impl Fn(u16) -> F,
+    mut check: impl FnMut(u64),
+) -> usize
+where
+    F: std::future::Future<Output = usize> + Send + 'static,
+{
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    eprintln!("kill loop seed {seed}");
+    let mut state = seed | 1;
+    let mut written = 0;
+    for round in 0..rounds {
+        let port = crate::free_port();
+        let mut server = spawn_until(command(port), ready, Duration::from_secs(60));
+        let writes = {
+            let _in_runtime = runtime.enter();
+            runtime.spawn(hammer(port))
+        };
+        // xorshift: a different kill point every round, reproducible from the seed.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        std::thread::sleep(Duration::from_millis(100 + state % 400));
+        server.0.kill().unwrap();
+        let _ = server.0.wait();
+        written += runtime.block_on(writes).unwrap();
+        check(round);
+    }
+    written
+}
