@@ -139,16 +139,20 @@ async fn a_body_that_is_not_protobuf_is_refused() {
     .await;
 }
 
-/// tonic reports the limit with OUT_OF_RANGE (gRPC's own implementations say RESOURCE_EXHAUSTED);
-/// the message names the size and the limit.
+/// RESOURCE_EXHAUSTED, as gRPC's own implementations say (tonic alone says OUT_OF_RANGE); the
+/// message names the size and the limit.
 #[tokio::test]
 async fn a_message_over_the_size_limit_is_refused_naming_the_limit() {
     bounded(LIMIT, async {
         let server = start().await;
         let big = SampleRequest { foo: "x".repeat(4096) };
         let status = sample_stub(&client_of(&server)).method4(big).await.unwrap_err();
-        assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
         assert!(status.message().contains("1024"), "the limit is named: {}", status.message());
+        // The same before a server stream starts.
+        let big = SampleRequest { foo: "x".repeat(4096) };
+        let status = sample_stub(&client_of(&server)).s_method2(big).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
         still_serving(&server).await;
         server.shutdown().await;
     })

@@ -11,6 +11,7 @@ use futures_core::Stream;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
+use tower::util::MapResponse;
 use tracing::Instrument;
 
 use super::pending::{PendingCalls, PendingGuard};
@@ -188,7 +189,57 @@ where
     ServiceRoute {
         name: S::NAME,
         add: Box::new(move |routes| {
-            routes.add_service(service);
+            routes.add_service(SizeLimited(MapResponse::new(service, resource_exhausted)));
         }),
     }
 }
+
+/// A hosted service whose "request too large" answer says RESOURCE_EXHAUSTED, as gRPC's own
+/// implementations do, where tonic says OUT_OF_RANGE.
+#[derive(Clone)]
+struct SizeLimited<S>(MapResponse<S, MapFn>);
+
+type HttpResponse = http::Response<tonic::body::Body>;
+type MapFn = fn(HttpResponse) -> HttpResponse;
+
+impl<S: NamedService> NamedService for SizeLimited<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for SizeLimited<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = HttpResponse>,
+{
+    type Response = HttpResponse;
+    type Error = S::Error;
+    type Future = tower::util::future::MapResponseFuture<S::Future, MapFn>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        self.0.call(request)
+    }
+}
+
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+
+/// tonic refuses an oversized request before the handler runs, with a trailers-only answer:
+/// the status is in the response headers (one lookup on the hot path, absent on success).
+fn resource_exhausted(mut response: HttpResponse) -> HttpResponse {
+    let headers = response.headers_mut();
+    if headers.get(GRPC_STATUS).is_some_and(|code| code.as_bytes() == b"11")
+        && headers.get(GRPC_MESSAGE).is_some_and(|m| {
+            let m = m.as_bytes();
+            m.windows(TOO_LARGE.len()).any(|w| w == TOO_LARGE.as_bytes())
+        })
+    {
+        headers.insert(GRPC_STATUS, http::HeaderValue::from_static("8"));
+    }
+    response
+}
+
+/// How tonic's decoder words it (percent-encoded in `grpc-message`; pinned by a test).
+const TOO_LARGE: &str = "decoded%20message%20length%20too%20large";
