@@ -44,7 +44,7 @@ async fn hammer(port: u16, file: std::path::PathBuf, mismatches: Arc<AtomicUsize
     let sample = || vec!["sample".to_owned()];
     let mut n = 0usize;
     while n < 100_000 {
-        let written = if n % 2 == 0 {
+        let written = if n.is_multiple_of(2) {
             let request = ProxyRegisterRequest {
                 names: sample(),
                 version: format!("v{n}"),
