@@ -464,6 +464,7 @@ impl RpcServerBuilder {
             connections: Arc::new(Connections::default()),
             shutdown_started: AtomicBool::new(false),
             stop_accepting: CancelSignal::default(),
+            grace_over: Arc::default(),
             serve_task: Mutex::new(None),
             done,
             shutdown_grace,
@@ -532,6 +533,7 @@ impl RpcServerBuilder {
             None => None,
         };
         let router = crate::proxy::ProxyRouter { routes: routes.routes(), proxies: Arc::clone(&proxies), guard };
+        let router = grace::Graced::new(router, Arc::clone(&core.grace_over));
         let limits = self.connection_limits;
         let mut transport = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -780,6 +782,8 @@ pub(crate) struct ServerCore {
     connections: Arc<Connections>,
     shutdown_started: AtomicBool,
     stop_accepting: CancelSignal,
+    /// Fired when the grace period is over: calls still running are answered UNAVAILABLE.
+    grace_over: Arc<grace::GraceOver>,
     serve_task: Mutex<Option<JoinHandle<()>>>,
     done: watch::Sender<bool>,
     shutdown_grace: Duration,
@@ -857,13 +861,20 @@ impl ServerCore {
         if let Some(mut task) = task
             && tokio::time::timeout(self.shutdown_grace, &mut task).await.is_err()
         {
-            let cut = self.connections.cut_all();
+            // Calls still waiting for their reply get a clear status, then their connections
+            // can close; whatever is still open a moment later (e.g. streams) is cut.
+            let running = self.pending.snapshot().len();
+            self.grace_over.fire(format!(
+                "The RPC server shut down before this call finished (shutdown grace period of {:.1}s over)",
+                self.shutdown_grace.as_secs_f64()
+            ));
+            let answered = tokio::time::timeout(Duration::from_millis(300), &mut task).await.is_ok();
+            let cut = if answered { 0 } else { self.connections.cut_all() };
             tracing::warn!(
-                "{} call(s) still running after the {:?} grace period: closing {cut} connection(s)",
-                self.pending.snapshot().len(),
+                "{running} call(s) still running after the {:?} grace period: answered UNAVAILABLE, {cut} connection(s) cut",
                 self.shutdown_grace
             );
-            if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
+            if !answered && tokio::time::timeout(Duration::from_millis(500), &mut task).await.is_err() {
                 task.abort();
             }
         }
@@ -901,6 +912,105 @@ mod stop_signal {
         pub(crate) async fn wait(&self) {
             let mut rx = self.0.subscribe();
             let _ = rx.wait_for(|fired| *fired).await;
+        }
+    }
+}
+
+/// Ends the calls still waiting for their reply when the shutdown grace period is over with a
+/// clear status (UNAVAILABLE, saying why) instead of a cut connection.
+mod grace {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll};
+
+    use parking_lot::Mutex;
+    use tokio::sync::Notify;
+    use tokio::sync::futures::OwnedNotified;
+    use tonic::body::Body;
+
+    #[derive(Default)]
+    pub(crate) struct GraceOver {
+        fired: AtomicBool,
+        notify: Arc<Notify>,
+        message: Mutex<String>,
+    }
+
+    impl GraceOver {
+        /// Answers every call still waiting for its reply: UNAVAILABLE with `message`.
+        pub(crate) fn fire(&self, message: String) {
+            *self.message.lock() = message;
+            self.fired.store(true, Ordering::Release);
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// The server's routes, with the calls' reply futures raced against [`GraceOver`].
+    #[derive(Clone)]
+    pub(crate) struct Graced<S> {
+        inner: S,
+        over: Arc<GraceOver>,
+    }
+
+    impl<S> Graced<S> {
+        pub(crate) fn new(inner: S, over: Arc<GraceOver>) -> Self {
+            Self { inner, over }
+        }
+    }
+
+    impl<S> tower::Service<http::Request<Body>> for Graced<S>
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = GracedFuture<S::Future>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+            GracedFuture { inner: self.inner.call(request), notified: None, over: Arc::clone(&self.over) }
+        }
+    }
+
+    pin_project_lite::pin_project! {
+        pub(crate) struct GracedFuture<F> {
+            #[pin]
+            inner: F,
+            // Registered once the reply is not ready at once (calls answered in one poll pay
+            // nothing).
+            #[pin]
+            notified: Option<OwnedNotified>,
+            over: Arc<GraceOver>,
+        }
+    }
+
+    impl<F> Future for GracedFuture<F>
+    where
+        F: Future<Output = Result<http::Response<Body>, Infallible>>,
+    {
+        type Output = F::Output;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            let mut this = self.project();
+            if let Poll::Ready(response) = this.inner.poll(cx) {
+                return Poll::Ready(response);
+            }
+            if this.notified.is_none() {
+                // From now on a `fire` wakes this call; an earlier one shows in `fired`.
+                this.notified.set(Some(Arc::clone(&this.over.notify).notified_owned()));
+            }
+            let fired = this.over.fired.load(Ordering::Acquire)
+                || this.notified.as_mut().as_pin_mut().is_some_and(|notified| notified.poll(cx).is_ready());
+            if fired {
+                let status = tonic::Status::unavailable(this.over.message.lock().clone());
+                return Poll::Ready(Ok(status.into_http()));
+            }
+            Poll::Pending
         }
     }
 }
