@@ -237,3 +237,28 @@ pub async fn bounded<F: Future>(limit: Duration, body: F) -> F::Output {
 pub fn code_of(status: tonic::Status) -> i32 {
     RpcError::from(status).code()
 }
+
+/// Counts of one load scenario (reliability tests print them as a summary line).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Calls issued.
+    pub sent: usize,
+    /// Calls answered with their real reply.
+    pub succeeded: usize,
+    /// Calls that got an error status.
+    pub failed: usize,
+    /// Calls with no outcome at all within the test's bound (must be 0).
+    pub lost: usize,
+    /// Succeeded calls that may have run twice: in flight when the server was killed, retried.
+    pub in_doubt: usize,
+}
+
+impl Tally {
+    /// Prints `SUMMARY <scenario>: sent .. succeeded .. failed .. lost .. in doubt ..` on stderr.
+    pub fn report(&self, scenario: &str) {
+        let Self { sent, succeeded, failed, lost, in_doubt } = self;
+        eprintln!(
+            "SUMMARY {scenario}: sent {sent} succeeded {succeeded} failed {failed} lost {lost} in doubt {in_doubt}"
+        );
+    }
+}

@@ -95,6 +95,41 @@ pub fn run(mut command: Command, limit: Duration) -> Output {
     rx.recv_timeout(limit).expect("command finished in time").unwrap()
 }
 
+/// How many calls a server process (started with a workspace whose logs folder is `logs`) is
+/// serving: asks for a debug dump (SIGUSR2), reads its pending-call count, removes it.
+pub fn pending_calls_in_dump(server: &Process, logs: &Path) -> usize {
+    let dumps = || -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(logs) else { return Vec::new() };
+        entries
+            .map_while(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("RpcServerDump-")))
+            .collect()
+    };
+    for stale in dumps() {
+        let _ = std::fs::remove_file(stale);
+    }
+    let sent = Command::new("kill").args(["-USR2", &server.0.id().to_string()]).status().expect("kill runs");
+    assert!(sent.success(), "SIGUSR2 sent");
+    let start = Instant::now();
+    loop {
+        for path in dumps() {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if !text.contains("Threads:") {
+                continue;
+            }
+            let _ = std::fs::remove_file(&path);
+            let count = text
+                .lines()
+                .find_map(|line| line.strip_prefix("Pending RPC calls: (")?.strip_suffix(')')?.parse().ok())
+                .unwrap_or_else(|| panic!("no pending-call count in the dump:\n{text}"));
+            return count;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no debug dump in {}", logs.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A kill -9 loop over a server process writing state files: each round starts `command(port)`
 /// (on a fresh port; it must print a line starting with `ready` once serving), runs
 /// `hammer(port)` (writes through RPCs until one fails, returns how many succeeded) on `runtime`,

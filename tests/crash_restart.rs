@@ -1,0 +1,292 @@
+//! Crash and restart, over loopback sockets: a server process killed with SIGKILL in the middle
+//! of a load and restarted on the same port and workspace costs a retrying client no call; an
+//! events listener resumes by itself; user config and proxy registrations are restored.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use grpc_helper::api::config_service_client::ConfigServiceClient;
+use grpc_helper::api::event_service_client::EventServiceClient;
+use grpc_helper::api::{
+    ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, Empty, Event, EventApiVersion, EventProperty, Filter,
+    ProxyRegisterRequest, ShutdownRequest,
+};
+use grpc_helper::client::EventListener;
+use grpc_helper::{RpcClient, RpcError};
+use grpc_helper_examples::api::sample_service_client::SampleServiceClient;
+use grpc_helper_examples::api::{SampleApiVersion, SampleRequest};
+use grpc_helper_tests::process::{Process, example, spawn_until};
+use grpc_helper_tests::{EventLog, Sample, Tally, bounded, free_port, server_builder};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+/// Longest a single call may take, retries included, before it counts as lost.
+const CALL_LIMIT: Duration = Duration::from_secs(20);
+/// How long the killed server stays down: every call made meanwhile is refused (never
+/// delivered) until the restart.
+const DOWNTIME: Duration = Duration::from_secs(1);
+
+/// A server process of the examples, on `port` with workspace `workspace`.
+async fn spawn(binary: &'static str, ready: &'static str, port: u16, workspace: &Path) -> Process {
+    let mut command = Command::new(example(binary));
+    command.args(["--port", &port.to_string(), "-w"]).arg(workspace).env("RUST_LOG", "warn");
+    tokio::task::spawn_blocking(move || spawn_until(command, ready, Duration::from_secs(30))).await.unwrap()
+}
+
+/// SIGKILL, then waits for the process to be gone (its port is free again).
+async fn kill_9(mut process: Process) {
+    tokio::task::spawn_blocking(move || {
+        process.0.kill().unwrap();
+        process.0.wait().unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+/// One finished call of the load.
+struct Record {
+    started: Instant,
+    ended: Instant,
+    /// `None`: no outcome within [`CALL_LIMIT`].
+    outcome: Option<Result<(), String>>,
+}
+
+/// Calls made in a loop from several tasks until stopped; each call checks its own reply.
+struct Load {
+    stop: Arc<AtomicBool>,
+    records: Arc<Mutex<Vec<Record>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// One call: `long_method` when `slow` (its reply must be `done`), else `method4` (its reply
+/// must be `expected(text)`, `text` being its `foo`).
+async fn one_call(
+    stub: &mut SampleServiceClient<grpc_helper::RpcChannel>,
+    slow: bool,
+    text: String,
+    expected: fn(&str) -> String,
+) -> Record {
+    let started = Instant::now();
+    let call = async {
+        if slow {
+            let reply = stub.long_method(Empty {}).await.map_err(|s| format!("{s:?}"))?;
+            let msg = reply.into_inner().r.map(|r| r.msg).unwrap_or_default();
+            return if msg == "done" { Ok(()) } else { Err(format!("long_method said {msg:?}")) };
+        }
+        let reply = stub.method4(SampleRequest { foo: text.clone() }).await;
+        let bar = reply.map_err(|s| format!("{s:?}"))?.into_inner().bar;
+        if bar == expected(&text) { Ok(()) } else { Err(format!("{text} answered {bar:?}")) }
+    };
+    let outcome = tokio::time::timeout(CALL_LIMIT, call).await.ok();
+    Record { started, ended: Instant::now(), outcome }
+}
+
+impl Load {
+    /// `workers` tasks calling `method4` in a loop (whose reply must be `expected(foo)`), `slow`
+    /// tasks calling `long_method` (1 s) in a loop, so that calls are in flight at any moment,
+    /// and a new `method4` call every 10 ms whatever happens (so calls start while the server is down).
+    fn start(client: &RpcClient, workers: usize, slow: usize, expected: fn(&str) -> String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let records: Arc<Mutex<Vec<Record>>> = Arc::default();
+        let stub = || SampleServiceClient::new(client.channel::<SampleApiVersion>());
+        let mut tasks: Vec<JoinHandle<()>> = (0..workers + slow)
+            .map(|worker| {
+                let (stop, records, mut stub) = (Arc::clone(&stop), Arc::clone(&records), stub());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        n += 1;
+                        let record = one_call(&mut stub, worker >= workers, format!("w{worker}-{n}"), expected).await;
+                        records.lock().push(record);
+                    }
+                })
+            })
+            .collect();
+        let (ticker_stop, ticker_records, stub) = (Arc::clone(&stop), Arc::clone(&records), stub());
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(10));
+            let mut calls = Vec::new();
+            let mut n = 0;
+            while !ticker_stop.load(Ordering::SeqCst) {
+                ticks.tick().await;
+                n += 1;
+                let (records, mut stub) = (Arc::clone(&ticker_records), stub.clone());
+                calls.push(tokio::spawn(async move {
+                    let record = one_call(&mut stub, false, format!("t-{n}"), expected).await;
+                    records.lock().push(record);
+                }));
+            }
+            for call in calls {
+                call.await.unwrap();
+            }
+        }));
+        Self { stop, records, tasks }
+    }
+
+    fn finished(&self) -> usize {
+        self.records.lock().len()
+    }
+
+    /// Waits until `count` more calls finished.
+    async fn wait_more(&self, count: usize) {
+        let target = self.finished() + count;
+        while self.finished() < target {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the load; counts (in doubt: calls in flight at `killed`, retried after it), and
+    /// how many calls were started while the server was down (never delivered before the restart).
+    async fn stop(self, killed: Instant, restarted: Instant) -> (Tally, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let records = std::mem::take(&mut *self.records.lock());
+        let mut tally = Tally { sent: records.len(), ..Tally::default() };
+        let while_down = records.iter().filter(|r| r.started > killed && r.started < restarted).count();
+        for record in &records {
+            match &record.outcome {
+                Some(Ok(())) => tally.succeeded += 1,
+                Some(Err(e)) => {
+                    eprintln!("call failed: {e}");
+                    tally.failed += 1;
+                }
+                None => tally.lost += 1,
+            }
+            if record.started < killed && record.ended > killed && matches!(record.outcome, Some(Ok(()))) {
+                tally.in_doubt += 1;
+            }
+        }
+        (tally, while_down)
+    }
+}
+
+fn retrying_client(port: u16, name: &str) -> RpcClient {
+    RpcClient::builder("127.0.0.1", port).name(name).timeout(Duration::from_secs(15)).connect_lazy().unwrap()
+}
+
+async fn send_event(client: &RpcClient, n: u32) {
+    let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+    let property = EventProperty { name: "n".into(), value: n.to_string() };
+    events.send(Event { name: "crash".into(), properties: vec![property] }).await.unwrap();
+}
+
+/// Waits (bounded) until `received` holds `expected`.
+async fn wait_events(received: &Mutex<Vec<String>>, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while *received.lock() != expected {
+        assert!(Instant::now() < deadline, "events: got {:?}, expected {expected:?}", received.lock());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn shut_down(client: &RpcClient, mut process: Process) {
+    client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || process.wait_exit(Duration::from_secs(10))).await.unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_server_killed_mid_load_and_restarted_loses_no_call() {
+    tokio::task::spawn_blocking(|| example("server")).await.unwrap();
+    bounded(Duration::from_secs(90), async {
+        let workspace = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let server = spawn("server", "serving on port", port, workspace.path()).await;
+        let client = retrying_client(port, "crash-load");
+
+        // State set before the crash: a user config value, an events listener.
+        let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+        let update = ConfigItemUpdate { name: "sample-greeting".into(), value: "Bonjour".into() };
+        config.set(ConfigUpdate { items: vec![update], ignore_unknown: false }).await.unwrap();
+        assert!(workspace.path().join("config.json").exists());
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = Arc::clone(&received);
+        let listener = EventListener::start(&client, vec!["crash".into()], move |event| {
+            sink.lock().push(event.properties[0].value.clone());
+        });
+        listener.ready().await;
+        let id = listener.client_id().unwrap();
+        send_event(&client, 1).await;
+        wait_events(&received, &["1"]).await;
+
+        let load = Load::start(&client, 6, 2, |foo| format!("Bonjour, {foo}!"));
+        load.wait_more(300).await;
+        let killed = Instant::now();
+        kill_9(server).await;
+        tokio::time::sleep(DOWNTIME).await;
+        let server = spawn("server", "serving on port", port, workspace.path()).await;
+        let restarted = Instant::now();
+        load.wait_more(300).await;
+        let (tally, while_down) = load.stop(killed, restarted).await;
+        tally.report(&format!(
+            "crash: example server killed (SIGKILL) mid-load, back after {:.1?}, {while_down} calls sent while down",
+            restarted - killed
+        ));
+        assert!(while_down > 0, "calls were made while the server was down");
+        assert_eq!((tally.failed, tally.lost), (0, 0), "{tally:?}");
+        assert_eq!(tally.succeeded, tally.sent);
+
+        // After the restart: the user config is back, the listener resumed its queue.
+        let values = config.get(Filter { names: vec!["sample-greeting".into()], ignore_unknown: false }).await;
+        assert_eq!(values.unwrap().into_inner().items[0].value, "Bonjour");
+        send_event(&client, 2).await;
+        wait_events(&received, &["1", "2"]).await;
+        assert_eq!(listener.client_id(), Some(id), "the same queue was resumed");
+        listener.stop().await;
+        shut_down(&client, server).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_main_killed_mid_load_and_restarted_keeps_its_registration() {
+    tokio::task::spawn_blocking(|| example("proxy_main")).await.unwrap();
+    bounded(Duration::from_secs(90), async {
+        let backend =
+            server_builder().manager(Sample::new(&EventLog::default(), Duration::ZERO)).start().await.unwrap();
+        let backend_port = backend.local_addr().port();
+        let workspace = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let main = spawn("proxy_main", "main server on port", port, workspace.path()).await;
+        let client = retrying_client(port, "crash-proxy");
+        let request = ProxyRegisterRequest {
+            names: vec!["sample".into()],
+            version: "1.2.3".into(),
+            host: "127.0.0.1".into(),
+            port: u32::from(backend_port),
+        };
+        client.server_service().proxy_register(request).await.unwrap();
+        assert!(workspace.path().join("proxy.json").exists());
+
+        // Calls go through the main server to the backend (which echoes `foo`).
+        let load = Load::start(&client, 6, 0, str::to_owned);
+        load.wait_more(300).await;
+        let killed = Instant::now();
+        kill_9(main).await;
+        tokio::time::sleep(DOWNTIME).await;
+        let main = spawn("proxy_main", "main server on port", port, workspace.path()).await;
+        let restarted = Instant::now();
+        load.wait_more(300).await;
+        let (tally, while_down) = load.stop(killed, restarted).await;
+        tally.report(&format!(
+            "crash: proxy main server killed (SIGKILL) mid-load, back after {:.1?}, {while_down} calls sent while down",
+            restarted - killed
+        ));
+        assert!(while_down > 0, "calls were made while the server was down");
+        assert_eq!((tally.failed, tally.lost), (0, 0), "{tally:?}");
+
+        let filter = Filter { names: vec!["sample".into()], ignore_unknown: false };
+        let info = client.server_service().info(filter).await.map_err(RpcError::from).unwrap().into_inner();
+        let sample = &info.items[0];
+        assert!(sample.is_proxy);
+        assert_eq!((sample.proxy_port, sample.version.as_str()), (u32::from(backend_port), "1.2.3"));
+        shut_down(&client, main).await;
+        backend.shutdown().await;
+    })
+    .await;
+}
