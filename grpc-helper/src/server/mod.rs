@@ -2,8 +2,10 @@
 //!
 //! Start: bind (port 0 = any free port), serve in a background task, then run every manager's
 //! load hook in registration order. Shutdown (local, or remote through `srv.shutdown`): stop
-//! accepting, run every shutdown hook, let in-flight calls finish within the grace period, cut
-//! what is left, and only then report the server as stopped.
+//! accepting, run every shutdown hook, let in-flight calls finish within the grace period, end
+//! what is left (calls still waiting for their reply get UNAVAILABLE saying the server shut
+//! down; connections still open, e.g. with a reply stream, are cut), and only then report the
+//! server as stopped.
 
 pub(crate) mod dispatch;
 mod dump;
@@ -191,7 +193,9 @@ impl RpcServerBuilder {
     }
 
     /// Default of `rpc-shutdown-grace`: how long in-flight calls may run once shutdown
-    /// started (30 s unless configured); then their connections are cut.
+    /// started (30 s unless configured); then the calls still waiting for their reply get
+    /// UNAVAILABLE ("The RPC server shut down before this call finished ...") and the
+    /// connections still open are cut.
     pub fn shutdown_grace(self, grace: Duration) -> Self {
         self.code_default(&RpcConfig::SHUTDOWN_GRACE, grace)
     }
@@ -751,7 +755,8 @@ impl RpcServer {
     }
 
     /// Shuts down (once; later calls wait for the first to finish): stop accepting, run the
-    /// shutdown hooks, let in-flight calls finish within the grace period, cut the rest.
+    /// shutdown hooks, let in-flight calls finish within the grace period, end the rest
+    /// (UNAVAILABLE, or a cut connection for a reply stream already under way).
     pub async fn shutdown(&self) {
         self.core.shutdown(None).await;
     }
