@@ -121,6 +121,10 @@ async fn long_grace_completes_every_call_in_flight_and_late_calls_land_on_anothe
         });
         let mut stopping = a.stopping.clone();
         stopping.wait_for(|stopping| *stopping).await.unwrap();
+        // The listener closes right after (in the serving task): from then on connections are refused.
+        while tokio::net::TcpStream::connect(("127.0.0.1", a_port)).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
 
         // Shutdown has started, the 1,000 calls are still running: a new call is refused.
         let direct = RpcClient::builder("127.0.0.1", a_port).no_retry().connect_lazy().unwrap();
