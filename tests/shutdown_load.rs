@@ -245,7 +245,9 @@ async fn short_grace_ends_the_remaining_calls_with_a_clear_status() {
                 None => tally.lost += 1,
             }
         }
-        tally.report(&format!("shutdown, grace too short (500 ms): {cut} hanging calls ended UNAVAILABLE, the rest answered"));
+        tally.report(&format!(
+            "shutdown, grace too short (500 ms): {cut} hanging calls ended UNAVAILABLE, the rest answered"
+        ));
         assert_eq!((tally.succeeded, tally.failed, tally.lost), (CALLS / 2, CALLS / 2, 0));
         eprintln!("shutdown with a 500 ms grace took {took:?}");
     })
@@ -322,8 +324,9 @@ fn server_process_exits_within_grace_plus_one_second() {
             Err(_) => tally.lost += 1,
         }
     }
-    tally
-        .report(&format!("server process, grace 500 ms: hanging calls ended UNAVAILABLE, process exited {took:?} after the request"));
+    tally.report(&format!(
+        "server process, grace 500 ms: hanging calls ended UNAVAILABLE, process exited {took:?} after the request"
+    ));
     assert_eq!(tally.lost, 0);
     assert!(took < grace + Duration::from_secs(1), "the process exited {took:?} after shutdown was requested");
 }
