@@ -208,9 +208,10 @@ async fn short_grace_ends_the_remaining_calls_with_a_clear_status() {
     bounded(Duration::from_secs(60), async {
         let grace = Duration::from_millis(500);
         let a = gated_server("A", grace, false).await;
-        // Even calls finish within the grace, odd ones never would.
+        // Even calls finish within the grace, odd ones never would. The clients retry: the
+        // server's pushback must stop them from running the cut calls again.
         let in_flight =
-            load(&a.server, false, |n| if n.is_multiple_of(2) { n.to_string() } else { format!("hang{n}") }).await;
+            load(&a.server, true, |n| if n.is_multiple_of(2) { n.to_string() } else { format!("hang{n}") }).await;
         let started = Instant::now();
         let shutdown = tokio::spawn({
             let server = a.server.clone();

@@ -12,6 +12,8 @@ pub(crate) const USER: HeaderName = HeaderName::from_static("user");
 pub(crate) const HOST: HeaderName = HeaderName::from_static("host");
 pub(crate) const IP: HeaderName = HeaderName::from_static("ip");
 pub(crate) const API_VERSION: HeaderName = HeaderName::from_static("api_version");
+/// gRFC A6 server pushback: a negative value asks clients not to retry the call.
+pub(crate) const RETRY_PUSHBACK: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 
 /// Who is calling: the metadata a grpc-helper client (Rust or Python) sends with every call.
 ///

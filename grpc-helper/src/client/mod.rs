@@ -81,7 +81,9 @@ impl RpcClientBuilder {
     }
 
     /// How long to keep retrying calls that fail with UNAVAILABLE (default 60 s), counted from
-    /// each call's first attempt.
+    /// each call's first attempt. An UNAVAILABLE answer whose server forbids retries (a negative
+    /// `grpc-retry-pushback-ms`, sent for calls cut at the end of a shutdown grace period, which
+    /// may have had effects) is returned at once.
     pub fn timeout(mut self, window: Duration) -> Self {
         self.retry.window = Some(window);
         self

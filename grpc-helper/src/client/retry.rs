@@ -1,7 +1,9 @@
 //! Retry of calls that fail with UNAVAILABLE before the server answered (gRFC A6 style):
 //! full-jitter exponential backoff, bounded by the client's retry window and by the call's own
-//! deadline, never once response headers arrived. Request bodies are recorded while a retry is
-//! still possible, so client-streaming calls are replayed too.
+//! deadline, never once response headers arrived, and never when the server's answer forbids it
+//! (gRFC A6 pushback `grpc-retry-pushback-ms` < 0, which a grpc-helper server sends with the
+//! calls it was running when its shutdown grace ran out). Request bodies are recorded while a
+//! retry is still possible, so client-streaming calls are replayed too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -89,7 +91,7 @@ pub(super) fn call(
         let mut result = first.await;
         loop {
             let failure = match result {
-                Ok(response) if !is_unavailable(response.headers()) => {
+                Ok(response) if !is_unavailable(response.headers()) || refuses_retry(response.headers()) => {
                     // Committed: stop recording, free what was kept for replays.
                     replay.lock().stop_recording();
                     return Ok(response);
@@ -195,6 +197,12 @@ fn failure_status(error: tonic::transport::Error) -> tonic::Status {
 /// A trailers-only response carrying `grpc-status: 14` (UNAVAILABLE).
 fn is_unavailable(headers: &HeaderMap) -> bool {
     headers.get(GRPC_STATUS).is_some_and(|v| v.as_bytes() == b"14")
+}
+
+/// Server pushback forbidding retries (gRFC A6: a negative `grpc-retry-pushback-ms`), sent with
+/// answers to calls that had started when the server gave up on them.
+fn refuses_retry(headers: &HeaderMap) -> bool {
+    headers.get(crate::metadata::RETRY_PUSHBACK).is_some_and(|v| v.as_bytes().starts_with(b"-"))
 }
 
 /// The `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).

@@ -1013,7 +1013,11 @@ mod grace {
                 || this.notified.as_mut().as_pin_mut().is_some_and(|notified| notified.poll(cx).is_ready());
             if fired {
                 let status = tonic::Status::unavailable(this.over.message.lock().clone());
-                return Poll::Ready(Ok(status.into_http()));
+                let mut response = status.into_http::<Body>();
+                // The call may have had effects: tell retrying clients not to run it again
+                // (gRFC A6 server pushback; a negative value means "do not retry").
+                response.headers_mut().insert(crate::metadata::RETRY_PUSHBACK, http::HeaderValue::from_static("-1"));
+                return Poll::Ready(Ok(response));
             }
             Poll::Pending
         }
