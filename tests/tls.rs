@@ -118,3 +118,75 @@ fn tls_files_come_from_the_command_line() {
         assert!(error.message().contains("/nope.pem"), "{error}");
     });
 }
+
+/// Secrets stay secret: with TLS, an auth guard and every logger at DEBUG, neither the TLS
+/// private key nor a bearer token (right or wrong) reaches the log files or a debug dump.
+#[tokio::test]
+async fn no_key_or_token_in_logs_or_dumps() {
+    use grpc_helper::Folders;
+    use grpc_helper::api::logger_service_client::LoggerServiceClient;
+    use grpc_helper::api::{LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate};
+    use grpc_helper::auth::BearerToken;
+
+    const TOKEN: &str = "secret-token-7f3a9c";
+    const WRONG: &str = "wrong-token-b41e0d";
+    bounded(Duration::from_secs(30), async {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki();
+        let server = server_builder()
+            .folders(Folders::default().workspace(dir.path()))
+            .tls(ServerTls::new(pki.server.0.clone(), pki.server.1.clone()).ca(pki.ca.clone()))
+            .auth_guard(BearerToken::new(TOKEN))
+            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+            .start()
+            .await
+            .unwrap();
+        let connect = |token: &str| {
+            RpcClient::builder("127.0.0.1", server.local_addr().port())
+                .no_retry()
+                .tls(ClientTls::new(pki.ca.clone()).domain("localhost"))
+                .bearer_token(token)
+                .connect_lazy()
+                .unwrap()
+        };
+        let (client, intruder) = (connect(TOKEN), connect(WRONG));
+        let mut log = LoggerServiceClient::new(client.channel::<LoggerApiVersion>());
+        let debug = |name: &str| LoggerConfig { name: name.into(), enabled: true, level: LoggerLevel::LvlDebug as i32 };
+        log.set(LoggerUpdate { items: vec![debug("root"), debug("grpc_helper")] }).await.unwrap();
+        client.server_service().info(Filter::default()).await.unwrap();
+        sample_stub(&client).method1(Empty {}).await.unwrap();
+        let refused = LoggerServiceClient::new(intruder.channel::<LoggerApiVersion>())
+            .reset(Filter { names: vec!["root".into()], ignore_unknown: false })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        let dump = server.dump().unwrap();
+        server.shutdown().await;
+
+        assert!(dump.starts_with(dir.path()), "the dump goes to the logs folder: {}", dump.display());
+        let mut texts = Vec::new();
+        let mut folders = vec![dir.path().to_owned()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    texts.push((path.clone(), String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned()));
+                }
+            }
+        }
+        let all: String = texts.iter().map(|(_, text)| text.as_str()).collect();
+        assert!(all.contains(">>> "), "the calls were logged at DEBUG (else this test proves nothing)");
+        assert!(all.contains("refused"), "the refusal was logged");
+        // Every base64 line of the key's PEM body.
+        let key_lines: Vec<&str> = pki.server.1.lines().filter(|l| !l.starts_with("-----") && l.len() > 16).collect();
+        assert!(!key_lines.is_empty());
+        for (path, text) in &texts {
+            for secret in key_lines.iter().copied().chain([TOKEN, WRONG]) {
+                assert!(!text.contains(secret), "{} holds a secret ({secret})", path.display());
+            }
+        }
+    })
+    .await;
+}
