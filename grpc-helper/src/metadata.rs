@@ -45,15 +45,24 @@ fn text(value: &Option<HeaderValue>) -> &str {
 }
 
 impl CallerMetadata {
-    /// Reads the five keys from request headers.
+    /// Reads the five keys from request headers (the first value of a repeated key).
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self {
-            client: headers.get(CLIENT).cloned(),
-            user: headers.get(USER).cloned(),
-            host: headers.get(HOST).cloned(),
-            ip: headers.get(IP).cloned(),
-            api_version: headers.get(API_VERSION).cloned(),
+        // One pass over the few headers of a call costs less than five hashed lookups.
+        let mut caller = Self::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "client" => &mut caller.client,
+                "user" => &mut caller.user,
+                "host" => &mut caller.host,
+                "ip" => &mut caller.ip,
+                "api_version" => &mut caller.api_version,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.clone());
+            }
         }
+        caller
     }
 
     /// The client's name (e.g. `srv-client`).
@@ -200,6 +209,21 @@ mod tests {
         let id = identity();
         assert!(id.user.is_some(), "a user name or uid is always known");
         assert!(id.ip.is_some());
+    }
+
+    #[test]
+    fn the_first_value_of_each_key_is_read_as_a_lookup_would() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+        headers.append(API_VERSION, HeaderValue::from_static("2"));
+        headers.append(API_VERSION, HeaderValue::from_static("7"));
+        headers.insert(CLIENT, HeaderValue::from_static("tool"));
+        headers.insert("x-other", HeaderValue::from_static("ip"));
+        headers.append(IP, HeaderValue::from_static("10.0.0.1"));
+        let caller = CallerMetadata::from_headers(&headers);
+        assert_eq!(caller.api_version(), "2");
+        assert_eq!(caller.api_version_bytes(), headers.get(API_VERSION).map(HeaderValue::as_bytes));
+        assert_eq!((caller.client(), caller.ip(), caller.user(), caller.host()), ("tool", "10.0.0.1", "", ""));
     }
 
     #[test]
