@@ -165,6 +165,31 @@ impl Load {
     }
 }
 
+/// Kills `process` (SIGKILL) once `load` is well under way, restarts it after [`DOWNTIME`], and
+/// checks that no call failed or was lost, some having been made while it was down.
+async fn crash_under_load<F, Fut>(load: Load, process: Process, restart: F, what: &str) -> Process
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Process>,
+{
+    load.wait_more(300).await;
+    let killed = Instant::now();
+    kill_9(process).await;
+    tokio::time::sleep(DOWNTIME).await;
+    let process = restart().await;
+    let restarted = Instant::now();
+    load.wait_more(300).await;
+    let (tally, while_down) = load.stop(killed, restarted).await;
+    tally.report(&format!(
+        "crash: {what} killed (SIGKILL) mid-load, back after {:.1?}, {while_down} calls sent while down",
+        restarted - killed
+    ));
+    assert!(while_down > 0, "calls were made while the server was down");
+    assert_eq!((tally.failed, tally.lost), (0, 0), "{tally:?}");
+    assert_eq!(tally.succeeded, tally.sent);
+    process
+}
+
 fn retrying_client(port: u16, name: &str) -> RpcClient {
     RpcClient::builder("127.0.0.1", port).name(name).timeout(Duration::from_secs(15)).connect_lazy().unwrap()
 }
@@ -215,21 +240,8 @@ async fn example_server_killed_mid_load_and_restarted_loses_no_call() {
         wait_events(&received, &["1"]).await;
 
         let load = Load::start(&client, 6, 2, |foo| format!("Bonjour, {foo}!"));
-        load.wait_more(300).await;
-        let killed = Instant::now();
-        kill_9(server).await;
-        tokio::time::sleep(DOWNTIME).await;
-        let server = spawn("server", "serving on port", port, workspace.path()).await;
-        let restarted = Instant::now();
-        load.wait_more(300).await;
-        let (tally, while_down) = load.stop(killed, restarted).await;
-        tally.report(&format!(
-            "crash: example server killed (SIGKILL) mid-load, back after {:.1?}, {while_down} calls sent while down",
-            restarted - killed
-        ));
-        assert!(while_down > 0, "calls were made while the server was down");
-        assert_eq!((tally.failed, tally.lost), (0, 0), "{tally:?}");
-        assert_eq!(tally.succeeded, tally.sent);
+        let restart = || spawn("server", "serving on port", port, workspace.path());
+        let server = crash_under_load(load, server, restart, "example server").await;
 
         // After the restart: the user config is back, the listener resumed its queue.
         let values = config.get(Filter { names: vec!["sample-greeting".into()], ignore_unknown: false }).await;
@@ -265,20 +277,8 @@ async fn proxy_main_killed_mid_load_and_restarted_keeps_its_registration() {
 
         // Calls go through the main server to the backend (which echoes `foo`).
         let load = Load::start(&client, 6, 0, str::to_owned);
-        load.wait_more(300).await;
-        let killed = Instant::now();
-        kill_9(main).await;
-        tokio::time::sleep(DOWNTIME).await;
-        let main = spawn("proxy_main", "main server on port", port, workspace.path()).await;
-        let restarted = Instant::now();
-        load.wait_more(300).await;
-        let (tally, while_down) = load.stop(killed, restarted).await;
-        tally.report(&format!(
-            "crash: proxy main server killed (SIGKILL) mid-load, back after {:.1?}, {while_down} calls sent while down",
-            restarted - killed
-        ));
-        assert!(while_down > 0, "calls were made while the server was down");
-        assert_eq!((tally.failed, tally.lost), (0, 0), "{tally:?}");
+        let restart = || spawn("proxy_main", "main server on port", port, workspace.path());
+        let main = crash_under_load(load, main, restart, "proxy main server").await;
 
         let filter = Filter { names: vec!["sample".into()], ignore_unknown: false };
         let info = client.server_service().info(filter).await.map_err(RpcError::from).unwrap().into_inner();

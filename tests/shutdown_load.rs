@@ -63,6 +63,17 @@ async fn gated_server(name: &'static str, grace: Duration, open: bool) -> GatedS
     GatedServer { server, open, stopping }
 }
 
+/// Starts the server's shutdown in a task; returns once its shutdown hooks ran.
+async fn begin_shutdown(gated: &GatedServer) -> JoinHandle<()> {
+    let shutdown = tokio::spawn({
+        let server = gated.server.clone();
+        async move { server.shutdown().await }
+    });
+    let mut stopping = gated.stopping.clone();
+    stopping.wait_for(|stopping| *stopping).await.unwrap();
+    shutdown
+}
+
 fn stub(client: &RpcClient) -> SampleServiceClient<RpcChannel> {
     SampleServiceClient::new(client.channel::<SampleApiVersion>())
 }
@@ -115,12 +126,7 @@ async fn long_grace_completes_every_call_in_flight_and_late_calls_land_on_anothe
         let in_flight = load(&a.server, true, |n| n.to_string()).await;
 
         let started = Instant::now();
-        let shutdown = tokio::spawn({
-            let server = a.server.clone();
-            async move { server.shutdown().await }
-        });
-        let mut stopping = a.stopping.clone();
-        stopping.wait_for(|stopping| *stopping).await.unwrap();
+        let shutdown = begin_shutdown(&a).await;
         // The listener closes right after (in the serving task): from then on connections are refused.
         while tokio::net::TcpStream::connect(("127.0.0.1", a_port)).await.is_ok() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -213,12 +219,7 @@ async fn short_grace_ends_the_remaining_calls_with_a_clear_status() {
         let in_flight =
             load(&a.server, true, |n| if n.is_multiple_of(2) { n.to_string() } else { format!("hang{n}") }).await;
         let started = Instant::now();
-        let shutdown = tokio::spawn({
-            let server = a.server.clone();
-            async move { server.shutdown().await }
-        });
-        let mut stopping = a.stopping.clone();
-        stopping.wait_for(|stopping| *stopping).await.unwrap();
+        let shutdown = begin_shutdown(&a).await;
         a.open.send_replace(true);
         shutdown.await.unwrap();
         let took = started.elapsed();
