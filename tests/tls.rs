@@ -190,3 +190,24 @@ async fn no_key_or_token_in_logs_or_dumps() {
     })
     .await;
 }
+
+/// Over TLS too (where tonic wraps the connection info), a call in progress keeps its
+/// connection open past the idle timeout.
+#[tokio::test]
+async fn idle_timeout_counts_calls_over_tls() {
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let server = server_builder()
+            .tls(ServerTls::new(pki.server.0.clone(), pki.server.1.clone()).ca(pki.ca.clone()))
+            .idle_timeout(Some(Duration::from_millis(300)))
+            .manager(Sample::new(&EventLog::default(), Duration::from_millis(1500)))
+            .start()
+            .await
+            .unwrap();
+        let client = tls_client(&server, Some(ClientTls::new(pki.ca.clone()).domain("localhost")));
+        let reply = sample_stub(&client).long_method(Empty {}).await.expect("not cut while running");
+        assert_eq!(reply.into_inner().r.unwrap().msg, "shutting down: false");
+        server.shutdown().await;
+    })
+    .await;
+}

@@ -6,12 +6,12 @@
 //!
 //! Neither hyper nor h2 closes a connection that never sends its preface, or that completed the
 //! handshake and then sits without a call: a watchdog does (see [`ConnectionLimits`]). Calls are
-//! counted per connection by [`Tracked`], which finds the connection by the peer's address.
+//! counted per connection by [`Tracked`], which finds the connection's state in what tonic
+//! attaches to each request ([`ConnInfo`]): no lookup and no shared lock per call.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,7 +24,7 @@ use futures_core::Stream;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::Connected;
 
 use super::stop_signal::CancelSignal;
 
@@ -59,7 +59,6 @@ const PREFACE_LEN: usize = 24 + 9;
 /// One open connection, as the watchdog sees it.
 struct ConnState {
     fd: RawFd,
-    peer: Option<SocketAddr>,
     accepted: Instant,
     /// Bytes read, counted up to [`PREFACE_LEN`].
     read: AtomicUsize,
@@ -91,7 +90,6 @@ impl ConnState {
 #[derive(Default)]
 struct Registry {
     open: HashMap<u64, Arc<ConnState>>,
-    by_peer: HashMap<SocketAddr, Arc<ConnState>>,
 }
 
 /// Open connections, by id, so that they can be cut together.
@@ -118,12 +116,6 @@ impl Connections {
             count += 1;
         }
         count
-    }
-
-    fn call_started(&self, peer: SocketAddr) -> Option<CallGuard> {
-        let state = Arc::clone(self.registry.lock().by_peer.get(&peer)?);
-        state.calls.fetch_add(1, Ordering::AcqRel);
-        Some(CallGuard(state))
     }
 
     /// Closes, every tick, the connections past their handshake or idle timeout; at shutdown,
@@ -162,6 +154,13 @@ impl Connections {
 /// Counts a call on its connection until its response body is dropped.
 struct CallGuard(Arc<ConnState>);
 
+impl CallGuard {
+    fn new(state: &Arc<ConnState>) -> Self {
+        state.calls.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(state))
+    }
+}
+
 impl Drop for CallGuard {
     fn drop(&mut self) {
         self.0.touch();
@@ -173,21 +172,23 @@ impl Drop for CallGuard {
 #[derive(Clone)]
 pub(crate) struct Tracked<S> {
     inner: S,
-    connections: Arc<Connections>,
 }
 
 impl<S> Tracked<S> {
-    pub(crate) fn new(inner: S, connections: Arc<Connections>) -> Self {
-        Self { inner, connections }
+    pub(crate) fn new(inner: S) -> Self {
+        Self { inner }
     }
 }
 
-fn peer_of<B>(request: &http::Request<B>) -> Option<SocketAddr> {
-    let extensions = request.extensions();
-    match extensions.get::<TcpConnectInfo>() {
-        Some(info) => info.remote_addr(),
-        None => extensions.get::<TlsConnectInfo<TcpConnectInfo>>()?.get_ref().remote_addr(),
-    }
+/// What tonic attaches to every request of a connection: the connection's state.
+#[derive(Clone)]
+pub(crate) struct ConnInfo {
+    state: Arc<ConnState>,
+}
+
+fn connection_of<B>(request: &http::Request<B>) -> Option<&Arc<ConnState>> {
+    // tonic inserts it for TLS connections too (beside `TlsConnectInfo`).
+    request.extensions().get::<ConnInfo>().map(|info| &info.state)
 }
 
 impl<S, B> tower::Service<http::Request<tonic::body::Body>> for Tracked<S>
@@ -203,7 +204,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let call = peer_of(&request).and_then(|peer| self.connections.call_started(peer));
+        let call = connection_of(&request).map(CallGuard::new);
         TrackedFuture { inner: self.inner.call(request), call }
     }
 }
@@ -314,7 +315,7 @@ impl Stream for Incoming {
         }
         match self.listener.poll_accept(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok((stream, peer))) => {
+            Poll::Ready(Ok((stream, _peer))) => {
                 let _ = stream.set_nodelay(true);
                 if let Some(idle) = self.tcp_keepalive {
                     set_tcp_keepalive(stream.as_raw_fd(), idle);
@@ -322,7 +323,6 @@ impl Stream for Incoming {
                 let id = self.connections.next.fetch_add(1, Ordering::Relaxed);
                 let state = Arc::new(ConnState {
                     fd: stream.as_raw_fd(),
-                    peer: Some(peer),
                     accepted: Instant::now(),
                     read: AtomicUsize::new(0),
                     calls: AtomicUsize::new(0),
@@ -330,7 +330,6 @@ impl Stream for Incoming {
                 });
                 let mut registry = self.connections.registry.lock();
                 registry.open.insert(id, Arc::clone(&state));
-                registry.by_peer.insert(peer, Arc::clone(&state));
                 drop(registry);
                 Poll::Ready(Some(Ok(Connection { stream, id, state, connections: Arc::clone(&self.connections) })))
             }
@@ -353,21 +352,15 @@ pub(crate) struct Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let mut registry = self.connections.registry.lock();
-        registry.open.remove(&self.id);
-        if let Some(peer) = self.state.peer
-            && registry.by_peer.get(&peer).is_some_and(|s| Arc::ptr_eq(s, &self.state))
-        {
-            registry.by_peer.remove(&peer);
-        }
+        self.connections.registry.lock().open.remove(&self.id);
     }
 }
 
 impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> ConnInfo {
+        ConnInfo { state: Arc::clone(&self.state) }
     }
 }
 

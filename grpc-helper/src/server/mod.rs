@@ -548,7 +548,7 @@ impl RpcServerBuilder {
                 RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS certificate or key: {e}"))
             })?;
         }
-        let router = Tracked::new(router, Arc::clone(&core.connections));
+        let router = Tracked::new(router);
         let serve = transport.serve_with_incoming_shutdown(router, incoming, async move {
             stop.wait().await;
         });
