@@ -354,40 +354,33 @@ fn command_line_options_parse_into_folders_port_and_config() {
 
 #[test]
 fn persisted_config_is_never_partial_when_the_process_is_killed_mid_write() {
-    use grpc_helper_tests::process::{example, spawn_until};
+    use grpc_helper_tests::process::{example, kill_loop};
     use std::process::Command;
 
     let workspace = tempfile::tempdir().unwrap();
     let file = workspace.path().join("config.json");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let mut written = 0usize;
-    for round in 0..8u64 {
-        let port = grpc_helper_tests::free_port();
+    let command = |port: u16| {
+        // Each round starts from the previous round's file (the server restores it).
         let mut command = Command::new(example("server"));
         command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "error");
-        let mut server = spawn_until(command, "serving on port", Duration::from_secs(60));
-        // The previous round's file (if any) was restored: the server started from it.
-        let client = {
-            let _in_runtime = runtime.enter();
-            grpc_helper::RpcClient::builder("127.0.0.1", port).no_retry().connect_lazy().unwrap()
-        };
-        let hammer = runtime.spawn(async move {
-            let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
-            let mut n = 0usize;
-            // Bounded: stops at the first failure (the kill) or after 100k writes.
-            while n < 100_000 {
-                let value = format!("greeting number {n} {}", "x".repeat(n % 500));
-                if config.set(update(&[("sample-greeting", &value)])).await.is_err() {
-                    break;
-                }
-                n += 1;
+        command
+    };
+    let hammer = |port: u16| async move {
+        let client = grpc_helper::RpcClient::builder("127.0.0.1", port).no_retry().connect_lazy().unwrap();
+        let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+        let mut n = 0usize;
+        // Bounded: stops at the first failure (the kill) or after 100k writes.
+        while n < 100_000 {
+            let value = format!("greeting number {n} {}", "x".repeat(n % 500));
+            if config.set(update(&[("sample-greeting", &value)])).await.is_err() {
+                break;
             }
-            n
-        });
-        std::thread::sleep(Duration::from_millis(150 + 37 * round));
-        server.0.kill().unwrap();
-        let _ = server.0.wait();
-        written += runtime.block_on(hammer).unwrap();
+            n += 1;
+        }
+        n
+    };
+    let check = |round: u64| {
         if file.exists() {
             let text = std::fs::read_to_string(&file).unwrap();
             let parsed: BTreeMap<String, String> =
@@ -400,6 +393,7 @@ fn persisted_config_is_never_partial_when_the_process_is_killed_mid_write() {
             .filter(|n| n != "config.json" && !n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
-    }
+    };
+    let written = kill_loop(&runtime, 8, command, "serving on port", hammer, check);
     assert!(written > 100, "the test wrote enough to hit a write in progress: {written}");
 }
