@@ -76,11 +76,7 @@ pub(super) fn call(
     let limit = deadline.map_or(start + window, |d| d.min(start + window));
     let (mut parts, body) = request.into_parts();
     let replay = Arc::new(Mutex::new(Replay::new(body)));
-    let mut first = http::Request::new(Body::new(ReplayBody { replay: Arc::clone(&replay), position: 0 }));
-    *first.method_mut() = parts.method.clone();
-    *first.uri_mut() = parts.uri.clone();
-    *first.version_mut() = parts.version;
-    *first.headers_mut() = parts.headers.clone();
+    let mut first = attempt_request(&parts, &replay);
     // Only the first attempt carries the extensions: the transport channel reads none, and not
     // cloning them saves allocations on every call.
     *first.extensions_mut() = std::mem::take(&mut parts.extensions);
@@ -129,11 +125,7 @@ pub(super) fn call(
             );
             tokio::time::sleep(delay).await;
             attempt += 1;
-            let mut request = http::Request::new(Body::new(ReplayBody { replay: Arc::clone(&replay), position: 0 }));
-            *request.method_mut() = parts.method.clone();
-            *request.uri_mut() = parts.uri.clone();
-            *request.version_mut() = parts.version;
-            *request.headers_mut() = parts.headers.clone();
+            let mut request = attempt_request(&parts, &replay);
             if let Some(deadline) = deadline {
                 // The deadline covers every attempt: later ones get what is left.
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -148,6 +140,16 @@ pub(super) fn call(
             };
         }
     })
+}
+
+/// One attempt's request: the call's head, and a body replaying what earlier attempts read.
+fn attempt_request(parts: &http::request::Parts, replay: &Arc<Mutex<Replay>>) -> http::Request<Body> {
+    let mut request = http::Request::new(Body::new(ReplayBody { replay: Arc::clone(replay), position: 0 }));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request
 }
 
 /// Why an attempt can be retried.
