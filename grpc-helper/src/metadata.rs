@@ -14,6 +14,9 @@ pub(crate) const IP: HeaderName = HeaderName::from_static("ip");
 pub(crate) const API_VERSION: HeaderName = HeaderName::from_static("api_version");
 /// gRFC A6 server pushback: a negative value asks clients not to retry the call.
 pub(crate) const RETRY_PUSHBACK: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
+pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Who is calling: the metadata a grpc-helper client (Rust or Python) sends with every call.
 ///

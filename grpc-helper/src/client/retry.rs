@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
 use parking_lot::Mutex;
 use tonic::body::Body;
@@ -20,10 +20,7 @@ use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
 use super::Shared;
-
-// Constants, not `&str` keys: a `&str` key is parsed and validated on every lookup.
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+use crate::metadata::{GRPC_STATUS, GRPC_TIMEOUT, RETRY_PUSHBACK};
 
 /// Recorded request bytes beyond which a call is no longer retried (memory bound).
 const REPLAY_LIMIT: usize = 1024 * 1024;
@@ -204,7 +201,7 @@ fn is_unavailable(headers: &HeaderMap) -> bool {
 /// Server pushback forbidding retries (gRFC A6: a negative `grpc-retry-pushback-ms`), sent with
 /// answers to calls that had started when the server gave up on them.
 fn refuses_retry(headers: &HeaderMap) -> bool {
-    headers.get(crate::metadata::RETRY_PUSHBACK).is_some_and(|v| v.as_bytes().starts_with(b"-"))
+    headers.get(RETRY_PUSHBACK).is_some_and(|v| v.as_bytes().starts_with(b"-"))
 }
 
 /// The `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).

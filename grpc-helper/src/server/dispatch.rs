@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::pending::{PendingCalls, PendingGuard};
 use crate::__private::BoxStream;
+use crate::metadata::{GRPC_MESSAGE, GRPC_STATUS};
 use crate::{ApiVersion, CallContext, CallerMetadata, Manager, ManagerContext, ReplyStream, RpcError, RpcMessage};
 
 /// A manager as hosted by a server: the user's value plus what the call path needs.
@@ -222,9 +223,6 @@ where
         self.0.call(request)
     }
 }
-
-const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
 
 /// tonic refuses an oversized request before the handler runs, with a trailers-only answer:
 /// the status is in the response headers (one lookup on the hot path, absent on success).
