@@ -19,7 +19,7 @@ use grpc_helper::{RpcClient, RpcError};
 use grpc_helper_examples::api::sample_service_client::SampleServiceClient;
 use grpc_helper_examples::api::{SampleApiVersion, SampleRequest};
 use grpc_helper_tests::process::{Process, example, spawn_until};
-use grpc_helper_tests::{EventLog, Sample, Tally, bounded, free_port, server_builder};
+use grpc_helper_tests::{EventLog, Sample, Tally, bounded, free_port, sample_stub, server_builder, start_sample};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
@@ -28,6 +28,11 @@ const CALL_LIMIT: Duration = Duration::from_secs(20);
 /// How long the killed server stays down: every call made meanwhile is refused (never
 /// delivered) until the restart.
 const DOWNTIME: Duration = Duration::from_secs(1);
+
+/// What `RpcClient` says of a call whose connection broke after the answer had begun.
+const MAY_HAVE_RUN: &str = "the server may have processed the call";
+/// More calls than any load here keeps in flight at once.
+const IN_FLIGHT_MAX: usize = 16;
 
 /// A server process of the examples, on `port` with workspace `workspace`.
 async fn spawn(binary: &'static str, ready: &'static str, port: u16, workspace: &Path) -> Process {
@@ -149,15 +154,23 @@ impl Load {
         let mut tally = Tally { sent: records.len(), ..Tally::default() };
         let while_down = records.iter().filter(|r| r.started > killed && r.started < restarted).count();
         for record in &records {
+            let in_flight = record.started < killed && record.ended > killed;
             match &record.outcome {
                 Some(Ok(())) => tally.succeeded += 1,
+                // The server (or the proxy) had started to answer: the call was delivered and
+                // may have run, so no client can safely retry it. Allowed only for calls in
+                // flight at the kill, and only with the status that says so.
+                Some(Err(e)) if in_flight && e.contains("Unavailable") && e.contains(MAY_HAVE_RUN) => {
+                    eprintln!("call cut mid-reply: {e}");
+                    tally.failed_in_doubt += 1;
+                }
                 Some(Err(e)) => {
                     eprintln!("call failed: {e}");
                     tally.failed += 1;
                 }
                 None => tally.lost += 1,
             }
-            if record.started < killed && record.ended > killed && matches!(record.outcome, Some(Ok(()))) {
+            if in_flight && matches!(record.outcome, Some(Ok(()))) {
                 tally.in_doubt += 1;
             }
         }
@@ -186,7 +199,8 @@ where
     ));
     assert!(while_down > 0, "calls were made while the server was down");
     assert_eq!((tally.failed, tally.lost), (0, 0), "{tally:?}");
-    assert_eq!(tally.succeeded, tally.sent);
+    assert!(tally.failed_in_doubt <= IN_FLIGHT_MAX, "{tally:?}");
+    assert_eq!(tally.succeeded + tally.failed_in_doubt, tally.sent);
     process
 }
 
@@ -287,6 +301,60 @@ async fn proxy_main_killed_mid_load_and_restarted_keeps_its_registration() {
         assert_eq!((sample.proxy_port, sample.version.as_str()), (u32::from(backend_port), "1.2.3"));
         shut_down(&client, main).await;
         backend.shutdown().await;
+    })
+    .await;
+}
+
+/// A connection cut after the server's answer had begun: the call ends with UNAVAILABLE saying
+/// that it may have run (tonic alone says UNKNOWN "h2 protocol error"), and is not retried;
+/// the next call gets a new connection.
+#[tokio::test]
+async fn connection_cut_mid_reply_is_unavailable_and_says_the_call_may_have_run() {
+    bounded(Duration::from_secs(30), async {
+        let log = EventLog::default();
+        let server = start_sample(&log).await;
+        let server_port = server.local_addr().port();
+        // A loopback TCP relay in front of the server whose connections can be cut at will.
+        let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_port = relay.local_addr().unwrap().port();
+        let (cut, cut_seen) = tokio::sync::watch::channel(false);
+        let relay_task = tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = relay.accept().await.unwrap();
+                let mut cut_seen = cut_seen.clone();
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await.unwrap();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        // Dropping both sockets breaks the connection under the call.
+                        _ = cut_seen.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        let client = RpcClient::builder("127.0.0.1", relay_port)
+            .name("cut")
+            .timeout(Duration::from_secs(5))
+            .connect_lazy()
+            .unwrap();
+        let mut stub = sample_stub(&client);
+        let (requests, rx) = tokio::sync::mpsc::channel(4);
+        requests.send(grpc_helper_tests::api::SampleRequest { foo: "one".into() }).await.unwrap();
+        let mut echoes = stub.s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        assert_eq!(echoes.message().await.unwrap().unwrap().bar, "one");
+
+        cut.send(true).unwrap();
+        let status = echoes.message().await.expect_err("the connection was cut");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains(MAY_HAVE_RUN), "{status:?}");
+        assert!(status.message().contains(&format!("127.0.0.1:{relay_port}")), "{status:?}");
+
+        cut.send(false).unwrap();
+        let reply =
+            stub.method4(grpc_helper_tests::api::SampleRequest { foo: "again".into() }).await.unwrap().into_inner();
+        assert_eq!(reply.bar, "again");
+        relay_task.abort();
+        server.shutdown().await;
     })
     .await;
 }

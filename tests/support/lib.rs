@@ -245,8 +245,11 @@ pub struct Tally {
     pub sent: usize,
     /// Calls answered with their real reply.
     pub succeeded: usize,
-    /// Calls that got an error status.
+    /// Calls that got an error status, other than `failed_in_doubt`.
     pub failed: usize,
+    /// Calls cut after the server had started to answer (delivered, so not retried): they end
+    /// with UNAVAILABLE saying that the call may have run. Only calls in flight at a crash.
+    pub failed_in_doubt: usize,
     /// Calls with no outcome at all within the test's bound (must be 0).
     pub lost: usize,
     /// Succeeded calls that may have run twice: in flight when the server was killed, retried.
@@ -256,9 +259,10 @@ pub struct Tally {
 impl Tally {
     /// Prints `SUMMARY <scenario>: sent .. succeeded .. failed .. lost .. in doubt ..` on stderr.
     pub fn report(&self, scenario: &str) {
-        let Self { sent, succeeded, failed, lost, in_doubt } = self;
+        let Self { sent, succeeded, failed, failed_in_doubt, lost, in_doubt } = self;
         eprintln!(
-            "SUMMARY {scenario}: sent {sent} succeeded {succeeded} failed {failed} lost {lost} in doubt {in_doubt}"
+            "SUMMARY {scenario}: sent {sent} succeeded {succeeded} failed {failed} lost {lost} in doubt {in_doubt} \
+             (succeeded after a retry), {failed_in_doubt} (cut mid-reply)"
         );
     }
 }

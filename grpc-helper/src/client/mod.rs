@@ -83,7 +83,9 @@ impl RpcClientBuilder {
     /// How long to keep retrying calls that fail with UNAVAILABLE (default 60 s), counted from
     /// each call's first attempt. An UNAVAILABLE answer whose server forbids retries (a negative
     /// `grpc-retry-pushback-ms`, sent for calls cut at the end of a shutdown grace period, which
-    /// may have had effects) is returned at once.
+    /// may have had effects) is returned at once. Once the server has started to answer, a call
+    /// is never retried: a connection lost then ends it with UNAVAILABLE saying that the server
+    /// may have processed it (the caller decides whether running it twice is safe).
     pub fn timeout(mut self, window: Duration) -> Self {
         self.retry.window = Some(window);
         self

@@ -66,7 +66,13 @@ pub(super) fn call(
     let policy = &shared.retry;
     let Some(window) = policy.window else {
         let first = channel.call(request);
-        return Box::pin(async move { first.await.map_err(|e| Box::new(failure_status(e)) as BoxError) });
+        let shared = Arc::clone(shared);
+        return Box::pin(async move {
+            match first.await {
+                Ok(response) => Ok(reply(response, shared)),
+                Err(e) => Err(Box::new(failure_status(e)) as BoxError),
+            }
+        });
     };
     let start = Instant::now();
     let deadline = grpc_timeout(request.headers()).map(|t| start + t);
@@ -87,7 +93,7 @@ pub(super) fn call(
                 Ok(response) if !is_unavailable(response.headers()) || refuses_retry(response.headers()) => {
                     // Committed: stop recording, free what was kept for replays.
                     replay.lock().stop_recording();
-                    return Ok(response);
+                    return Ok(reply(response, shared));
                 }
                 Ok(response) => Retry::Response(response),
                 Err(e) => match failure_status(e) {
@@ -137,6 +143,57 @@ pub(super) fn call(
             };
         }
     })
+}
+
+/// The committed answer, its body watched for a connection lost in the middle of it.
+fn reply(response: http::Response<Body>, shared: Arc<Shared>) -> http::Response<Body> {
+    response.map(|inner| Body::new(ReplyBody { inner, shared }))
+}
+
+/// A reply body whose connection broke after the server started answering ends with
+/// UNAVAILABLE, as gRPC's own transports report it (tonic alone says UNKNOWN "h2 protocol
+/// error"), and says that the call may have run: it is past the point of a safe retry.
+struct ReplyBody {
+    inner: Body,
+    shared: Arc<Shared>,
+}
+
+impl HttpBody for ReplyBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(status))) if broken_connection(&status) => {
+                Poll::Ready(Some(Err(tonic::Status::unavailable(format!(
+                    "connection to {} lost while the reply was coming in (the server may have processed the call): {}",
+                    self.shared.target,
+                    status.message()
+                )))))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A status that stands for a dead connection: an I/O error somewhere in its causes.
+fn broken_connection(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() || cause.downcast_ref::<h2::Error>().is_some_and(h2::Error::is_io) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// One attempt's request: the call's head, and a body replaying what earlier attempts read.
