@@ -18,6 +18,8 @@
 //! retrying `RpcClient` across server restarts on the same port, and the idle RSS of a server
 //! process. Every server listens on 127.0.0.1 only; every loop is bounded in time and count.
 
+#[path = "bench/capacity.rs"]
+mod capacity;
 #[path = "bench/extras.rs"]
 mod extras;
 #[path = "bench/fanout.rs"]
@@ -88,7 +90,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Logging::None)]
     logging: Logging,
     /// Run only these targets (comma-separated keys: bare, srv, srv-md, cli, helper, python,
-    /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, startup, rss).
+    /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, startup, rss,
+    /// capacity).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Instead of the tables: `--calls` sequential calls of this unary target (bare, srv,
@@ -236,6 +239,8 @@ struct Settings {
     logging: Logging,
     /// Calls of the server-process load (RSS and CPU per call): Rust servers, Python server.
     process_calls: (u64, u64),
+    /// Load of the one-core-each capacity measure.
+    capacity: LoadSpec,
     /// Rounds of the start-to-serving measure.
     startup_rounds: usize,
 }
@@ -300,6 +305,13 @@ fn main() -> ExitCode {
         logging: args.logging,
         process_calls: if smoke { (2_000, 500) } else { (40_000, 10_000) },
         startup_rounds: if smoke { 2 } else { 10 },
+        // Enough calls in flight to keep a one-core server busy whatever its latency.
+        capacity: LoadSpec {
+            connections: if smoke { 2 } else { 4 },
+            concurrency: if smoke { 8 } else { 32 },
+            warmup: Duration::from_secs_f64(if smoke { 0.2 } else { 1.0 }),
+            duration: Duration::from_secs_f64(if smoke { 0.5 } else { 5.0 }),
+        },
     };
     settings.logging.install();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -423,7 +435,85 @@ async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
         ok &= rows.iter().all(|(_, r)| r.is_ok());
         println!("{}", rss_table(&rows));
     }
+
+    if settings.wants("capacity") {
+        match capacity::two_cpus() {
+            None => println!("== Capacity, one core each: skipped (this process may use fewer than 2 CPUs)\n"),
+            Some(cpus) => {
+                let spec = &settings.capacity;
+                let mut rows = vec![
+                    ("bare tonic server", extras::capacity(ServerKind::Bare, None, cpus, spec.clone()).await),
+                    ("helper RpcServer", extras::capacity(ServerKind::Helper, None, cpus, spec.clone()).await),
+                ];
+                if let Some(python) = &settings.python {
+                    let python = extras::capacity(ServerKind::Python, Some(python), cpus, spec.clone()).await;
+                    rows.push(("Python helper 2.3.1", python));
+                }
+                ok &= rows.iter().all(|(_, r)| r.is_ok());
+                println!("{}", capacity_table(cpus, spec, &rows));
+            }
+        }
+    }
     ok
+}
+
+fn capacity_table(
+    cpus: (usize, usize),
+    spec: &LoadSpec,
+    rows: &[(&str, Result<capacity::CapacityReport, String>)],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== Capacity, one core each: the server process pinned to CPU {} (a Rust server's runtime then has 1 worker),\n   the load generator one thread of this process pinned to CPU {} (tonic client, current-thread runtime);\n   {} connections x {} in flight, {:.1} s measured after {:.1} s of warm-up. The Python original is GIL-bound\n   to about one core anyway: this gives every server that one core.",
+        cpus.1,
+        cpus.0,
+        spec.connections,
+        spec.concurrency,
+        spec.duration.as_secs_f64(),
+        spec.warmup.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:>9} {:>11} {:>12} {:>14} {:>16} {:>16}",
+        "server", "req/s", "server CPU", "CPU us/call", "load gen CPU", "x Python req/s", "x Python CPU/call"
+    );
+    let python = rows.iter().find(|(label, _)| label.starts_with("Python")).and_then(|(_, r)| r.as_ref().ok());
+    for (label, report) in rows {
+        match report {
+            Ok(r) => {
+                let per_call = r.server_cpu_per_call();
+                let cpu = per_call.map_or("-".to_owned(), |c| format!("{:.1}", c.as_secs_f64() * 1e6));
+                let busy = r.server_cpu.map_or("-".to_owned(), |c| format!("{:.0}%", r.busy(c)));
+                let (x_rate, x_cpu) = match python {
+                    Some(p) if p.calls > 0 => (
+                        format!("{:.1}x", r.per_second() / p.per_second()),
+                        match (per_call, p.server_cpu_per_call()) {
+                            (Some(c), Some(pc)) if !c.is_zero() => {
+                                format!("{:.1}x", pc.as_secs_f64() / c.as_secs_f64())
+                            }
+                            _ => "-".to_owned(),
+                        },
+                    ),
+                    _ => ("-".to_owned(), "-".to_owned()),
+                };
+                let _ = writeln!(
+                    out,
+                    "{label:<24} {:>9.0} {busy:>11} {cpu:>12} {:>14} {x_rate:>16} {x_cpu:>16}",
+                    r.per_second(),
+                    format!("{:.0}%", r.busy(r.client_cpu)),
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{label:<24} FAILED: {e}");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  (server CPU: of its one core, from /proc/<pid>/stat; load gen CPU: of the other core. A Rust row whose\n   load generator is near 100% is capped by the load generator: its ratios are then lower bounds.)"
+    );
+    out
 }
 
 /// One server of each kind, shared by every target that uses that kind (each target has its

@@ -159,7 +159,7 @@ pub async fn startup(kind: ServerKind, python: Option<&Path>, rounds: usize) -> 
             }
             (ServerKind::Python, None) => return Err("no python given".into()),
             (kind, _) => {
-                let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, "none"))
+                let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, "none", None))
                     .await
                     .map_err(|e| format!("spawn task: {e}"))??;
                 (Measured::Rust(child, stderr), port)
@@ -207,6 +207,36 @@ pub struct RssReport {
     pub cpu_per_call: Option<Duration>,
 }
 
+/// Capacity with one core each (see `capacity.rs`): the server of `kind` in a process of its
+/// own pinned to `cpus.1`, driven from one thread pinned to `cpus.0`.
+pub async fn capacity(
+    kind: ServerKind,
+    python: Option<&Path>,
+    cpus: (usize, usize),
+    spec: crate::load::LoadSpec,
+) -> Result<crate::capacity::CapacityReport, String> {
+    let (measured, port, pid) = match (kind, python) {
+        (ServerKind::Python, Some(python)) => {
+            let server = EchoServer::python_on(python, 1, Some(cpus.1)).await?;
+            let (port, pid) = (server.port(), server.pid().unwrap_or_default());
+            (Measured::Python(server), port, pid)
+        }
+        (ServerKind::Python, None) => return Err("no python given".into()),
+        (kind, _) => {
+            let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, "none", Some(cpus.1)))
+                .await
+                .map_err(|e| format!("spawn task: {e}"))??;
+            let pid = child.id();
+            (Measured::Rust(child, stderr), port, pid)
+        }
+    };
+    let load =
+        move || crate::capacity::run(cpus.0, port, pid, spec.connections, spec.concurrency, spec.warmup, spec.duration);
+    let result = tokio::task::spawn_blocking(load).await.map_err(|e| format!("load task: {e}")).and_then(|r| r);
+    let stderr = measured.stop().await;
+    result.map_err(|e| format!("{e}\n{stderr}"))
+}
+
 /// The server process whose memory is measured.
 enum Measured {
     /// This program, re-run with `--child <kind>`.
@@ -231,7 +261,7 @@ pub async fn idle_rss(
         }
         (ServerKind::Python, None) => return Err("no python given".into()),
         (kind, _) => {
-            let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, logging))
+            let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, logging, None))
                 .await
                 .map_err(|e| format!("spawn task: {e}"))??;
             let pid = child.id();
@@ -317,19 +347,24 @@ fn status_kib(pid: u32, key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))
 }
 
-fn spawn_child(kind: ServerKind, logging: &str) -> Result<(Child, StderrLines, u16), String> {
+fn spawn_child(kind: ServerKind, logging: &str, cpu: Option<usize>) -> Result<(Child, StderrLines, u16), String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let arg = match kind {
         ServerKind::Bare => "bare",
         _ => "helper",
     };
-    let mut child = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    command
         .args(["--child", arg, "--logging", logging])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+        .stderr(Stdio::piped());
+    if let Some(cpu) = cpu {
+        // The child's runtime sees one available CPU, so it starts one worker, as a server
+        // given one core would.
+        crate::capacity::pin_command(&mut command, cpu);
+    }
+    let mut child = command.spawn().map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let ready = watch_output(&mut child, "PORT ", Arc::clone(&stderr));
     let port =

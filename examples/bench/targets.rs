@@ -109,8 +109,13 @@ impl EchoServer {
 
     /// Starts the Python grpc-helper echo server (`examples/bench/py_echo_server.py`).
     pub async fn python(python: &Path, items: usize) -> Result<Self, String> {
+        Self::python_on(python, items, None).await
+    }
+
+    /// The Python server, its process pinned to `cpu` when given.
+    pub async fn python_on(python: &Path, items: usize, cpu: Option<usize>) -> Result<Self, String> {
         let python = python.to_owned();
-        tokio::task::spawn_blocking(move || PythonServer::start(&python, items).map(EchoServer::Python))
+        tokio::task::spawn_blocking(move || PythonServer::start(&python, items, cpu).map(EchoServer::Python))
             .await
             .map_err(|e| format!("python start task failed: {e}"))?
     }
@@ -202,17 +207,20 @@ impl PythonServer {
     const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/py_echo_server.py");
     const PROTO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
 
-    fn start(python: &Path, items: usize) -> Result<Self, String> {
+    fn start(python: &Path, items: usize, cpu: Option<usize>) -> Result<Self, String> {
         let port = free_port()?;
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .arg(Self::SCRIPT)
             .args(["--port", &port.to_string(), "--proto-root", Self::PROTO_ROOT])
             .args(["--stream-items", &items.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+            .stderr(Stdio::piped());
+        if let Some(cpu) = cpu {
+            crate::capacity::pin_command(&mut command, cpu);
+        }
+        let mut child = command.spawn().map_err(|e| format!("cannot run {}: {e}", python.display()))?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let ready = watch_output(&mut child, "READY", Arc::clone(&stderr));
         let mut server = Self { child, port, stderr };
