@@ -849,7 +849,7 @@ fn reconnect_table(
     );
     let millis = |d: Option<&Duration>| d.map_or_else(|| "-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
     let policies = [
-        (format!("default (100 ms then 200 ms max, full jitter; down {} ms)", down.as_millis()), default),
+        (format!("default (50 ms then 100 ms max, full jitter; down {} ms)", down.as_millis()), default),
         ("max_retry_delay 10 ms (down 100 ms): the mechanism alone".to_owned(), fast),
     ];
     let mut notes = Vec::new();

@@ -116,8 +116,8 @@ impl RpcClientBuilder {
         self
     }
 
-    /// Upper bound of the delay between two retries (default 200 ms; the first is at most
-    /// 100 ms, each later one up to twice the previous bound, all with full jitter).
+    /// Upper bound of the delay between two retries (default 100 ms; the first is at most
+    /// 50 ms, each later one up to twice the previous bound, all with full jitter).
     pub fn max_retry_delay(mut self, delay: Duration) -> Self {
         self.retry.max_delay = delay;
         self
