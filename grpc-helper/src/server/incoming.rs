@@ -43,7 +43,10 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_concurrent_streams: Some(2048),
-            http2_keepalive_interval: Some(Duration::from_secs(60)),
+            // Off, as in gRPC's own servers (2 h there): with it on, hyper reads the clock for
+            // every frame (7 times per unary call, ~0.9k instructions). Vanished peers are
+            // found by TCP keep-alive instead, which costs nothing per call.
+            http2_keepalive_interval: None,
             http2_keepalive_timeout: Duration::from_secs(20),
             tcp_keepalive: Some(Duration::from_secs(60)),
             handshake_timeout: Some(Duration::from_secs(10)),
@@ -261,7 +264,8 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for TrackedBody<B> {
     }
 }
 
-/// SO_KEEPALIVE with the first probe after `idle`, then every `idle / 4`.
+/// SO_KEEPALIVE with the first probe after `idle`, then every `idle / 4`, dropping the
+/// connection after 4 unanswered probes (2 × `idle` in all).
 fn set_tcp_keepalive(fd: RawFd, idle: Duration) {
     let set = |level, name, value: libc::c_int| {
         // SAFETY: a valid socket and a c_int option value of the right size.
@@ -279,6 +283,7 @@ fn set_tcp_keepalive(fd: RawFd, idle: Duration) {
     set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
     set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, seconds(idle));
     set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, seconds(idle / 4));
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4);
 }
 
 /// The listener as a stream of connections (TCP_NODELAY set, registered for cutting).

@@ -341,9 +341,12 @@ impl RpcServerBuilder {
         self
     }
 
-    /// HTTP/2 pings after this long without a frame from the client (default 60 s; `None`: no
-    /// pings); a ping not answered within [`http2_keepalive_timeout`](Self::http2_keepalive_timeout)
-    /// closes the connection: a vanished client does not hold its calls forever.
+    /// HTTP/2 pings after this long without a frame from the client (default `None`: no pings,
+    /// as gRPC servers do by default); a ping not answered within
+    /// [`http2_keepalive_timeout`](Self::http2_keepalive_timeout) closes the connection. It finds
+    /// a client process that hangs while its machine still answers TCP; vanished machines are
+    /// found by [`tcp_keepalive`](Self::tcp_keepalive) at no cost per call. With pings on,
+    /// hyper reads the clock on every frame: about 1k instructions per unary call.
     ///
     /// ```
     /// use std::time::Duration;
@@ -366,7 +369,8 @@ impl RpcServerBuilder {
     }
 
     /// TCP keep-alive probes on accepted connections after this long without traffic (default
-    /// 60 s; `None`: off): the kernel drops connections whose peer machine is gone.
+    /// 60 s; `None`: off), then every quarter of it: the kernel drops a connection whose peer
+    /// machine is gone after 4 unanswered probes (2 minutes with the default).
     ///
     /// ```
     /// let builder = grpc_helper::RpcServer::builder().tcp_keepalive(None);
