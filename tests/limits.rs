@@ -351,3 +351,64 @@ async fn shutdown_is_prompt_with_idle_connections_open() {
     })
     .await;
 }
+
+/// The connection-limit flags of `ServerArgs` reach a real server process: the example server
+/// started with `--max-concurrent-streams 7 --idle-timeout 1 --handshake-timeout 0.5` announces
+/// 7 in its HTTP/2 SETTINGS, closes an idle connection after about a second and a silent one
+/// sooner; a bad value is refused at start with a clear message.
+#[test]
+fn connection_limit_flags_reach_the_example_server() {
+    use std::io::{Read, Write};
+    use std::process::Command;
+
+    use grpc_helper_tests::process::{example, run, spawn_until};
+
+    /// Reads until the server closes the connection (bounded); returns how long that took.
+    fn time_to_close(mut socket: std::net::TcpStream, from: Instant) -> Duration {
+        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut sink = [0u8; 4096];
+        while let Ok(1..) = socket.read(&mut sink) {}
+        from.elapsed()
+    }
+
+    let workspace = tempfile::tempdir().unwrap();
+    let port = grpc_helper_tests::free_port();
+    let mut command = Command::new(example("server"));
+    command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
+    command.args(["--max-concurrent-streams", "7", "--idle-timeout", "1", "--handshake-timeout", "0.5"]);
+    let mut server = spawn_until(command, "serving on port", Duration::from_secs(30));
+
+    // Preface and an empty SETTINGS frame: a started HTTP/2 connection, with no call.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let opened = Instant::now();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = [0u8; 9];
+    idle.read_exact(&mut head).unwrap();
+    assert_eq!(head[3], 4, "the server's first frame is SETTINGS: {head:?}");
+    let mut payload = vec![0u8; usize::from(head[1]) << 8 | usize::from(head[2])];
+    idle.read_exact(&mut payload).unwrap();
+    let max_streams = payload
+        .chunks_exact(6)
+        .find(|entry| entry[..2] == [0, 3])
+        .map(|entry| u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]));
+    assert_eq!(max_streams, Some(7), "SETTINGS_MAX_CONCURRENT_STREAMS in {payload:?}");
+
+    let silent_closed = time_to_close(silent, opened);
+    let idle_closed = time_to_close(idle, opened);
+    assert!(silent_closed < Duration::from_millis(2500), "silent connection closed after {silent_closed:?}");
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(4)).contains(&idle_closed),
+        "idle connection closed after {idle_closed:?}"
+    );
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+
+    let mut bad = Command::new(example("server"));
+    bad.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).args(["--idle-timeout", "soon"]);
+    let refused = run(bad, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--idle-timeout") && stderr.contains("expected seconds"), "{stderr}");
+}

@@ -3,12 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::Folders;
 use crate::config::valid_name;
 
-/// `--system`, `--user`, `-w/--workspace`, `-p/--port`, repeatable `-c/--config NAME=VALUE`, and
-/// `--tls-cert`, `--tls-key`, `--tls-ca`.
+/// `--system`, `--user`, `-w/--workspace`, `-p/--port`, repeatable `-c/--config NAME=VALUE`,
+/// `--tls-cert`, `--tls-key`, `--tls-ca`, and the connection limits (`--max-concurrent-streams`,
+/// `--handshake-timeout`, `--idle-timeout`, `--tcp-keepalive`, `--http2-keepalive`; seconds;
+/// `0` turns one off; absent keeps the builder's default).
 ///
 /// ```
 /// use clap::Parser;
@@ -25,6 +28,11 @@ use crate::config::valid_name;
 /// assert_eq!(cli.server.port, 1234);
 /// assert_eq!(cli.server.cli_config()["my-item"], "5");
 /// assert!(Cli::try_parse_from(["my-server", "-c", "Bad_Name=1"]).is_err());
+///
+/// let cli = Cli::try_parse_from(["my-server", "--idle-timeout", "0", "--handshake-timeout", "2.5"]).unwrap();
+/// assert_eq!(cli.server.idle_timeout, Some(std::time::Duration::ZERO)); // 0: never
+/// assert_eq!(cli.server.handshake_timeout, Some(std::time::Duration::from_millis(2500)));
+/// assert!(Cli::try_parse_from(["my-server", "--idle-timeout", "soon"]).is_err());
 /// ```
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -52,6 +60,22 @@ pub struct ServerArgs {
     /// TLS: the CA (PEM) whose certificates clients must present (mutual TLS).
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+    /// Calls at once per connection; 0: no limit [default: 2048].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_streams: Option<u32>,
+    /// Seconds a new connection has to send its HTTP/2 preface or TLS hello; 0: no limit
+    /// [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub handshake_timeout: Option<Duration>,
+    /// Seconds a connection without a call in progress stays open; 0: no limit [default: 300].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub idle_timeout: Option<Duration>,
+    /// Seconds of silence before TCP keep-alive probes; 0: off [default: 60].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub tcp_keepalive: Option<Duration>,
+    /// Seconds of silence before an HTTP/2 ping to the client; 0: off [default: 0].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub http2_keepalive: Option<Duration>,
 }
 
 impl ServerArgs {
@@ -74,6 +98,15 @@ fn expand_home(path: &std::path::Path) -> PathBuf {
     match (path.strip_prefix("~"), std::env::var_os("HOME")) {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => path.to_path_buf(),
+    }
+}
+
+/// Seconds (decimals allowed, at most a day); `0` (off) is `Duration::ZERO`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        Ok(s) if (0.001..=86_400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("expected seconds between 0.001 and 86400, or 0 for off; got {text:?}")),
     }
 }
 

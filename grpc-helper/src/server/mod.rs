@@ -227,9 +227,28 @@ impl RpcServerBuilder {
         self
     }
 
-    /// Port, folders, `-c` values and TLS files from the shared command-line options.
+    /// Port, folders, `-c` values, TLS files and connection limits from the shared
+    /// command-line options.
     pub fn args(mut self, args: &crate::cli::ServerArgs) -> Self {
         self.tls_files = args.tls_files();
+        // On the command line 0 means off (no limit).
+        let set = |value: Duration| Some(value).filter(|v| !v.is_zero());
+        let limits = &mut self.connection_limits;
+        if let Some(max) = args.max_concurrent_streams {
+            limits.max_concurrent_streams = Some(max).filter(|&m| m > 0);
+        }
+        if let Some(timeout) = args.handshake_timeout {
+            limits.handshake_timeout = set(timeout);
+        }
+        if let Some(timeout) = args.idle_timeout {
+            limits.idle_timeout = set(timeout);
+        }
+        if let Some(idle) = args.tcp_keepalive {
+            limits.tcp_keepalive = set(idle);
+        }
+        if let Some(interval) = args.http2_keepalive {
+            limits.http2_keepalive_interval = set(interval);
+        }
         self.port(args.port).folders(args.folders()).cli_config(args.cli_config())
     }
 
