@@ -675,8 +675,12 @@ fn machine(cores: usize, settings: &Settings) -> String {
         RuntimeMode::Shared => format!("one shared tokio runtime, {cores} workers"),
         RuntimeMode::Split => "split runtimes (servers | clients)".to_owned(),
     };
+    // Unoptimized code is several times slower, and not alike across the targets (the Python
+    // server does not change): its numbers only show that the bench runs.
+    let build =
+        if cfg!(debug_assertions) { "DEBUG build: numbers not comparable, use --release" } else { "release build" };
     format!(
-        "grpc-helper bench: {cores} cores ({model}), load average {}\n\
+        "grpc-helper bench: {cores} cores ({model}), load average {}; {build}\n\
          servers and clients in this process on {runtime}; tracing subscriber: {}; all traffic on 127.0.0.1\n",
         load.join(" "),
         settings.logging.describe(),
