@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::load::LoadSpec;
 use crate::targets::{BareClient, EchoClient};
 
 /// What one load run measured.
@@ -83,40 +84,26 @@ fn thread_cpu() -> Duration {
 }
 
 /// Closed-loop echo load from one thread pinned to `cpu` (a current-thread runtime, so the
-/// load generator uses that core and no other): `connections` tonic channels to `port`,
-/// `in_flight` calls on each, `warmup` then `window` measured. `pid` is the server's process.
-pub fn run(
-    cpu: usize,
-    port: u16,
-    pid: u32,
-    connections: usize,
-    in_flight: usize,
-    warmup: Duration,
-    window: Duration,
-) -> Result<CapacityReport, String> {
+/// load generator uses that core and no other): `spec.connections` tonic channels to `port`,
+/// `spec.concurrency` calls on each, `spec.warmup` then `spec.duration` measured. `pid` is the
+/// server's process.
+pub fn run(cpu: usize, port: u16, pid: u32, spec: LoadSpec) -> Result<CapacityReport, String> {
     std::thread::Builder::new()
         .name("bench-capacity".into())
         .spawn(move || {
             pin_current_thread(cpu).map_err(|e| format!("cannot pin the load generator to CPU {cpu}: {e}"))?;
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            runtime.block_on(drive(port, pid, connections, in_flight, warmup, window))
+            runtime.block_on(drive(port, pid, spec))
         })
         .map_err(|e| e.to_string())?
         .join()
         .map_err(|_| "the load generator thread panicked".to_owned())?
 }
 
-async fn drive(
-    port: u16,
-    pid: u32,
-    connections: usize,
-    in_flight: usize,
-    warmup: Duration,
-    window: Duration,
-) -> Result<CapacityReport, String> {
-    let mut clients = Vec::with_capacity(connections);
-    for _ in 0..connections {
+async fn drive(port: u16, pid: u32, spec: LoadSpec) -> Result<CapacityReport, String> {
+    let mut clients = Vec::with_capacity(spec.connections);
+    for _ in 0..spec.connections {
         let mut client = BareClient::connect(port).await?;
         client.echo("warm-up".into()).await.map_err(|e| format!("first call: {e}"))?;
         clients.push(client);
@@ -126,7 +113,7 @@ async fn drive(
     let calls = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for (c, client) in clients.iter().enumerate() {
-        for w in 0..in_flight {
+        for w in 0..spec.concurrency {
             let (mut client, counting, stop, calls) =
                 (client.clone(), Arc::clone(&counting), Arc::clone(&stop), Arc::clone(&calls));
             let text = format!("capacity {c}/{w}");
@@ -141,11 +128,11 @@ async fn drive(
             });
         }
     }
-    tokio::time::sleep(warmup).await;
+    tokio::time::sleep(spec.warmup).await;
     let pid = pid.to_string();
     let (server_before, client_before, start) = (crate::load::process_cpu(&pid), thread_cpu(), Instant::now());
     counting.store(true, Ordering::Relaxed);
-    tokio::time::sleep(window).await;
+    tokio::time::sleep(spec.duration).await;
     counting.store(false, Ordering::Relaxed);
     let (server_after, client_after, end) = (crate::load::process_cpu(&pid), thread_cpu(), Instant::now());
     stop.store(true, Ordering::Relaxed);

@@ -230,8 +230,7 @@ pub async fn capacity(
             (Measured::Rust(child, stderr), port, pid)
         }
     };
-    let load =
-        move || crate::capacity::run(cpus.0, port, pid, spec.connections, spec.concurrency, spec.warmup, spec.duration);
+    let load = move || crate::capacity::run(cpus.0, port, pid, spec);
     let result = tokio::task::spawn_blocking(load).await.map_err(|e| format!("load task: {e}")).and_then(|r| r);
     let stderr = measured.stop().await;
     result.map_err(|e| format!("{e}\n{stderr}"))
