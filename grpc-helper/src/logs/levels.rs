@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use parking_lot::RwLock;
 use tracing::level_filters::LevelFilter;
-use tracing::subscriber::Interest;
 use tracing::{Level, Metadata};
-use tracing_subscriber::layer::{Context, Layer};
 
 use crate::api::LoggerLevel;
 
@@ -35,8 +34,36 @@ pub(crate) fn levels() -> &'static RwLock<Levels> {
             .ok()
             .and_then(|v| v.parse::<Level>().ok())
             .map_or(LoggerLevel::LvlInfo, from_tracing);
-        RwLock::new(Levels { startup_root: root, root, loggers: BTreeMap::new() })
+        let levels = Levels { startup_root: root, root, loggers: BTreeMap::new() };
+        MOST_VERBOSE.store(filter_rank(levels.most_verbose()), Ordering::Relaxed);
+        RwLock::new(levels)
     })
+}
+
+/// [`Levels::most_verbose`] as a rank (0 = off .. 5 = trace), readable without the lock: a
+/// record more verbose than every logger is refused before any lock or map walk.
+static MOST_VERBOSE: AtomicU8 = AtomicU8::new(5);
+
+fn filter_rank(filter: LevelFilter) -> u8 {
+    match filter.into_level() {
+        None => 0,
+        Some(Level::ERROR) => 1,
+        Some(Level::WARN) => 2,
+        Some(Level::INFO) => 3,
+        Some(Level::DEBUG) => 4,
+        Some(Level::TRACE) => 5,
+    }
+}
+
+fn level_rank(level: Level) -> u8 {
+    filter_rank(LevelFilter::from_level(level))
+}
+
+/// Changes the levels, keeping the lock-free bound in step.
+pub(crate) fn update(change: impl FnOnce(&mut Levels)) {
+    let mut levels = levels().write();
+    change(&mut levels);
+    MOST_VERBOSE.store(filter_rank(levels.most_verbose()), Ordering::Relaxed);
 }
 
 /// Python's levels, as tracing levels (CRITICAL has no tracing equivalent: ERROR).
@@ -110,34 +137,33 @@ impl Levels {
     }
 }
 
-/// Applies [`levels`] as the subscriber-wide filter. Our own `rpc` spans always pass: they tag
-/// events with their service for the per-service log files.
-pub(crate) struct LevelsLayer;
-
-impl LevelsLayer {
-    fn allows(metadata: &Metadata<'_>) -> bool {
-        if metadata.is_span() && metadata.name() == "rpc" && metadata.target() == "grpc_helper::manager" {
-            return true;
-        }
-        levels().read().allows(metadata.target(), metadata.level())
+/// Whether a span or event passes the levels. Our own `rpc` spans always pass: they tag events
+/// with their service for the per-service log files.
+pub(crate) fn allows(metadata: &Metadata<'_>) -> bool {
+    if metadata.is_span() && metadata.name() == "rpc" && metadata.target() == "grpc_helper::manager" {
+        return true;
     }
+    // h2 and hyper check their trace call sites on every frame when another layer keeps them
+    // `sometimes`: those must not take the lock.
+    if level_rank(*metadata.level()) > MOST_VERBOSE.load(Ordering::Relaxed) {
+        return false;
+    }
+    levels().read().allows(metadata.target(), metadata.level())
 }
 
-impl<S: tracing::Subscriber> Layer<S> for LevelsLayer {
-    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        // Cached per call site; `rebuild()` refreshes the cache after every change.
-        if Self::allows(metadata) { Interest::always() } else { Interest::never() }
-    }
-
-    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
-        Self::allows(metadata)
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        // Lets tracing skip the call sites of quieter levels at no cost (h2 and hyper have many
-        // trace ones); at least INFO, the level of our `rpc` spans.
-        Some(levels().read().most_verbose().max(LevelFilter::INFO))
-    }
+/// The most verbose level any logger allows, at least INFO (the level of our `rpc` spans):
+/// tracing skips the call sites of quieter levels at no cost.
+pub(crate) fn max_level_hint() -> LevelFilter {
+    levels(); // sets MOST_VERBOSE on first use
+    let most_verbose = match MOST_VERBOSE.load(Ordering::Relaxed) {
+        0 => LevelFilter::OFF,
+        1 => LevelFilter::ERROR,
+        2 => LevelFilter::WARN,
+        3 => LevelFilter::INFO,
+        4 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    most_verbose.max(LevelFilter::INFO)
 }
 
 /// Refreshes tracing's per-call-site cache after a level change.

@@ -24,8 +24,12 @@ mod router;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id};
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata};
 use tracing_subscriber::Layer;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
 pub(crate) use self::levels::Setting;
@@ -43,7 +47,38 @@ pub fn layer<S>() -> impl Layer<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    levels::LevelsLayer.and_then(router::FileRouter)
+    HelperLayer
+}
+
+/// The levels filter and the file router as one layer. Composed with `and_then` over a
+/// `Registry`, the pair would report the router's level hint (none, so TRACE) instead of the
+/// levels' own: tracing would then ask for every trace call site of h2 and hyper at run time.
+struct HelperLayer;
+
+impl<S> Layer<S> for HelperLayer
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        // Cached per call site; every level change rebuilds the cache.
+        if levels::allows(metadata) { Interest::always() } else { Interest::never() }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        levels::allows(metadata)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(levels::max_level_hint())
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        router::FileRouter.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        router::FileRouter.on_event(event, ctx);
+    }
 }
 
 /// Installs [`layer`] as the global subscriber unless the program already set one.
@@ -149,7 +184,7 @@ fn apply(name: &str, value: &Persisted) {
             }
         },
     };
-    levels::levels().write().set(name, setting);
+    levels::update(|levels| levels.set(name, setting));
 }
 
 /// The current setting of a logger.
@@ -159,12 +194,28 @@ pub(crate) fn get(name: &str) -> Setting {
 
 /// Sets a logger (`""` = root) and refreshes the call-site cache.
 pub(crate) fn set(name: &str, setting: Setting) {
-    levels::levels().write().set(name, setting);
+    levels::update(|levels| levels.set(name, setting));
     levels::rebuild();
 }
 
 /// Drops a logger's override.
 pub(crate) fn reset(name: &str) {
-    levels::levels().write().reset(name);
+    levels::update(|levels| levels.reset(name));
     levels::rebuild();
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Subscriber;
+    use tracing::level_filters::LevelFilter;
+    use tracing_subscriber::prelude::*;
+
+    #[test]
+    fn level_hint_stays_at_the_loggers_level_alone_and_under_fmt() {
+        // A TRACE hint makes tracing ask the layer about every h2 frame's trace call sites.
+        let alone = tracing_subscriber::registry().with(super::layer());
+        assert_eq!(alone.max_level_hint(), Some(LevelFilter::INFO));
+        let under_fmt = tracing_subscriber::registry().with(super::layer()).with(tracing_subscriber::fmt::layer());
+        assert_eq!(under_fmt.max_level_hint(), Some(LevelFilter::INFO));
+    }
 }
