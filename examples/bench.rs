@@ -24,6 +24,8 @@ mod capacity;
 mod extras;
 #[path = "bench/fanout.rs"]
 mod fanout;
+#[path = "bench/h2load.rs"]
+mod h2load;
 #[path = "bench/hotpath.rs"]
 mod hotpath;
 #[path = "bench/load.rs"]
@@ -89,9 +91,9 @@ struct Args {
     /// temporary workspace). With a subscriber, the managers' `rpc` spans are live.
     #[arg(long, value_enum, default_value_t = Logging::None)]
     logging: Logging,
-    /// Run only these targets (comma-separated keys: bare, srv, srv-md, cli, helper, python,
-    /// stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, startup, rss,
-    /// capacity).
+    /// Run only these targets (comma-separated keys: h2load, bare, srv, srv-md, cli, helper,
+    /// python, stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, startup,
+    /// rss, capacity).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Instead of the tables: `--calls` sequential calls of this unary target (bare, srv,
@@ -104,6 +106,15 @@ struct Args {
     /// Internal: serve the echo in this process for the RSS measure.
     #[arg(long, hide = true, value_enum)]
     child: Option<ChildKind>,
+    /// Internal: serve the h2load paths in this process, set up as given.
+    #[arg(long, hide = true, value_enum)]
+    serve: Option<h2load::Setup>,
+    /// Internal: the `info` reply the bare `--serve` process answers.
+    #[arg(long, hide = true)]
+    info_reply: Option<PathBuf>,
+    /// Requests per h2load run (default 100000; 2000 with --smoke).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    h2load_requests: Option<u64>,
 }
 
 fn seconds(text: &str) -> Result<f64, String> {
@@ -243,6 +254,8 @@ struct Settings {
     capacity: LoadSpec,
     /// Rounds of the start-to-serving measure.
     startup_rounds: usize,
+    /// The server processes under h2load.
+    h2load: h2load::H2Spec,
 }
 
 impl Settings {
@@ -261,6 +274,16 @@ impl Settings {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(setup) = args.serve {
+        let result = h2load::serve_main(setup, args.info_reply.as_deref());
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("server process: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(child) = args.child {
         let kind = match child {
             ChildKind::Bare => ServerKind::Bare,
@@ -305,6 +328,10 @@ fn main() -> ExitCode {
         logging: args.logging,
         process_calls: if smoke { (2_000, 500) } else { (40_000, 10_000) },
         startup_rounds: if smoke { 2 } else { 10 },
+        h2load: h2load::H2Spec {
+            requests: args.h2load_requests.unwrap_or(if smoke { 2_000 } else { 100_000 }),
+            rounds: if smoke { 1 } else { 3 },
+        },
         // Enough calls in flight to keep a one-core server busy whatever its latency.
         capacity: LoadSpec {
             connections: if smoke { 2 } else { 4 },
@@ -346,6 +373,19 @@ fn runtime(workers: usize, name: &str) -> Runtime {
 async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
     let mut ok = true;
     println!("{}", machine(cores, settings));
+
+    if settings.wants("h2load") {
+        match h2load::h2load() {
+            None => println!(
+                "== Server processes under h2load: skipped, h2load is not installed (Debian: apt-get install nghttp2-client)\n"
+            ),
+            Some(h2load) => {
+                let (table, passed) = h2load::run(&h2load, &settings.h2load).await;
+                ok &= passed;
+                println!("{table}");
+            }
+        }
+    }
 
     let unary_targets = settings.selected(&UNARY);
     let stream_targets = settings.selected(&STREAMING);

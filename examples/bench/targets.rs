@@ -69,6 +69,19 @@ pub struct BenchManager {
     items: usize,
 }
 
+impl BenchManager {
+    /// The echo, `items` per server stream.
+    pub fn new(items: usize) -> Self {
+        Self { items }
+    }
+}
+
+/// The bare echo as a tonic service, for servers assembled elsewhere.
+pub fn bare_echo_service()
+-> bare::sample_service_server::SampleServiceServer<impl bare::sample_service_server::SampleService> {
+    bare::sample_service_server::SampleServiceServer::new(BareEcho { items: 1 })
+}
+
 #[rpc_manager(service = "sample", version = SampleApiVersion, grpc = sample_service_server::SampleService)]
 impl BenchManager {
     async fn method4(&self, request: SampleRequest) -> Result<SampleResponse, RpcError> {
