@@ -91,7 +91,7 @@ struct Args {
     /// temporary workspace). With a subscriber, the managers' `rpc` spans are live.
     #[arg(long, value_enum, default_value_t = Logging::None)]
     logging: Logging,
-    /// Run only these targets (comma-separated keys: h2load, bare, srv, srv-md, cli, helper,
+    /// Run only these targets (comma-separated keys: h2load, bare, bare-md, srv, srv-md, cli, helper,
     /// python, stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, startup,
     /// rss, capacity).
     #[arg(long, value_delimiter = ',')]
@@ -171,12 +171,18 @@ struct Target {
     client: ClientKind,
 }
 
-const UNARY: [Target; 6] = [
+const UNARY: [Target; 7] = [
     Target {
         key: "bare",
         label: "(a)  bare tonic srv   <- tonic client",
         server: ServerKind::Bare,
         client: ClientKind::Bare,
+    },
+    Target {
+        key: "bare-md",
+        label: "     bare tonic srv   <- tonic + helper metadata",
+        server: ServerKind::Bare,
+        client: ClientKind::BareWithMetadata,
     },
     Target {
         key: "srv",
@@ -302,7 +308,7 @@ fn main() -> ExitCode {
     }
     if let Some(key) = &args.hotpath {
         let Some(target) = UNARY.iter().find(|t| t.key == key && t.server != ServerKind::Python) else {
-            eprintln!("--hotpath: unknown target {key:?} (expected one of bare, srv, srv-md, cli, helper)");
+            eprintln!("--hotpath: unknown target {key:?} (expected one of bare, bare-md, srv, srv-md, cli, helper)");
             return ExitCode::FAILURE;
         };
         args.logging.install();

@@ -12,7 +12,6 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 use tower::util::MapResponse;
-use tracing::Instrument;
 
 use super::pending::{PendingCalls, PendingGuard};
 use crate::__private::BoxStream;
@@ -79,7 +78,7 @@ where
 {
     let (call, admitted) = hosted.enter(request, method);
     let outcome = match admitted {
-        Ok((message, cx)) => handler(&hosted.manager, message, cx).instrument(hosted.context.span().clone()).await,
+        Ok((message, cx)) => InSpan { span: hosted.context.span(), inner: handler(&hosted.manager, message, cx) }.await,
         Err(e) => Err(e),
     };
     match outcome {
@@ -106,7 +105,7 @@ where
 {
     let (call, admitted) = hosted.enter(request, method);
     let outcome = match admitted {
-        Ok((message, cx)) => handler(&hosted.manager, message, cx).instrument(hosted.context.span().clone()).await,
+        Ok((message, cx)) => InSpan { span: hosted.context.span(), inner: handler(&hosted.manager, message, cx) }.await,
         Err(e) => Err(e),
     };
     let stream = match outcome {
@@ -114,6 +113,26 @@ where
         Err(error) => ReplyStream::new(tokio_stream::once(Err(error))),
     };
     Ok(Response::new(Box::pin(OutStream { replies: stream, call: Some(call) })))
+}
+
+pin_project_lite::pin_project! {
+    /// Runs a handler inside its manager's span. The span outlives the call (the hosted
+    /// manager owns it), so it is borrowed, not cloned: no reference count per call.
+    struct InSpan<'a, F> {
+        span: &'a tracing::Span,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for InSpan<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.inner.poll(cx)
+    }
 }
 
 /// The in-band reply for an error, or a status when the reply type has no `r`.
