@@ -85,11 +85,11 @@ struct Args {
     /// `split` (servers and clients on runtimes of their own, the cores split between them).
     #[arg(long, value_enum, default_value_t = RuntimeMode::Shared)]
     runtime: RuntimeMode,
-    /// The process's tracing subscriber, for every target: `none` (the default: what the
-    /// frameworks cost by themselves), `fmt` (fmt at level info, written to a sink), or `helper`
-    /// (grpc-helper's logging layer, which an RpcServer installs by default; log files in a
-    /// temporary workspace). With a subscriber, the managers' `rpc` spans are live.
-    #[arg(long, value_enum, default_value_t = Logging::None)]
+    /// The process's tracing subscriber, for every target: `helper` (the default: grpc-helper's
+    /// logging layer, which an RpcServer installs unless told not to; log files in a temporary
+    /// workspace), `none` (what the frameworks cost by themselves), or `fmt` (fmt at level info,
+    /// written to a sink). With a subscriber, the managers' `rpc` spans are live.
+    #[arg(long, value_enum, default_value_t = Logging::Helper)]
     logging: Logging,
     /// Run only these targets (comma-separated keys: h2load, bare, bare-md, srv, srv-md, cli, helper,
     /// python, stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, startup,
@@ -488,11 +488,18 @@ async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
             Some(cpus) => {
                 let spec = &settings.capacity;
                 let mut rows = vec![
-                    ("bare tonic server", extras::capacity(ServerKind::Bare, None, cpus, spec.clone()).await),
-                    ("helper RpcServer", extras::capacity(ServerKind::Helper, None, cpus, spec.clone()).await),
+                    ("bare tonic server", extras::capacity(ServerKind::Bare, "none", None, cpus, spec.clone()).await),
+                    (
+                        "helper, no subscriber",
+                        extras::capacity(ServerKind::Helper, "none", None, cpus, spec.clone()).await,
+                    ),
+                    (
+                        "helper, default logging",
+                        extras::capacity(ServerKind::Helper, "helper", None, cpus, spec.clone()).await,
+                    ),
                 ];
                 if let Some(python) = &settings.python {
-                    let python = extras::capacity(ServerKind::Python, Some(python), cpus, spec.clone()).await;
+                    let python = extras::capacity(ServerKind::Python, "none", Some(python), cpus, spec.clone()).await;
                     rows.push(("Python helper 2.3.1", python));
                 }
                 ok &= rows.iter().all(|(_, r)| r.is_ok());
@@ -821,6 +828,16 @@ fn unary_table(settings: &Settings, rows: &[(&Target, Result<UnaryReport, String
                 let _ = writeln!(out, "{:<48} FAILED: {e}", target.label);
             }
         }
+    }
+    let find = |key: &str| rows.iter().find(|(t, _)| t.key == key).and_then(|(_, r)| r.as_ref().ok());
+    if let (Some(helper), Some(bare_md)) = (find("helper"), find("bare-md")) {
+        let cpu = |r: &UnaryReport| r.cpu_per_call().map(|d| d.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "  (b) against bare tonic with the same 5 metadata headers: {} throughput, {} CPU per call",
+            ratio(helper.rate(), Some(bare_md.rate())),
+            ratio(cpu(helper).unwrap_or(f64::NAN), cpu(bare_md)),
+        );
     }
     let _ = writeln!(
         out,

@@ -211,6 +211,7 @@ pub struct RssReport {
 /// own pinned to `cpus.1`, driven from one thread pinned to `cpus.0`.
 pub async fn capacity(
     kind: ServerKind,
+    logging: &'static str,
     python: Option<&Path>,
     cpus: (usize, usize),
     spec: crate::load::LoadSpec,
@@ -223,7 +224,7 @@ pub async fn capacity(
         }
         (ServerKind::Python, None) => return Err("no python given".into()),
         (kind, _) => {
-            let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, "none", Some(cpus.1)))
+            let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, logging, Some(cpus.1)))
                 .await
                 .map_err(|e| format!("spawn task: {e}"))??;
             let pid = child.id();
