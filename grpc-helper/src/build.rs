@@ -31,11 +31,11 @@ const API_DIR: &str = "grpc_helper_api";
 
 /// The built-in API files, embedded so that user builds need no copy of them.
 const API_FILES: [(&str, &str); 5] = [
-    ("grpc_helper_api/common.proto", include_str!("../../proto/grpc_helper_api/common.proto")),
-    ("grpc_helper_api/server.proto", include_str!("../../proto/grpc_helper_api/server.proto")),
-    ("grpc_helper_api/config.proto", include_str!("../../proto/grpc_helper_api/config.proto")),
-    ("grpc_helper_api/logger.proto", include_str!("../../proto/grpc_helper_api/logger.proto")),
-    ("grpc_helper_api/events.proto", include_str!("../../proto/grpc_helper_api/events.proto")),
+    ("grpc_helper_api/common.proto", include_str!("../proto/grpc_helper_api/common.proto")),
+    ("grpc_helper_api/server.proto", include_str!("../proto/grpc_helper_api/server.proto")),
+    ("grpc_helper_api/config.proto", include_str!("../proto/grpc_helper_api/config.proto")),
+    ("grpc_helper_api/logger.proto", include_str!("../proto/grpc_helper_api/logger.proto")),
+    ("grpc_helper_api/events.proto", include_str!("../proto/grpc_helper_api/events.proto")),
 ];
 
 /// Why proto compilation failed.

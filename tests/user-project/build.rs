@@ -1,0 +1,3 @@
+fn main() {
+    grpc_helper::build::compile(&["proto/inventory.proto"], &["proto"]).expect("inventory.proto");
+}
