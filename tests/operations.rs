@@ -195,17 +195,20 @@ mod loggers {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(
                 dir.path().join("loggers.json"),
-                r#"{"logger1": false, "logger2": "DEBUG", "logger3": "FOO"}"#,
+                r#"{"logger1": false, "logger2": "DEBUG", "logger3": "FOO", "logger4": true}"#,
             )
             .unwrap();
             let server = start(dir.path()).await;
-            let reply = stub(&server).get(names(&["logger1", "logger2", "logger3"])).await.unwrap().into_inner();
+            let all = names(&["logger1", "logger2", "logger3", "logger4"]);
+            let reply = stub(&server).get(all).await.unwrap().into_inner();
             assert_eq!(
                 reply.items,
                 [
                     item("logger1", false, LoggerLevel::LvlUnknown),
                     item("logger2", true, LoggerLevel::LvlDebug),
                     item("logger3", true, LoggerLevel::LvlUnknown),
+                    // `true`, as the original accepts it: enabled, level inherited.
+                    item("logger4", true, LoggerLevel::LvlUnknown),
                 ]
             );
             server.shutdown().await;

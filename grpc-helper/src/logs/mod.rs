@@ -88,11 +88,13 @@ pub(crate) fn install_default() {
     }
 }
 
-/// One persisted value: a level name, or `false` for a disabled logger.
+/// One persisted value: a level name, `false` for a disabled logger, or `true` for an enabled
+/// one that keeps its inherited level (the original accepts any boolean).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Persisted {
     Level(String),
     Disabled,
+    Enabled,
 }
 
 /// Python's level names.
@@ -119,13 +121,13 @@ fn parse_level_name(name: &str) -> Option<LoggerLevel> {
     .find(|l| level_name(*l).eq_ignore_ascii_case(name))
 }
 
-/// Reads one `loggers.json` (`{name: "LEVEL" | false}`); missing → empty.
+/// Reads one `loggers.json` (`{name: "LEVEL" | false | true}`); missing → empty.
 pub(crate) fn read_loggers(path: &Path) -> Result<BTreeMap<String, Persisted>, RpcError> {
     let Some(value) = crate::persist::read_json(path)? else { return Ok(BTreeMap::new()) };
     let invalid = || {
         RpcError::new(
             ResultCode::ErrorModelInvalid,
-            format!("Invalid loggers json file (expecting {{name: level name or false}}): {}", path.display()),
+            format!("Invalid loggers json file (expecting {{name: level name, true or false}}): {}", path.display()),
         )
     };
     let serde_json::Value::Object(object) = value else { return Err(invalid()) };
@@ -134,6 +136,7 @@ pub(crate) fn read_loggers(path: &Path) -> Result<BTreeMap<String, Persisted>, R
         .map(|(name, value)| match value {
             serde_json::Value::String(level) => Ok((name, Persisted::Level(level))),
             serde_json::Value::Bool(false) => Ok((name, Persisted::Disabled)),
+            serde_json::Value::Bool(true) => Ok((name, Persisted::Enabled)),
             _ => Err(invalid()),
         })
         .collect()
@@ -147,6 +150,7 @@ pub(crate) fn write_loggers(path: &Path, loggers: &BTreeMap<String, Persisted>) 
             let value = match value {
                 Persisted::Level(level) => serde_json::Value::String(level.clone()),
                 Persisted::Disabled => serde_json::Value::Bool(false),
+                Persisted::Enabled => serde_json::Value::Bool(true),
             };
             (name.clone(), value)
         })
@@ -176,6 +180,7 @@ pub(crate) fn load(folders: &Folders) -> Result<BTreeMap<String, Persisted>, Rpc
 fn apply(name: &str, value: &Persisted) {
     let setting = match value {
         Persisted::Disabled => Setting { enabled: false, level: None },
+        Persisted::Enabled => Setting { enabled: true, level: None },
         Persisted::Level(level) => match parse_level_name(level) {
             Some(level) => Setting { enabled: true, level: Some(level) },
             None => {
