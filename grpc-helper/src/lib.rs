@@ -52,6 +52,7 @@ pub mod api;
 pub mod auth;
 #[cfg(feature = "build")]
 pub mod build;
+mod call;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -64,6 +65,7 @@ mod message;
 mod metadata;
 mod persist;
 mod proxy;
+mod reply;
 pub mod server;
 mod services;
 pub mod tls;
@@ -80,9 +82,10 @@ pub use client::{RpcChannel, RpcClient, RpcClientBuilder};
 pub use error::RpcError;
 pub use folders::Folders;
 pub use grpc_helper_macros::{ApiVersion, RpcMessage, rpc_manager};
-pub use manager::{CallContext, Manager, ManagerContext, ReplyStream};
+pub use manager::{CallContext, Manager, ManagerContext};
 pub use message::RpcMessage;
 pub use metadata::CallerMetadata;
+pub use reply::ReplyStream;
 pub use server::{RpcServer, RpcServerBuilder};
 pub use version::ApiVersion;
 

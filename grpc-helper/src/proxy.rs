@@ -18,7 +18,7 @@ use prost::Message as _;
 use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 use crate::api::{Event, EventProperty, ResultCode, ResultStatus, ServiceInfo};
 use crate::events::EventQueues;
@@ -373,65 +373,5 @@ impl http_body::Body for OneMessage {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
-    }
-}
-
-/// The server's request router: guarded paths are checked first, proxied service paths are
-/// forwarded, the rest goes to tonic's routes.
-#[derive(Clone)]
-pub(crate) struct ProxyRouter {
-    pub routes: tonic::service::Routes,
-    pub proxies: Arc<Proxies>,
-    /// Checks the dangerous RPCs before anything else runs.
-    pub guard: Option<Arc<crate::auth::Guarded>>,
-}
-
-type RoutesFuture = <tonic::service::Routes as Service<http::Request<Body>>>::Future;
-type Answer = Result<http::Response<Body>, std::convert::Infallible>;
-
-pin_project_lite::pin_project! {
-    /// Local calls go straight to tonic's router future (no box on the hot path).
-    #[project = RouteProjection]
-    pub(crate) enum RouteFuture {
-        Local { #[pin] future: RoutesFuture },
-        Proxied { future: Pin<Box<dyn std::future::Future<Output = Answer> + Send>> },
-        Refused { response: Option<http::Response<Body>> },
-    }
-}
-
-impl std::future::Future for RouteFuture {
-    type Output = Answer;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
-        match self.project() {
-            RouteProjection::Local { future } => future.poll(cx),
-            RouteProjection::Proxied { future } => future.as_mut().poll(cx),
-            RouteProjection::Refused { response } => Poll::Ready(Ok(response.take().expect("polled once"))),
-        }
-    }
-}
-
-impl Service<http::Request<Body>> for ProxyRouter {
-    type Response = http::Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = RouteFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<http::Request<Body>>::poll_ready(&mut self.routes, cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if let Some(guard) = &self.guard
-            && let Some(status) = guard.refuse(request.uri().path(), request.headers())
-        {
-            return RouteFuture::Refused { response: Some(status.into_http()) };
-        }
-        match self.proxies.route(request.uri().path()) {
-            Some(index) => {
-                let proxies = Arc::clone(&self.proxies);
-                RouteFuture::Proxied { future: Box::pin(async move { Ok(proxies.forward(index, request).await) }) }
-            }
-            None => RouteFuture::Local { future: self.routes.call(request) },
-        }
     }
 }

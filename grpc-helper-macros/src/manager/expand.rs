@@ -1,4 +1,5 @@
-//! Code generation: the tonic trait impl on a hidden wrapper, and the `Manager` impl.
+//! Code generation: the tonic trait impl on a hidden wrapper, the `Manager` impl, and the
+//! hidden `Routable` impl that builds the route.
 //! Each generated body is one call into `grpc_helper::__private`.
 
 use proc_macro2::TokenStream;
@@ -35,6 +36,14 @@ pub fn expand(model: &Model) -> TokenStream {
             const SERVICE: &'static str = #service;
             const COMPONENT: &'static str = ::core::concat!(::core::env!("CARGO_PKG_NAME"), ":", ::core::env!("CARGO_PKG_VERSION"));
 
+            #load
+            #shutdown
+        }
+
+        impl #krate::__private::Routable for #self_ident {
+            const GRPC_NAME: &'static str =
+                <#server<#wrapper> as #krate::__private::tonic::server::NamedService>::NAME;
+
             fn route(
                 hosted: ::std::sync::Arc<#krate::__private::Hosted<Self>>,
                 limits: &#krate::__private::MessageLimits,
@@ -45,9 +54,6 @@ pub fn expand(model: &Model) -> TokenStream {
                         .max_encoding_message_size(limits.max_encoding),
                 )
             }
-
-            #load
-            #shutdown
         }
     }
 }
