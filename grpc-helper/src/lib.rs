@@ -70,6 +70,7 @@ pub mod server;
 mod services;
 pub mod tls;
 mod version;
+mod wire;
 
 #[doc(hidden)]
 #[path = "fuzz_api.rs"]

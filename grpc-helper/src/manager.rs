@@ -9,6 +9,17 @@ use crate::config::Config;
 use crate::events::EventQueues;
 use crate::{ApiVersion, CallerMetadata, Folders, RpcClient, RpcError};
 
+/// Target and name of every manager's span: log routing finds a service's records by them.
+/// The target is the module path the span always had, so filters written against it still
+/// match.
+pub(crate) const RPC_SPAN_TARGET: &str = "grpc_helper::manager";
+pub(crate) const RPC_SPAN_NAME: &str = "rpc";
+
+/// Whether `metadata` is a manager's span (the one [`ManagerContext::span`] returns).
+pub(crate) fn is_rpc_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.name() == RPC_SPAN_NAME && metadata.target() == RPC_SPAN_TARGET
+}
+
 /// A boxed `Send` future, as returned by the manager hooks.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -93,7 +104,7 @@ impl ManagerContext {
     ) -> Self {
         Self(Arc::new(ContextInner {
             service,
-            span: tracing::info_span!("rpc", service, server),
+            span: tracing::info_span!(target: RPC_SPAN_TARGET, RPC_SPAN_NAME, service, server),
             lock: tokio::sync::Mutex::new(()),
             client,
             config,

@@ -16,8 +16,11 @@ use tower::util::MapResponse;
 use tracing::Instrument;
 
 use super::pending::{PendingCalls, PendingGuard};
-use crate::metadata::{GRPC_MESSAGE, GRPC_STATUS};
+use crate::wire::{GRPC_MESSAGE, GRPC_STATUS};
 use crate::{ApiVersion, CallContext, CallerMetadata, Manager, ManagerContext, ReplyStream, RpcError, RpcMessage};
+
+/// Target of the per-call log lines (`caller >>> Service.method`, failures).
+const CALL_TARGET: &str = "grpc_helper::rpc";
 
 /// A manager as hosted by a server: the user's value plus what the call path needs.
 pub struct Hosted<M> {
@@ -43,13 +46,10 @@ impl<M: Manager> Hosted<M> {
         let (metadata, _, message) = request.into_parts();
         let caller = CallerMetadata::from_headers(metadata.as_ref());
         let service = self.grpc_name;
-        tracing::debug!(target: "grpc_helper::rpc", "{caller} >>> {service}.{method}");
+        tracing::debug!(target: CALL_TARGET, "{caller} >>> {service}.{method}");
         let guard = self.pending.enter(service, method, std::any::type_name::<Req>(), &caller);
-        let checked = crate::version::check(
-            caller.api_version_bytes(),
-            <M::Version as ApiVersion>::SUPPORTED,
-            <M::Version as ApiVersion>::CURRENT,
-        );
+        let checked =
+            caller.check_api_version(<M::Version as ApiVersion>::SUPPORTED, <M::Version as ApiVersion>::CURRENT);
         let call = Call { _guard: guard, service, method };
         let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method)));
         (call, admitted)
@@ -65,7 +65,7 @@ struct Call {
 
 impl Call {
     fn log_error(&self, error: &RpcError) {
-        tracing::warn!(target: "grpc_helper::rpc", "{}.{} failed: {error}", self.service, self.method);
+        tracing::warn!(target: CALL_TARGET, "{}.{} failed: {error}", self.service, self.method);
     }
 }
 

@@ -23,7 +23,8 @@ use tonic::transport::{Channel, Endpoint};
 use self::retry::RetryPolicy;
 use crate::api::ResultCode;
 use crate::api::rpc_server_service_client::RpcServerServiceClient;
-use crate::metadata::{self, API_VERSION, CLIENT, HOST, IP, USER};
+use crate::metadata;
+use crate::wire::{API_VERSION, CLIENT, HOST, IP, USER, authority};
 use crate::{ApiVersion, RpcError};
 
 /// Configures an [`RpcClient`].
@@ -53,10 +54,6 @@ pub struct RpcClientBuilder {
     /// Hidden from `Debug`.
     token: Option<crate::auth::BearerToken>,
     tls: Option<crate::tls::ClientTls>,
-}
-
-fn authority(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
 impl RpcClientBuilder {

@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
 use super::Shared;
-use crate::metadata::{GRPC_STATUS, GRPC_TIMEOUT, RETRY_PUSHBACK};
+use crate::wire::{GRPC_STATUS, GRPC_TIMEOUT, RETRY_PUSHBACK};
 
 /// Recorded request bytes beyond which a call is no longer retried (memory bound).
 const REPLAY_LIMIT: usize = 1024 * 1024;

@@ -12,6 +12,7 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::layer::{Context, Layer};
 
 use crate::api::LoggerLevel;
+use crate::manager::is_rpc_span;
 
 /// What is set for one logger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +117,7 @@ pub(crate) struct LevelsLayer;
 
 impl LevelsLayer {
     fn allows(metadata: &Metadata<'_>) -> bool {
-        if metadata.is_span() && metadata.name() == "rpc" && metadata.target() == "grpc_helper::manager" {
+        if is_rpc_span(metadata) {
             return true;
         }
         levels().read().allows(metadata.target(), metadata.level())

@@ -147,7 +147,7 @@ where
             let mut response = status.into_http::<Body>();
             // The call may have had effects: tell retrying clients not to run it again
             // (gRFC A6 server pushback; a negative value means "do not retry").
-            response.headers_mut().insert(crate::metadata::RETRY_PUSHBACK, http::HeaderValue::from_static("-1"));
+            response.headers_mut().insert(crate::wire::RETRY_PUSHBACK, http::HeaderValue::from_static("-1"));
             return Poll::Ready(Ok(response));
         }
         Poll::Pending
