@@ -29,7 +29,7 @@
 //!
 //! struct MyManager;
 //!
-//! #[rpc_manager(service = "my", version = MyApiVersion, grpc = api::my_service_server::MyService)]
+//! #[rpc_manager(service = "my", version = api::MyApiVersion)]
 //! impl MyManager {
 //!     async fn update(&self, request: MyConfig, cx: CallContext) -> Result<MyStatus, RpcError> {
 //!         tracing::info!("update from {}", cx.caller());

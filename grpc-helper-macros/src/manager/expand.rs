@@ -6,11 +6,19 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::check::{Hook, Model, Reply, Rpc};
+use super::check::{Grpc, Hook, Model, Reply, Rpc};
 
 pub fn expand(model: &Model) -> TokenStream {
     let Model { item, self_ident, service, version, grpc, krate, rpcs, load, shutdown } = model;
     let wrapper = format_ident!("__{}RpcService", self_ident);
+    // A derived trait is reached through one import, so that a missing module is one error.
+    let (import, grpc) = match grpc {
+        Grpc::Given(path) => (None, path.clone()),
+        Grpc::Conventional { module, service } => {
+            let alias = format_ident!("__{}_grpc", self_ident, span = service.span());
+            (Some(quote!(#[doc(hidden)] use #module as #alias;)), syn::parse_quote!(#alias::#service))
+        }
+    };
     let mut server = grpc.clone();
     if let Some(last) = server.segments.last_mut() {
         last.ident = format_ident!("{}Server", last.ident);
@@ -23,6 +31,8 @@ pub fn expand(model: &Model) -> TokenStream {
 
     quote! {
         #item
+
+        #import
 
         #[doc(hidden)]
         pub struct #wrapper(::std::sync::Arc<#krate::__private::Hosted<#self_ident>>);

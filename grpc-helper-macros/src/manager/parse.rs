@@ -92,7 +92,8 @@ fn parse_args(list: Punctuated<Meta, Token![,]>, errors: &mut Errors) -> Args {
                 None => {
                     errors.spanned(
                         &nv.value,
-                        "`grpc` takes the generated tonic trait, e.g. `grpc = my_service_server::MyService`",
+                        "`grpc` takes the generated tonic trait, e.g. `grpc = my_service_server::MyService` \
+                         (optional when the version is named after the service: `MyApiVersion`)",
                     );
                     false
                 }
