@@ -2,6 +2,7 @@
 //! `grpc_helper` re-exports; every expansion is a thin call into `grpc_helper::__private`.
 
 mod api_version;
+mod errors;
 mod manager;
 mod rpc_message;
 

@@ -3,8 +3,8 @@
 use proc_macro2::Span;
 use syn::{FnArg, GenericArgument, ImplItemFn, ItemImpl, Path, PathArguments, ReturnType, Type};
 
-use super::Errors;
 use super::parse::{HookKind, Parsed};
+use crate::errors::Errors;
 
 pub struct Model {
     pub item: ItemImpl,

@@ -247,7 +247,7 @@ impl RpcServerBuilder {
     /// [`http2_keepalive_timeout`](Self::http2_keepalive_timeout) closes the connection. It finds
     /// a client process that hangs while its machine still answers TCP; vanished machines are
     /// found by [`tcp_keepalive`](Self::tcp_keepalive) at no cost per call. With pings on,
-    /// hyper reads the clock on every frame: about 1.8k instructions per unary call.
+    /// hyper reads the clock on every frame (its cost per call: README, Benchmark).
     ///
     /// ```
     /// use std::time::Duration;
