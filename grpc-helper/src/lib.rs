@@ -72,6 +72,7 @@ pub mod tls;
 mod version;
 mod wire;
 
+#[cfg(feature = "fuzz-api")]
 #[doc(hidden)]
 #[path = "fuzz_api.rs"]
 pub mod __fuzz;

@@ -128,6 +128,7 @@ pub struct ConfigValue {
 
 impl ConfigValue {
     /// A value of the item named `name`, for the parsers' fuzz and property tests.
+    #[cfg(feature = "fuzz-api")]
     pub(crate) fn new(name: &'static str, value: String) -> Self {
         Self { name, value }
     }
