@@ -61,6 +61,10 @@ impl RpcClientBuilder {
     }
 
     /// The name sent as `client` metadata (not sent when empty).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcClient::builder("127.0.0.1", 54321).name("my-tool");
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -72,12 +76,21 @@ impl RpcClientBuilder {
     /// may have had effects) is returned at once. Once the server has started to answer, a call
     /// is never retried: a connection lost then ends it with UNAVAILABLE saying that the server
     /// may have processed it (the caller decides whether running it twice is safe).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcClient::builder("127.0.0.1", 54321).timeout(Duration::from_secs(5));
+    /// ```
     pub fn timeout(mut self, window: Duration) -> Self {
         self.retry.window = Some(window);
         self
     }
 
     /// Sends `authorization: Bearer <token>` with every call (for servers with an auth guard).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcClient::builder("127.0.0.1", 54321).bearer_token("s3cret");
+    /// ```
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(crate::auth::BearerToken::new(token));
         self
@@ -85,18 +98,32 @@ impl RpcClientBuilder {
 
     /// Adds a server of the same services: calls are balanced over every endpoint (power of two
     /// choices), and a call failing on a server that went away is retried on another.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcClient::builder("10.0.0.1", 54321).endpoint("10.0.0.2", 54321);
+    /// ```
     pub fn endpoint(mut self, host: impl Into<String>, port: u16) -> Self {
         self.others.push((host.into(), port));
         self
     }
 
     /// Connects over TLS (see [`ClientTls`](crate::tls::ClientTls)).
+    ///
+    /// ```
+    /// # fn demo(tls: grpc_helper::tls::ClientTls) {
+    /// let builder = grpc_helper::RpcClient::builder("my-host", 54321).tls(tls);
+    /// # }
+    /// ```
     pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
         self.tls = Some(tls);
         self
     }
 
     /// Never retry: the first UNAVAILABLE is returned at once.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcClient::builder("127.0.0.1", 54321).no_retry();
+    /// ```
     pub fn no_retry(mut self) -> Self {
         self.retry.window = None;
         self
@@ -104,6 +131,11 @@ impl RpcClientBuilder {
 
     /// Upper bound of the delay between two retries (default 100 ms; the first is at most
     /// 50 ms, each later one up to twice the previous bound, all with full jitter).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcClient::builder("127.0.0.1", 54321).max_retry_delay(Duration::from_secs(1));
+    /// ```
     pub fn max_retry_delay(mut self, delay: Duration) -> Self {
         self.retry.max_delay = delay;
         self
@@ -114,6 +146,13 @@ impl RpcClientBuilder {
     ///
     /// # Errors
     /// [`ResultCode::ErrorParamInvalid`] when host and port do not form a valid address.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", 54321).connect_lazy()?; // no I/O yet
+    /// assert_eq!(client.target(), "127.0.0.1:54321");
+    /// # Ok(()) }
+    /// ```
     pub fn connect_lazy(self) -> Result<RpcClient, RpcError> {
         let mut endpoints = Vec::with_capacity(1 + self.others.len());
         for (host, port) in std::iter::once((&self.host, self.port)).chain(self.others.iter().map(|(h, p)| (h, *p))) {

@@ -76,18 +76,43 @@ impl Default for RpcServerBuilder {
 
 impl RpcServerBuilder {
     /// The TCP port (default 54321); 0 picks any free port, see [`RpcServer::local_addr`](crate::RpcServer::local_addr).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().port(0); // any free port
+    /// ```
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
         self
     }
 
     /// The address to listen on (default: every address, IPv6 and IPv4).
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// let builder = grpc_helper::RpcServer::builder().ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    /// ```
     pub fn ip(mut self, ip: IpAddr) -> Self {
         self.ip = Some(ip);
         self
     }
 
     /// Hosts a manager (a type with `#[rpc_manager]`); services are listed in this order.
+    ///
+    /// ```
+    /// # use grpc_helper::{ApiVersion, RpcError, rpc_manager};
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// #[derive(ApiVersion)]
+    /// enum LoggerApiVersion { V1 = 1 }
+    /// # use grpc_helper::api::logger_service_server;
+    /// struct Levels;
+    ///
+    /// #[rpc_manager(service = "levels", version = LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, _filter: Filter) -> Result<LoggerStatus, RpcError> { Ok(LoggerStatus::default()) }
+    /// }
+    ///
+    /// let builder = grpc_helper::RpcServer::builder().manager(Levels);
+    /// ```
     pub fn manager<M: Manager + Routable>(mut self, manager: M) -> Self {
         self.managers.push(Planned::new(manager));
         self
@@ -97,16 +122,31 @@ impl RpcServerBuilder {
     /// started (30 s unless configured); then the calls still waiting for their reply get
     /// UNAVAILABLE ("The RPC server shut down before this call finished ...") and the
     /// connections still open are cut.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcServer::builder().shutdown_grace(Duration::from_secs(5));
+    /// ```
     pub fn shutdown_grace(self, grace: Duration) -> Self {
         self.code_default(&RpcConfig::SHUTDOWN_GRACE, grace)
     }
 
     /// Default of `rpc-shutdown-timeout`: delay of a remote `shutdown(timeout=0)` (60 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcServer::builder().shutdown_timeout(Duration::from_secs(10));
+    /// ```
     pub fn shutdown_timeout(self, timeout: Duration) -> Self {
         self.code_default(&RpcConfig::SHUTDOWN_TIMEOUT, timeout)
     }
 
     /// Default of `rpc-client-timeout`: retry window of the managers' auto-clients (60 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcServer::builder().client_timeout(Duration::from_secs(5));
+    /// ```
     pub fn client_timeout(self, timeout: Duration) -> Self {
         self.code_default(&RpcConfig::CLIENT_TIMEOUT, timeout)
     }
@@ -117,12 +157,21 @@ impl RpcServerBuilder {
     }
 
     /// The system, user and workspace folders (config files, persisted state).
+    ///
+    /// ```
+    /// use grpc_helper::Folders;
+    /// let builder = grpc_helper::RpcServer::builder().folders(Folders::default().workspace("/var/lib/my-server"));
+    /// ```
     pub fn folders(mut self, folders: Folders) -> Self {
         self.sources.folders = folders;
         self
     }
 
     /// Defaults given on the command line (`-c name=value`), over every other source.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().cli_config([("rpc-shutdown-grace".to_owned(), "5".to_owned())]);
+    /// ```
     pub fn cli_config(mut self, values: impl IntoIterator<Item = (String, String)>) -> Self {
         self.sources.cli = values.into_iter().collect();
         self
@@ -136,24 +185,48 @@ impl RpcServerBuilder {
 
     /// Serves over TLS (see [`ServerTls`](crate::tls::ServerTls)); the managers' auto-clients
     /// use TLS too.
+    ///
+    /// ```
+    /// # fn demo(tls: grpc_helper::tls::ServerTls) {
+    /// let builder = grpc_helper::RpcServer::builder().tls(tls);
+    /// # }
+    /// ```
     pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
         self.tls = Some(tls);
         self
     }
 
     /// Items fixed at start (readable by managers, not changeable remotely).
+    ///
+    /// ```
+    /// use grpc_helper::config::{ConfigItem, Validator};
+    ///
+    /// const WORKERS: ConfigItem = ConfigItem::new("my-workers", "Worker threads", "4").validator(Validator::PosInt);
+    /// let builder = grpc_helper::RpcServer::builder().static_items(&[WORKERS]);
+    /// ```
     pub fn static_items(mut self, items: &[ConfigItem]) -> Self {
         self.static_items.extend_from_slice(items);
         self
     }
 
     /// Items that clients can read and change through the `config` service.
+    ///
+    /// ```
+    /// use grpc_helper::config::ConfigItem;
+    ///
+    /// const GREETING: ConfigItem = ConfigItem::new("my-greeting", "Greeting text", "Hello");
+    /// let builder = grpc_helper::RpcServer::builder().user_items(&[GREETING]);
+    /// ```
     pub fn user_items(mut self, items: &[ConfigItem]) -> Self {
         self.user_items.extend_from_slice(items);
         self
     }
 
     /// Hosts the `events` service (listen, send, interrupt, inspect), after `log`.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().with_events();
+    /// ```
     pub fn with_events(mut self) -> Self {
         self.with_events = true;
         self
@@ -177,6 +250,10 @@ impl RpcServerBuilder {
     /// Once loaded, registers these services with the main server (`rpc-main-host`:
     /// `rpc-main-port`, retried for `rpc-client-timeout`) as served here, with `version`; forgets
     /// them at shutdown. A failed registration fails the start.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().register_with_main(&["sample"], "1.0");
+    /// ```
     pub fn register_with_main(mut self, names: &[&str], version: impl Into<String>) -> Self {
         self.main_registration = Some((names.iter().map(|n| (*n).to_owned()).collect(), version.into()));
         self
@@ -185,18 +262,31 @@ impl RpcServerBuilder {
     /// Guards the dangerous RPCs (see [`auth::DANGEROUS_METHODS`](crate::auth::DANGEROUS_METHODS)
     /// and [`guard_method`](Self::guard_method)) with this check; refusals are logged. Without a
     /// guard, a server listening beyond loopback warns at start.
+    ///
+    /// ```
+    /// use grpc_helper::auth::BearerToken;
+    /// let builder = grpc_helper::RpcServer::builder().auth_guard(BearerToken::new("s3cret"));
+    /// ```
     pub fn auth_guard(mut self, guard: impl crate::auth::AuthGuard) -> Self {
         self.guard = Some(Box::new(guard));
         self
     }
 
     /// Also guards this method (gRPC path, e.g. `/MyService/delete_all`).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().guard_method("/MyService/delete_all");
+    /// ```
     pub fn guard_method(mut self, path: impl Into<String>) -> Self {
         self.guarded.insert(path.into());
         self
     }
 
     /// Stops guarding this method (e.g. `/EventService/send`).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().unguard_method("/EventService/send");
+    /// ```
     pub fn unguard_method(mut self, path: &str) -> Self {
         self.guarded.remove(path);
         self
@@ -204,12 +294,20 @@ impl RpcServerBuilder {
 
     /// Adds the descriptors of your protos to server reflection
     /// (`.file_descriptor_set(grpc_helper::include_descriptor_set!())`).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().file_descriptor_set(grpc_helper::api::FILE_DESCRIPTOR_SET);
+    /// ```
     pub fn file_descriptor_set(mut self, encoded: &'static [u8]) -> Self {
         self.descriptor_sets.push(encoded);
         self
     }
 
     /// Whether SIGUSR2 writes a debug dump in the logs folder (default: yes).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().debug_signal(false);
+    /// ```
     pub fn debug_signal(mut self, enabled: bool) -> Self {
         self.debug_signal = enabled;
         self
@@ -218,12 +316,20 @@ impl RpcServerBuilder {
     /// Whether to install grpc-helper's tracing layer (log files, run-time levels) as the
     /// process's subscriber when the program has not set one (default: yes). Programs with their
     /// own subscriber add [`logs::layer`](crate::logs::layer) to it instead.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().install_logging(false); // my own subscriber
+    /// ```
     pub fn install_logging(mut self, enabled: bool) -> Self {
         self.install_logging = enabled;
         self
     }
 
     /// Largest request accepted, in bytes (default 4 MiB); larger ones get RESOURCE_EXHAUSTED.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().max_request_size(16 * 1024 * 1024);
+    /// ```
     pub fn max_request_size(mut self, bytes: usize) -> Self {
         self.limits.max_decoding = bytes;
         self

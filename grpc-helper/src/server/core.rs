@@ -140,6 +140,14 @@ impl RpcServerBuilder {
     /// [`ResultCode::ErrorPortBusy`] when the port cannot be bound;
     /// [`ResultCode::ErrorModelInvalid`] when two services share a name;
     /// the error of the first load hook that fails (the server is shut down first).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// println!("serving on {}", server.local_addr());
+    /// server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn start(mut self) -> Result<RpcServer, RpcError> {
         let (config, timings) = self.load_config()?;
         if self.install_logging {
