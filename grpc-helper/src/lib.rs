@@ -53,6 +53,7 @@ pub mod auth;
 #[cfg(feature = "build")]
 pub mod build;
 mod call;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
 pub mod config;

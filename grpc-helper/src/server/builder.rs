@@ -178,6 +178,7 @@ impl RpcServerBuilder {
     }
 
     /// Certificate, key and CA files, used when no [`tls`](Self::tls) is given.
+    #[cfg(feature = "cli")]
     pub(crate) fn tls_files(mut self, files: crate::tls::TlsFiles) -> Self {
         self.tls_files = files;
         self
