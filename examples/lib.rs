@@ -31,7 +31,7 @@ pub const SAMPLE_ITEMS: &[ConfigItem] = &[GREETING, PARTS];
 #[derive(Default)]
 pub struct SampleManager;
 
-#[rpc_manager(service = "sample", version = SampleApiVersion, grpc = api::sample_service_server::SampleService)]
+#[rpc_manager(service = "sample", version = api::SampleApiVersion)]
 impl SampleManager {
     /// Counts the services of this server, through the manager's auto-client.
     async fn method1(&self, _request: Empty, cx: CallContext) -> Result<ResultStatus, RpcError> {

@@ -1,6 +1,7 @@
 //! Property tests of the parsers of untrusted input: `api_version` and caller metadata, config
 //! values, `config.json` and `proxy.json` (through `grpc_helper::__fuzz`, the entry points the
-//! fuzz targets use), and a replay of every committed fuzz corpus file.
+//! fuzz targets use, and their oracles in `fuzz/oracles.rs`), and a replay of every committed
+//! fuzz corpus file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,6 +11,10 @@ use grpc_helper::CallerMetadata;
 use grpc_helper::api::ResultCode;
 use grpc_helper::config::Validator;
 use proptest::prelude::*;
+
+// The fuzz targets' oracles, shared with `cargo fuzz`.
+#[path = "../fuzz/oracles.rs"]
+mod oracles;
 
 fn code_of<T: std::fmt::Debug>(result: Result<T, grpc_helper::RpcError>) -> Option<ResultCode> {
     result.err().and_then(|e| e.result_code())
@@ -59,7 +64,7 @@ proptest! {
 
     #[test]
     fn api_version_check_of_any_bytes_follows_the_protocol(raw in proptest::collection::vec(any::<u8>(), 0..16), supported: u32, span: u8) {
-        fuzz::assert_api_version_check(Some(&raw), supported, supported.saturating_add(u32::from(span)));
+        oracles::assert_api_version_check(Some(&raw), supported, supported.saturating_add(u32::from(span)));
     }
 
     #[test]
@@ -69,7 +74,7 @@ proptest! {
         // Header values lose surrounding spaces on the wire, so the generated ones start and end visibly.
         let client = client.trim().to_owned();
         let lines = format!("client:{client}\nuser:{user}\nhost:{host}\nip:{ip}\napi_version:{api}");
-        let caller = CallerMetadata::from_headers(&fuzz::headers_from_bytes(lines.as_bytes()));
+        let caller = CallerMetadata::from_headers(&oracles::headers_from_bytes(lines.as_bytes()));
         prop_assert_eq!(
             [caller.client(), caller.user(), caller.host(), caller.ip(), caller.api_version()],
             [client.as_str(), user.as_str(), host.as_str(), ip.as_str(), api.as_str()]
@@ -85,7 +90,7 @@ proptest! {
     fn caller_metadata_with_non_ascii_bytes_reads_as_missing(prefix in "[a-z]{0,4}", byte in 0x80u8..=0xff) {
         let mut lines = format!("api_version:1\nclient:{prefix}").into_bytes();
         lines.push(byte);
-        let caller = CallerMetadata::from_headers(&fuzz::headers_from_bytes(&lines));
+        let caller = CallerMetadata::from_headers(&oracles::headers_from_bytes(&lines));
         prop_assert_eq!(caller.client(), "");
         prop_assert!(caller.to_string().starts_with("[unknown]"));
     }
@@ -93,7 +98,7 @@ proptest! {
     #[test]
     fn repeated_metadata_keys_read_the_first_value(first in 1u32..100, second in 100u32..200) {
         let lines = format!("api_version:{first}\napi_version:{second}\nclient:a\nclient:b");
-        let caller = CallerMetadata::from_headers(&fuzz::headers_from_bytes(lines.as_bytes()));
+        let caller = CallerMetadata::from_headers(&oracles::headers_from_bytes(lines.as_bytes()));
         prop_assert_eq!(caller.api_version(), first.to_string());
         prop_assert_eq!(caller.client(), "a");
         prop_assert!(fuzz::check_api_version(fuzz::api_version_bytes(&caller), 1, 99).is_ok());
@@ -101,7 +106,7 @@ proptest! {
 
     #[test]
     fn metadata_of_any_header_bytes_reads_consistently(data in proptest::collection::vec(any::<u8>(), 0..96)) {
-        fuzz::target_metadata(&data);
+        oracles::target_metadata(&data);
     }
 }
 
@@ -182,13 +187,13 @@ proptest! {
     #[test]
     fn validation_agrees_with_typed_reads_for_any_text(value in "\\PC{0,12}|[-+ 0-9_.eE]{0,12}", can_be_empty: bool) {
         for validator in ALL_VALIDATORS {
-            fuzz::assert_config_value(validator, can_be_empty, &value);
+            oracles::assert_config_value(validator, can_be_empty, &value);
         }
     }
 
     #[test]
     fn config_values_of_any_bytes_keep_the_invariants(data in proptest::collection::vec(any::<u8>(), 0..24)) {
-        fuzz::target_config_value(&data);
+        oracles::target_config_value(&data);
     }
 }
 
@@ -254,7 +259,7 @@ proptest! {
 
     #[test]
     fn config_file_of_any_bytes_keeps_the_invariants(data in proptest::collection::vec(any::<u8>(), 0..64)) {
-        fuzz::target_config_file(&data);
+        oracles::target_config_file(&data);
     }
 }
 
@@ -314,7 +319,7 @@ proptest! {
 
     #[test]
     fn proxy_state_of_any_bytes_keeps_the_invariants(data in proptest::collection::vec(any::<u8>(), 0..64)) {
-        fuzz::target_proxy_state(&data);
+        oracles::target_proxy_state(&data);
     }
 }
 
@@ -333,7 +338,7 @@ fn proxy_state_with_port_77467_is_refused() {
 fn every_committed_fuzz_input_replays_clean() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     let mut counts = BTreeMap::new();
-    for (name, target) in fuzz::TARGETS {
+    for (name, target) in oracles::TARGETS {
         let dir = corpus.join(name);
         let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         for entry in entries {

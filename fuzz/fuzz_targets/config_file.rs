@@ -2,4 +2,8 @@
 //! written.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| grpc_helper::__fuzz::target_config_file(data));
+#[allow(dead_code)]
+#[path = "../oracles.rs"]
+mod oracles;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracles::target_config_file(data));

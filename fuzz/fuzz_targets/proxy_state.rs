@@ -2,4 +2,8 @@
 //! back the same once written.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| grpc_helper::__fuzz::target_proxy_state(data));
+#[allow(dead_code)]
+#[path = "../oracles.rs"]
+mod oracles;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracles::target_proxy_state(data));

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::Folders;
 use crate::config::valid_name;
+use crate::{Folders, RpcServerBuilder};
 
 /// `--system`, `--user`, `-w/--workspace`, `-p/--port`, repeatable `-c/--config NAME=VALUE`,
 /// `--tls-cert`, `--tls-key`, `--tls-ca`, and the connection limits (`--max-concurrent-streams`,
@@ -91,6 +91,32 @@ impl ServerArgs {
     /// The `-c` values (the last one wins for a repeated name).
     pub fn cli_config(&self) -> BTreeMap<String, String> {
         self.config.iter().cloned().collect()
+    }
+}
+
+impl RpcServerBuilder {
+    /// Port, folders, `-c` values, TLS files and connection limits from the shared
+    /// command-line options.
+    pub fn args(self, args: &ServerArgs) -> Self {
+        // On the command line 0 means off (no limit); absent keeps the builder's default.
+        let set = |value: Duration| Some(value).filter(|v| !v.is_zero());
+        let mut builder = self.tls_files(args.tls_files());
+        if let Some(max) = args.max_concurrent_streams {
+            builder = builder.max_concurrent_streams(Some(max).filter(|&m| m > 0));
+        }
+        if let Some(timeout) = args.handshake_timeout {
+            builder = builder.handshake_timeout(set(timeout));
+        }
+        if let Some(timeout) = args.idle_timeout {
+            builder = builder.idle_timeout(set(timeout));
+        }
+        if let Some(idle) = args.tcp_keepalive {
+            builder = builder.tcp_keepalive(set(idle));
+        }
+        if let Some(interval) = args.http2_keepalive {
+            builder = builder.http2_keepalive_interval(set(interval));
+        }
+        builder.port(args.port).folders(args.folders()).cli_config(args.cli_config())
     }
 }
 

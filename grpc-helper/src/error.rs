@@ -7,9 +7,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
 use crate::api::{self, ResultCode};
-
-/// Trailer (metadata) key carrying the numeric result code on a gRPC status.
-pub(crate) const RESULT_CODE_KEY: &str = "result-code";
+use crate::wire::RESULT_CODE;
 
 /// An error with a result code, raised by manager methods and returned by clients.
 ///
@@ -90,7 +88,7 @@ impl RpcError {
     /// `result-code` trailer so that clients recover it.
     pub fn to_status(&self) -> Status {
         let mut status = Status::new(grpc_code(self.code), self.message.clone());
-        status.metadata_mut().insert(RESULT_CODE_KEY, MetadataValue::from(self.code));
+        status.metadata_mut().insert(RESULT_CODE, MetadataValue::from(self.code));
         status
     }
 
@@ -130,8 +128,7 @@ impl From<Status> for RpcError {
     /// A status from a grpc-helper server carries its result code; any other status is a
     /// transport or protocol failure and becomes [`ResultCode::ErrorRpc`].
     fn from(status: Status) -> Self {
-        let code =
-            status.metadata().get(RESULT_CODE_KEY).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+        let code = status.metadata().get(RESULT_CODE).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
         match code {
             Some(code) => Self::custom(code, status.message()),
             None => Self::rpc(format!("RPC error: {:?}: {}", status.code(), status.message())),

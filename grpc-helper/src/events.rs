@@ -13,7 +13,8 @@
 //! events are sent never loses one. Events already handed to the transport are bounded by the
 //! HTTP/2 flow-control window of the stream.
 //!
-//! [`EventQueues`] is the seam for another implementation (e.g. a broker shared by replicas).
+//! `EventQueues` is the seam for another implementation (e.g. a broker shared by replicas);
+//! crate-private until that implementation plugs in through a builder method.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future as _;
@@ -30,11 +31,11 @@ use tokio::sync::Notify;
 use crate::api::{Event, EventQueueInfo, EventStatus, ResultCode};
 use crate::{ReplyStream, RpcError};
 
-/// Most events kept per queue; beyond, the oldest are dropped (see [`EventQueues::dropped`]).
+/// Most events kept per queue; beyond, the oldest are dropped (counted per queue: `inspect`).
 pub const QUEUE_LIMIT: usize = 100_000;
 
 /// Where events are queued and fanned out.
-pub trait EventQueues: Send + Sync + 'static {
+pub(crate) trait EventQueues: Send + Sync + 'static {
     /// Opens a new queue (`client_id` 0) or resumes one; the stream starts with a message
     /// carrying only the id, then delivers queued and new events whose name is in `names`
     /// (all when empty), with a keep-alive (empty name) after `keepalive` of silence.
@@ -134,7 +135,7 @@ struct Inner {
 }
 
 /// The in-process implementation, with queue ids persisted in `queues.json`.
-pub struct LocalEvents {
+pub(crate) struct LocalEvents {
     inner: Mutex<Inner>,
     retain: Duration,
     persisted: Option<PathBuf>,

@@ -29,7 +29,7 @@
 //!
 //! struct MyManager;
 //!
-//! #[rpc_manager(service = "my", version = MyApiVersion, grpc = api::my_service_server::MyService)]
+//! #[rpc_manager(service = "my", version = api::MyApiVersion)]
 //! impl MyManager {
 //!     async fn update(&self, request: MyConfig, cx: CallContext) -> Result<MyStatus, RpcError> {
 //!         tracing::info!("update from {}", cx.caller());
@@ -52,6 +52,8 @@ pub mod api;
 pub mod auth;
 #[cfg(feature = "build")]
 pub mod build;
+mod call;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -64,11 +66,14 @@ mod message;
 mod metadata;
 mod persist;
 mod proxy;
+mod reply;
 pub mod server;
 mod services;
 pub mod tls;
 mod version;
+mod wire;
 
+#[cfg(feature = "fuzz-api")]
 #[doc(hidden)]
 #[path = "fuzz_api.rs"]
 pub mod __fuzz;
@@ -80,9 +85,10 @@ pub use client::{RpcChannel, RpcClient, RpcClientBuilder};
 pub use error::RpcError;
 pub use folders::Folders;
 pub use grpc_helper_macros::{ApiVersion, RpcMessage, rpc_manager};
-pub use manager::{CallContext, Manager, ManagerContext, ReplyStream};
+pub use manager::{CallContext, Manager, ManagerContext};
 pub use message::RpcMessage;
 pub use metadata::CallerMetadata;
+pub use reply::ReplyStream;
 pub use server::{RpcServer, RpcServerBuilder};
 pub use version::ApiVersion;
 

@@ -2,17 +2,26 @@
 //! [`ManagerContext`] (per service) and [`CallContext`] (per call).
 
 use std::ops::Deref;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 
-use futures_core::Stream;
-
-use crate::__private::{BoxFuture, Hosted, MessageLimits, ServiceRoute};
 use crate::config::Config;
 use crate::events::EventQueues;
 use crate::{ApiVersion, CallerMetadata, Folders, RpcClient, RpcError};
+
+/// Target and name of every manager's span: log routing finds a service's records by them.
+/// The target is the module path the span always had, so filters written against it still
+/// match.
+pub(crate) const RPC_SPAN_TARGET: &str = "grpc_helper::manager";
+pub(crate) const RPC_SPAN_NAME: &str = "rpc";
+
+/// Whether `metadata` is a manager's span (the one [`ManagerContext::span`] returns).
+pub(crate) fn is_rpc_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.name() == RPC_SPAN_NAME && metadata.target() == RPC_SPAN_TARGET
+}
+
+/// A boxed `Send` future, as returned by the manager hooks.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A service implementation hosted by an [`RpcServer`](crate::RpcServer).
 ///
@@ -52,10 +61,6 @@ pub trait Manager: Send + Sync + Sized + 'static {
     const SERVICE: &'static str;
     /// `crate-name:version` of the crate defining the manager (the `version` shown by `info`).
     const COMPONENT: &'static str;
-
-    /// Builds the tonic service around the hosted manager.
-    #[doc(hidden)]
-    fn route(hosted: Arc<Hosted<Self>>, limits: &MessageLimits) -> ServiceRoute;
 
     /// Runs once every service is up (`#[on_load]`); an error stops the server.
     fn on_load<'a>(&'a self, cx: &'a ManagerContext) -> BoxFuture<'a, Result<(), RpcError>> {
@@ -99,7 +104,7 @@ impl ManagerContext {
     ) -> Self {
         Self(Arc::new(ContextInner {
             service,
-            span: tracing::info_span!("rpc", service, server),
+            span: tracing::info_span!(target: RPC_SPAN_TARGET, RPC_SPAN_NAME, service, server),
             lock: tokio::sync::Mutex::new(()),
             client,
             config,
@@ -211,50 +216,5 @@ impl Deref for CallContext {
 
     fn deref(&self) -> &ManagerContext {
         &self.manager
-    }
-}
-
-/// The reply of a server-streaming method: any `Send` stream of `Result<Item, RpcError>`.
-///
-/// An `Err` item ends the stream; it reaches the caller in band (a last message with `r` set)
-/// when `Item` has an `r` field, else as a gRPC status.
-///
-/// ```
-/// use grpc_helper::{ReplyStream, RpcError};
-/// use grpc_helper::api::ResultStatus;
-///
-/// let replies: ReplyStream<ResultStatus> = ReplyStream::from_iter(vec![ResultStatus::default(); 3]);
-/// let failing: ReplyStream<ResultStatus> = ReplyStream::new(tokio_stream::iter(vec![
-///     Ok(ResultStatus::default()),
-///     Err(RpcError::new(grpc_helper::ResultCode::ErrorParamInvalid, "bad item")),
-/// ]));
-/// # let _ = (replies, failing);
-/// ```
-pub struct ReplyStream<T>(Pin<Box<dyn Stream<Item = Result<T, RpcError>> + Send + 'static>>);
-
-impl<T> ReplyStream<T> {
-    /// Wraps a stream of replies.
-    pub fn new(stream: impl Stream<Item = Result<T, RpcError>> + Send + 'static) -> Self {
-        Self(Box::pin(stream))
-    }
-}
-
-impl<T: Send + 'static> ReplyStream<T> {
-    /// A stream of already-computed replies.
-    #[allow(clippy::should_implement_trait)]
-    pub fn from_iter<I>(items: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        I::IntoIter: Send + 'static,
-    {
-        Self::new(tokio_stream::iter(items.into_iter().map(Ok)))
-    }
-}
-
-impl<T> Stream for ReplyStream<T> {
-    type Item = Result<T, RpcError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.as_mut().poll_next(cx)
     }
 }

@@ -4,19 +4,10 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
-// Names built once: lookups and inserts by `HeaderName` skip parsing the name every call.
-pub(crate) const CLIENT: HeaderName = HeaderName::from_static("client");
-pub(crate) const USER: HeaderName = HeaderName::from_static("user");
-pub(crate) const HOST: HeaderName = HeaderName::from_static("host");
-pub(crate) const IP: HeaderName = HeaderName::from_static("ip");
-pub(crate) const API_VERSION: HeaderName = HeaderName::from_static("api_version");
-/// gRFC A6 server pushback: a negative value asks clients not to retry the call.
-pub(crate) const RETRY_PUSHBACK: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
-pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
-pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+use crate::RpcError;
+use crate::wire::key;
 
 /// Who is calling: the metadata a grpc-helper client (Rust or Python) sends with every call.
 ///
@@ -54,11 +45,11 @@ impl CallerMetadata {
         let mut caller = Self::default();
         for (name, value) in headers {
             let slot = match name.as_str() {
-                "client" => &mut caller.client,
-                "user" => &mut caller.user,
-                "host" => &mut caller.host,
-                "ip" => &mut caller.ip,
-                "api_version" => &mut caller.api_version,
+                key::CLIENT => &mut caller.client,
+                key::USER => &mut caller.user,
+                key::HOST => &mut caller.host,
+                key::IP => &mut caller.ip,
+                key::API_VERSION => &mut caller.api_version,
                 _ => continue,
             };
             if slot.is_none() {
@@ -95,6 +86,12 @@ impl CallerMetadata {
 
     pub(crate) fn api_version_bytes(&self) -> Option<&[u8]> {
         self.api_version.as_ref().map(HeaderValue::as_bytes)
+    }
+
+    /// The caller check of every call, hosted or proxied: is the caller's API version within
+    /// `supported..=current` of the service?
+    pub(crate) fn check_api_version(&self, supported: u32, current: u32) -> Result<(), RpcError> {
+        crate::version::check(self.api_version_bytes(), supported, current)
     }
 }
 
@@ -206,6 +203,7 @@ fn outbound_ip() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{API_VERSION, CLIENT, IP};
 
     #[test]
     fn identity_is_plain_ascii() {

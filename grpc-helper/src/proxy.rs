@@ -5,24 +5,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue};
-use http_body::Frame;
+use http::HeaderValue;
 use parking_lot::{Mutex, RwLock};
-use prost::Message as _;
 use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
-use crate::api::{Event, EventProperty, ResultCode, ResultStatus, ServiceInfo};
+use crate::api::{Event, EventProperty, ResultCode, ServiceInfo};
 use crate::events::EventQueues;
-use crate::{ApiVersion, RpcError};
+use crate::{ApiVersion, CallerMetadata, RpcError, wire};
 
 /// A service served by a backend server.
 pub(crate) struct Proxied {
@@ -263,7 +258,7 @@ impl Proxies {
         if let Some(channel) = self.channels.lock().get(&key) {
             return Ok(channel.clone());
         }
-        let uri = if host.contains(':') { format!("http://[{host}]:{port}") } else { format!("http://{host}:{port}") };
+        let uri = format!("http://{}", wire::authority(host, port));
         let endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid backend address {uri}: {e}")))?;
         let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)).connect_lazy();
@@ -288,16 +283,15 @@ impl Proxies {
     ) -> http::Response<Body> {
         let service = &self.services[index];
         let headers = request.headers_mut();
-        let api_version = headers.get("api_version").map(|v| v.as_bytes().to_vec());
-        if let Err(e) = crate::version::check(api_version.as_deref(), service.supported, service.current) {
+        let caller = CallerMetadata::from_headers(headers);
+        if let Err(e) = caller.check_api_version(service.supported, service.current) {
             return in_band(&e);
         }
-        let client = headers.get("client").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        if let Ok(value) = HeaderValue::from_str(&format!("{client}(proxied)")) {
-            headers.insert("client", value);
+        if let Ok(value) = HeaderValue::from_str(&format!("{}(proxied)", caller.client())) {
+            headers.insert(wire::CLIENT, value);
         }
-        if api_version.is_none() {
-            headers.insert("api_version", HeaderValue::from(service.current));
+        if caller.api_version_bytes().is_none() {
+            headers.insert(wire::API_VERSION, HeaderValue::from(service.current));
         }
 
         let deadline = Instant::now() + self.wait;
@@ -342,96 +336,6 @@ impl Proxies {
     }
 }
 
-/// A complete gRPC answer (status OK) whose one message has only field 1 set: the in-band
-/// result. Every reply type of the protocol has `Result r = 1`, so it decodes as any of them.
 fn in_band(error: &RpcError) -> http::Response<Body> {
-    let message = ResultStatus { r: Some(error.to_result()) }.encode_to_vec();
-    let mut frame = BytesMut::with_capacity(5 + message.len());
-    frame.put_u8(0);
-    frame.put_u32(message.len() as u32);
-    frame.put_slice(&message);
-    let mut trailers = HeaderMap::new();
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    let mut response =
-        http::Response::new(Body::new(OneMessage { data: Some(frame.freeze()), trailers: Some(trailers) }));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    response
-}
-
-/// One data frame, then trailers.
-struct OneMessage {
-    data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
-}
-
-impl http_body::Body for OneMessage {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some(data) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
-        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
-    }
-}
-
-/// The server's request router: guarded paths are checked first, proxied service paths are
-/// forwarded, the rest goes to tonic's routes.
-#[derive(Clone)]
-pub(crate) struct ProxyRouter {
-    pub routes: tonic::service::Routes,
-    pub proxies: Arc<Proxies>,
-    /// Checks the dangerous RPCs before anything else runs.
-    pub guard: Option<Arc<crate::auth::Guarded>>,
-}
-
-type RoutesFuture = <tonic::service::Routes as Service<http::Request<Body>>>::Future;
-type Answer = Result<http::Response<Body>, std::convert::Infallible>;
-
-pin_project_lite::pin_project! {
-    /// Local calls go straight to tonic's router future (no box on the hot path).
-    #[project = RouteProjection]
-    pub(crate) enum RouteFuture {
-        Local { #[pin] future: RoutesFuture },
-        Proxied { future: Pin<Box<dyn std::future::Future<Output = Answer> + Send>> },
-        Refused { response: Option<http::Response<Body>> },
-    }
-}
-
-impl std::future::Future for RouteFuture {
-    type Output = Answer;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
-        match self.project() {
-            RouteProjection::Local { future } => future.poll(cx),
-            RouteProjection::Proxied { future } => future.as_mut().poll(cx),
-            RouteProjection::Refused { response } => Poll::Ready(Ok(response.take().expect("polled once"))),
-        }
-    }
-}
-
-impl Service<http::Request<Body>> for ProxyRouter {
-    type Response = http::Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = RouteFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<http::Request<Body>>::poll_ready(&mut self.routes, cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if let Some(guard) = &self.guard
-            && let Some(status) = guard.refuse(request.uri().path(), request.headers())
-        {
-            return RouteFuture::Refused { response: Some(status.into_http()) };
-        }
-        match self.proxies.route(request.uri().path()) {
-            Some(index) => {
-                let proxies = Arc::clone(&self.proxies);
-                RouteFuture::Proxied { future: Box::pin(async move { Ok(proxies.forward(index, request).await) }) }
-            }
-            None => RouteFuture::Local { future: self.routes.call(request) },
-        }
-    }
+    wire::in_band(error.to_result())
 }

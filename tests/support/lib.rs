@@ -60,7 +60,7 @@ pub fn status(msg: impl Into<String>) -> ResultStatus {
     ResultStatus { r: Some(RpcResult { code: 0, msg: msg.into(), stack: String::new() }) }
 }
 
-#[rpc_manager(service = "sample", version = SampleApiVersion, grpc = api::sample_service_server::SampleService)]
+#[rpc_manager(service = "sample", version = api::SampleApiVersion)]
 impl Sample {
     /// Counts the services through the auto-client, unless the server is shutting down.
     async fn method1(&self, _request: Empty, cx: CallContext) -> Result<ResultStatus, RpcError> {

@@ -28,13 +28,13 @@ pub fn example(name: &str) -> PathBuf {
     std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples").join(name)
 }
 
-/// The `rpcctl` binary of the `grpc-helper` package, built once per test run.
+/// The `rpcctl` binary (its own package), built once per test run.
 pub fn rpcctl() -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "grpc-helper", "--bin", "rpcctl"])
+            .args(["build", "-q", "-p", "rpcctl", "--bin", "rpcctl"])
             .current_dir(repo_root())
             .status()
             .expect("cargo runs");

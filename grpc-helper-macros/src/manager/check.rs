@@ -3,19 +3,28 @@
 use proc_macro2::Span;
 use syn::{FnArg, GenericArgument, ImplItemFn, ItemImpl, Path, PathArguments, ReturnType, Type};
 
-use super::Errors;
 use super::parse::{HookKind, Parsed};
+use crate::errors::Errors;
 
 pub struct Model {
     pub item: ItemImpl,
     pub self_ident: syn::Ident,
     pub service: syn::LitStr,
     pub version: Path,
-    pub grpc: Path,
+    pub grpc: Grpc,
     pub krate: Path,
     pub rpcs: Vec<Rpc>,
     pub load: Option<Hook>,
     pub shutdown: Option<Hook>,
+}
+
+/// The tonic trait the manager implements.
+pub enum Grpc {
+    /// `grpc = module::Trait`, as written.
+    Given(Path),
+    /// Derived from the version's name: the module (`path::x_service_server`) and the trait
+    /// (`XService`), spanned at the version so that a missing one is reported there.
+    Conventional { module: Path, service: syn::Ident },
 }
 
 pub struct Rpc {
@@ -57,20 +66,18 @@ pub fn check(parsed: Parsed, errors: &mut Errors) -> Option<Model> {
         ));
         None
     });
-    let grpc = args.grpc.or_else(|| {
-        errors.push(syn::Error::new(
-            attr_span,
-            "missing `grpc = ...`: the generated tonic trait, e.g. `grpc = my_service_server::MyService`",
-        ));
-        None
-    });
-    if let Some(path) = grpc.as_ref().filter(|p| p.segments.len() < 2) {
+    if let Some(path) = args.grpc.as_ref().filter(|p| p.segments.len() < 2) {
         errors.spanned(
             path,
             "write the generated trait with its module, e.g. `grpc = my_service_server::MyService`: \
              the server type `MyServiceServer` is taken from the same module",
         );
     }
+    let grpc = match (args.grpc, &version) {
+        (Some(path), _) => Some(Grpc::Given(path)),
+        (None, Some(version)) => conventional_grpc(version, errors),
+        (None, None) => None,
+    };
     let krate = args.krate.unwrap_or_else(|| syn::parse_quote!(::grpc_helper));
 
     let self_ident = manager_ident(&item, errors);
@@ -109,6 +116,42 @@ pub fn check(parsed: Parsed, errors: &mut Errors) -> Option<Model> {
         load: load.map(|(h, _)| h),
         shutdown: shutdown.map(|(h, _)| h),
     })
+}
+
+/// `path::XApiVersion` → `path::x_service_server` and `XService`, as tonic names them.
+fn conventional_grpc(version: &Path, errors: &mut Errors) -> Option<Grpc> {
+    let last = version.segments.last()?;
+    let name = last.ident.to_string();
+    let Some(base) = name.strip_suffix("ApiVersion").filter(|b| !b.is_empty()) else {
+        errors.spanned(
+            version,
+            format!(
+                "`{name}` does not name its service (`XApiVersion` serves `x_service_server::XService`): \
+                 write the generated tonic trait, e.g. `grpc = my_service_server::MyService`"
+            ),
+        );
+        return None;
+    };
+    let span = last.ident.span();
+    let service = syn::Ident::new(&format!("{base}Service"), span);
+    let mut module = version.clone();
+    if let Some(last) = module.segments.last_mut() {
+        *last = syn::PathSegment::from(syn::Ident::new(&format!("{}_server", snake_case(&service.to_string())), span));
+    }
+    Some(Grpc::Conventional { module, service })
+}
+
+/// `SampleService` → `sample_service`: an underscore before every capital but the first, as
+/// tonic names the module of a service.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 fn manager_ident(item: &ItemImpl, errors: &mut Errors) -> Option<syn::Ident> {

@@ -1,15 +1,24 @@
-//! Code generation: the tonic trait impl on a hidden wrapper, and the `Manager` impl.
+//! Code generation: the tonic trait impl on a hidden wrapper, the `Manager` impl, and the
+//! hidden `Routable` impl that builds the route.
 //! Each generated body is one call into `grpc_helper::__private`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::check::{Hook, Model, Reply, Rpc};
+use super::check::{Grpc, Hook, Model, Reply, Rpc};
 
 pub fn expand(model: &Model) -> TokenStream {
     let Model { item, self_ident, service, version, grpc, krate, rpcs, load, shutdown } = model;
     let wrapper = format_ident!("__{}RpcService", self_ident);
+    // A derived trait is reached through one import, so that a missing module is one error.
+    let (import, grpc) = match grpc {
+        Grpc::Given(path) => (None, path.clone()),
+        Grpc::Conventional { module, service } => {
+            let alias = format_ident!("__{}_grpc", self_ident, span = service.span());
+            (Some(quote!(#[doc(hidden)] use #module as #alias;)), syn::parse_quote!(#alias::#service))
+        }
+    };
     let mut server = grpc.clone();
     if let Some(last) = server.segments.last_mut() {
         last.ident = format_ident!("{}Server", last.ident);
@@ -23,6 +32,8 @@ pub fn expand(model: &Model) -> TokenStream {
     quote! {
         #item
 
+        #import
+
         #[doc(hidden)]
         pub struct #wrapper(::std::sync::Arc<#krate::__private::Hosted<#self_ident>>);
 
@@ -35,6 +46,14 @@ pub fn expand(model: &Model) -> TokenStream {
             const SERVICE: &'static str = #service;
             const COMPONENT: &'static str = ::core::concat!(::core::env!("CARGO_PKG_NAME"), ":", ::core::env!("CARGO_PKG_VERSION"));
 
+            #load
+            #shutdown
+        }
+
+        impl #krate::__private::Routable for #self_ident {
+            const GRPC_NAME: &'static str =
+                <#server<#wrapper> as #krate::__private::tonic::server::NamedService>::NAME;
+
             fn route(
                 hosted: ::std::sync::Arc<#krate::__private::Hosted<Self>>,
                 limits: &#krate::__private::MessageLimits,
@@ -45,9 +64,6 @@ pub fn expand(model: &Model) -> TokenStream {
                         .max_encoding_message_size(limits.max_encoding),
                 )
             }
-
-            #load
-            #shutdown
         }
     }
 }

@@ -7,6 +7,8 @@ mod parse;
 
 use proc_macro2::TokenStream;
 
+use crate::errors::Errors;
+
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let item_tokens = item.clone();
@@ -20,26 +22,5 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             out
         }
         (None, None) => unreachable!("parsing failed without an error"),
-    }
-}
-
-/// Collects errors so that all of them are reported in one compilation.
-#[derive(Default)]
-pub struct Errors(Option<syn::Error>);
-
-impl Errors {
-    pub fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
-        self.push(syn::Error::new_spanned(tokens, message));
-    }
-
-    fn take(&mut self) -> Option<syn::Error> {
-        self.0.take()
     }
 }

@@ -2,11 +2,11 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::punctuated::Punctuated;
 use syn::{Attribute, Expr, ImplItem, ImplItemFn, ItemImpl, Lit, Meta, Path, Token};
 
-use super::Errors;
+use crate::errors::Errors;
 
 /// The raw arguments, each with the tokens the user wrote (for error spans).
 pub struct Args {
@@ -36,13 +36,13 @@ pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Optio
     } else {
         args.clone().into_iter().next().map_or(Span::call_site(), |t| t.span())
     };
-    let args = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
-        Ok(list) => parse_args(list, errors),
-        Err(e) => {
-            errors.push(e);
-            return None;
-        }
-    };
+    let mut parsed_args = Args { service: None, version: None, grpc: None, krate: None };
+    let parser = syn::meta::parser(|meta| parse_arg(meta, &mut parsed_args, errors));
+    if let Err(e) = parser.parse2(args) {
+        errors.push(e);
+        return None;
+    }
+    let args = parsed_args;
     let mut item: ItemImpl = match syn::parse2(item) {
         Ok(item) => item,
         Err(e) => {
@@ -63,63 +63,72 @@ pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Optio
     Some(Parsed { args, item, methods, attr_span })
 }
 
-fn parse_args(list: Punctuated<Meta, Token![,]>, errors: &mut Errors) -> Args {
-    let mut args = Args { service: None, version: None, grpc: None, krate: None };
-    for meta in list {
-        let Meta::NameValue(nv) = &meta else {
-            errors.spanned(&meta, "expected `name = value`, e.g. `service = \"my\"`");
-            continue;
-        };
-        let key = nv.path.to_token_stream().to_string();
-        let duplicate = match key.as_str() {
-            "service" => match &nv.value {
-                Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => args.service.replace(s.clone()).is_some(),
-                other => {
-                    errors.spanned(other, "`service` takes a string: the short service name, e.g. `service = \"my\"`");
-                    false
+/// One `name = value` argument. A wrong value is reported and parsing goes on, so that every
+/// mistake of the attribute shows at once.
+fn parse_arg(meta: ParseNestedMeta<'_>, args: &mut Args, errors: &mut Errors) -> syn::Result<()> {
+    if !meta.input.peek(Token![=]) {
+        // A bare word or a list: skip what follows it, up to the next comma.
+        let rest: TokenStream = meta.input.step(|cursor| {
+            let mut rest = *cursor;
+            let mut skipped = TokenStream::new();
+            while let Some((tt, next)) = rest.token_tree() {
+                if matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ',') {
+                    break;
                 }
-            },
-            "version" => match path_value(&nv.value) {
-                Some(p) => args.version.replace(p).is_some(),
-                None => {
-                    errors
-                        .spanned(&nv.value, "`version` takes the API version enum type, e.g. `version = MyApiVersion`");
-                    false
-                }
-            },
-            "grpc" => match path_value(&nv.value) {
-                Some(p) => args.grpc.replace(p).is_some(),
-                None => {
-                    errors.spanned(
-                        &nv.value,
-                        "`grpc` takes the generated tonic trait, e.g. `grpc = my_service_server::MyService`",
-                    );
-                    false
-                }
-            },
-            "crate" => match path_value(&nv.value) {
-                Some(p) => args.krate.replace(p).is_some(),
-                None => {
-                    errors.spanned(
-                        &nv.value,
-                        "`crate` takes a path to the grpc_helper crate, e.g. `crate = ::my_reexport::grpc_helper`",
-                    );
-                    false
-                }
-            },
-            _ => {
-                errors.spanned(
-                    &nv.path,
-                    format!("unknown argument `{key}`: expected `service`, `version`, `grpc` or `crate`"),
-                );
+                skipped.extend([tt]);
+                rest = next;
+            }
+            Ok((skipped, rest))
+        })?;
+        let path = &meta.path;
+        errors.spanned(quote::quote!(#path #rest), "expected `name = value`, e.g. `service = \"my\"`");
+        return Ok(());
+    }
+    let value: Expr = meta.value()?.parse()?;
+    let path = &meta.path;
+    let duplicate = if path.is_ident("service") {
+        match &value {
+            Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => args.service.replace(s.clone()).is_some(),
+            other => {
+                errors.spanned(other, "`service` takes a string: the short service name, e.g. `service = \"my\"`");
                 false
             }
-        };
-        if duplicate {
-            errors.spanned(&nv.path, format!("`{key}` is given twice"));
         }
+    } else if path.is_ident("version") {
+        let taken = path_value(&value).map(|p| args.version.replace(p).is_some());
+        taken.unwrap_or_else(|| {
+            errors.spanned(&value, "`version` takes the API version enum type, e.g. `version = MyApiVersion`");
+            false
+        })
+    } else if path.is_ident("grpc") {
+        let taken = path_value(&value).map(|p| args.grpc.replace(p).is_some());
+        taken.unwrap_or_else(|| {
+            errors.spanned(
+                &value,
+                "`grpc` takes the generated tonic trait, e.g. `grpc = my_service_server::MyService` \
+                 (optional when the version is named after the service: `MyApiVersion`)",
+            );
+            false
+        })
+    } else if path.is_ident("crate") {
+        let taken = path_value(&value).map(|p| args.krate.replace(p).is_some());
+        taken.unwrap_or_else(|| {
+            errors.spanned(
+                &value,
+                "`crate` takes a path to the grpc_helper crate, e.g. `crate = ::my_reexport::grpc_helper`",
+            );
+            false
+        })
+    } else {
+        let key = path.to_token_stream().to_string().replace(' ', "");
+        errors.spanned(path, format!("unknown argument `{key}`: expected `service`, `version`, `grpc` or `crate`"));
+        false
+    };
+    if duplicate {
+        let key = path.to_token_stream().to_string();
+        errors.spanned(path, format!("`{key}` is given twice"));
     }
-    args
+    Ok(())
 }
 
 fn path_value(expr: &Expr) -> Option<Path> {

@@ -12,15 +12,23 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use http_body::{Body as HttpBody, Frame};
 use parking_lot::Mutex;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
-use super::Shared;
-use crate::metadata::{GRPC_STATUS, GRPC_TIMEOUT, RETRY_PUSHBACK};
+use crate::wire::{GRPC_STATUS, GRPC_TIMEOUT, RETRY_PUSHBACK};
+
+/// What every call of a client shares: the channel, the target, the metadata and the policy.
+pub(super) struct Shared {
+    pub(super) channel: Channel,
+    pub(super) target: String,
+    /// `client`, `user`, `host`, `ip`: the same on every call.
+    pub(super) fixed: Vec<(http::HeaderName, HeaderValue)>,
+    pub(super) retry: RetryPolicy,
+}
 
 /// Recorded request bytes beyond which a call is no longer retried (memory bound).
 const REPLAY_LIMIT: usize = 1024 * 1024;
@@ -64,8 +72,7 @@ pub(super) fn call(
     request: http::Request<Body>,
     shared: &Arc<Shared>,
 ) -> Pin<Box<dyn Future<Output = CallResult> + Send>> {
-    let policy = &shared.retry;
-    let Some(window) = policy.window else {
+    let Some(window) = shared.retry.window else {
         let first = channel.call(request);
         let shared = Arc::clone(shared);
         return Box::pin(async move {
@@ -85,16 +92,34 @@ pub(super) fn call(
     // cloning them saves allocations on every call.
     *first.extensions_mut() = std::mem::take(&mut parts.extensions);
     let first = channel.call(first);
-    let shared = Arc::clone(shared);
-    Box::pin(async move {
+    let attempts = Attempts { parts, replay, start, deadline, limit, shared: Arc::clone(shared) };
+    Box::pin(attempts.run(first))
+}
+
+/// One call's attempts after the first, until one commits or the retry window closes.
+struct Attempts {
+    parts: http::request::Parts,
+    replay: Arc<Mutex<Replay>>,
+    start: Instant,
+    /// The call's own deadline, if any.
+    deadline: Option<Instant>,
+    /// The deadline or the end of the retry window, whichever comes first.
+    limit: Instant,
+    shared: Arc<Shared>,
+}
+
+type Attempt = Result<http::Response<Body>, tonic::transport::Error>;
+
+impl Attempts {
+    async fn run(self, first: impl Future<Output = Attempt>) -> CallResult {
         let mut attempt = 0u32;
         let mut result = first.await;
         loop {
             let failure = match result {
                 Ok(response) if !is_unavailable(response.headers()) || refuses_retry(response.headers()) => {
                     // Committed: stop recording, free what was kept for replays.
-                    replay.lock().stop_recording();
-                    return Ok(reply(response, shared));
+                    self.replay.lock().stop_recording();
+                    return Ok(reply(response, self.shared));
                 }
                 Ok(response) => Retry::Response(response),
                 Err(e) => match failure_status(e) {
@@ -103,19 +128,10 @@ pub(super) fn call(
                 },
             };
             let now = Instant::now();
-            if now >= limit || !replay.lock().replayable {
-                return match failure {
-                    Retry::Response(response) => Ok(response),
-                    Retry::Status(status) => Err(Box::new(tonic::Status::unavailable(format!(
-                        "{} unavailable after {} attempt(s) in {:.1}s: {}",
-                        shared.target,
-                        attempt + 1,
-                        now.duration_since(start).as_secs_f64(),
-                        status.message()
-                    )))),
-                };
+            if now >= self.limit || !self.replay.lock().replayable {
+                return self.give_up(failure, attempt, now);
             }
-            let delay = shared.retry.delay(attempt).min(limit - now);
+            let delay = self.shared.retry.delay(attempt).min(self.limit - now);
             let details = match &failure {
                 Retry::Response(_) => "'unavailable' status".to_owned(),
                 Retry::Status(status) => format!("'unavailable' error; details: '{}'", status.message()),
@@ -123,27 +139,46 @@ pub(super) fn call(
             tracing::debug!(
                 target: "grpc_helper::client",
                 "<RPC> << {}{} (will retry in {:.3}s because of {details})",
-                shared.target,
-                parts.uri.path(),
+                self.shared.target,
+                self.parts.uri.path(),
                 delay.as_secs_f64()
             );
             tokio::time::sleep(delay).await;
             attempt += 1;
-            let mut request = attempt_request(&parts, &replay);
-            if let Some(deadline) = deadline {
-                // The deadline covers every attempt: later ones get what is left.
-                let left = deadline.saturating_duration_since(Instant::now());
-                if let Ok(value) = format!("{}m", left.as_millis().max(1)).parse() {
-                    request.headers_mut().insert(GRPC_TIMEOUT, value);
-                }
-            }
-            let mut channel = shared.channel.clone();
-            result = match channel.ready().await {
-                Ok(ready) => ready.call(request).await,
-                Err(e) => Err(e),
-            };
+            result = self.next().await;
         }
-    })
+    }
+
+    /// The last failure as the call's answer (an UNAVAILABLE error says how long it tried).
+    fn give_up(&self, failure: Retry, attempt: u32, now: Instant) -> CallResult {
+        match failure {
+            Retry::Response(response) => Ok(response),
+            Retry::Status(status) => Err(Box::new(tonic::Status::unavailable(format!(
+                "{} unavailable after {} attempt(s) in {:.1}s: {}",
+                self.shared.target,
+                attempt + 1,
+                now.duration_since(self.start).as_secs_f64(),
+                status.message()
+            )))),
+        }
+    }
+
+    /// Sends the request again, with what is left of the deadline.
+    async fn next(&self) -> Attempt {
+        let mut request = attempt_request(&self.parts, &self.replay);
+        if let Some(deadline) = self.deadline {
+            // The deadline covers every attempt: later ones get what is left.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(value) = format!("{}m", left.as_millis().max(1)).parse() {
+                request.headers_mut().insert(GRPC_TIMEOUT, value);
+            }
+        }
+        let mut channel = self.shared.channel.clone();
+        match channel.ready().await {
+            Ok(ready) => ready.call(request).await,
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The committed answer, its body watched for a connection lost in the middle of it.

@@ -5,187 +5,26 @@
 //! `<user>/config.json` < environment variable (`my-item` → `MY_ITEM`) < `-c my-item=value`.
 //! Current value: the default, or the value persisted in `<workspace>/config.json`.
 
-mod items;
+mod item;
+mod rpc_items;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-pub use self::items::RpcConfig;
+pub(crate) use self::item::valid_name;
+pub use self::item::{ConfigItem, ConfigValue};
+pub use self::rpc_items::RpcConfig;
 pub use self::validate::Validator;
 use crate::api::{self, ResultCode};
 use crate::{Folders, RpcError};
 
 /// File name of the layered configuration files and of the persisted values.
 pub(crate) const CONFIG_FILE: &str = "config.json";
-
-/// A configuration item, declared as a constant.
-///
-/// Names are lowercase letters, digits and dashes, starting with a letter; a bad name in a
-/// constant is a compile-time error.
-///
-/// ```
-/// use grpc_helper::config::{ConfigItem, Validator};
-///
-/// pub const RETRIES: ConfigItem = ConfigItem::new("my-retries", "How many times to retry", "3")
-///     .validator(Validator::PosInt);
-/// pub const GREETING: ConfigItem = ConfigItem::new("my-greeting", "Greeting text", "").can_be_empty();
-///
-/// assert!(RETRIES.validate("5").is_ok());
-/// assert!(RETRIES.validate("0").is_err());
-/// assert!(GREETING.validate("").is_ok());
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct ConfigItem {
-    name: &'static str,
-    description: &'static str,
-    default: &'static str,
-    can_be_empty: bool,
-    validator: Validator,
-}
-
-impl ConfigItem {
-    /// An item of text values that must not be empty.
-    ///
-    /// # Panics
-    /// When `name` is not `[a-z][a-z0-9-]*` (at compile time for constants).
-    pub const fn new(name: &'static str, description: &'static str, default: &'static str) -> Self {
-        assert!(valid_name(name), "config item names are lowercase letters, digits and dashes, starting with a letter");
-        Self { name, description, default, can_be_empty: false, validator: Validator::String }
-    }
-
-    /// The rule checking values.
-    pub const fn validator(mut self, validator: Validator) -> Self {
-        self.validator = validator;
-        self
-    }
-
-    /// Allows the empty value.
-    pub const fn can_be_empty(mut self) -> Self {
-        self.can_be_empty = true;
-        self
-    }
-
-    /// The item name.
-    pub const fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// What the item is for.
-    pub const fn description(&self) -> &'static str {
-        self.description
-    }
-
-    /// The hard-coded default.
-    pub const fn default_value(&self) -> &'static str {
-        self.default
-    }
-
-    /// Checks a value against the item's rules.
-    ///
-    /// # Errors
-    /// [`ResultCode::ErrorParamMissing`] for a forbidden empty value,
-    /// [`ResultCode::ErrorParamInvalid`] for a value breaking the rule (the message names the
-    /// item, the value and the rule).
-    pub fn validate(&self, value: &str) -> Result<(), RpcError> {
-        if value.is_empty() {
-            return if self.can_be_empty {
-                Ok(())
-            } else {
-                Err(RpcError::new(
-                    ResultCode::ErrorParamMissing,
-                    format!("Empty value provided for item {} (not supported)", self.name),
-                ))
-            };
-        }
-        self.validator.check(self.name, value)
-    }
-
-    /// The environment variable that overrides the default (`my-item` → `MY_ITEM`).
-    pub fn env_name(&self) -> String {
-        self.name.to_ascii_uppercase().replace('-', "_")
-    }
-}
-
-/// `[a-z][a-z0-9-]*`, as a const fn so that constants are checked at compile time.
-pub(crate) const fn valid_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || !bytes[0].is_ascii_lowercase() {
-        return false;
-    }
-    let mut i = 1;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-/// The typed reading of one current value.
-///
-/// ```
-/// # use grpc_helper::config::ConfigValue;
-/// # fn demo(value: ConfigValue) -> Result<(), grpc_helper::RpcError> {
-/// let grace = value.as_duration()?; // "1.5" → 1.5 s
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigValue {
-    name: &'static str,
-    value: String,
-}
-
-impl ConfigValue {
-    /// A value of the item named `name`, for the parsers' fuzz and property tests.
-    pub(crate) fn new(name: &'static str, value: String) -> Self {
-        Self { name, value }
-    }
-
-    /// The text value.
-    pub fn as_str(&self) -> &str {
-        &self.value
-    }
-
-    /// The value as a whole number.
-    ///
-    /// # Errors
-    /// [`ResultCode::ErrorParamInvalid`] when it is not one.
-    pub fn as_int(&self) -> Result<i64, RpcError> {
-        validate::parse_int(&self.value).ok_or_else(|| self.not("a whole number"))
-    }
-
-    /// The value as a number.
-    ///
-    /// # Errors
-    /// [`ResultCode::ErrorParamInvalid`] when it is not one.
-    pub fn as_float(&self) -> Result<f64, RpcError> {
-        validate::parse_float(&self.value).ok_or_else(|| self.not("a number"))
-    }
-
-    /// The value as a number of seconds.
-    ///
-    /// # Errors
-    /// [`ResultCode::ErrorParamInvalid`] when it is not a non-negative finite number.
-    pub fn as_duration(&self) -> Result<Duration, RpcError> {
-        self.as_float()
-            .and_then(|secs| Duration::try_from_secs_f64(secs).map_err(|_| self.not("a duration in seconds")))
-    }
-
-    fn not(&self, what: &str) -> RpcError {
-        RpcError::new(
-            ResultCode::ErrorParamInvalid,
-            format!("Config item {} = {:?} is not {what}", self.name, self.value),
-        )
-    }
-}
 
 /// The configuration of one server: every static and user item with its default and current
 /// value. Cheap to clone; reads see updates at once.
@@ -227,90 +66,13 @@ impl Config {
         user_items: &[ConfigItem],
         sources: &Sources,
     ) -> Result<Self, RpcError> {
-        let mut entries: Vec<Entry> = Vec::new();
-        let mut index = HashMap::new();
-        for (item, user) in static_items.iter().map(|i| (i, false)).chain(user_items.iter().map(|i| (i, true))) {
-            if !valid_name(item.name) {
-                return Err(RpcError::new(
-                    ResultCode::ErrorParamInvalid,
-                    format!("Invalid config item name: {:?} (expected [a-z][a-z0-9-]*)", item.name),
-                ));
-            }
-            if let Some(&at) = index.get(item.name) {
-                let previous: &Entry = &entries[at];
-                let message = if previous.user != user {
-                    format!("Config item {} is defined as both a static and a user item", item.name)
-                } else {
-                    format!("Config item {} is declared twice", item.name)
-                };
-                return Err(RpcError::new(ResultCode::ErrorModelInvalid, message));
-            }
-            index.insert(item.name, entries.len());
-            let default = item.default.to_owned();
-            entries.push(Entry { item: *item, user, default: default.clone(), value: RwLock::new(default) });
-        }
-        for name in sources.cli.keys() {
-            if !index.contains_key(name.as_str()) {
-                return Err(RpcError::new(
-                    ResultCode::ErrorItemUnknown,
-                    format!("Unknown config item {name:?} given on the command line (-c {name}=...)"),
-                ));
-            }
-        }
-
-        let files: Vec<(PathBuf, BTreeMap<String, String>)> =
-            [sources.folders.system_dir(), sources.folders.user_dir()]
-                .into_iter()
-                .flatten()
-                .map(|dir| {
-                    let path = dir.join(CONFIG_FILE);
-                    read_string_map(&path).map(|map| (path, map))
-                })
-                .collect::<Result<_, _>>()?;
-        for entry in &mut entries {
-            let name = entry.item.name;
-            let mut origin = String::from("its hard-coded default");
-            if let Some(value) = sources.code.get(name) {
-                entry.default = value.clone();
-                origin = "the server builder".into();
-            }
-            for (path, map) in &files {
-                if let Some(value) = map.get(name) {
-                    entry.default = value.clone();
-                    origin = path.display().to_string();
-                }
-            }
-            if let Ok(value) = std::env::var(entry.item.env_name()) {
-                entry.default = value;
-                origin = format!("environment variable {}", entry.item.env_name());
-            }
-            if let Some(value) = sources.cli.get(name) {
-                entry.default = value.clone();
-                origin = format!("command line -c {name}=...");
-            }
-            entry.item.validate(&entry.default).map_err(|e| {
-                RpcError::custom(e.code(), format!("{} (default from {origin}; the server cannot start)", e.message()))
-            })?;
-            *entry.value.get_mut() = entry.default.clone();
-        }
-
+        let (mut entries, index) = declare(static_items, user_items, &sources.cli)?;
+        apply_defaults(&mut entries, sources)?;
         let persisted = sources.folders.workspace_dir().map(|dir| dir.join(CONFIG_FILE));
-        let mut static_overrides = BTreeMap::new();
-        if let Some(path) = &persisted {
-            for (name, value) in read_string_map(path)? {
-                let Some(&at) = index.get(name.as_str()) else { continue };
-                let entry = &mut entries[at];
-                match entry.item.validate(&value) {
-                    Ok(()) => *entry.value.get_mut() = value.clone(),
-                    Err(e) => tracing::warn!(
-                        "Can't load invalid persisted value {value:?} for config item {name}; use default one ({e})"
-                    ),
-                }
-                if !entry.user {
-                    static_overrides.insert(name, value);
-                }
-            }
-        }
+        let static_overrides = match &persisted {
+            Some(path) => apply_persisted(&mut entries, &index, path)?,
+            None => BTreeMap::new(),
+        };
         let (changes, _) = watch::channel(0);
         Ok(Self(Arc::new(Inner { entries, index, persisted, static_overrides, update: Mutex::new(()), changes })))
     }
@@ -427,6 +189,109 @@ impl Entry {
     }
 }
 
+/// One entry per item, with its hard-coded default; names checked, unique, and known to `cli`.
+fn declare(
+    static_items: &[ConfigItem],
+    user_items: &[ConfigItem],
+    cli: &BTreeMap<String, String>,
+) -> Result<(Vec<Entry>, HashMap<&'static str, usize>), RpcError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut index = HashMap::new();
+    for (item, user) in static_items.iter().map(|i| (i, false)).chain(user_items.iter().map(|i| (i, true))) {
+        if !valid_name(item.name) {
+            return Err(RpcError::new(
+                ResultCode::ErrorParamInvalid,
+                format!("Invalid config item name: {:?} (expected [a-z][a-z0-9-]*)", item.name),
+            ));
+        }
+        if let Some(&at) = index.get(item.name) {
+            let previous: &Entry = &entries[at];
+            let message = if previous.user != user {
+                format!("Config item {} is defined as both a static and a user item", item.name)
+            } else {
+                format!("Config item {} is declared twice", item.name)
+            };
+            return Err(RpcError::new(ResultCode::ErrorModelInvalid, message));
+        }
+        index.insert(item.name, entries.len());
+        let default = item.default.to_owned();
+        entries.push(Entry { item: *item, user, default: default.clone(), value: RwLock::new(default) });
+    }
+    for name in cli.keys() {
+        if !index.contains_key(name.as_str()) {
+            return Err(RpcError::new(
+                ResultCode::ErrorItemUnknown,
+                format!("Unknown config item {name:?} given on the command line (-c {name}=...)"),
+            ));
+        }
+    }
+    Ok((entries, index))
+}
+
+/// Layers the defaults (code, system and user files, environment, command line), each
+/// validated, and makes them the current values.
+fn apply_defaults(entries: &mut [Entry], sources: &Sources) -> Result<(), RpcError> {
+    let files: Vec<(PathBuf, BTreeMap<String, String>)> = [sources.folders.system_dir(), sources.folders.user_dir()]
+        .into_iter()
+        .flatten()
+        .map(|dir| {
+            let path = dir.join(CONFIG_FILE);
+            read_string_map(&path).map(|map| (path, map))
+        })
+        .collect::<Result<_, _>>()?;
+    for entry in entries {
+        let name = entry.item.name;
+        let mut origin = String::from("its hard-coded default");
+        if let Some(value) = sources.code.get(name) {
+            entry.default = value.clone();
+            origin = "the server builder".into();
+        }
+        for (path, map) in &files {
+            if let Some(value) = map.get(name) {
+                entry.default = value.clone();
+                origin = path.display().to_string();
+            }
+        }
+        if let Ok(value) = std::env::var(entry.item.env_name()) {
+            entry.default = value;
+            origin = format!("environment variable {}", entry.item.env_name());
+        }
+        if let Some(value) = sources.cli.get(name) {
+            entry.default = value.clone();
+            origin = format!("command line -c {name}=...");
+        }
+        entry.item.validate(&entry.default).map_err(|e| {
+            RpcError::custom(e.code(), format!("{} (default from {origin}; the server cannot start)", e.message()))
+        })?;
+        *entry.value.get_mut() = entry.default.clone();
+    }
+    Ok(())
+}
+
+/// Current values persisted in the workspace (invalid ones skipped with a warning); returns
+/// the static ones, which are written back unchanged.
+fn apply_persisted(
+    entries: &mut [Entry],
+    index: &HashMap<&'static str, usize>,
+    path: &Path,
+) -> Result<BTreeMap<String, String>, RpcError> {
+    let mut static_overrides = BTreeMap::new();
+    for (name, value) in read_string_map(path)? {
+        let Some(&at) = index.get(name.as_str()) else { continue };
+        let entry = &mut entries[at];
+        match entry.item.validate(&value) {
+            Ok(()) => *entry.value.get_mut() = value.clone(),
+            Err(e) => tracing::warn!(
+                "Can't load invalid persisted value {value:?} for config item {name}; use default one ({e})"
+            ),
+        }
+        if !entry.user {
+            static_overrides.insert(name, value);
+        }
+    }
+    Ok(static_overrides)
+}
+
 /// A `config.json`: a JSON object of strings (missing file → empty).
 fn read_string_map(path: &Path) -> Result<BTreeMap<String, String>, RpcError> {
     let Some(value) = crate::persist::read_json(path)? else { return Ok(BTreeMap::new()) };
@@ -454,6 +319,8 @@ pub(crate) fn string_map(value: serde_json::Value, path: &Path) -> Result<BTreeM
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const INT: ConfigItem = ConfigItem::new("unit-int", "an int", "12").validator(Validator::Int);

@@ -3,14 +3,25 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::ServerCore;
+use crate::api::ServiceInfo;
+use crate::call::PendingCall;
+
+/// What a dump shows of the server.
+pub(crate) struct State {
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) uptime: Duration,
+    pub(crate) shutting_down: bool,
+    pub(crate) services: Vec<ServiceInfo>,
+    pub(crate) pending: Vec<PendingCall>,
+}
 
 /// Writes one dump now; returns its path.
-pub(crate) fn write_dump(core: &ServerCore, logs_dir: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn write_dump(state: &State, logs_dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(logs_dir)?;
     let now = chrono::Local::now();
     let mut path = logs_dir.join(format!("RpcServerDump-{}.txt", now.format("%Y%m%d%H%M%S")));
@@ -20,26 +31,26 @@ pub(crate) fn write_dump(core: &ServerCore, logs_dir: &Path) -> std::io::Result<
         n += 1;
         path = logs_dir.join(format!("RpcServerDump-{}-{n}.txt", now.format("%Y%m%d%H%M%S")));
     }
-    let text = render(core, &now.to_rfc3339());
+    let text = render(state, &now.to_rfc3339());
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     Ok(path)
 }
 
-fn render(core: &ServerCore, when: &str) -> String {
+fn render(state: &State, when: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "grpc-helper debug dump, {when}");
     let _ = writeln!(
         out,
         "Server: {} (pid {}), up {:.1}s, {}",
-        core.local_addr,
+        state.local_addr,
         std::process::id(),
-        core.started.elapsed().as_secs_f64(),
-        if core.is_shutting_down() { "shutting down" } else { "serving" }
+        state.uptime.as_secs_f64(),
+        if state.shutting_down { "shutting down" } else { "serving" }
     );
     let _ = writeln!(out, "\nServices:");
-    for info in core.infos() {
+    for info in &state.services {
         let _ = writeln!(
             out,
             " - {} ({}, API {}..{})",
@@ -47,9 +58,8 @@ fn render(core: &ServerCore, when: &str) -> String {
         );
     }
 
-    let pending = core.pending.snapshot();
-    let _ = writeln!(out, "\nPending RPC calls: ({})", pending.len());
-    for call in &pending {
+    let _ = writeln!(out, "\nPending RPC calls: ({})", state.pending.len());
+    for call in &state.pending {
         let _ = writeln!(
             out,
             " - [RPC] {} >>> {}.{} ({}) running for {}",

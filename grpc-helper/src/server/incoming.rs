@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,7 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::server::Connected;
 
-use super::stop_signal::CancelSignal;
+use crate::RpcError;
+use crate::api::ResultCode;
 
 /// Transport limits of a server (see the `RpcServerBuilder` methods of the same names).
 #[derive(Clone, Copy, Debug)]
@@ -44,8 +46,8 @@ impl Default for ConnectionLimits {
         Self {
             max_concurrent_streams: Some(2048),
             // Off, as in gRPC's own servers (2 h there): with it on, hyper reads the clock for
-            // every frame (7 times per unary call, ~1.8k instructions). Vanished peers are
-            // found by TCP keep-alive instead, which costs nothing per call.
+            // every frame (cost measured in the README's benchmark). Vanished peers are found
+            // by TCP keep-alive instead, which costs nothing per call.
             http2_keepalive_interval: None,
             http2_keepalive_timeout: Duration::from_secs(20),
             tcp_keepalive: Some(Duration::from_secs(60)),
@@ -403,5 +405,44 @@ impl AsyncWrite for Connection {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Binds the listener; the default address is every address, IPv6 and IPv4.
+pub(crate) async fn bind(ip: Option<IpAddr>, port: u16) -> Result<tokio::net::TcpListener, RpcError> {
+    let attempt = |ip: IpAddr| tokio::net::TcpListener::bind(SocketAddr::new(ip, port));
+    match ip {
+        Some(ip) => attempt(ip).await.map_err(|e| port_busy(port, &e)),
+        // Dual stack by default, as the original (`[::]`); IPv4 only where IPv6 is off.
+        None => match attempt(IpAddr::V6(Ipv6Addr::UNSPECIFIED)).await {
+            Ok(listener) => Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(port_busy(port, &e)),
+            Err(_) => attempt(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await.map_err(|e| port_busy(port, &e)),
+        },
+    }
+}
+
+pub(crate) fn port_busy(port: u16, error: &std::io::Error) -> RpcError {
+    RpcError::new(ResultCode::ErrorPortBusy, format!("Failed to start RPC server on port {port}: {error}"))
+}
+
+/// A one-shot signal that can be awaited by many (the "stop accepting" trigger).
+#[derive(Clone)]
+pub(crate) struct CancelSignal(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for CancelSignal {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl CancelSignal {
+    pub(crate) fn fire(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub(crate) async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|fired| *fired).await;
     }
 }

@@ -1,6 +1,6 @@
 //! `config` (`ConfigService`): get, set and reset the server's user configuration items.
 
-use crate::api::{ConfigApiVersion, ConfigStatus, ConfigUpdate, Filter, ResultCode};
+use crate::api::{ConfigStatus, ConfigUpdate, Filter, ResultCode};
 use crate::config::Config;
 use crate::{RpcError, rpc_manager};
 
@@ -40,7 +40,7 @@ impl ConfigManager {
     }
 }
 
-#[rpc_manager(service = "config", version = ConfigApiVersion, grpc = crate::api::config_service_server::ConfigService, crate = crate)]
+#[rpc_manager(service = "config", version = crate::api::ConfigApiVersion, crate = crate)]
 impl ConfigManager {
     /// Empty names → every user item.
     async fn get(&self, request: Filter) -> Result<ConfigStatus, RpcError> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use parking_lot::Mutex;
 
-use crate::api::{Filter, LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerStatus, LoggerUpdate, ResultCode};
+use crate::api::{Filter, LoggerConfig, LoggerLevel, LoggerStatus, LoggerUpdate, ResultCode};
 use crate::logs::{self, Persisted, Setting};
 use crate::{RpcError, rpc_manager};
 
@@ -45,7 +45,7 @@ fn missing(what: &str) -> RpcError {
     RpcError::new(ResultCode::ErrorParamMissing, format!("Missing {what} in request"))
 }
 
-#[rpc_manager(service = "log", version = LoggerApiVersion, grpc = crate::api::logger_service_server::LoggerService, crate = crate)]
+#[rpc_manager(service = "log", version = crate::api::LoggerApiVersion, crate = crate)]
 impl LoggerManager {
     /// Each named logger (`""` = root) with its enabled flag and level (UNKNOWN: inherited).
     async fn get(&self, request: Filter) -> Result<LoggerStatus, RpcError> {

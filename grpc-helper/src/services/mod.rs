@@ -9,4 +9,4 @@ mod server_service;
 pub(crate) use config_service::ConfigManager;
 pub(crate) use events_service::EventsManager;
 pub(crate) use logger_service::LoggerManager;
-pub(crate) use server_service::ServerManager;
+pub(crate) use server_service::{Catalog, ServerControl, ServerManager};

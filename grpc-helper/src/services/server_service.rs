@@ -1,30 +1,47 @@
 //! `srv` (`RpcServerService`): the list of hosted services and remote shutdown.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use crate::api::{
-    Filter, MultiServiceInfo, ProxyRegisterRequest, ResultCode, ResultStatus, ServerApiVersion, ShutdownRequest,
+    Filter, MultiServiceInfo, ProxyRegisterRequest, ResultCode, ResultStatus, ServerApiVersion, ServiceInfo,
+    ShutdownRequest,
 };
-use crate::server::ServerCore;
+use crate::proxy::Proxies;
 use crate::{RpcError, rpc_manager};
 
+/// Every service of a server, hosted and proxied, in the order `info` lists them.
+pub(crate) struct Catalog {
+    pub(crate) hosted: Vec<ServiceInfo>,
+    pub(crate) proxies: Arc<Proxies>,
+}
+
+impl Catalog {
+    pub(crate) fn infos(&self) -> Vec<ServiceInfo> {
+        self.hosted.iter().cloned().chain(self.proxies.infos()).collect()
+    }
+}
+
+/// How `srv` shuts its server down; implemented by the server.
+pub(crate) trait ServerControl: Send + Sync {
+    /// Starts the shutdown in the background; `timeout` as in `ShutdownRequest`.
+    fn request_shutdown(self: Arc<Self>, timeout: i32);
+}
+
+/// What `srv` sees of its server: the services, and a way to shut it down.
 pub(crate) struct ServerManager {
+    catalog: Arc<Catalog>,
     // Weak: the server owns its services, not the reverse.
-    core: Weak<ServerCore>,
+    control: Weak<dyn ServerControl>,
 }
 
 impl ServerManager {
-    pub(crate) fn new(core: Weak<ServerCore>) -> Self {
-        Self { core }
+    pub(crate) fn new(catalog: Arc<Catalog>, control: Weak<dyn ServerControl>) -> Self {
+        Self { catalog, control }
     }
 
-    fn core(&self) -> Result<std::sync::Arc<ServerCore>, RpcError> {
-        self.core.upgrade().ok_or_else(not_ready)
+    fn known(&self) -> impl Fn(&str) -> bool + Sync + '_ {
+        |name: &str| self.catalog.infos().iter().any(|i| i.name == name)
     }
-}
-
-fn not_ready() -> RpcError {
-    RpcError::new(ResultCode::ErrorStateUnexpected, "The server is not running")
 }
 
 #[rpc_manager(service = "srv", version = ServerApiVersion, grpc = crate::api::rpc_server_service_server::RpcServerService, crate = crate)]
@@ -32,7 +49,7 @@ impl ServerManager {
     /// Empty names → every service in registration order; else the named ones in request
     /// order (unknown names refused, or skipped with `ignore_unknown`).
     async fn info(&self, request: Filter) -> Result<MultiServiceInfo, RpcError> {
-        let all = self.core.upgrade().map(|core| core.infos()).unwrap_or_default();
+        let all = self.catalog.infos();
         if request.names.is_empty() {
             return Ok(MultiServiceInfo { r: None, items: all });
         }
@@ -57,27 +74,22 @@ impl ServerManager {
 
     /// Records a backend for proxied services (persisted; event `RPC_PROXY_REGISTER`).
     async fn proxy_register(&self, request: ProxyRegisterRequest) -> Result<ResultStatus, RpcError> {
-        let core = self.core()?;
-        let known = |name: &str| core.infos().iter().any(|i| i.name == name);
-        let proxies = core.proxies().ok_or_else(not_ready)?;
-        proxies.register(&request.names, &request.version, &request.host, request.port, &known).await?;
+        let proxies = &self.catalog.proxies;
+        proxies.register(&request.names, &request.version, &request.host, request.port, &self.known()).await?;
         Ok(ResultStatus::default())
     }
 
     /// Clears the backend of proxied services, keeping their version (event `RPC_PROXY_FORGET`).
     async fn proxy_forget(&self, request: Filter) -> Result<ResultStatus, RpcError> {
-        let core = self.core()?;
-        let known = |name: &str| core.infos().iter().any(|i| i.name == name);
-        let proxies = core.proxies().ok_or_else(not_ready)?;
-        proxies.forget(&request.names, &known).await?;
+        self.catalog.proxies.forget(&request.names, &self.known()).await?;
         Ok(ResultStatus::default())
     }
 
     /// Answers at once; the shutdown runs in the background.
     async fn shutdown(&self, request: ShutdownRequest) -> Result<ResultStatus, RpcError> {
-        if let Some(core) = self.core.upgrade() {
+        if let Some(server) = self.control.upgrade() {
             tracing::info!("remote shutdown requested (timeout {})", request.timeout);
-            tokio::spawn(async move { core.shutdown(Some(request.timeout)).await });
+            server.request_shutdown(request.timeout);
         }
         Ok(ResultStatus::default())
     }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use grpc_helper::api::rpc_server_service_server;
+use grpc_helper::api::{LoggerApiVersion, LoggerStatus, logger_service_server, rpc_server_service_server};
 use grpc_helper::api::{Filter, MultiServiceInfo, ProxyRegisterRequest, ResultStatus, ShutdownRequest};
 use grpc_helper::{ApiVersion, CallContext, Manager, ManagerContext, RpcError, rpc_manager};
 
@@ -59,6 +59,23 @@ impl NoHooks {
     #[on_load]
     async fn load(&self) {}
 }
+
+// The tonic trait follows from the version's name: `logger_service_server::LoggerService`.
+struct Conventional;
+
+#[rpc_manager(service = "conventional", version = LoggerApiVersion)]
+impl Conventional {
+    async fn get(&self, _request: Filter) -> Result<LoggerStatus, RpcError> {
+        Ok(LoggerStatus::default())
+    }
+}
+
+// With a path: `grpc_helper::api::config_service_server::ConfigService`; unimplemented methods
+// answer UNIMPLEMENTED.
+struct ConventionalWithPath;
+
+#[rpc_manager(service = "conventional-path", version = grpc_helper::api::ConfigApiVersion)]
+impl ConventionalWithPath {}
 
 fn main() {
     assert_eq!((Aliased::SUPPORTED, Aliased::CURRENT), (2, 5));

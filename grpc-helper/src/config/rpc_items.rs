@@ -1,6 +1,7 @@
 //! The server's own static items (`rpc-*`), with the names, defaults and rules of the original.
 
-use super::{ConfigItem, Validator};
+use super::item::ConfigItem;
+use super::validate::Validator;
 use crate::RpcError;
 use crate::api::ResultCode;
 

@@ -4,46 +4,51 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
+use tonic::codegen::BoxStream;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 use tower::util::MapResponse;
 
 use super::pending::{PendingCalls, PendingGuard};
-use crate::__private::BoxStream;
-use crate::metadata::{GRPC_MESSAGE, GRPC_STATUS};
+use crate::wire::{GRPC_MESSAGE, GRPC_STATUS};
 use crate::{ApiVersion, CallContext, CallerMetadata, Manager, ManagerContext, ReplyStream, RpcError, RpcMessage};
+
+/// Target of the per-call log lines (`caller >>> Service.method`, failures).
+const CALL_TARGET: &str = "grpc_helper::rpc";
 
 /// A manager as hosted by a server: the user's value plus what the call path needs.
 pub struct Hosted<M> {
     pub(crate) manager: M,
     pub(crate) context: ManagerContext,
     pub(crate) pending: Arc<PendingCalls>,
-    /// The gRPC service name (`SampleService`), known once the route is built.
-    pub(crate) grpc_name: OnceLock<&'static str>,
+    /// The gRPC service name (`SampleService`).
+    pub(crate) grpc_name: &'static str,
 }
 
 impl<M: Manager> Hosted<M> {
-    pub(crate) fn new(manager: M, context: ManagerContext, pending: Arc<PendingCalls>) -> Self {
-        Self { manager, context, pending, grpc_name: OnceLock::new() }
+    pub(crate) fn new(
+        manager: M,
+        context: ManagerContext,
+        pending: Arc<PendingCalls>,
+        grpc_name: &'static str,
+    ) -> Self {
+        Self { manager, context, pending, grpc_name }
     }
 
     /// Records the call and checks the caller's API version.
     fn enter<Req>(&self, request: Request<Req>, method: &'static str) -> (Call, Result<(Req, CallContext), RpcError>) {
         let (metadata, _, message) = request.into_parts();
         let caller = CallerMetadata::from_headers(metadata.as_ref());
-        let service = self.grpc_name.get().copied().unwrap_or(M::SERVICE);
-        tracing::debug!(target: "grpc_helper::rpc", "{caller} >>> {service}.{method}");
+        let service = self.grpc_name;
+        tracing::debug!(target: CALL_TARGET, "{caller} >>> {service}.{method}");
         let guard = self.pending.enter(service, method, std::any::type_name::<Req>(), &caller);
-        let checked = crate::version::check(
-            caller.api_version_bytes(),
-            <M::Version as ApiVersion>::SUPPORTED,
-            <M::Version as ApiVersion>::CURRENT,
-        );
+        let checked =
+            caller.check_api_version(<M::Version as ApiVersion>::SUPPORTED, <M::Version as ApiVersion>::CURRENT);
         let call = Call { _guard: guard, service, method };
         let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method)));
         (call, admitted)
@@ -59,7 +64,7 @@ struct Call {
 
 impl Call {
     fn log_error(&self, error: &RpcError) {
-        tracing::warn!(target: "grpc_helper::rpc", "{}.{} failed: {error}", self.service, self.method);
+        tracing::warn!(target: CALL_TARGET, "{}.{} failed: {error}", self.service, self.method);
     }
 }
 
@@ -188,7 +193,6 @@ impl Default for MessageLimits {
 
 /// A tonic service ready to be added to the server's routes.
 pub struct ServiceRoute {
-    pub(crate) name: &'static str,
     pub(crate) add: Box<dyn FnOnce(&mut RoutesBuilder) + Send>,
 }
 
@@ -207,7 +211,6 @@ where
     S::Future: Send + 'static,
 {
     ServiceRoute {
-        name: S::NAME,
         add: Box::new(move |routes| {
             routes.add_service(SizeLimited(MapResponse::new(service, resource_exhausted)));
         }),

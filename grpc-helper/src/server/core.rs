@@ -1,0 +1,437 @@
+//! The start and shutdown sequences, and [`RpcServer`], the handle on a running server.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tonic_health::ServingStatus;
+
+use super::builder::RpcServerBuilder;
+use super::dump;
+use super::grace::{Drain, GraceOver};
+use super::health::Health;
+use super::hosting::{HostEnv, HostedService, Planned, info_of};
+use super::incoming::{CancelSignal, Connections, Incoming, bind, port_busy};
+use super::main_server::MainServer;
+use super::router::{self, Router, guard, serve, transport};
+use crate::api::{ResultCode, ServiceInfo};
+use crate::call::{PendingCall, PendingCalls, Routable};
+use crate::config::{Config, ConfigItem, RpcConfig};
+use crate::proxy::{Proxied, Proxies};
+use crate::services::{Catalog, ConfigManager, EventsManager, LoggerManager, ServerControl, ServerManager};
+use crate::tls::ServerTls;
+use crate::{Folders, RpcClient, RpcError};
+
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A running server. Cheap to clone; every clone controls the same server.
+///
+/// The server runs until [`shutdown`](Self::shutdown) is called (or a client calls the remote
+/// `srv.shutdown`), whether or not handles are kept.
+///
+/// ```
+/// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+/// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+/// assert_eq!(server.services()[0].name, "srv");
+/// server.shutdown().await;
+/// assert!(!server.is_running());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RpcServer {
+    core: Arc<ServerCore>,
+}
+
+impl RpcServer {
+    /// A builder with the defaults (port 54321, every address).
+    pub fn builder() -> RpcServerBuilder {
+        RpcServerBuilder::default()
+    }
+
+    /// The bound address (the real port when started with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.core.local_addr
+    }
+
+    /// A client (named `srv-client`) on every service of this server.
+    pub fn auto_client(&self) -> RpcClient {
+        self.core.auto_client.clone()
+    }
+
+    /// `info` of every hosted service, in registration order.
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        self.core.catalog.infos()
+    }
+
+    /// The server's configuration (static and user items).
+    pub fn config(&self) -> &Config {
+        &self.core.config
+    }
+
+    /// Calls being served right now, oldest first.
+    pub fn pending_calls(&self) -> Vec<PendingCall> {
+        self.core.pending.snapshot()
+    }
+
+    /// Writes a debug dump now (what SIGUSR2 does) and returns its path.
+    ///
+    /// # Errors
+    /// When the logs folder or the file cannot be written.
+    pub fn dump(&self) -> std::io::Result<PathBuf> {
+        self.core.dump()
+    }
+
+    /// False once shutdown has completed.
+    pub fn is_running(&self) -> bool {
+        !*self.core.done.borrow()
+    }
+
+    /// Shuts down (once; later calls wait for the first to finish): stop accepting, run the
+    /// shutdown hooks, let in-flight calls finish within the grace period, end the rest
+    /// (UNAVAILABLE, or a cut connection for a reply stream already under way).
+    pub async fn shutdown(&self) {
+        self.core.shutdown(None).await;
+    }
+
+    /// Waits until the server has shut down (locally or through the remote `shutdown` RPC).
+    pub async fn wait_shutdown(&self) {
+        let mut done = self.core.done.subscribe();
+        let _ = done.wait_for(|done| *done).await;
+    }
+}
+
+pub(crate) struct ServerCore {
+    local_addr: SocketAddr,
+    started: Instant,
+    config: Config,
+    auto_client: RpcClient,
+    catalog: Arc<Catalog>,
+    /// Hosted managers, in registration order (`srv` first).
+    services: Vec<Arc<dyn HostedService>>,
+    health: Health,
+    pending: Arc<PendingCalls>,
+    drain: Drain,
+    main: MainServer,
+    shutdown_started: AtomicBool,
+    shutdown_timeout: Duration,
+    /// Log files and dumps go here (`None`: no log files; dumps in the temp folder).
+    logs_dir: Option<PathBuf>,
+    /// Closed (files flushed, routing stopped) when shutdown completes.
+    logs: Mutex<Option<crate::logs::LogsGuard>>,
+    done: watch::Sender<bool>,
+}
+
+/// The durations read from the configuration.
+struct Timings {
+    client_timeout: Duration,
+    shutdown_grace: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl RpcServerBuilder {
+    /// Binds, starts serving in a background task, then runs the load hooks.
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorPortBusy`] when the port cannot be bound;
+    /// [`ResultCode::ErrorModelInvalid`] when two services share a name;
+    /// the error of the first load hook that fails (the server is shut down first).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// println!("serving on {}", server.local_addr());
+    /// server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(mut self) -> Result<RpcServer, RpcError> {
+        let (config, timings) = self.load_config()?;
+        if self.install_logging {
+            crate::logs::install_default();
+        }
+        let persisted_loggers = crate::logs::load(&self.sources.folders)?;
+        let tls = match self.tls.take() {
+            Some(tls) => Some(tls),
+            None => self.tls_files.load()?,
+        };
+        let listener = bind(self.ip, self.port).await?;
+        let local_addr = listener.local_addr().map_err(|e| port_busy(self.port, &e))?;
+        let server_id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
+        let folders = self.sources.folders.clone();
+        let logs_dir = logs_dir(&config, &folders);
+        let logs = logs_dir.as_deref().map(|dir| open_logs(server_id, &config, dir)).transpose()?;
+        let main = MainServer::new(&config, timings.client_timeout, local_addr)?;
+        let env = host_env(&self, &config, &timings, tls.as_ref(), local_addr, server_id)?;
+        let planned = built_in(&env, persisted_loggers).into_iter().chain(self.managers).collect::<Vec<_>>();
+
+        let hosted: Vec<ServiceInfo> =
+            std::iter::once(info_of::<ServerManager>()).chain(planned.iter().map(|p| p.info.clone())).collect();
+        check_unique_names(&hosted, &self.proxies)?;
+        let (reporter, health_service) = Health::reporter();
+        let catalog = Arc::new(Catalog { hosted, proxies: proxies(self.proxies, &env, reporter.clone())? });
+        let grpc_names = std::iter::once(ServerManager::GRPC_NAME).chain(planned.iter().map(|p| p.grpc_name));
+        let health_names = grpc_names.chain(catalog.proxies.grpc_names()).collect();
+        let health = Health::not_serving(reporter, health_names).await;
+        let reflection = router::reflection(&self.descriptor_sets)?;
+        let guard = guard(self.guard, self.guarded, local_addr);
+        let transport = transport(&self.connection_limits, tls.as_ref())?;
+
+        let stop_accepting = CancelSignal::default();
+        let connections = Arc::new(Connections::default());
+        let grace_over = Arc::new(GraceOver::default());
+        let incoming =
+            Incoming::new(listener, Arc::clone(&connections), &self.connection_limits, stop_accepting.clone());
+        let core = Arc::new_cyclic(|server: &Weak<ServerCore>| {
+            let control: Weak<dyn ServerControl> = server.clone();
+            let srv = env.host(ServerManager::new(Arc::clone(&catalog), control));
+            let auto_client = srv.service.context().client().clone();
+            let entries = std::iter::once(srv).chain(planned.into_iter().map(|p| p.host(&env)));
+            let (services, routes) = entries.map(|e| (e.service, e.route)).unzip();
+            let router = Router::new(reflection, routes, health_service, Arc::clone(&catalog.proxies), guard);
+            let serving = serve(transport, router, incoming, Arc::clone(&grace_over), stop_accepting.clone());
+            ServerCore {
+                local_addr,
+                started: Instant::now(),
+                config: env.config.clone(),
+                auto_client,
+                catalog,
+                services,
+                health,
+                pending: Arc::clone(&env.pending),
+                drain: Drain::new(serving, stop_accepting, grace_over, connections, timings.shutdown_grace),
+                main,
+                shutdown_started: AtomicBool::new(false),
+                shutdown_timeout: timings.shutdown_timeout,
+                logs_dir,
+                logs: Mutex::new(logs),
+                done: watch::channel(false).0,
+            }
+        });
+        tracing::info!("RPC server listening on {local_addr}");
+        if self.debug_signal {
+            spawn_dump_on_signal(&core)?;
+        }
+        let server = RpcServer { core };
+        if let Err(e) = server.core.load(self.main_registration).await {
+            server.core.shutdown(None).await;
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    /// The configuration from every source, and the durations the server itself reads.
+    fn load_config(&self) -> Result<(Config, Timings), RpcError> {
+        let statics: Vec<ConfigItem> = RpcConfig::ALL.iter().chain(&self.static_items).copied().collect();
+        let config = Config::load(&statics, &self.user_items, &self.sources)?;
+        let seconds = |item: &ConfigItem| config.get(item).as_duration();
+        let timings = Timings {
+            shutdown_grace: seconds(&RpcConfig::SHUTDOWN_GRACE)?,
+            shutdown_timeout: seconds(&RpcConfig::SHUTDOWN_TIMEOUT)?,
+            client_timeout: seconds(&RpcConfig::CLIENT_TIMEOUT)?,
+        };
+        Ok((config, timings))
+    }
+}
+
+/// What every hosted manager gets: its auto-client's target, the configuration, the events.
+fn host_env(
+    builder: &RpcServerBuilder,
+    config: &Config,
+    timings: &Timings,
+    tls: Option<&ServerTls>,
+    local_addr: SocketAddr,
+    server_id: u64,
+) -> Result<HostEnv, RpcError> {
+    let folders = builder.sources.folders.clone();
+    let events: Option<Arc<dyn crate::events::EventQueues>> = if builder.with_events {
+        let retain = config.get(&RpcConfig::EVENT_RETAIN_TIMEOUT).as_duration()?;
+        let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
+        Some(Arc::new(crate::events::LocalEvents::new(retain, persisted)?))
+    } else {
+        None
+    };
+    let loopback = match local_addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    Ok(HostEnv {
+        server_id,
+        tls: tls.map(ServerTls::auto_client),
+        events,
+        pending: Arc::new(PendingCalls::default()),
+        limits: builder.limits,
+        loopback,
+        port: local_addr.port(),
+        client_timeout: timings.client_timeout,
+        config: config.clone(),
+        folders,
+    })
+}
+
+/// The built-in services after `srv`: `config`, `log`, and `events` when enabled.
+fn built_in(env: &HostEnv, persisted_loggers: BTreeMap<String, crate::logs::Persisted>) -> Vec<Planned> {
+    let loggers_file = env.folders.workspace_dir().map(|w| w.join(crate::logs::LOGGERS_FILE));
+    let mut planned = vec![
+        Planned::new(ConfigManager::new(env.config.clone())),
+        Planned::new(LoggerManager::new(persisted_loggers, loggers_file)),
+    ];
+    if let Some(queues) = &env.events {
+        planned.push(Planned::new(EventsManager::new(Arc::clone(queues))));
+    }
+    planned
+}
+
+/// The proxied services, with their registrations from the workspace.
+fn proxies(
+    declared: Vec<Proxied>,
+    env: &HostEnv,
+    health: tonic_health::server::HealthReporter,
+) -> Result<Arc<Proxies>, RpcError> {
+    Ok(Arc::new(Proxies::new(
+        declared,
+        env.folders.workspace_dir().map(|w| w.join("proxy.json")),
+        env.config.get(&RpcConfig::MAIN_HOST).as_str().to_owned(),
+        env.client_timeout,
+        env.events.clone(),
+        health,
+    )?))
+}
+
+impl ServerCore {
+    /// Runs the load hooks in registration order, registers with the main server if asked,
+    /// then reports SERVING.
+    async fn load(&self, main_registration: Option<(Vec<String>, String)>) -> Result<(), RpcError> {
+        for service in &self.services {
+            if let Err(e) = service.load().await {
+                tracing::error!("Error occurred during {} manager loading: {e}", service.context().service());
+                return Err(e);
+            }
+        }
+        if let Some((names, version)) = main_registration
+            && let Err(e) = self.main.register(names, version).await
+        {
+            tracing::error!("Registration with the main server failed: {e}");
+            return Err(e);
+        }
+        self.health.set_all(ServingStatus::Serving).await;
+        self.catalog.proxies.report_health().await;
+        Ok(())
+    }
+
+    fn dump(&self) -> std::io::Result<PathBuf> {
+        let state = dump::State {
+            local_addr: self.local_addr,
+            uptime: self.started.elapsed(),
+            shutting_down: self.shutdown_started.load(Ordering::Acquire),
+            services: self.catalog.infos(),
+            pending: self.pending.snapshot(),
+        };
+        dump::write_dump(&state, &self.dump_dir())
+    }
+
+    fn dump_dir(&self) -> PathBuf {
+        self.logs_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// The whole shutdown sequence. `remote_timeout` is the `timeout` of a remote request:
+    /// < 0 no delay, 0 the configured shutdown timeout, > 0 that many seconds.
+    pub(crate) async fn shutdown(&self, remote_timeout: Option<i32>) {
+        if self.shutdown_started.swap(true, Ordering::AcqRel) {
+            let mut done = self.done.subscribe();
+            let _ = done.wait_for(|done| *done).await;
+            return;
+        }
+        tracing::info!("RPC server on {} shutting down", self.local_addr);
+        self.health.set_all(ServingStatus::NotServing).await;
+        self.main.forget().await;
+        for service in &self.services {
+            service.context().set_shutting_down();
+        }
+        self.drain.stop_accepting.fire();
+        for service in &self.services {
+            service.shutdown().await;
+        }
+        self.drain.finish(&self.pending).await;
+        if let Some(timeout) = remote_timeout.filter(|t| *t >= 0) {
+            let delay = if timeout == 0 { self.shutdown_timeout } else { Duration::from_secs(timeout as u64) };
+            tracing::warn!("!!! Will shutdown in {}s !!!", delay.as_secs_f64());
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!("RPC server on {} stopped", self.local_addr);
+        drop(self.logs.lock().take());
+        self.done.send_replace(true);
+    }
+}
+
+impl ServerControl for ServerCore {
+    fn request_shutdown(self: Arc<Self>, timeout: i32) {
+        tokio::spawn(async move { self.shutdown(Some(timeout)).await });
+    }
+}
+
+fn check_unique_names(hosted: &[ServiceInfo], proxies: &[Proxied]) -> Result<(), RpcError> {
+    let names: Vec<&str> = hosted.iter().map(|i| i.name.as_str()).chain(proxies.iter().map(|p| p.name)).collect();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(RpcError::new(
+                ResultCode::ErrorModelInvalid,
+                format!("Service name '{name}' is hosted twice: each manager needs its own `service = \"...\"` name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `rpc-logs-folder`, relative to the workspace; `None` without a workspace (unless absolute),
+/// so that servers started from any folder do not litter it with log files.
+fn logs_dir(config: &Config, folders: &Folders) -> Option<PathBuf> {
+    let folder = PathBuf::from(config.get(&RpcConfig::LOGS_FOLDER).as_str());
+    match folders.workspace_dir() {
+        _ if folder.is_absolute() => Some(folder),
+        Some(workspace) => Some(workspace.join(folder)),
+        None => None,
+    }
+}
+
+/// Starts the server's log files, rotated per the `rpc-logs-*` items.
+fn open_logs(server_id: u64, config: &Config, dir: &Path) -> Result<crate::logs::LogsGuard, RpcError> {
+    let unit = config.get(&RpcConfig::LOGS_INTERVAL_UNIT);
+    let interval = config.get(&RpcConfig::LOGS_INTERVAL).as_int()?;
+    let rotation = crate::logs::Rotation::parse(unit.as_str(), interval).ok_or_else(|| {
+        RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Invalid interval unit for rpc-logs-interval-unit: {:?}", unit.as_str()),
+        )
+    })?;
+    let backup = usize::try_from(config.get(&RpcConfig::LOGS_BACKUP).as_int()?).unwrap_or(0);
+    Ok(crate::logs::register(server_id, dir.to_path_buf(), rotation, backup))
+}
+
+/// Writes a debug dump on every SIGUSR2 until the server stops.
+fn spawn_dump_on_signal(core: &Arc<ServerCore>) -> Result<(), RpcError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut signals = signal(SignalKind::user_defined2()).map_err(|e| {
+        RpcError::new(ResultCode::ErrorStateUnexpected, format!("Cannot handle SIGUSR2 for debug dumps: {e}"))
+    })?;
+    let mut done = core.done.subscribe();
+    let core = Arc::downgrade(core);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                received = signals.recv() => {
+                    let (Some(()), Some(core)) = (received, core.upgrade()) else { break };
+                    match core.dump() {
+                        Ok(path) => tracing::info!("debug dump written to {}", path.display()),
+                        Err(e) => tracing::error!("cannot write a debug dump in {}: {e}", core.dump_dir().display()),
+                    }
+                }
+                _ = done.wait_for(|done| *done) => break,
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The server's request router: the dangerous RPCs are checked first, proxied services are
+//! forwarded, the rest goes to tonic's routes (hosted services, health, reflection).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::task::JoinHandle;
+use tonic::body::Body;
+use tonic::service::{Routes, RoutesBuilder};
+use tower::Service;
+
+use super::grace::{GraceOver, Graced};
+use super::incoming::{CancelSignal, ConnectionLimits, Incoming, Tracked};
+use crate::RpcError;
+use crate::api::ResultCode;
+use crate::auth::{AuthGuard, Guarded};
+use crate::call::ServiceRoute;
+use crate::proxy::Proxies;
+use crate::tls::ServerTls;
+
+impl Router {
+    /// Routes to the hosted services and health, beside `reflection`.
+    pub(crate) fn new(
+        mut reflection: RoutesBuilder,
+        hosted: Vec<ServiceRoute>,
+        health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+        proxies: Arc<Proxies>,
+        guard: Option<Arc<Guarded>>,
+    ) -> Self {
+        for route in hosted {
+            (route.add)(&mut reflection);
+        }
+        reflection.add_service(health);
+        Self { routes: reflection.routes(), proxies, guard }
+    }
+}
+
+/// Sends the dangerous RPCs through the guard, if any; without one, warns when reachable from
+/// other machines.
+pub(crate) fn guard(
+    guard: Option<Box<dyn AuthGuard>>,
+    paths: HashSet<String>,
+    local_addr: SocketAddr,
+) -> Option<Arc<Guarded>> {
+    match guard {
+        Some(guard) => Some(Arc::new(Guarded { guard, paths })),
+        None if !local_addr.ip().is_loopback() => {
+            tracing::warn!(
+                "!!! {local_addr} is reachable beyond this machine and has no auth guard: anyone who can reach it \
+                 can shut it down or change its configuration (set RpcServerBuilder::auth_guard) !!!"
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// tonic's HTTP/2 server with the connection limits, and TLS when given.
+pub(crate) fn transport(
+    limits: &ConnectionLimits,
+    tls: Option<&ServerTls>,
+) -> Result<tonic::transport::Server, RpcError> {
+    let transport = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(limits.http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
+    match tls {
+        Some(tls) => transport
+            .tls_config(tls.server_config())
+            .map_err(|e| RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS certificate or key: {e}"))),
+        None => Ok(transport),
+    }
+}
+
+/// Serves in a background task until `stop` fires and the calls in flight have ended.
+pub(crate) fn serve(
+    transport: tonic::transport::Server,
+    router: Router,
+    incoming: Incoming,
+    grace_over: Arc<GraceOver>,
+    stop: CancelSignal,
+) -> JoinHandle<()> {
+    let router = Tracked::new(Graced::new(router, grace_over));
+    let serve = transport.serve_with_incoming_shutdown(router, incoming, async move {
+        stop.wait().await;
+    });
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::error!("RPC server stopped with an error: {e}");
+        }
+    })
+}
+
+/// Routes serving reflection (v1 and v1alpha) of the built-in and registered descriptors.
+pub(crate) fn reflection(descriptor_sets: &[&'static [u8]]) -> Result<RoutesBuilder, RpcError> {
+    let failed = |e: tonic_reflection::server::Error| {
+        RpcError::new(ResultCode::ErrorModelInvalid, format!("Invalid file descriptor set for reflection: {e}"))
+    };
+    let builder = || {
+        descriptor_sets
+            .iter()
+            .fold(tonic_reflection::server::Builder::configure(), |b, set| b.register_encoded_file_descriptor_set(set))
+    };
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(builder().build_v1().map_err(failed)?);
+    routes.add_service(builder().build_v1alpha().map_err(failed)?);
+    Ok(routes)
+}
+
+/// The server's request router: guarded paths are checked first, proxied service paths are
+/// forwarded, the rest goes to tonic's routes.
+#[derive(Clone)]
+pub(crate) struct Router {
+    routes: tonic::service::Routes,
+    proxies: Arc<Proxies>,
+    /// Checks the dangerous RPCs before anything else runs.
+    guard: Option<Arc<Guarded>>,
+}
+
+type RoutesFuture = <Routes as Service<http::Request<Body>>>::Future;
+type Answer = Result<http::Response<Body>, std::convert::Infallible>;
+
+pin_project_lite::pin_project! {
+    /// Local calls go straight to tonic's router future (no box on the hot path).
+    #[project = RouteProjection]
+    pub(crate) enum RouteFuture {
+        Local { #[pin] future: RoutesFuture },
+        Proxied { future: Pin<Box<dyn std::future::Future<Output = Answer> + Send>> },
+        Refused { response: Option<http::Response<Body>> },
+    }
+}
+
+impl std::future::Future for RouteFuture {
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        match self.project() {
+            RouteProjection::Local { future } => future.poll(cx),
+            RouteProjection::Proxied { future } => future.as_mut().poll(cx),
+            RouteProjection::Refused { response } => Poll::Ready(Ok(response.take().expect("polled once"))),
+        }
+    }
+}
+
+impl Service<http::Request<Body>> for Router {
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<http::Request<Body>>::poll_ready(&mut self.routes, cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if let Some(guard) = &self.guard
+            && let Some(status) = guard.refuse(request.uri().path(), request.headers())
+        {
+            return RouteFuture::Refused { response: Some(status.into_http()) };
+        }
+        match self.proxies.route(request.uri().path()) {
+            Some(index) => {
+                let proxies = Arc::clone(&self.proxies);
+                RouteFuture::Proxied { future: Box::pin(async move { Ok(proxies.forward(index, request).await) }) }
+            }
+            None => RouteFuture::Local { future: self.routes.call(request) },
+        }
+    }
+}
