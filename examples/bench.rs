@@ -384,6 +384,13 @@ async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
     if settings.wants("fanout") {
         let (listeners, events) =
             if settings.spec.duration < Duration::from_secs(1) { (10, 500) } else { (100, 10_000) };
+        match fanout::queued_memory(listeners, events, 1024).await {
+            Ok(report) => println!("{}", fanout::queued_table(&report)),
+            Err(e) => {
+                ok = false;
+                println!("== Queued events memory failed: {e}\n");
+            }
+        }
         match fanout::fanout(listeners, events).await {
             Ok(report) => {
                 ok &= report.lost == 0;

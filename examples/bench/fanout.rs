@@ -1,10 +1,11 @@
 //! Events fan-out: one sender, many listeners on a grpc-helper server's `events` service;
 //! delivered events per second, with every listener checked to receive every event, in order.
+//! And the memory of queued events: many queues holding the same events share them.
 
 use std::time::{Duration, Instant};
 
 use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::{Event, EventApiVersion, EventFilter, EventProperty};
+use grpc_helper::api::{Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventProperty, EventStatus};
 use grpc_helper::{Folders, RpcClient, RpcServer};
 
 /// What one fan-out run measured.
@@ -22,19 +23,28 @@ impl FanoutReport {
     }
 }
 
-/// Sends `events` events (one sender) to `listeners` listeners, each on its own connection.
-pub async fn fanout(listeners: usize, events: usize) -> Result<FanoutReport, String> {
-    let workspace = std::env::temp_dir().join(format!("grpc-helper-bench-fanout-{}", std::process::id()));
-    let server = RpcServer::builder()
+/// An events server in this process, with a workspace of its own.
+async fn events_server(workspace: &std::path::Path) -> Result<RpcServer, String> {
+    RpcServer::builder()
         .ip(crate::targets::LOOPBACK)
         .port(0)
-        .folders(Folders::default().workspace(&workspace))
+        .folders(Folders::default().workspace(workspace))
         .install_logging(false)
         .debug_signal(false)
         .with_events()
         .start()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+fn workspace(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("grpc-helper-bench-{what}-{}", std::process::id()))
+}
+
+/// Sends `events` events (one sender) to `listeners` listeners, each on its own connection.
+pub async fn fanout(listeners: usize, events: usize) -> Result<FanoutReport, String> {
+    let workspace = workspace("fanout");
+    let server = events_server(&workspace).await?;
     let port = server.local_addr().port();
     let client =
         |name: String| RpcClient::builder("127.0.0.1", port).name(name).connect_lazy().map_err(|e| e.to_string());
@@ -74,4 +84,98 @@ pub async fn fanout(listeners: usize, events: usize) -> Result<FanoutReport, Str
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(workspace);
     Ok(FanoutReport { listeners, events, elapsed, lost })
+}
+
+/// What the queued-memory measure found.
+pub struct QueuedReport {
+    pub queues: usize,
+    pub events: usize,
+    /// Bytes of one event in a listener's message.
+    pub event_bytes: usize,
+    /// RSS of this process (which hosts the server) before and after the events were queued.
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+}
+
+impl QueuedReport {
+    /// Memory taken per queued event (all queues together).
+    pub fn bytes_per_event(&self) -> f64 {
+        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64 * 1024.0 / self.events as f64
+    }
+
+    /// What the queues would take with a copy of each event per queue.
+    pub fn copies_kib(&self) -> u64 {
+        (self.queues * self.events * self.event_bytes) as u64 / 1024
+    }
+}
+
+/// Opens `queues` queues, interrupts them (retained: they keep collecting events), sends
+/// `events` events of `size` bytes each, and reads this process's RSS before and after.
+pub async fn queued_memory(queues: usize, events: usize, size: usize) -> Result<QueuedReport, String> {
+    let workspace = workspace("queued");
+    let server = events_server(&workspace).await?;
+    let client = RpcClient::builder("127.0.0.1", server.local_addr().port())
+        .name("queued")
+        .connect_lazy()
+        .map_err(|e| e.to_string())?;
+    let mut stub = EventServiceClient::new(client.channel::<EventApiVersion>());
+    for _ in 0..queues {
+        let mut stream = stub.listen(EventFilter::default()).await.map_err(|e| e.to_string())?.into_inner();
+        let first = stream.message().await.map_err(|e| e.to_string())?.ok_or("listen ended at once")?;
+        stub.interrupt(EventInterrupt { client_id: first.client_id }).await.map_err(|e| e.to_string())?;
+    }
+    let event = |seq: usize| {
+        // Distinct content per event, so nothing could share it by accident.
+        let value = format!("{seq:010}").repeat(size / 10 + 1)[..size].to_owned();
+        Event { name: "bench".into(), properties: vec![EventProperty { name: "payload".into(), value }] }
+    };
+    let event_bytes = prost::Message::encoded_len(&EventStatus { r: None, event: Some(event(0)), client_id: 0 });
+    let settle = || tokio::time::sleep(Duration::from_millis(300));
+    settle().await;
+    let rss_before_kib = rss_kib()?;
+    for seq in 0..events {
+        stub.send(event(seq)).await.map_err(|e| e.to_string())?;
+    }
+    settle().await;
+    let rss_after_kib = rss_kib()?;
+    let status = stub.inspect(Empty {}).await.map_err(|e| e.to_string())?.into_inner();
+    let held = status.queues.iter().filter(|q| q.pending == events as u64).count();
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(workspace);
+    if held != queues {
+        return Err(format!("{held} of {queues} queues hold the {events} events: {:?}", status.queues));
+    }
+    Ok(QueuedReport { queues, events, event_bytes, rss_before_kib, rss_after_kib })
+}
+
+/// `VmRSS` of this process, once the allocator gave back the pages it keeps free (earlier
+/// rows of the bench leave some), so that the difference is what the queues hold.
+fn rss_kib() -> Result<u64, String> {
+    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointer.
+    unsafe { libc::malloc_trim(0) };
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc/self/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/self/status".into())
+}
+
+/// The queued-memory lines of the report.
+pub fn queued_table(report: &QueuedReport) -> String {
+    let grown = report.rss_after_kib.saturating_sub(report.rss_before_kib);
+    format!(
+        "== Queued events memory: {} queues (interrupted, retained) x {} queued events of {} bytes\n\
+         RSS of this process (hosting the server) {} -> {} KiB: +{} KiB, {:.0} bytes per queued event \
+         ({:.1} per queue); a copy per queue would take {} KiB ({:.0}x)\n",
+        report.queues,
+        report.events,
+        report.event_bytes,
+        report.rss_before_kib,
+        report.rss_after_kib,
+        grown,
+        report.bytes_per_event(),
+        report.bytes_per_event() / report.queues as f64,
+        report.copies_kib(),
+        report.copies_kib() as f64 / grown.max(1) as f64,
+    )
 }
