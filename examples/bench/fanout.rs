@@ -2,14 +2,56 @@
 //! delivered events per second, with every listener checked to receive every event, in order.
 //! And the memory of queued events: many queues holding the same events share them.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::{Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventProperty, EventStatus};
-use grpc_helper::{Folders, RpcClient, RpcServer};
+use grpc_helper::api::{
+    Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventProperty, EventStatus, ResultStatus,
+};
+use grpc_helper::{Folders, ManagerContext, RpcClient, RpcError, RpcServer, rpc_manager};
+use grpc_helper_examples::api::{AnotherApiVersion, another_sample_service_server};
+
+/// Who sends the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A client calling `send` over gRPC, each call awaited (as a Python client does): every
+    /// event reaches the listeners before the next one is sent, one write per listener each.
+    Rpc,
+    /// A manager of the server (`ManagerContext::send_event`, as the server's own events are
+    /// sent): events queue up while listeners read, and leave in batches.
+    Manager,
+}
+
+impl Sender {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Sender::Rpc => "a gRPC client's awaited `send` calls",
+            Sender::Manager => "a manager's `send_event`, in the server",
+        }
+    }
+}
+
+/// A manager that hands its context to the bench, to send events as the server's code would.
+struct ContextSink {
+    context: Arc<OnceLock<ManagerContext>>,
+}
+
+#[rpc_manager(service = "fanout", version = AnotherApiVersion, grpc = another_sample_service_server::AnotherSampleService)]
+impl ContextSink {
+    async fn method10(&self, _request: Empty) -> Result<ResultStatus, RpcError> {
+        Ok(ResultStatus::default())
+    }
+
+    #[on_load]
+    async fn load(&self, cx: &ManagerContext) {
+        let _ = self.context.set(cx.clone());
+    }
+}
 
 /// What one fan-out run measured.
 pub struct FanoutReport {
+    pub sender: Sender,
     pub listeners: usize,
     pub events: usize,
     pub elapsed: Duration,
@@ -23,9 +65,47 @@ impl FanoutReport {
     }
 }
 
-/// An events server in this process, with a workspace of its own.
-async fn events_server(workspace: &std::path::Path) -> Result<RpcServer, String> {
-    RpcServer::builder()
+/// The bench's fan-out section: queued-events memory, then fan-out with each sender; false when
+/// a measure failed or lost an event.
+pub async fn section(listeners: usize, events: usize) -> bool {
+    let mut ok = true;
+    match queued_memory(listeners, events, 1024).await {
+        Ok(report) => println!("{}", queued_table(&report)),
+        Err(e) => {
+            ok = false;
+            println!("== Queued events memory failed: {e}\n");
+        }
+    }
+    for sender in [Sender::Rpc, Sender::Manager] {
+        match fanout(sender, listeners, events).await {
+            Ok(report) => {
+                ok &= report.lost == 0;
+                println!(
+                    "== Events fan-out: 1 sender ({}) -> {} listeners (one connection each), {} events\n\
+                     delivered {:.0} events/s ({} deliveries in {:.2} s), lost or out of order: {}\n",
+                    report.sender.describe(),
+                    report.listeners,
+                    report.events,
+                    report.delivered_per_second(),
+                    report.listeners * report.events,
+                    report.elapsed.as_secs_f64(),
+                    report.lost
+                );
+            }
+            Err(e) => {
+                ok = false;
+                println!("== Events fan-out failed ({}): {e}\n", sender.describe());
+            }
+        }
+    }
+    ok
+}
+
+/// An events server in this process, with a workspace of its own, and its manager's context.
+async fn events_server(workspace: &std::path::Path) -> Result<(RpcServer, ManagerContext), String> {
+    let context = Arc::new(OnceLock::new());
+    let server = RpcServer::builder()
+        .manager(ContextSink { context: Arc::clone(&context) })
         .ip(crate::targets::LOOPBACK)
         .port(0)
         .folders(Folders::default().workspace(workspace))
@@ -34,7 +114,9 @@ async fn events_server(workspace: &std::path::Path) -> Result<RpcServer, String>
         .with_events()
         .start()
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    let context = context.get().cloned().ok_or("the manager was not loaded")?;
+    Ok((server, context))
 }
 
 fn workspace(what: &str) -> std::path::PathBuf {
@@ -42,9 +124,9 @@ fn workspace(what: &str) -> std::path::PathBuf {
 }
 
 /// Sends `events` events (one sender) to `listeners` listeners, each on its own connection.
-pub async fn fanout(listeners: usize, events: usize) -> Result<FanoutReport, String> {
+pub async fn fanout(sender: Sender, listeners: usize, events: usize) -> Result<FanoutReport, String> {
     let workspace = workspace("fanout");
-    let server = events_server(&workspace).await?;
+    let (server, context) = events_server(&workspace).await?;
     let port = server.local_addr().port();
     let client =
         |name: String| RpcClient::builder("127.0.0.1", port).name(name).connect_lazy().map_err(|e| e.to_string());
@@ -70,11 +152,19 @@ pub async fn fanout(listeners: usize, events: usize) -> Result<FanoutReport, Str
             lost
         }));
     }
-    let mut sender = EventServiceClient::new(client("sender".into())?.channel::<EventApiVersion>());
+    let mut stub = EventServiceClient::new(client("sender".into())?.channel::<EventApiVersion>());
     let started = Instant::now();
     for seq in 0..events {
-        let property = EventProperty { name: "seq".into(), value: seq.to_string() };
-        sender.send(Event { name: "bench".into(), properties: vec![property] }).await.map_err(|e| e.to_string())?;
+        let seq = seq.to_string();
+        match sender {
+            Sender::Rpc => {
+                let property = EventProperty { name: "seq".into(), value: seq };
+                stub.send(Event { name: "bench".into(), properties: vec![property] })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Sender::Manager => context.send_event("bench", &[("seq", &seq)]).map_err(|e| e.to_string())?,
+        }
     }
     let mut lost = 0;
     for reader in readers {
@@ -83,7 +173,7 @@ pub async fn fanout(listeners: usize, events: usize) -> Result<FanoutReport, Str
     let elapsed = started.elapsed();
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(workspace);
-    Ok(FanoutReport { listeners, events, elapsed, lost })
+    Ok(FanoutReport { sender, listeners, events, elapsed, lost })
 }
 
 /// What the queued-memory measure found.
@@ -113,7 +203,7 @@ impl QueuedReport {
 /// `events` events of `size` bytes each, and reads this process's RSS before and after.
 pub async fn queued_memory(queues: usize, events: usize, size: usize) -> Result<QueuedReport, String> {
     let workspace = workspace("queued");
-    let server = events_server(&workspace).await?;
+    let (server, _) = events_server(&workspace).await?;
     let client = RpcClient::builder("127.0.0.1", server.local_addr().port())
         .name("queued")
         .connect_lazy()
