@@ -15,8 +15,8 @@
 //!
 //! An event is encoded once, when sent ([`SharedEvent`]), and kept once: the queues share one
 //! log and each queue is a position in it, so memory per queued event does not grow with the
-//! number of listeners, and a listening stream writes the shared bytes ([`ListenCodec`]) instead
-//! of encoding a copy per listener.
+//! number of listeners, and a listening stream writes the shared bytes (its codec takes
+//! [`ListenReply`]s) instead of encoding a copy per listener.
 //!
 //! [`EventQueues`] is the seam for another implementation (e.g. a broker shared by replicas).
 
@@ -135,7 +135,8 @@ pub(crate) fn validate(event: &Event) -> Result<(), RpcError> {
 /// let event = Event { name: "started".into(), properties: vec![EventProperty { name: "pid".into(), value: "42".into() }] };
 /// let shared = SharedEvent::new(&event);
 /// assert_eq!(shared.name(), "started");
-/// assert_eq!(shared.clone().encoded_len(), shared.encoded_len()); // the same bytes, not a copy
+/// let for_another_queue = shared.clone(); // a pointer copy: both share the encoded bytes
+/// assert_eq!(for_another_queue.encoded_len(), shared.encoded_len());
 /// ```
 #[derive(Clone, Debug)]
 pub struct SharedEvent(Arc<Encoded>);
@@ -173,8 +174,8 @@ impl SharedEvent {
 
 /// One message of a `listen` stream: an `EventStatus`, written from the event's shared bytes.
 ///
-/// What [`EventQueues::listen`] streams; [`ListenCodec`] writes it, byte for byte what prost
-/// writes for the same `EventStatus`.
+/// What [`EventQueues::listen`] streams; the server writes it byte for byte as prost writes
+/// the same `EventStatus`, so clients decode it as one.
 ///
 /// ```
 /// use grpc_helper::api::{Event, EventStatus};
@@ -249,7 +250,7 @@ impl RpcMessage for ListenReply {
 /// The server codec of `listen`: decodes the `EventFilter`, writes [`ListenReply`]s from their
 /// shared bytes (clients decode them as plain `EventStatus` messages).
 #[derive(Debug, Default)]
-pub struct ListenCodec;
+pub(crate) struct ListenCodec;
 
 impl TonicCodec for ListenCodec {
     type Encode = ListenReply;
@@ -268,7 +269,7 @@ impl TonicCodec for ListenCodec {
 
 /// Encoder half of [`ListenCodec`].
 #[derive(Debug, Default)]
-pub struct ListenEncoder;
+pub(crate) struct ListenEncoder;
 
 impl Encoder for ListenEncoder {
     type Item = ListenReply;
