@@ -430,25 +430,7 @@ async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
     if settings.wants("fanout") {
         let (listeners, events) =
             if settings.spec.duration < Duration::from_secs(1) { (10, 500) } else { (100, 10_000) };
-        match fanout::fanout(listeners, events).await {
-            Ok(report) => {
-                ok &= report.lost == 0;
-                println!(
-                    "== Events fan-out: 1 sender -> {} listeners (one connection each), {} events\n\
-                     delivered {:.0} events/s ({} deliveries in {:.2} s), lost or out of order: {}\n",
-                    report.listeners,
-                    report.events,
-                    report.delivered_per_second(),
-                    report.listeners * report.events,
-                    report.elapsed.as_secs_f64(),
-                    report.lost
-                );
-            }
-            Err(e) => {
-                ok = false;
-                println!("== Events fan-out failed: {e}\n");
-            }
-        }
+        ok &= fanout::section(listeners, events).await;
     }
 
     if settings.wants("startup") {

@@ -355,3 +355,142 @@ async fn managers_send_events_through_their_context() {
     })
     .await;
 }
+
+/// A numbered event: `name` with property `seq`.
+fn numbered(name: &str, seq: usize) -> Event {
+    Event { name: name.into(), properties: vec![EventProperty { name: "seq".into(), value: seq.to_string() }] }
+}
+
+#[tokio::test]
+async fn every_listener_gets_each_event_of_its_filter_once_in_order() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).start().await.unwrap();
+        let mut events = stub(&server);
+        let filters: [&[&str]; 4] = [&[], &["a", "end"], &["b", "c", "end"], &["c", "end"]];
+        let mut listeners = Vec::new();
+        for n in 0..40 {
+            let names = filters[n % filters.len()];
+            listeners.push((names, listen(&mut events, names, 0).await.0));
+        }
+        let sent: Vec<Event> = (0..600).map(|seq| numbered(["a", "b", "c"][seq % 3], seq)).collect();
+        // Read while sending, as listeners do: thousands of tiny DATA frames left unread on one
+        // connection make the client's h2 end it (ENHANCE_YOUR_CALM).
+        let readers: Vec<_> = listeners
+            .into_iter()
+            .map(|(names, mut stream)| {
+                let expected: Vec<Event> =
+                    sent.iter().filter(|e| names.is_empty() || names.contains(&e.name.as_str())).cloned().collect();
+                tokio::spawn(async move {
+                    let mut received = Vec::new();
+                    loop {
+                        let event = stream.message().await.unwrap().unwrap().event.unwrap();
+                        match event.name.as_str() {
+                            "" => continue,
+                            "end" => break,
+                            _ => received.push(event),
+                        }
+                    }
+                    assert_eq!(received, expected, "filter {names:?}");
+                })
+            })
+            .collect();
+        for event in &sent {
+            events.send(event.clone()).await.unwrap();
+        }
+        events.send(event("end")).await.unwrap();
+        for reader in readers {
+            reader.await.unwrap();
+        }
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_queue_starts_with_the_events_sent_after_it_opened() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path()).start().await.unwrap();
+        let mut events = stub(&server);
+        let (_retained, early) = listen(&mut events, &[], 0).await;
+        events.interrupt(EventInterrupt { client_id: early }).await.unwrap();
+        events.send(event("before")).await.unwrap();
+        let (mut late, _) = listen(&mut events, &[], 0).await;
+        events.send(event("after")).await.unwrap();
+        assert_eq!(next_name(&mut late).await.unwrap(), "after");
+        let (mut resumed, _) = listen(&mut events, &[], early).await;
+        assert_eq!(next_name(&mut resumed).await.unwrap(), "before", "the retained queue kept it");
+        assert_eq!(next_name(&mut resumed).await.unwrap(), "after");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// The next gRPC message of a raw response body (length-prefixed, uncompressed).
+async fn raw_message(body: &mut h2::RecvStream, buffer: &mut bytes::BytesMut) -> Vec<u8> {
+    loop {
+        if buffer.len() >= 5 {
+            let len = u32::from_be_bytes(buffer[1..5].try_into().unwrap()) as usize;
+            if buffer.len() >= 5 + len {
+                assert_eq!(buffer[0], 0, "not compressed");
+                let message = buffer.split_to(5 + len);
+                return message[5..].to_vec();
+            }
+        }
+        let data = body.data().await.expect("the stream goes on").unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+        buffer.extend_from_slice(&data);
+    }
+}
+
+#[tokio::test]
+async fn listen_writes_the_bytes_prost_writes_for_each_event_status() {
+    use grpc_helper_tests::raw_h2;
+    use prost::Message;
+
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path())
+            .cli_config([("rpc-event-keepalive-timeout".to_owned(), "1".to_owned())])
+            .start()
+            .await
+            .unwrap();
+        let port = server.local_addr().port();
+        let connection = raw_h2::connect(port, None).await;
+        let mut send = connection.send.clone().ready().await.unwrap();
+        let mut request = raw_h2::request(port, "/EventService/listen");
+        request.headers_mut().insert("api_version", http::HeaderValue::from_static("2"));
+        let response = raw_h2::start(&mut send, request, raw_h2::frame(&filter(&["wanted"], 0))).unwrap();
+        let mut body = response.await.unwrap().into_body();
+        let mut buffer = bytes::BytesMut::new();
+
+        let greeting = raw_message(&mut body, &mut buffer).await;
+        assert_eq!(greeting, EventStatus { r: None, event: None, client_id: 1 }.encode_to_vec());
+        let wanted = Event {
+            name: "wanted".into(),
+            properties: vec![
+                EventProperty { name: "text".into(), value: "é".repeat(200) },
+                EventProperty { name: "empty".into(), value: String::new() },
+            ],
+        };
+        let mut events = stub(&server);
+        events.send(event("unwanted")).await.unwrap();
+        events.send(wanted.clone()).await.unwrap();
+        let delivered = raw_message(&mut body, &mut buffer).await;
+        assert_eq!(delivered, EventStatus { r: None, event: Some(wanted), client_id: 1 }.encode_to_vec());
+        let keepalive = raw_message(&mut body, &mut buffer).await;
+        assert_eq!(keepalive, EventStatus { r: None, event: Some(Event::default()), client_id: 1 }.encode_to_vec());
+
+        let shutdown = tokio::spawn({
+            let server = server.clone();
+            async move { server.shutdown().await }
+        });
+        let last = raw_message(&mut body, &mut buffer).await;
+        let status = EventStatus::decode(last.as_slice()).unwrap();
+        assert_eq!(status.r.as_ref().map(|r| r.code), Some(ResultCode::ErrorStreamShutdown as i32));
+        assert_eq!(last, status.encode_to_vec());
+        shutdown.await.unwrap();
+    })
+    .await;
+}

@@ -13,6 +13,11 @@
 //! events are sent never loses one. Events already handed to the transport are bounded by the
 //! HTTP/2 flow-control window of the stream.
 //!
+//! An event is encoded once, when sent ([`SharedEvent`]), and kept once: the queues share one
+//! log and each queue is a position in it, so memory per queued event does not grow with the
+//! number of listeners, and a listening stream writes the shared bytes (its codec takes
+//! [`ListenReply`]s) instead of encoding a copy per listener.
+//!
 //! `EventQueues` is the seam for another implementation (e.g. a broker shared by replicas);
 //! crate-private until that implementation plugs in through a builder method.
 
@@ -24,12 +29,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::BufMut;
 use futures_core::Stream;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tonic::Status;
+use tonic::codec::{Codec as TonicCodec, EncodeBuf, Encoder};
+use tonic_prost::ProstDecoder;
 
-use crate::api::{Event, EventQueueInfo, EventStatus, ResultCode};
-use crate::{ReplyStream, RpcError};
+use crate::api::{self, Event, EventFilter, EventQueueInfo, ResultCode};
+use crate::{ReplyStream, RpcError, RpcMessage};
 
 /// Most events kept per queue; beyond, the oldest are dropped (counted per queue: `inspect`).
 pub const QUEUE_LIMIT: usize = 100_000;
@@ -47,7 +56,7 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
         client_id: u32,
         names: Vec<String>,
         keepalive: Duration,
-    ) -> Result<ReplyStream<EventStatus>, RpcError>;
+    ) -> Result<ReplyStream<ListenReply>, RpcError>;
 
     /// Ends the queue's stream; the queue is retained (and keeps collecting events).
     ///
@@ -56,7 +65,7 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
     /// (already interrupted).
     fn interrupt(&self, client_id: u32) -> Result<(), RpcError>;
 
-    /// Appends the event to every queue.
+    /// Appends the event to every queue (encoded once, shared by all of them).
     fn send(&self, event: Event);
 
     /// Ids of the queues (listening or retained).
@@ -115,14 +124,173 @@ pub(crate) fn validate(event: &Event) -> Result<(), RpcError> {
     event.properties.iter().try_for_each(|p| check_name("event property", &p.name))
 }
 
+/// An event encoded once, as field `event` of an `EventStatus`, for every listener to share.
+///
+/// Cloning it copies a pointer. An [`EventQueues`] implementation makes one per sent event and
+/// hands clones to its streams in [`ListenReply::event`].
+///
+/// ```
+/// use grpc_helper::api::{Event, EventProperty};
+/// use grpc_helper::events::SharedEvent;
+///
+/// let event = Event { name: "started".into(), properties: vec![EventProperty { name: "pid".into(), value: "42".into() }] };
+/// let shared = SharedEvent::new(&event);
+/// assert_eq!(shared.name(), "started");
+/// let for_another_queue = shared.clone(); // a pointer copy: both share the encoded bytes
+/// assert_eq!(for_another_queue.encoded_len(), shared.encoded_len());
+/// ```
+#[derive(Clone, Debug)]
+pub struct SharedEvent(Arc<Encoded>);
+
+#[derive(Debug)]
+struct Encoded {
+    /// For the listeners' name filters.
+    name: Box<str>,
+    /// Tag, length and body of `EventStatus.event`.
+    field: Box<[u8]>,
+}
+
+/// `EventStatus` field numbers (spec: 1 r, 2 event, 3 client_id).
+const EVENT_FIELD: u32 = 2;
+const CLIENT_ID_FIELD: u32 = 3;
+
+impl SharedEvent {
+    /// Encodes the event.
+    pub fn new(event: &Event) -> Self {
+        let mut field = Vec::with_capacity(prost::encoding::message::encoded_len(EVENT_FIELD, event));
+        prost::encoding::message::encode(EVENT_FIELD, event, &mut field);
+        Self(Arc::new(Encoded { name: event.name.as_str().into(), field: field.into_boxed_slice() }))
+    }
+
+    /// The event's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Bytes the event takes in a listener's message.
+    pub fn encoded_len(&self) -> usize {
+        self.0.field.len()
+    }
+}
+
+/// One message of a `listen` stream: an `EventStatus`, written from the event's shared bytes.
+///
+/// What [`EventQueues::listen`] streams; the server writes it byte for byte as prost writes
+/// the same `EventStatus`, so clients decode it as one.
+///
+/// ```
+/// use grpc_helper::api::{Event, EventStatus};
+/// use grpc_helper::events::{ListenReply, SharedEvent};
+/// use prost::Message;
+///
+/// let event = Event { name: "started".into(), properties: vec![] };
+/// let mut bytes = Vec::new();
+/// ListenReply::event(7, SharedEvent::new(&event)).encode(&mut bytes);
+/// assert_eq!(bytes, EventStatus { r: None, event: Some(event), client_id: 7 }.encode_to_vec());
+/// ```
+#[derive(Clone, Debug)]
+pub struct ListenReply {
+    client_id: u32,
+    body: ReplyBody,
+}
+
+#[derive(Clone, Debug)]
+enum ReplyBody {
+    /// The first message: only the queue id.
+    Greeting,
+    Event(SharedEvent),
+    /// An event with an empty name, after a silence.
+    Keepalive,
+    /// The last message, with `r` set (e.g. `ERROR_STREAM_SHUTDOWN`).
+    Error(api::Result),
+}
+
+impl ListenReply {
+    /// The first message of a stream: only the queue's id.
+    pub fn greeting(client_id: u32) -> Self {
+        Self { client_id, body: ReplyBody::Greeting }
+    }
+
+    /// An event of the queue.
+    pub fn event(client_id: u32, event: SharedEvent) -> Self {
+        Self { client_id, body: ReplyBody::Event(event) }
+    }
+
+    /// A keep-alive: an event with an empty name.
+    pub fn keepalive(client_id: u32) -> Self {
+        Self { client_id, body: ReplyBody::Keepalive }
+    }
+
+    /// Writes the message as prost would write the `EventStatus` (fields in number order).
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        match &self.body {
+            ReplyBody::Greeting => {}
+            ReplyBody::Event(event) => buf.put_slice(&event.0.field),
+            ReplyBody::Keepalive => prost::encoding::message::encode(EVENT_FIELD, &Event::default(), buf),
+            ReplyBody::Error(result) => prost::encoding::message::encode(1, result, buf),
+        }
+        if self.client_id != 0 {
+            prost::encoding::uint32::encode(CLIENT_ID_FIELD, &self.client_id, buf);
+        }
+    }
+}
+
+impl RpcMessage for ListenReply {
+    fn result(&self) -> Option<&api::Result> {
+        match &self.body {
+            ReplyBody::Error(result) => Some(result),
+            _ => None,
+        }
+    }
+
+    fn from_result(result: api::Result) -> Option<Self> {
+        Some(Self { client_id: 0, body: ReplyBody::Error(result) })
+    }
+}
+
+/// The server codec of `listen`: decodes the `EventFilter`, writes [`ListenReply`]s from their
+/// shared bytes (clients decode them as plain `EventStatus` messages).
+#[derive(Debug, Default)]
+pub(crate) struct ListenCodec;
+
+impl TonicCodec for ListenCodec {
+    type Encode = ListenReply;
+    type Decode = EventFilter;
+    type Encoder = ListenEncoder;
+    type Decoder = ProstDecoder<EventFilter>;
+
+    fn encoder(&mut self) -> ListenEncoder {
+        ListenEncoder
+    }
+
+    fn decoder(&mut self) -> ProstDecoder<EventFilter> {
+        ProstDecoder::default()
+    }
+}
+
+/// Encoder half of [`ListenCodec`].
+#[derive(Debug, Default)]
+pub(crate) struct ListenEncoder;
+
+impl Encoder for ListenEncoder {
+    type Item = ListenReply;
+    type Error = Status;
+
+    fn encode(&mut self, item: ListenReply, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst);
+        Ok(())
+    }
+}
+
 enum State {
     /// A stream of this generation delivers the queue.
     Listening(u64),
     Interrupted(Instant),
 }
 
+/// A queue is a position in the shared log: the events from `next` on are its pending ones.
 struct Queue {
-    events: VecDeque<Event>,
+    next: u64,
     state: State,
     generation: u64,
     dropped: u64,
@@ -130,8 +298,26 @@ struct Queue {
 }
 
 struct Inner {
+    /// Every event some queue still holds, once: `log[0]` has sequence number `base`.
+    log: VecDeque<SharedEvent>,
+    base: u64,
     queues: BTreeMap<u32, Queue>,
     shutting_down: bool,
+}
+
+impl Inner {
+    /// Sequence number of the next event sent.
+    fn head(&self) -> u64 {
+        self.base + self.log.len() as u64
+    }
+
+    /// Forgets the events that every queue has delivered (or dropped).
+    fn trim(&mut self) {
+        let oldest = self.queues.values().map(|q| q.next).min().unwrap_or_else(|| self.head());
+        let delivered = usize::try_from(oldest.saturating_sub(self.base)).unwrap_or(usize::MAX).min(self.log.len());
+        self.log.drain(..delivered);
+        self.base += delivered as u64;
+    }
 }
 
 /// The in-process implementation, with queue ids persisted in `queues.json`.
@@ -156,10 +342,11 @@ impl LocalEvents {
             })?;
             for id in ids {
                 tracing::info!("Resuming interrupted event listening queue #{id}");
-                queues.insert(id, Queue::new(State::Interrupted(Instant::now())));
+                queues.insert(id, Queue::new(0, State::Interrupted(Instant::now())));
             }
         }
-        Ok(Self { inner: Mutex::new(Inner { queues, shutting_down: false }), retain, persisted })
+        let inner = Inner { log: VecDeque::new(), base: 0, queues, shutting_down: false };
+        Ok(Self { inner: Mutex::new(inner), retain, persisted })
     }
 
     /// Drops queues interrupted for longer than the retention.
@@ -173,7 +360,11 @@ impl LocalEvents {
             }
             _ => true,
         });
-        inner.queues.len() != before
+        let purged = inner.queues.len() != before;
+        if purged {
+            inner.trim();
+        }
+        purged
     }
 
     fn persist(&self, inner: &Inner) {
@@ -198,8 +389,8 @@ impl LocalEvents {
 }
 
 impl Queue {
-    fn new(state: State) -> Self {
-        Self { events: VecDeque::new(), state, generation: 0, dropped: 0, notify: Arc::new(Notify::new()) }
+    fn new(next: u64, state: State) -> Self {
+        Self { next, state, generation: 0, dropped: 0, notify: Arc::new(Notify::new()) }
     }
 }
 
@@ -213,12 +404,13 @@ impl EventQueues for LocalEvents {
         client_id: u32,
         names: Vec<String>,
         keepalive: Duration,
-    ) -> Result<ReplyStream<EventStatus>, RpcError> {
+    ) -> Result<ReplyStream<ListenReply>, RpcError> {
         let mut inner = self.inner.lock();
         let mut changed = self.purge(&mut inner);
         let id = if client_id == 0 {
             let id = (1..).find(|id| !inner.queues.contains_key(id)).expect("a free id below u32::MAX");
-            inner.queues.insert(id, Queue::new(State::Interrupted(Instant::now())));
+            let head = inner.head();
+            inner.queues.insert(id, Queue::new(head, State::Interrupted(Instant::now())));
             changed = true;
             id
         } else if inner.queues.contains_key(&client_id) {
@@ -273,20 +465,28 @@ impl EventQueues for LocalEvents {
     }
 
     fn send(&self, event: Event) {
+        let event = SharedEvent::new(&event);
         let mut inner = self.inner.lock();
         if self.purge(&mut inner) {
             self.persist(&inner);
         }
+        inner.log.push_back(event);
+        let head = inner.head();
+        let mut full = false;
         for (id, queue) in &mut inner.queues {
-            if queue.events.len() >= QUEUE_LIMIT {
-                queue.events.pop_front();
+            if head - queue.next > QUEUE_LIMIT as u64 {
+                queue.next += 1;
                 queue.dropped += 1;
+                full = true;
                 if queue.dropped.is_power_of_two() {
                     tracing::warn!("Event listening queue #{id} is full: {} oldest event(s) dropped", queue.dropped);
                 }
             }
-            queue.events.push_back(event.clone());
             queue.notify.notify_one();
+        }
+        // Only a full queue or an empty set of queues can leave the oldest event unwanted.
+        if full || inner.queues.is_empty() {
+            inner.trim();
         }
     }
 
@@ -307,9 +507,10 @@ impl EventQueues for LocalEvents {
         if self.purge(&mut inner) {
             self.persist(&inner);
         }
+        let head = inner.head();
         let info = |(id, q): (&u32, &Queue)| EventQueueInfo {
             client_id: *id,
-            pending: q.events.len() as u64,
+            pending: head - q.next,
             dropped: q.dropped,
             listening: matches!(q.state, State::Listening(_)),
             limit: QUEUE_LIMIT as u64,
@@ -342,18 +543,35 @@ struct ListenStream {
 }
 
 impl ListenStream {
-    fn status(&self, event: Option<Event>) -> EventStatus {
-        EventStatus { r: None, event, client_id: self.id }
-    }
-
     fn reset_silence(&mut self) {
         let deadline = tokio::time::Instant::now() + self.keepalive;
         self.silence.as_mut().reset(deadline);
     }
+
+    /// The next event of the queue that passes the name filter, if any is pending.
+    fn next_event(&self, inner: &mut Inner) -> Option<SharedEvent> {
+        let (base, head) = (inner.base, inner.head());
+        let queue = inner.queues.get_mut(&self.id)?;
+        let oldest = queue.next == base;
+        let mut found = None;
+        while queue.next < head {
+            let event = &inner.log[usize::try_from(queue.next - base).expect("the log fits in memory")];
+            queue.next += 1;
+            if self.names.is_empty() || self.names.iter().any(|name| *name == event.name()) {
+                found = Some(event.clone());
+                break;
+            }
+        }
+        // The slowest queue moved on: the events behind every queue can go.
+        if oldest && queue.next == head {
+            inner.trim();
+        }
+        found
+    }
 }
 
 impl Stream for ListenStream {
-    type Item = Result<EventStatus, RpcError>;
+    type Item = Result<ListenReply, RpcError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
@@ -361,34 +579,31 @@ impl Stream for ListenStream {
         }
         if !self.greeted {
             self.greeted = true;
-            return Poll::Ready(Some(Ok(self.status(None))));
+            return Poll::Ready(Some(Ok(ListenReply::greeting(self.id))));
         }
         loop {
             {
                 let events = Arc::clone(&self.events);
                 let mut inner = events.inner.lock();
-                let shutting_down = inner.shutting_down;
                 let current = inner
                     .queues
-                    .get_mut(&self.id)
-                    .filter(|q| matches!(q.state, State::Listening(g) if g == self.generation));
-                let Some(queue) = current else {
+                    .get(&self.id)
+                    .is_some_and(|q| matches!(q.state, State::Listening(g) if g == self.generation));
+                if !current {
                     self.done = true;
                     return Poll::Ready(None);
-                };
-                if shutting_down {
+                }
+                if inner.shutting_down {
                     self.done = true;
                     return Poll::Ready(Some(Err(RpcError::new(
                         ResultCode::ErrorStreamShutdown,
                         "The server is shutting down: listen again (same client_id) once it is back",
                     ))));
                 }
-                while let Some(event) = queue.events.pop_front() {
-                    if self.names.is_empty() || self.names.contains(&event.name) {
-                        drop(inner);
-                        self.reset_silence();
-                        return Poll::Ready(Some(Ok(self.status(Some(event)))));
-                    }
+                if let Some(event) = self.next_event(&mut inner) {
+                    drop(inner);
+                    self.reset_silence();
+                    return Poll::Ready(Some(Ok(ListenReply::event(self.id, event))));
                 }
             }
             if self.notified.as_mut().poll(cx).is_ready() {
@@ -398,7 +613,7 @@ impl Stream for ListenStream {
             }
             if self.silence.as_mut().poll(cx).is_ready() {
                 self.reset_silence();
-                return Poll::Ready(Some(Ok(self.status(Some(Event::default())))));
+                return Poll::Ready(Some(Ok(ListenReply::keepalive(self.id))));
             }
             return Poll::Pending;
         }
@@ -408,5 +623,37 @@ impl Stream for ListenStream {
 impl Drop for ListenStream {
     fn drop(&mut self) {
         self.events.detach(self.id, self.generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    fn log_len(events: &LocalEvents) -> usize {
+        events.inner.lock().log.len()
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_each_event_once_until_every_queue_has_it() {
+        let events = Arc::new(LocalEvents::new(Duration::from_millis(1), None).unwrap());
+        let listen = || Arc::clone(&events).listen(0, Vec::new(), Duration::from_secs(60)).unwrap();
+        let (mut fast, slow) = (listen(), listen());
+        for n in 0..10 {
+            events.send(Event { name: format!("e{n}"), properties: Vec::new() });
+        }
+        assert_eq!(log_len(&events), 10, "one entry per event, whatever the number of queues");
+        for _ in 0..11 {
+            fast.next().await.unwrap().unwrap();
+        }
+        assert_eq!(log_len(&events), 10, "the slow queue still holds them");
+        drop(slow);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        events.send(Event { name: "last".into(), properties: Vec::new() });
+        assert_eq!(log_len(&events), 1, "the expired queue let its events go");
+        fast.next().await.unwrap().unwrap();
+        assert_eq!(log_len(&events), 0, "every queue has every event");
     }
 }

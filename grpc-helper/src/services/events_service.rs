@@ -2,12 +2,17 @@
 
 use std::sync::Arc;
 
-use crate::api::{
-    Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, EventStatus, ResultStatus,
-};
+use crate::api::{Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, ResultStatus};
 use crate::config::RpcConfig;
-use crate::events::EventQueues;
+use crate::events::{EventQueues, ListenReply};
 use crate::{CallContext, ReplyStream, RpcError, rpc_manager};
+
+/// `EventService` generated like the API's, with `listen` writing pre-encoded replies (see
+/// build.rs): clients keep the proto's `EventStatus`, the server encodes each event once.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+mod wire {
+    include!(concat!(env!("OUT_DIR"), "/event_service_server.rs"));
+}
 
 pub(crate) struct EventsManager {
     queues: Arc<dyn EventQueues>,
@@ -19,10 +24,10 @@ impl EventsManager {
     }
 }
 
-#[rpc_manager(service = "events", version = EventApiVersion, grpc = crate::api::event_service_server::EventService, crate = crate)]
+#[rpc_manager(service = "events", version = EventApiVersion, grpc = wire::event_service_server::EventService, crate = crate)]
 impl EventsManager {
     /// A new queue (`client_id` 0) or a resumed one; events named in the filter (all if empty).
-    async fn listen(&self, request: EventFilter, cx: CallContext) -> Result<ReplyStream<EventStatus>, RpcError> {
+    async fn listen(&self, request: EventFilter, cx: CallContext) -> Result<ReplyStream<ListenReply>, RpcError> {
         for name in &request.names {
             crate::events::check_name("event", name)?;
         }
