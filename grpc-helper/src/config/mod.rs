@@ -4,6 +4,23 @@
 //! Default of an item, later wins: the hard-coded default < `<system>/config.json` <
 //! `<user>/config.json` < environment variable (`my-item` → `MY_ITEM`) < `-c my-item=value`.
 //! Current value: the default, or the value persisted in `<workspace>/config.json`.
+//!
+//! ```
+//! use grpc_helper::config::{ConfigItem, Validator};
+//!
+//! const WORKERS: ConfigItem = ConfigItem::new("my-workers", "Worker threads", "4").validator(Validator::PosInt);
+//!
+//! # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+//! let server = grpc_helper::RpcServer::builder()
+//!     .port(0)
+//!     .static_items(&[WORKERS])
+//!     .cli_config([("my-workers".to_owned(), "8".to_owned())]) // `-c my-workers=8`
+//!     .start()
+//!     .await?;
+//! assert_eq!(server.config().get(&WORKERS).as_int()?, 8);
+//! # server.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 mod item;
 mod rpc_items;
