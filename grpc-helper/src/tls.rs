@@ -32,6 +32,13 @@ impl std::fmt::Debug for ServerTls {
 
 impl ServerTls {
     /// The server's certificate (chain) and private key, in PEM.
+    ///
+    /// ```no_run
+    /// use grpc_helper::tls::ServerTls;
+    ///
+    /// let tls = ServerTls::new(std::fs::read("server.pem")?, std::fs::read("server.key")?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
         Self { cert: cert_pem.into(), key: key_pem.into(), ca: None, verify_clients: false, domain: "localhost".into() }
     }
@@ -39,12 +46,22 @@ impl ServerTls {
     /// The deployment's CA (PEM) that signed the server's certificate: the managers'
     /// auto-clients trust it (without one, they trust the certificate itself, fine when it is
     /// self-signed).
+    ///
+    /// ```no_run
+    /// # let (cert, key, ca) = (Vec::<u8>::new(), Vec::<u8>::new(), Vec::<u8>::new());
+    /// let tls = grpc_helper::tls::ServerTls::new(cert, key).ca(ca);
+    /// ```
     pub fn ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(ca_pem.into());
         self
     }
 
     /// Mutual TLS: clients must present a certificate signed by the [`ca`](Self::ca).
+    ///
+    /// ```no_run
+    /// # let (cert, key, ca) = (Vec::<u8>::new(), Vec::<u8>::new(), Vec::<u8>::new());
+    /// let tls = grpc_helper::tls::ServerTls::new(cert, key).ca(ca).verify_clients();
+    /// ```
     pub fn verify_clients(mut self) -> Self {
         self.verify_clients = true;
         self
@@ -52,6 +69,11 @@ impl ServerTls {
 
     /// The name the server's certificate is valid for, used by the auto-clients on loopback
     /// (default `localhost`).
+    ///
+    /// ```no_run
+    /// # let (cert, key) = (Vec::<u8>::new(), Vec::<u8>::new());
+    /// let tls = grpc_helper::tls::ServerTls::new(cert, key).domain("rpc.example.org");
+    /// ```
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
         self.domain = domain.into();
         self
@@ -61,6 +83,15 @@ impl ServerTls {
     ///
     /// # Errors
     /// [`ResultCode::ErrorParamInvalid`] naming a file that cannot be read.
+    ///
+    /// ```
+    /// use grpc_helper::ResultCode;
+    /// use grpc_helper::tls::ServerTls;
+    ///
+    /// let missing = ServerTls::from_files("/no/such/cert.pem", "/no/such/key.pem", None::<&str>).unwrap_err();
+    /// assert_eq!(missing.result_code(), Some(ResultCode::ErrorParamInvalid));
+    /// assert!(missing.message().contains("/no/such/cert.pem"));
+    /// ```
     pub fn from_files(
         cert: impl AsRef<Path>,
         key: impl AsRef<Path>,
