@@ -62,6 +62,13 @@ pub trait AuthGuard: Send + Sync + 'static {
 }
 
 /// Requires the metadata `authorization: Bearer <token>`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), grpc_helper::RpcError> {
+/// let token = std::env::var("MY_SERVER_TOKEN").expect("a token to guard with");
+/// let server = grpc_helper::RpcServer::builder().auth_guard(grpc_helper::auth::BearerToken::new(token)).start().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct BearerToken(Arc<str>);
 

@@ -1,4 +1,15 @@
 //! TLS (rustls) for servers and clients, from PEM certificates and keys.
+//!
+//! ```no_run
+//! use grpc_helper::tls::{ClientTls, ServerTls};
+//! use grpc_helper::{RpcClient, RpcServer};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = RpcServer::builder().tls(ServerTls::from_files("server.pem", "server.key", None::<&str>)?).start().await?;
+//! let tls = ClientTls::new(std::fs::read("server.pem")?); // a self-signed server: trust its certificate
+//! let client = RpcClient::builder("localhost", 54321).tls(tls).connect_lazy()?;
+//! # Ok(()) }
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -145,17 +156,38 @@ impl std::fmt::Debug for ClientTls {
 
 impl ClientTls {
     /// Trusts servers whose certificate this CA (PEM) signed.
+    ///
+    /// ```no_run
+    /// let tls = grpc_helper::tls::ClientTls::new(std::fs::read("ca.pem")?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(ca_pem: impl Into<Vec<u8>>) -> Self {
         Self { ca: ca_pem.into(), domain: None, identity: None }
     }
 
     /// The name to check the server's certificate against (default: the host given).
+    ///
+    /// ```no_run
+    /// # fn demo(ca: Vec<u8>) -> Result<(), grpc_helper::RpcError> {
+    /// use grpc_helper::tls::ClientTls;
+    ///
+    /// // Reached by IP address, with a certificate issued for the name.
+    /// let tls = ClientTls::new(ca).domain("rpc.example.org");
+    /// let client = grpc_helper::RpcClient::builder("10.0.0.7", 54321).tls(tls).connect_lazy()?;
+    /// # Ok(()) }
+    /// ```
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
         self.domain = Some(domain.into());
         self
     }
 
     /// The client's certificate and key (PEM), for servers requiring mutual TLS.
+    ///
+    /// ```no_run
+    /// let tls = grpc_helper::tls::ClientTls::new(std::fs::read("ca.pem")?)
+    ///     .identity(std::fs::read("client.pem")?, std::fs::read("client.key")?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn identity(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
         self.identity = Some((cert_pem.into(), key_pem.into()));
         self
