@@ -59,6 +59,11 @@ impl RpcConfig {
             .validator(Validator::PosInt);
 
     /// Every built-in static item.
+    ///
+    /// ```
+    /// use grpc_helper::config::RpcConfig;
+    /// assert!(RpcConfig::ALL.iter().all(|item| item.name().starts_with("rpc-")));
+    /// ```
     pub const ALL: &'static [ConfigItem] = &[
         Self::MAX_WORKERS,
         Self::SHUTDOWN_GRACE,
