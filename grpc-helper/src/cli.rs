@@ -1,5 +1,20 @@
 //! Command-line options every grpc-helper server shares, as a clap `Args` struct to flatten
 //! into a program's own parser.
+//!
+//! ```no_run
+//! use clap::Parser;
+//! use grpc_helper::{RpcServer, cli::ServerArgs};
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     server: ServerArgs,
+//! }
+//!
+//! # async fn demo() -> Result<(), grpc_helper::RpcError> {
+//! let server = RpcServer::builder().args(&Cli::parse().server).start().await?;
+//! # Ok(()) }
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
