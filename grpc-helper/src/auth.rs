@@ -18,6 +18,10 @@ use http::HeaderMap;
 use tonic::Status;
 
 /// The methods guarded by default (gRPC paths).
+///
+/// ```
+/// assert!(grpc_helper::auth::DANGEROUS_METHODS.contains(&"/RpcServerService/shutdown"));
+/// ```
 pub const DANGEROUS_METHODS: &[&str] = &[
     "/RpcServerService/shutdown",
     "/RpcServerService/proxy_register",
@@ -30,6 +34,23 @@ pub const DANGEROUS_METHODS: &[&str] = &[
 ];
 
 /// Decides whether a call to a guarded method may proceed.
+///
+/// ```
+/// use grpc_helper::auth::AuthGuard;
+///
+/// /// Lets guarded calls through only from tools that name themselves `admin`.
+/// struct AdminOnly;
+///
+/// impl AuthGuard for AdminOnly {
+///     fn check(&self, path: &str, headers: &http::HeaderMap) -> Result<(), tonic::Status> {
+///         match headers.get("client") {
+///             Some(client) if client == "admin" => Ok(()),
+///             _ => Err(tonic::Status::permission_denied(format!("{path} is for the `admin` client"))),
+///         }
+///     }
+/// }
+/// let builder = grpc_helper::RpcServer::builder().auth_guard(AdminOnly);
+/// ```
 pub trait AuthGuard: Send + Sync + 'static {
     /// `Ok` to let the call through; else the status to answer (UNAUTHENTICATED when no
     /// credentials were given, PERMISSION_DENIED when they are wrong), with a message that says
@@ -41,11 +62,28 @@ pub trait AuthGuard: Send + Sync + 'static {
 }
 
 /// Requires the metadata `authorization: Bearer <token>`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), grpc_helper::RpcError> {
+/// let token = std::env::var("MY_SERVER_TOKEN").expect("a token to guard with");
+/// let server = grpc_helper::RpcServer::builder().auth_guard(grpc_helper::auth::BearerToken::new(token)).start().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct BearerToken(Arc<str>);
 
 impl BearerToken {
     /// Accepts exactly this token.
+    ///
+    /// ```
+    /// use grpc_helper::auth::{AuthGuard, BearerToken};
+    ///
+    /// let guard = BearerToken::new("s3cret");
+    /// let mut headers = http::HeaderMap::new();
+    /// assert_eq!(guard.check("/ConfigService/set", &headers).unwrap_err().code(), tonic::Code::Unauthenticated);
+    /// headers.insert("authorization", "Bearer s3cret".parse().unwrap());
+    /// assert!(guard.check("/ConfigService/set", &headers).is_ok());
+    /// ```
     pub fn new(token: impl Into<String>) -> Self {
         Self(Arc::from(token.into()))
     }

@@ -22,8 +22,18 @@ use std::path::{Path, PathBuf};
 use prost_types::FileDescriptorSet;
 
 /// Name of the generated file that [`include_protos!`](crate::include_protos) includes.
+///
+/// ```
+/// let generated = std::path::Path::new("target/debug/build/my-crate-1234/out").join(grpc_helper::build::INCLUDE_FILE);
+/// assert!(generated.ends_with("grpc_helper_protos.rs"));
+/// ```
 pub const INCLUDE_FILE: &str = "grpc_helper_protos.rs";
 /// Name of the encoded `FileDescriptorSet` written next to the generated code.
+///
+/// ```no_run
+/// // What `include_descriptor_set!()` reads, spelled out:
+/// let descriptors = std::fs::read(std::path::Path::new(env!("OUT_DIR")).join(grpc_helper::build::DESCRIPTOR_SET_FILE));
+/// ```
 pub const DESCRIPTOR_SET_FILE: &str = "grpc_helper_descriptor.bin";
 
 /// Folder of the built-in API files, as imported by user protos.
@@ -39,6 +49,13 @@ const API_FILES: [(&str, &str); 5] = [
 ];
 
 /// Why proto compilation failed.
+///
+/// ```
+/// let out = tempfile::tempdir()?;
+/// let error = grpc_helper::build::Builder::new().out_dir(out.path()).compile(&["missing.proto"], &["."]).unwrap_err();
+/// assert!(error.to_string().contains("missing.proto"), "{error}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct BuildError(String);
 
@@ -87,6 +104,13 @@ impl Default for Builder {
 
 impl Builder {
     /// A builder for user crates: built-in API types resolve to `::grpc_helper::api`.
+    ///
+    /// ```no_run
+    /// // build.rs
+    /// fn main() -> Result<(), grpc_helper::build::BuildError> {
+    ///     grpc_helper::build::Builder::new().compile(&["proto/my.proto"], &["proto"])
+    /// }
+    /// ```
     pub fn new() -> Self {
         Self { out_dir: None, api_path: Some("::grpc_helper::api".to_owned()) }
     }
@@ -99,6 +123,10 @@ impl Builder {
     }
 
     /// Writes the generated files here instead of `$OUT_DIR`.
+    ///
+    /// ```no_run
+    /// let builder = grpc_helper::build::Builder::new().out_dir("src/generated");
+    /// ```
     pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out_dir = Some(dir.into());
         self
@@ -108,6 +136,18 @@ impl Builder {
     ///
     /// # Errors
     /// See [`compile`].
+    ///
+    /// ```
+    /// use grpc_helper::build::{Builder, DESCRIPTOR_SET_FILE, INCLUDE_FILE};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let proto = "syntax = \"proto3\";\nimport \"grpc_helper_api/common.proto\";\n\
+    ///              message Ping { Result r = 1; }\nservice PingService { rpc ping(Empty) returns (Ping); }\n";
+    /// std::fs::write(dir.path().join("ping.proto"), proto)?;
+    /// Builder::new().out_dir(dir.path()).compile(&["ping.proto"], &[dir.path()]).unwrap();
+    /// assert!(dir.path().join(INCLUDE_FILE).exists() && dir.path().join(DESCRIPTOR_SET_FILE).exists());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn compile(&self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), BuildError> {
         let out_dir = match &self.out_dir {
             Some(dir) => dir.clone(),

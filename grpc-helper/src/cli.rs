@@ -1,5 +1,20 @@
 //! Command-line options every grpc-helper server shares, as a clap `Args` struct to flatten
 //! into a program's own parser.
+//!
+//! ```no_run
+//! use clap::Parser;
+//! use grpc_helper::{RpcServer, cli::ServerArgs};
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     server: ServerArgs,
+//! }
+//!
+//! # async fn demo() -> Result<(), grpc_helper::RpcError> {
+//! let server = RpcServer::builder().args(&Cli::parse().server).start().await?;
+//! # Ok(()) }
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -80,6 +95,19 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     /// The folders, with `~` expanded to `$HOME`.
+    ///
+    /// ```
+    /// use clap::Parser;
+    ///
+    /// #[derive(Parser)]
+    /// struct Cli {
+    ///     #[command(flatten)]
+    ///     server: grpc_helper::cli::ServerArgs,
+    /// }
+    ///
+    /// let cli = Cli::try_parse_from(["my-server", "-w", "/tmp/ws"]).unwrap();
+    /// assert_eq!(cli.server.folders().workspace_dir(), Some(std::path::Path::new("/tmp/ws")));
+    /// ```
     pub fn folders(&self) -> Folders {
         Folders::default().system(expand_home(&self.system)).user(expand_home(&self.user)).workspace(&self.workspace)
     }
@@ -89,6 +117,19 @@ impl ServerArgs {
     }
 
     /// The `-c` values (the last one wins for a repeated name).
+    ///
+    /// ```
+    /// use clap::Parser;
+    ///
+    /// #[derive(Parser)]
+    /// struct Cli {
+    ///     #[command(flatten)]
+    ///     server: grpc_helper::cli::ServerArgs,
+    /// }
+    ///
+    /// let cli = Cli::try_parse_from(["my-server", "-c", "my-item=1", "-c", "my-item=2"]).unwrap();
+    /// assert_eq!(cli.server.cli_config()["my-item"], "2");
+    /// ```
     pub fn cli_config(&self) -> BTreeMap<String, String> {
         self.config.iter().cloned().collect()
     }
@@ -97,6 +138,22 @@ impl ServerArgs {
 impl RpcServerBuilder {
     /// Port, folders, `-c` values, TLS files and connection limits from the shared
     /// command-line options.
+    ///
+    /// ```no_run
+    /// use clap::Parser;
+    ///
+    /// #[derive(Parser)]
+    /// struct Cli {
+    ///     #[command(flatten)]
+    ///     server: grpc_helper::cli::ServerArgs,
+    /// }
+    ///
+    /// # async fn demo() -> Result<(), grpc_helper::RpcError> {
+    /// let cli = Cli::parse();
+    /// let server = grpc_helper::RpcServer::builder().args(&cli.server).start().await?;
+    /// server.wait_shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn args(self, args: &ServerArgs) -> Self {
         // On the command line 0 means off (no limit); absent keeps the builder's default.
         let set = |value: Duration| Some(value).filter(|v| !v.is_zero());

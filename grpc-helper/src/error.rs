@@ -36,42 +36,103 @@ pub struct RpcError {
 
 impl RpcError {
     /// An error with one of the standard codes.
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// let e = RpcError::new(ResultCode::ErrorItemUnknown, format!("No job named {}", "nightly"));
+    /// assert_eq!(e.to_string(), "No job named nightly (ERROR_ITEM_UNKNOWN)");
+    /// ```
     pub fn new(code: ResultCode, message: impl Into<String>) -> Self {
         Self::custom(code as i32, message)
     }
 
     /// An error with any code, e.g. a service-specific one ≥ [`ResultCode::ErrorCustom`].
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// const QUOTA_REACHED: i32 = ResultCode::ErrorCustom as i32 + 1;
+    /// let e = RpcError::custom(QUOTA_REACHED, "quota reached");
+    /// assert_eq!(e.to_string(), "quota reached (code 101)");
+    /// ```
     pub fn custom(code: i32, message: impl Into<String>) -> Self {
         Self { code, message: message.into(), stack: String::new() }
     }
 
     /// Attaches a stack or detail text, sent in the `stack` field of the in-band result.
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// let e = RpcError::new(ResultCode::ErrorModelSyntax, "bad model").with_stack("line 3: missing ']'");
+    /// assert_eq!(e.to_result().stack, "line 3: missing ']'");
+    /// ```
     pub fn with_stack(mut self, stack: impl Into<String>) -> Self {
         self.stack = stack.into();
         self
     }
 
     /// The numeric code (a [`ResultCode`] value, or a custom code).
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// assert_eq!(RpcError::new(ResultCode::ErrorParamMissing, "no name").code(), ResultCode::ErrorParamMissing as i32);
+    /// assert_eq!(RpcError::custom(120, "later").code(), 120);
+    /// ```
     pub fn code(&self) -> i32 {
         self.code
     }
 
     /// The code as a [`ResultCode`], when it is one of the standard values.
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// fn is_retryable(e: &RpcError) -> bool {
+    ///     matches!(e.result_code(), Some(ResultCode::ErrorItemBusy | ResultCode::ErrorRequestTimeout))
+    /// }
+    /// assert!(is_retryable(&RpcError::new(ResultCode::ErrorItemBusy, "locked")));
+    /// assert!(!is_retryable(&RpcError::custom(150, "service-specific")));
+    /// ```
     pub fn result_code(&self) -> Option<ResultCode> {
         ResultCode::try_from(self.code).ok()
     }
 
     /// The message, as the server wrote it.
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// let e = RpcError::new(ResultCode::ErrorParamInvalid, "port must be > 0");
+    /// assert_eq!(e.message(), "port must be > 0"); // without the code, unlike `to_string()`
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
 
     /// The stack or detail text (often empty).
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// assert_eq!(RpcError::new(ResultCode::Error, "failed").stack(), "");
+    /// assert_eq!(RpcError::new(ResultCode::Error, "failed").with_stack("at step 2").stack(), "at step 2");
+    /// ```
     pub fn stack(&self) -> &str {
         &self.stack
     }
 
     /// The in-band form of this error.
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// let result = RpcError::new(ResultCode::ErrorItemConflict, "already running").to_result();
+    /// assert_eq!(result.code, ResultCode::ErrorItemConflict as i32);
+    /// assert_eq!(result.msg, "already running");
+    /// ```
     pub fn to_result(&self) -> api::Result {
         api::Result { code: self.code, msg: self.message.clone(), stack: self.stack.clone() }
     }
@@ -79,6 +140,15 @@ impl RpcError {
     /// The error carried by an in-band result, if its code says error (`OK < code < ERROR_CUSTOM`).
     ///
     /// Codes ≥ 100 are service-specific outcomes, returned as replies and never raised.
+    ///
+    /// ```
+    /// use grpc_helper::api::Result as InBand;
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// let failed = InBand { code: ResultCode::ErrorItemUnknown as i32, msg: "no such job".into(), stack: String::new() };
+    /// assert_eq!(RpcError::from_result(&failed).unwrap().message(), "no such job");
+    /// assert!(RpcError::from_result(&InBand::default()).is_none()); // OK
+    /// ```
     pub fn from_result(result: &api::Result) -> Option<Self> {
         let raises = result.code > ResultCode::Ok as i32 && result.code < ResultCode::ErrorCustom as i32;
         raises.then(|| Self { code: result.code, message: result.msg.clone(), stack: result.stack.clone() })
@@ -86,6 +156,15 @@ impl RpcError {
 
     /// A gRPC status for this error: a mapped code, the message, and the result code in the
     /// `result-code` trailer so that clients recover it.
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// let status = RpcError::new(ResultCode::ErrorItemUnknown, "no such job").to_status();
+    /// assert_eq!(status.code(), tonic::Code::NotFound);
+    /// let back = RpcError::from(status); // what a client reads
+    /// assert_eq!(back.result_code(), Some(ResultCode::ErrorItemUnknown));
+    /// ```
     pub fn to_status(&self) -> Status {
         let mut status = Status::new(grpc_code(self.code), self.message.clone());
         status.metadata_mut().insert(RESULT_CODE, MetadataValue::from(self.code));

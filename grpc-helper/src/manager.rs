@@ -79,6 +79,30 @@ pub trait Manager: Send + Sync + Sized + 'static {
 /// auto-client that reaches every service of the server.
 ///
 /// Cheap to clone; keep a clone (e.g. from the load hook) for background tasks.
+///
+/// ```
+/// use std::time::Duration;
+/// use grpc_helper::api::{Filter, LoggerStatus};
+/// use grpc_helper::{ManagerContext, RpcError, rpc_manager};
+///
+/// struct Levels;
+///
+/// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+/// impl Levels {
+///     async fn get(&self, _filter: Filter) -> Result<LoggerStatus, RpcError> { Ok(LoggerStatus::default()) }
+///
+///     #[on_load]
+///     async fn load(&self, cx: &ManagerContext) {
+///         let cx = cx.clone(); // outlives the hook
+///         tokio::spawn(async move {
+///             while !cx.is_shutting_down() {
+///                 tokio::time::sleep(Duration::from_secs(60)).await;
+///                 let _ = cx.send_event("levels-tick", &[]);
+///             }
+///         });
+///     }
+/// }
+/// ```
 #[derive(Clone)]
 pub struct ManagerContext(Arc<ContextInner>);
 
@@ -115,6 +139,26 @@ impl ManagerContext {
     }
 
     /// The server's configuration: `cx.config().get(&MY_ITEM).as_int()?`.
+    ///
+    /// ```
+    /// use grpc_helper::config::{ConfigItem, Validator};
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    ///
+    /// const MAX_NAMES: ConfigItem = ConfigItem::new("levels-max-names", "Names per request", "16").validator(Validator::PosInt);
+    ///
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         let max = cx.config().get(&MAX_NAMES).as_int()?;
+    ///         if filter.names.len() as i64 > max {
+    ///             return Err(RpcError::new(grpc_helper::ResultCode::ErrorParamInvalid, format!("at most {max} names")));
+    ///         }
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
     pub fn config(&self) -> &Config {
         &self.0.config
     }
@@ -125,6 +169,19 @@ impl ManagerContext {
     /// [`ResultCode::ErrorRequestUnsupported`](crate::ResultCode::ErrorRequestUnsupported) when
     /// the server has no events service (see `RpcServerBuilder::with_events`); the codes of
     /// `send` for an invalid event or property name.
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn reset(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         cx.send_event("levels-reset", &[("by", cx.caller().client())])?;
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
     pub fn send_event(&self, name: &str, properties: &[(&str, &str)]) -> Result<(), RpcError> {
         let event = crate::api::Event {
             name: name.to_owned(),
@@ -145,32 +202,115 @@ impl ManagerContext {
     }
 
     /// The server's system, user and workspace folders.
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     #[on_load]
+    ///     async fn load(&self, cx: &ManagerContext) -> Result<(), RpcError> {
+    ///         if let Some(workspace) = cx.folders().workspace_dir() {
+    ///             tracing::info!("state kept in {}", workspace.display());
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// #   async fn get(&self, _filter: Filter) -> Result<LoggerStatus, RpcError> { Ok(LoggerStatus::default()) }
+    /// }
+    /// ```
     pub fn folders(&self) -> &Folders {
         &self.0.folders
     }
 
     /// The short service name.
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     #[on_load]
+    ///     async fn load(&self, cx: &ManagerContext) {
+    ///         assert_eq!(cx.service(), "levels");
+    ///     }
+    /// #   async fn get(&self, _filter: Filter) -> Result<LoggerStatus, RpcError> { Ok(LoggerStatus::default()) }
+    /// }
+    /// ```
     pub fn service(&self) -> &'static str {
         self.0.service
     }
 
     /// The manager's logging span (`rpc{service=...}`): every call and hook runs inside it, so
     /// plain `tracing` macros in manager code are attributed to the service.
+    ///
+    /// Work spawned outside a call or hook can enter it to keep that attribution:
+    ///
+    /// ```
+    /// use tracing::Instrument;
+    ///
+    /// fn spawn_cleanup(cx: &grpc_helper::ManagerContext) {
+    ///     tokio::spawn(async { tracing::info!("cleaning up") }.instrument(cx.span().clone()));
+    /// }
+    /// ```
     pub fn span(&self) -> &tracing::Span {
         &self.0.span
     }
 
     /// The manager's lock, to serialise calls that must not interleave.
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn set(&self, _update: grpc_helper::api::LoggerUpdate, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         let _one_at_a_time = cx.lock().await; // held until the reply
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
     pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.0.lock.lock().await
     }
 
     /// A client named `<service>-client` on every service of this server.
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         let info = cx.client().server_service().info(Filter::default()).await?.into_inner();
+    ///         tracing::info!("this server hosts {} services", info.items.len());
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
     pub fn client(&self) -> &RpcClient {
         &self.0.client
     }
 
     /// True once the server started shutting down (in-flight calls may still be running).
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn reset(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         if cx.is_shutting_down() {
+    ///             return Err(RpcError::new(grpc_helper::ResultCode::ErrorStateUnexpected, "shutting down: not resetting"));
+    ///         }
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
     pub fn is_shutting_down(&self) -> bool {
         self.0.shutting_down.load(Ordering::Acquire)
     }
@@ -183,6 +323,21 @@ impl ManagerContext {
 /// Per-call context: the caller's metadata and the manager's [`ManagerContext`] (by `Deref`).
 ///
 /// Declare it as an optional second argument of an RPC method: `cx: CallContext`.
+///
+/// ```
+/// use grpc_helper::api::{Filter, LoggerStatus};
+/// use grpc_helper::{CallContext, RpcError, rpc_manager};
+///
+/// struct Levels;
+///
+/// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+/// impl Levels {
+///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+///         tracing::info!("{} called by {}", cx.method(), cx.caller());
+///         Ok(LoggerStatus::default())
+///     }
+/// }
+/// ```
 #[derive(Clone)]
 pub struct CallContext {
     manager: ManagerContext,
@@ -196,16 +351,58 @@ impl CallContext {
     }
 
     /// Who is calling (client name, user, host, ip, api_version).
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn reset(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         if cx.caller().client() != "admin-tool" {
+    ///             return Err(RpcError::new(grpc_helper::ResultCode::ErrorRequestUnsupported, "only admin-tool resets levels"));
+    ///         }
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
     pub fn caller(&self) -> &CallerMetadata {
         &self.caller
     }
 
     /// The gRPC method name being served (e.g. `method1`).
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         assert_eq!(cx.method(), "get");
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
     pub fn method(&self) -> &'static str {
         self.method
     }
 
-    /// The manager-wide context.
+    /// The manager-wide context (also reachable through `Deref`: `cx.service()`).
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         let manager: ManagerContext = cx.manager().clone(); // for work that outlives the call
+    ///         tokio::spawn(async move { tracing::info!("follow-up in {}", manager.service()) });
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
     pub fn manager(&self) -> &ManagerContext {
         &self.manager
     }

@@ -40,6 +40,13 @@ fn text(value: &Option<HeaderValue>) -> &str {
 
 impl CallerMetadata {
     /// Reads the five keys from request headers (the first value of a repeated key).
+    ///
+    /// ```
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.append("user", "alice".parse().unwrap());
+    /// headers.append("user", "bob".parse().unwrap());
+    /// assert_eq!(grpc_helper::CallerMetadata::from_headers(&headers).user(), "alice");
+    /// ```
     pub fn from_headers(headers: &HeaderMap) -> Self {
         // One pass over the few headers of a call costs less than five hashed lookups.
         let mut caller = Self::default();
@@ -60,26 +67,57 @@ impl CallerMetadata {
     }
 
     /// The client's name (e.g. `srv-client`).
+    ///
+    /// ```
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("client", "srv-client".parse().unwrap());
+    /// assert_eq!(grpc_helper::CallerMetadata::from_headers(&headers).client(), "srv-client");
+    /// ```
     pub fn client(&self) -> &str {
         text(&self.client)
     }
 
     /// The OS user running the client.
+    ///
+    /// ```
+    /// let caller = grpc_helper::CallerMetadata::default();
+    /// assert_eq!(caller.user(), ""); // not sent
+    /// ```
     pub fn user(&self) -> &str {
         text(&self.user)
     }
 
     /// The client's host name.
+    ///
+    /// ```
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("host", "build-01".parse().unwrap());
+    /// assert_eq!(grpc_helper::CallerMetadata::from_headers(&headers).host(), "build-01");
+    /// ```
     pub fn host(&self) -> &str {
         text(&self.host)
     }
 
     /// The client's outbound IP address.
+    ///
+    /// ```
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("ip", "10.0.0.7".parse().unwrap());
+    /// let ip: std::net::IpAddr = grpc_helper::CallerMetadata::from_headers(&headers).ip().parse().unwrap();
+    /// assert!(ip.is_ipv4());
+    /// ```
     pub fn ip(&self) -> &str {
         text(&self.ip)
     }
 
     /// The API version the client was built against, as sent (decimal text, may be empty).
+    ///
+    /// ```
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("api_version", "3".parse().unwrap());
+    /// let version: u32 = grpc_helper::CallerMetadata::from_headers(&headers).api_version().parse().unwrap();
+    /// assert_eq!(version, 3);
+    /// ```
     pub fn api_version(&self) -> &str {
         text(&self.api_version)
     }

@@ -26,7 +26,27 @@ use crate::RpcError;
 pub struct ReplyStream<T>(Pin<Box<dyn Stream<Item = Result<T, RpcError>> + Send + 'static>>);
 
 impl<T> ReplyStream<T> {
-    /// Wraps a stream of replies.
+    /// Wraps a stream of replies, e.g. one fed by a task through a channel.
+    ///
+    /// ```
+    /// use grpc_helper::api::ResultStatus;
+    /// use grpc_helper::{ReplyStream, RpcError};
+    /// use tokio_stream::wrappers::ReceiverStream;
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let (tx, rx) = tokio::sync::mpsc::channel::<Result<ResultStatus, RpcError>>(8);
+    /// tokio::spawn(async move {
+    ///     for _ in 0..3 {
+    ///         if tx.send(Ok(ResultStatus::default())).await.is_err() {
+    ///             break; // the caller went away
+    ///         }
+    ///     }
+    /// });
+    /// let replies = ReplyStream::new(ReceiverStream::new(rx));
+    /// # use tokio_stream::StreamExt;
+    /// # assert_eq!(replies.collect::<Vec<_>>().await.len(), 3);
+    /// # }
+    /// ```
     pub fn new(stream: impl Stream<Item = Result<T, RpcError>> + Send + 'static) -> Self {
         Self(Box::pin(stream))
     }
@@ -34,6 +54,19 @@ impl<T> ReplyStream<T> {
 
 impl<T: Send + 'static> ReplyStream<T> {
     /// A stream of already-computed replies.
+    ///
+    /// ```
+    /// use grpc_helper::ReplyStream;
+    /// use grpc_helper::api::ResultStatus;
+    /// use tokio_stream::StreamExt;
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let mut replies = ReplyStream::from_iter(vec![ResultStatus::default(); 2]);
+    /// assert!(replies.next().await.unwrap().is_ok());
+    /// assert!(replies.next().await.unwrap().is_ok());
+    /// assert!(replies.next().await.is_none());
+    /// # }
+    /// ```
     #[allow(clippy::should_implement_trait)]
     pub fn from_iter<I>(items: I) -> Self
     where

@@ -1,4 +1,15 @@
 //! TLS (rustls) for servers and clients, from PEM certificates and keys.
+//!
+//! ```no_run
+//! use grpc_helper::tls::{ClientTls, ServerTls};
+//! use grpc_helper::{RpcClient, RpcServer};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = RpcServer::builder().tls(ServerTls::from_files("server.pem", "server.key", None::<&str>)?).start().await?;
+//! let tls = ClientTls::new(std::fs::read("server.pem")?); // a self-signed server: trust its certificate
+//! let client = RpcClient::builder("localhost", 54321).tls(tls).connect_lazy()?;
+//! # Ok(()) }
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +43,13 @@ impl std::fmt::Debug for ServerTls {
 
 impl ServerTls {
     /// The server's certificate (chain) and private key, in PEM.
+    ///
+    /// ```no_run
+    /// use grpc_helper::tls::ServerTls;
+    ///
+    /// let tls = ServerTls::new(std::fs::read("server.pem")?, std::fs::read("server.key")?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
         Self { cert: cert_pem.into(), key: key_pem.into(), ca: None, verify_clients: false, domain: "localhost".into() }
     }
@@ -39,12 +57,22 @@ impl ServerTls {
     /// The deployment's CA (PEM) that signed the server's certificate: the managers'
     /// auto-clients trust it (without one, they trust the certificate itself, fine when it is
     /// self-signed).
+    ///
+    /// ```no_run
+    /// # let (cert, key, ca) = (Vec::<u8>::new(), Vec::<u8>::new(), Vec::<u8>::new());
+    /// let tls = grpc_helper::tls::ServerTls::new(cert, key).ca(ca);
+    /// ```
     pub fn ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(ca_pem.into());
         self
     }
 
     /// Mutual TLS: clients must present a certificate signed by the [`ca`](Self::ca).
+    ///
+    /// ```no_run
+    /// # let (cert, key, ca) = (Vec::<u8>::new(), Vec::<u8>::new(), Vec::<u8>::new());
+    /// let tls = grpc_helper::tls::ServerTls::new(cert, key).ca(ca).verify_clients();
+    /// ```
     pub fn verify_clients(mut self) -> Self {
         self.verify_clients = true;
         self
@@ -52,6 +80,11 @@ impl ServerTls {
 
     /// The name the server's certificate is valid for, used by the auto-clients on loopback
     /// (default `localhost`).
+    ///
+    /// ```no_run
+    /// # let (cert, key) = (Vec::<u8>::new(), Vec::<u8>::new());
+    /// let tls = grpc_helper::tls::ServerTls::new(cert, key).domain("rpc.example.org");
+    /// ```
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
         self.domain = domain.into();
         self
@@ -61,6 +94,15 @@ impl ServerTls {
     ///
     /// # Errors
     /// [`ResultCode::ErrorParamInvalid`] naming a file that cannot be read.
+    ///
+    /// ```
+    /// use grpc_helper::ResultCode;
+    /// use grpc_helper::tls::ServerTls;
+    ///
+    /// let missing = ServerTls::from_files("/no/such/cert.pem", "/no/such/key.pem", None::<&str>).unwrap_err();
+    /// assert_eq!(missing.result_code(), Some(ResultCode::ErrorParamInvalid));
+    /// assert!(missing.message().contains("/no/such/cert.pem"));
+    /// ```
     pub fn from_files(
         cert: impl AsRef<Path>,
         key: impl AsRef<Path>,
@@ -114,17 +156,38 @@ impl std::fmt::Debug for ClientTls {
 
 impl ClientTls {
     /// Trusts servers whose certificate this CA (PEM) signed.
+    ///
+    /// ```no_run
+    /// let tls = grpc_helper::tls::ClientTls::new(std::fs::read("ca.pem")?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(ca_pem: impl Into<Vec<u8>>) -> Self {
         Self { ca: ca_pem.into(), domain: None, identity: None }
     }
 
     /// The name to check the server's certificate against (default: the host given).
+    ///
+    /// ```no_run
+    /// # fn demo(ca: Vec<u8>) -> Result<(), grpc_helper::RpcError> {
+    /// use grpc_helper::tls::ClientTls;
+    ///
+    /// // Reached by IP address, with a certificate issued for the name.
+    /// let tls = ClientTls::new(ca).domain("rpc.example.org");
+    /// let client = grpc_helper::RpcClient::builder("10.0.0.7", 54321).tls(tls).connect_lazy()?;
+    /// # Ok(()) }
+    /// ```
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
         self.domain = Some(domain.into());
         self
     }
 
     /// The client's certificate and key (PEM), for servers requiring mutual TLS.
+    ///
+    /// ```no_run
+    /// let tls = grpc_helper::tls::ClientTls::new(std::fs::read("ca.pem")?)
+    ///     .identity(std::fs::read("client.pem")?, std::fs::read("client.key")?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn identity(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
         self.identity = Some((cert_pem.into(), key_pem.into()));
         self

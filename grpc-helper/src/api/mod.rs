@@ -7,9 +7,25 @@
 //!
 //! prost keeps one variant per value, so aliases such as `SERVER_API_CURRENT` have no Rust
 //! variant: use [`ApiVersion::CURRENT`](crate::ApiVersion::CURRENT) instead.
+//!
+//! ```
+//! use grpc_helper::ApiVersion;
+//! use grpc_helper::api::{ResultCode, ServerApiVersion};
+//!
+//! assert!(ServerApiVersion::CURRENT >= ServerApiVersion::SUPPORTED);
+//! assert_eq!(ResultCode::ErrorItemUnknown.as_str_name(), "ERROR_ITEM_UNKNOWN");
+//! ```
 #![allow(missing_docs, clippy::all)]
 
 include!(concat!(env!("OUT_DIR"), "/grpc_helper_protos.rs"));
 
 /// The encoded descriptors of the built-in API (for server reflection).
+///
+/// ```
+/// // The server registers it already; a tonic server of your own can do the same:
+/// let reflection = tonic_reflection::server::Builder::configure()
+///     .register_encoded_file_descriptor_set(grpc_helper::api::FILE_DESCRIPTOR_SET)
+///     .build_v1();
+/// assert!(reflection.is_ok());
+/// ```
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/grpc_helper_descriptor.bin"));

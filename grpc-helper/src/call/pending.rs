@@ -13,6 +13,15 @@ use parking_lot::Mutex;
 use crate::CallerMetadata;
 
 /// A call being served, as listed by [`RpcServer::pending_calls`](crate::RpcServer::pending_calls).
+///
+/// ```
+/// use std::time::Duration;
+/// use grpc_helper::server::PendingCall;
+///
+/// fn slow(calls: &[PendingCall]) -> impl Iterator<Item = String> + '_ {
+///     calls.iter().filter(|c| c.elapsed > Duration::from_secs(10)).map(|c| format!("{}.{} ({})", c.service, c.method, c.caller))
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct PendingCall {
     /// gRPC service name, e.g. `SampleService`.

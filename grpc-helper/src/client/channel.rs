@@ -211,6 +211,17 @@ pub struct RpcClient {
 
 impl RpcClient {
     /// Starts configuring a client of `host:port`.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// use std::time::Duration;
+    ///
+    /// let client = grpc_helper::RpcClient::builder("localhost", 54321)
+    ///     .name("my-tool")
+    ///     .timeout(Duration::from_secs(10))
+    ///     .connect_lazy()?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(host: impl Into<String>, port: u16) -> RpcClientBuilder {
         RpcClientBuilder {
             host: host.into(),
@@ -224,16 +235,52 @@ impl RpcClient {
     }
 
     /// `host:port` of the server.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let client = grpc_helper::RpcClient::builder("::1", 54321).connect_lazy()?;
+    /// assert_eq!(client.target(), "[::1]:54321");
+    /// # Ok(()) }
+    /// ```
     pub fn target(&self) -> &str {
         &self.shared.target
     }
 
     /// A channel for stubs of a service with API version enum `V` (sends `V::CURRENT`).
+    ///
+    /// ```
+    /// use grpc_helper::api::config_service_client::ConfigServiceClient;
+    /// use grpc_helper::api::{ConfigApiVersion, Filter};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// # let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// # let port = server.local_addr().port();
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", port).name("doc").connect_lazy()?;
+    /// let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+    /// let user_items = config.get(Filter::default()).await?.into_inner().items;
+    /// assert!(user_items.is_empty()); // this server declares none
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn channel<V: ApiVersion>(&self) -> RpcChannel {
         self.channel_with_version(Some(V::CURRENT))
     }
 
     /// A channel sending the given `api_version` (`None`: no version, so no check).
+    ///
+    /// ```
+    /// use grpc_helper::api::Filter;
+    /// use grpc_helper::api::rpc_server_service_client::RpcServerServiceClient;
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let mut from_the_future = RpcServerServiceClient::new(server.auto_client().channel_with_version(Some(99)));
+    /// let refused = RpcError::from(from_the_future.info(Filter::default()).await.unwrap_err());
+    /// assert_eq!(refused.result_code(), Some(ResultCode::ErrorApiServerTooOld));
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn channel_with_version(&self, api_version: Option<u32>) -> RpcChannel {
         RpcChannel {
             inner: self.shared.channel.clone(),
@@ -243,6 +290,18 @@ impl RpcClient {
     }
 
     /// A stub of the built-in `srv` service (`RpcServerService`).
+    ///
+    /// ```
+    /// use grpc_helper::api::Filter;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", server.local_addr().port()).connect_lazy()?;
+    /// let info = client.server_service().info(Filter::default()).await?.into_inner();
+    /// assert!(info.items.iter().any(|service| service.name == "config"));
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn server_service(&self) -> RpcServerServiceClient<RpcChannel> {
         RpcServerServiceClient::new(self.channel::<crate::api::ServerApiVersion>())
     }
@@ -251,6 +310,16 @@ impl RpcClient {
 /// The transport of typed stubs: adds caller metadata and retries UNAVAILABLE.
 ///
 /// Usable as the `T` of any generated tonic client.
+///
+/// ```
+/// use grpc_helper::RpcChannel;
+/// use grpc_helper::api::ConfigApiVersion;
+/// use grpc_helper::api::config_service_client::ConfigServiceClient;
+///
+/// fn config_stub(client: &grpc_helper::RpcClient) -> ConfigServiceClient<RpcChannel> {
+///     ConfigServiceClient::new(client.channel::<ConfigApiVersion>())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct RpcChannel {
     inner: Channel,

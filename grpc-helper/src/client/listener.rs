@@ -37,6 +37,25 @@ pub struct EventListener {
 
 impl EventListener {
     /// Starts listening to the events named in `names` (all when empty).
+    ///
+    /// ```
+    /// use grpc_helper::client::EventListener;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).with_events().start().await?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let listener = EventListener::start(&server.auto_client(), vec![], move |event| {
+    ///     let _ = tx.send(event.name);
+    /// });
+    /// # listener.ready().await;
+    /// # use grpc_helper::api::{Event, EventApiVersion, event_service_client::EventServiceClient};
+    /// # let mut events = EventServiceClient::new(server.auto_client().channel::<EventApiVersion>());
+    /// # events.send(Event { name: "job-done".into(), properties: vec![] }).await?;
+    /// assert_eq!(rx.recv().await.as_deref(), Some("job-done"));
+    /// # listener.stop().await;
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn start<F>(client: &RpcClient, names: Vec<String>, on_event: F) -> Self
     where
         F: FnMut(Event) + Send + 'static,
@@ -49,18 +68,52 @@ impl EventListener {
     }
 
     /// The queue id, once the server assigned one.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// # let server = grpc_helper::RpcServer::builder().port(0).with_events().start().await?;
+    /// # let client = server.auto_client();
+    /// let listener = grpc_helper::client::EventListener::start(&client, vec![], |_| {});
+    /// listener.ready().await;
+    /// println!("listening as queue #{}", listener.client_id().expect("assigned once ready"));
+    /// # listener.stop().await;
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn client_id(&self) -> Option<u32> {
         Some(self.client_id.load(Ordering::Acquire)).filter(|id| *id != 0)
     }
 
     /// Waits until the listener's queue exists on the server (events sent from then on are
     /// delivered).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: grpc_helper::RpcClient) {
+    /// use std::time::Duration;
+    ///
+    /// let listener = grpc_helper::client::EventListener::start(&client, vec!["job-done".into()], |_| {});
+    /// if tokio::time::timeout(Duration::from_secs(5), listener.ready()).await.is_err() {
+    ///     eprintln!("no events service at {} yet; still trying", client.target());
+    /// }
+    /// # }
+    /// ```
     pub async fn ready(&self) {
         let mut ready = self.ready.clone();
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
     /// Stops listening: interrupts the queue on the server and ends the task.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// # let server = grpc_helper::RpcServer::builder().port(0).with_events().start().await?;
+    /// # let client = server.auto_client();
+    /// let listener = grpc_helper::client::EventListener::start(&client, vec![], |_| {});
+    /// listener.ready().await;
+    /// listener.stop().await; // the server drops the queue at once
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let id = self.client_id();

@@ -4,6 +4,23 @@
 //! Default of an item, later wins: the hard-coded default < `<system>/config.json` <
 //! `<user>/config.json` < environment variable (`my-item` → `MY_ITEM`) < `-c my-item=value`.
 //! Current value: the default, or the value persisted in `<workspace>/config.json`.
+//!
+//! ```
+//! use grpc_helper::config::{ConfigItem, Validator};
+//!
+//! const WORKERS: ConfigItem = ConfigItem::new("my-workers", "Worker threads", "4").validator(Validator::PosInt);
+//!
+//! # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+//! let server = grpc_helper::RpcServer::builder()
+//!     .port(0)
+//!     .static_items(&[WORKERS])
+//!     .cli_config([("my-workers".to_owned(), "8".to_owned())]) // `-c my-workers=8`
+//!     .start()
+//!     .await?;
+//! assert_eq!(server.config().get(&WORKERS).as_int()?, 8);
+//! # server.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 mod item;
 mod rpc_items;
@@ -28,6 +45,21 @@ pub(crate) const CONFIG_FILE: &str = "config.json";
 
 /// The configuration of one server: every static and user item with its default and current
 /// value. Cheap to clone; reads see updates at once.
+///
+/// Managers read it through [`ManagerContext::config`](crate::ManagerContext::config), tests and
+/// embedding programs through [`RpcServer::config`](crate::RpcServer::config).
+///
+/// ```
+/// use grpc_helper::config::ConfigItem;
+///
+/// const GREETING: ConfigItem = ConfigItem::new("my-greeting", "Greeting text", "Hello");
+///
+/// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+/// let server = grpc_helper::RpcServer::builder().port(0).user_items(&[GREETING]).start().await?;
+/// assert_eq!(server.config().get(&GREETING).as_str(), "Hello");
+/// # server.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Config(Arc<Inner>);
 
@@ -83,6 +115,19 @@ impl Config {
 
     /// The current value of an item of this server; an item the server does not know reads as
     /// its hard-coded default (with a warning).
+    ///
+    /// ```
+    /// use grpc_helper::config::{ConfigItem, RpcConfig};
+    ///
+    /// const UNKNOWN: ConfigItem = ConfigItem::new("not-registered", "Never given to the builder", "7");
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// assert_eq!(server.config().get(&RpcConfig::LOGS_BACKUP).as_int()?, 10);
+    /// assert_eq!(server.config().get(&UNKNOWN).as_int()?, 7); // the default, and a warning
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn get(&self, item: &ConfigItem) -> ConfigValue {
         let value = match self.entry(item.name) {
             Some(entry) => entry.value.read().clone(),
@@ -95,11 +140,40 @@ impl Config {
     }
 
     /// Changes are counted here: `changed().await` wakes after every successful set or reset.
+    ///
+    /// ```
+    /// use grpc_helper::api::config_service_client::ConfigServiceClient;
+    /// use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigUpdate};
+    /// use grpc_helper::config::ConfigItem;
+    ///
+    /// const GREETING: ConfigItem = ConfigItem::new("my-greeting", "Greeting text", "Hello");
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).user_items(&[GREETING]).start().await?;
+    /// let mut changes = server.config().subscribe();
+    /// let mut remote = ConfigServiceClient::new(server.auto_client().channel::<ConfigApiVersion>());
+    /// let hi = ConfigItemUpdate { name: "my-greeting".into(), value: "Hi".into() };
+    /// remote.set(ConfigUpdate { items: vec![hi], ignore_unknown: false }).await?;
+    /// changes.changed().await.expect("the server is running");
+    /// assert_eq!(server.config().get(&GREETING).as_str(), "Hi");
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.0.changes.subscribe()
     }
 
-    /// Every item, static ones first, in declaration order.
+    /// Every item, static ones first, in declaration order, with `true` for user items.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// for (item, user) in server.config().items() {
+    ///     println!("{} = {:?} ({})", item.name(), server.config().get(item).as_str(), if user { "user" } else { "static" });
+    /// }
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn items(&self) -> impl Iterator<Item = (&ConfigItem, bool)> {
         self.0.entries.iter().map(|e| (&e.item, e.user))
     }
@@ -170,7 +244,19 @@ impl Config {
         crate::persist::write_json(path, &serde_json::Value::Object(map))
     }
 
-    /// The persisted file (for tests and diagnostics).
+    /// The persisted file (for tests and diagnostics): `<workspace>/config.json`, `None`
+    /// without a workspace folder.
+    ///
+    /// ```
+    /// use grpc_helper::Folders;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let workspace = tempfile::tempdir()?;
+    /// let server = grpc_helper::RpcServer::builder().port(0).folders(Folders::default().workspace(workspace.path())).start().await?;
+    /// assert_eq!(server.config().persisted_path(), Some(workspace.path().join("config.json").as_path()));
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn persisted_path(&self) -> Option<&Path> {
         self.0.persisted.as_deref()
     }

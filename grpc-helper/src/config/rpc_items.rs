@@ -21,6 +21,16 @@ impl RpcConfig {
     pub const MAX_WORKERS: ConfigItem =
         ConfigItem::new("rpc-max-workers", "Maximum number of RPC workers", "30").validator(Validator::PosInt);
     /// Seconds in-flight calls may run once shutdown started.
+    ///
+    /// ```
+    /// use grpc_helper::config::RpcConfig;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).cli_config([("rpc-shutdown-grace".into(), "2.5".into())]).start().await?;
+    /// assert_eq!(server.config().get(&RpcConfig::SHUTDOWN_GRACE).as_duration()?.as_millis(), 2500);
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub const SHUTDOWN_GRACE: ConfigItem =
         ConfigItem::new("rpc-shutdown-grace", "Grace period for in-flight calls on shutdown (s)", "30")
             .validator(Validator::PosFloat);
@@ -34,6 +44,13 @@ impl RpcConfig {
     pub const LOGS_BACKUP: ConfigItem =
         ConfigItem::new("rpc-logs-backup", "Number of rotated log files kept", "10").validator(Validator::Int);
     /// Rotation unit: S, M, H, D, MIDNIGHT or W0..W6 (any case).
+    ///
+    /// ```
+    /// use grpc_helper::config::RpcConfig;
+    ///
+    /// assert!(RpcConfig::LOGS_INTERVAL_UNIT.validate("midnight").is_ok());
+    /// assert!(RpcConfig::LOGS_INTERVAL_UNIT.validate("W7").is_err()); // weekdays are W0 to W6
+    /// ```
     pub const LOGS_INTERVAL_UNIT: ConfigItem =
         ConfigItem::new("rpc-logs-interval-unit", "Log rotation unit (S, M, H, D, MIDNIGHT, W0-W6)", "H")
             .validator(Validator::Custom(check_interval_unit));
@@ -59,6 +76,11 @@ impl RpcConfig {
             .validator(Validator::PosInt);
 
     /// Every built-in static item.
+    ///
+    /// ```
+    /// use grpc_helper::config::RpcConfig;
+    /// assert!(RpcConfig::ALL.iter().all(|item| item.name().starts_with("rpc-")));
+    /// ```
     pub const ALL: &'static [ConfigItem] = &[
         Self::MAX_WORKERS,
         Self::SHUTDOWN_GRACE,

@@ -5,6 +5,21 @@ use crate::RpcError;
 use crate::api::{ConfigValidator, ResultCode};
 
 /// How the values of a config item are checked.
+///
+/// ```
+/// use grpc_helper::config::{ConfigItem, Validator};
+/// use grpc_helper::{ResultCode, RpcError};
+///
+/// fn even(name: &str, value: &str) -> Result<(), RpcError> {
+///     match value.trim().parse::<u32>() {
+///         Ok(n) if n % 2 == 0 => Ok(()),
+///         _ => Err(RpcError::new(ResultCode::ErrorParamInvalid, format!("{name} must be an even number"))),
+///     }
+/// }
+/// const PAIRS: ConfigItem = ConfigItem::new("my-pairs", "Even count", "2").validator(Validator::Custom(even));
+/// assert!(PAIRS.validate("4").is_ok());
+/// assert_eq!(PAIRS.validate("3").unwrap_err().message(), "my-pairs must be an even number");
+/// ```
 #[derive(Clone, Copy)]
 pub enum Validator {
     /// Any text.
@@ -29,6 +44,13 @@ impl std::fmt::Debug for Validator {
 
 impl Validator {
     /// The wire enum value (`ConfigItem.validator`).
+    ///
+    /// ```
+    /// use grpc_helper::api::ConfigValidator;
+    /// use grpc_helper::config::Validator;
+    ///
+    /// assert_eq!(Validator::PosInt.to_proto(), ConfigValidator::ConfigValidPosInt);
+    /// ```
     pub fn to_proto(self) -> ConfigValidator {
         match self {
             Self::String => ConfigValidator::ConfigValidString,
@@ -41,6 +63,11 @@ impl Validator {
     }
 
     /// The rule in words, for error messages.
+    ///
+    /// ```
+    /// use grpc_helper::config::Validator;
+    /// assert_eq!(Validator::PosFloat.rule(), "a number > 0");
+    /// ```
     pub fn rule(self) -> &'static str {
         match self {
             Self::String => "any text",

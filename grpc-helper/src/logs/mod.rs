@@ -43,6 +43,16 @@ pub(crate) const LOGGERS_FILE: &str = "loggers.json";
 
 /// The tracing layer of grpc-helper: filters by the run-time logger levels, and writes the log
 /// files of every running server.
+///
+/// For programs that install their own subscriber (then call
+/// [`install_logging(false)`](crate::RpcServerBuilder::install_logging) on the builder):
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+///
+/// tracing_subscriber::registry().with(grpc_helper::logs::layer()).init();
+/// let builder = grpc_helper::RpcServer::builder().install_logging(false);
+/// ```
 pub fn layer<S>() -> impl Layer<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,

@@ -49,31 +49,84 @@ pub struct RpcServer {
 
 impl RpcServer {
     /// A builder with the defaults (port 54321, every address).
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().port(0);
+    /// ```
     pub fn builder() -> RpcServerBuilder {
         RpcServerBuilder::default()
     }
 
     /// The bound address (the real port when started with port 0).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// assert_ne!(server.local_addr().port(), 0);
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.core.local_addr
     }
 
     /// A client (named `srv-client`) on every service of this server.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// use grpc_helper::api::Filter;
+    ///
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let info = server.auto_client().server_service().info(Filter::default()).await?.into_inner();
+    /// assert_eq!(info.items[0].name, "srv");
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn auto_client(&self) -> RpcClient {
         self.core.auto_client.clone()
     }
 
     /// `info` of every hosted service, in registration order.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let names: Vec<String> = server.services().into_iter().map(|s| s.name).collect();
+    /// assert_eq!(names[0], "srv"); // the built-in server service comes first
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn services(&self) -> Vec<ServiceInfo> {
         self.core.catalog.infos()
     }
 
     /// The server's configuration (static and user items).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// use grpc_helper::config::RpcConfig;
+    ///
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let grace = server.config().get(&RpcConfig::SHUTDOWN_GRACE).as_duration()?;
+    /// assert_eq!(grace.as_secs(), 30);
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn config(&self) -> &Config {
         &self.core.config
     }
 
     /// Calls being served right now, oldest first.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// for call in server.pending_calls() {
+    ///     println!("{}.{} from {} for {:?}", call.service, call.method, call.caller, call.elapsed);
+    /// }
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn pending_calls(&self) -> Vec<PendingCall> {
         self.core.pending.snapshot()
     }
@@ -82,11 +135,30 @@ impl RpcServer {
     ///
     /// # Errors
     /// When the logs folder or the file cannot be written.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let path = server.dump()?; // no workspace: in the temp folder
+    /// println!("dump written to {}", path.display());
+    /// # std::fs::remove_file(path)?;
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn dump(&self) -> std::io::Result<PathBuf> {
         self.core.dump()
     }
 
     /// False once shutdown has completed.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// assert!(server.is_running());
+    /// server.shutdown().await;
+    /// assert!(!server.is_running());
+    /// # Ok(()) }
+    /// ```
     pub fn is_running(&self) -> bool {
         !*self.core.done.borrow()
     }
@@ -94,11 +166,30 @@ impl RpcServer {
     /// Shuts down (once; later calls wait for the first to finish): stop accepting, run the
     /// shutdown hooks, let in-flight calls finish within the grace period, end the rest
     /// (UNAVAILABLE, or a cut connection for a reply stream already under way).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let clone = server.clone();
+    /// tokio::join!(server.shutdown(), clone.shutdown()); // the second call waits for the first
+    /// assert!(!server.is_running());
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(&self) {
         self.core.shutdown(None).await;
     }
 
     /// Waits until the server has shut down (locally or through the remote `shutdown` RPC).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let handle = server.clone();
+    /// tokio::spawn(async move { handle.shutdown().await });
+    /// server.wait_shutdown().await;
+    /// assert!(!server.is_running());
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_shutdown(&self) {
         let mut done = self.core.done.subscribe();
         let _ = done.wait_for(|done| *done).await;

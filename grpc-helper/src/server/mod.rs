@@ -6,6 +6,18 @@
 //! what is left (calls still waiting for their reply get UNAVAILABLE saying the server shut
 //! down; connections still open, e.g. with a reply stream, are cut), and only then report the
 //! server as stopped.
+//!
+//! ```
+//! use grpc_helper::api::ShutdownRequest;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+//! let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+//! // A remote shutdown, as `rpcctl` sends it: the server stops 1 s after its calls drained.
+//! server.auto_client().server_service().shutdown(ShutdownRequest { timeout: 1 }).await?;
+//! server.wait_shutdown().await;
+//! assert!(!server.is_running());
+//! # Ok(()) }
+//! ```
 
 mod builder;
 mod core;
