@@ -126,8 +126,8 @@ pub(crate) fn validate(event: &Event) -> Result<(), RpcError> {
 
 /// An event encoded once, as field `event` of an `EventStatus`, for every listener to share.
 ///
-/// Cloning it copies a pointer. An [`EventQueues`] implementation makes one per sent event and
-/// hands clones to its streams in [`ListenReply::event`].
+/// Cloning it copies a pointer. The event queues make one per sent event and hand clones to
+/// their listening streams in [`ListenReply::event`].
 ///
 /// ```
 /// use grpc_helper::api::{Event, EventProperty};
@@ -175,8 +175,8 @@ impl SharedEvent {
 
 /// One message of a `listen` stream: an `EventStatus`, written from the event's shared bytes.
 ///
-/// What [`EventQueues::listen`] streams; the server writes it byte for byte as prost writes
-/// the same `EventStatus`, so clients decode it as one.
+/// What the `listen` stream of the events service carries; the server writes it byte for byte
+/// as prost writes the same `EventStatus`, so clients decode it as one.
 ///
 /// ```
 /// use grpc_helper::api::{Event, EventStatus};
