@@ -179,7 +179,13 @@ fn typed_args<'a>(method: &'a ImplItemFn, what: &str, errors: &mut Errors) -> Op
     let sig = &method.sig;
     let mut ok = true;
     if sig.asyncness.is_none() {
-        errors.spanned(sig.fn_token, format!("{what} must be `async fn`"));
+        let message = if what == RPC {
+            // Every fn of the block is served: a plain fn is most often a helper.
+            format!("{what} must be `async fn`; put helper methods in a separate `impl` block")
+        } else {
+            format!("{what} must be `async fn`")
+        };
+        errors.spanned(sig.fn_token, message);
         ok = false;
     }
     if !sig.generics.params.is_empty() {
@@ -208,10 +214,21 @@ fn typed_args<'a>(method: &'a ImplItemFn, what: &str, errors: &mut Errors) -> Op
     ok.then_some(typed)
 }
 
+/// What the messages call a served method.
+const RPC: &str = "an RPC method";
+
 fn check_rpc(method: &ImplItemFn, errors: &mut Errors) -> Option<Rpc> {
     let sig = &method.sig;
-    let args = typed_args(method, "an RPC method", errors);
+    let args = typed_args(method, RPC, errors);
     let reply = match &sig.output {
+        ReturnType::Type(_, ty) if stream_item(ty).is_some() => {
+            errors.spanned(
+                ty,
+                "a streaming reply is `Result<ReplyStream<Item>, RpcError>`: return `Ok(stream)`, \
+                 so that an error before the first item reaches the caller",
+            );
+            None
+        }
         ReturnType::Default => {
             errors.spanned(
                 &sig.ident,
@@ -245,6 +262,20 @@ fn check_rpc(method: &ImplItemFn, errors: &mut Errors) -> Option<Rpc> {
         );
         return None;
     }
+    if let Some(cx) = args.get(1)
+        && let Type::Reference(reference) = &*cx.ty
+        && last_ident_is(&reference.elem, "CallContext")
+    {
+        errors.spanned(&cx.ty, "take the call context by value: `cx: CallContext` (each call gets its own)");
+        return None;
+    }
+    if let Type::Reference(reference) = &*args[0].ty {
+        errors.spanned(
+            reference,
+            "an RPC method takes its request by value: `request: Req` (or `Streaming<Req>` for a client stream)",
+        );
+        return None;
+    }
     Some(Rpc { name: sig.ident.clone(), request: (*args[0].ty).clone(), reply: reply?, takes_context: args.len() == 2 })
 }
 
@@ -252,6 +283,12 @@ fn check_hook(method: &ImplItemFn, errors: &mut Errors) -> Option<Hook> {
     let args = typed_args(method, "a hook", errors)?;
     if args.len() > 1 {
         errors.spanned(&method.sig.inputs, "a hook takes `&self` and optionally `cx: &ManagerContext`");
+        return None;
+    }
+    if let Some(cx) = args.first()
+        && !matches!(&*cx.ty, Type::Reference(_))
+    {
+        errors.spanned(&cx.ty, "a hook borrows the manager's context: `cx: &ManagerContext`");
         return None;
     }
     Some(Hook { name: method.sig.ident.clone(), takes_context: args.len() == 1 })
@@ -265,6 +302,11 @@ fn first_type_arg(ty: &Type) -> Option<&Type> {
         GenericArgument::Type(t) => Some(t),
         _ => None,
     })
+}
+
+/// Whether a type's path ends in `name` (`CallContext`, `grpc_helper::CallContext`).
+fn last_ident_is(ty: &Type, name: &str) -> bool {
+    matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == name))
 }
 
 /// `ReplyStream<T>` → `T`.
