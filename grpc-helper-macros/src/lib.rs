@@ -25,13 +25,8 @@ pub fn derive_rpc_message(input: TokenStream) -> TokenStream {
     rpc_message::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
-/// Turns an impl block into a hosted, version-checked gRPC service.
-///
-/// `#[rpc_manager(service = "my", version = api::MyApiVersion)]`: `service` is the short name
-/// `info` lists, `version` the enum deriving `ApiVersion`. The tonic trait follows from the
-/// version's name (`api::MyApiVersion` serves `api::my_service_server::MyService`); name it with
-/// `grpc = path::to::x_server::X` when it does not. `crate = path` points at a re-exported
-/// `grpc_helper`. See `grpc_helper::Manager` for the methods and hooks.
+/// (Implementation note: the expansion is a tonic trait impl whose every method is one call into
+/// `grpc_helper`'s hidden runtime entry points, so behaviour lives and is tested in the runtime.)
 #[proc_macro_attribute]
 pub fn rpc_manager(args: TokenStream, item: TokenStream) -> TokenStream {
     manager::expand(args.into(), item.into()).into()

@@ -84,7 +84,94 @@ pub use api::ResultCode;
 pub use client::{RpcChannel, RpcClient, RpcClientBuilder};
 pub use error::RpcError;
 pub use folders::Folders;
-pub use grpc_helper_macros::{ApiVersion, RpcMessage, rpc_manager};
+pub use grpc_helper_macros::{ApiVersion, RpcMessage};
+/// Turns an impl block into a hosted, version-checked gRPC service.
+///
+/// # The contract
+///
+/// `#[rpc_manager(service = "...", version = ..., [grpc = ...], [crate = ...])]` on a plain
+/// `impl` block of your type:
+///
+/// | argument | |
+/// |---|---|
+/// | `service = "my"` | required: the short name `info` lists, and the name of the service's log file |
+/// | `version = api::MyApiVersion` | required: the proto enum of API versions (it derives [`ApiVersion`]) |
+/// | `grpc = api::my_service_server::MyService` | the tonic trait to serve; by default the one the version names (`XApiVersion` → `x_service_server::XService`; with a proto `package`, give the version's full path, e.g. `api::inventory::v1::InventoryApiVersion`) |
+/// | `crate = path` | where `grpc_helper` is, for crates that re-export it |
+///
+/// **Methods.** Every `fn` of the block is an RPC method of the service, named as tonic names it
+/// (the proto's method name in snake case), and is an `async fn` taking `&self`. Put helper
+/// methods in a separate `impl` block. The accepted shapes:
+///
+/// | proto | signature |
+/// |---|---|
+/// | `rpc m(Req) returns (Rep)` | `async fn m(&self, request: Req) -> Result<Rep, RpcError>` |
+/// | `rpc m(stream Req) returns (Rep)` | `async fn m(&self, requests: Streaming<Req>) -> Result<Rep, RpcError>` |
+/// | `rpc m(Req) returns (stream Item)` | `async fn m(&self, request: Req) -> Result<ReplyStream<Item>, RpcError>` |
+/// | `rpc m(stream Req) returns (stream Item)` | `async fn m(&self, requests: Streaming<Req>) -> Result<ReplyStream<Item>, RpcError>` |
+///
+/// Any of them may take the call's context as a last argument, by value: `cx: CallContext`.
+/// Methods of the service that the block leaves out answer UNIMPLEMENTED.
+///
+/// **Errors.** `Err(RpcError)` reaches the caller in band (the reply's `r` field, gRPC status
+/// OK, what Python clients read) when the reply type has an `r: Result` field, and as a gRPC
+/// status otherwise. In a stream, the error is the last item. Every call is first checked
+/// against the version enum: a client too old or too new gets its error without your method
+/// running.
+///
+/// **Hooks.** `#[on_load] async fn any_name(&self, cx: &ManagerContext)` runs once every
+/// service of the server is up (a failure stops the server and is returned by `start`);
+/// `#[on_shutdown] async fn any_name(&self, cx: &ManagerContext)` runs when shutdown begins,
+/// while calls in flight still drain. The `cx` argument is optional in both.
+///
+/// **What goes where** (on [`CallContext`], which also derefs to the [`ManagerContext`]):
+/// - `cx.caller()`: who calls ([`CallerMetadata`]: client name, user, host, ip, API version);
+/// - `cx.lock().await`: the manager's own async mutex. It guards no data: take it to run calls
+///   of this manager one at a time. Keep your state in your own fields (a `Mutex<State>`);
+/// - `cx.config()`: the server's configuration items, with change notifications;
+/// - `cx.client()`: an [`RpcClient`] on this server (`<service>-client`), whose calls inherit
+///   what is left of the current call's deadline;
+/// - `cx.folders()`, `cx.send_event(..)`, `cx.is_shutting_down()`; and a `tracing` span
+///   `rpc{service=...}` around every call and hook, so `tracing::info!` lands in the service's log.
+///
+/// ```
+/// use grpc_helper::api::{Filter, LoggerStatus, LoggerUpdate};
+/// use grpc_helper::{CallContext, ManagerContext, RpcError, RpcServer, rpc_manager};
+///
+/// #[derive(Default)]
+/// struct Levels {
+///     changes: std::sync::Mutex<u32>, // the manager's own state
+/// }
+///
+/// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+/// impl Levels {
+///     async fn get(&self, _filter: Filter) -> Result<LoggerStatus, RpcError> {
+///         Ok(LoggerStatus::default())
+///     }
+///
+///     async fn set(&self, _update: LoggerUpdate, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+///         tracing::info!("set by {}", cx.caller());
+///         *self.changes.lock().unwrap() += 1;
+///         Ok(LoggerStatus::default())
+///     }
+///     // `reset` is left out: it answers UNIMPLEMENTED.
+///
+///     #[on_load]
+///     async fn ready(&self, cx: &ManagerContext) {
+///         tracing::info!("{} is up", cx.service());
+///     }
+/// }
+///
+/// impl Levels {
+///     // Helpers live in a separate block.
+///     fn changes(&self) -> u32 {
+///         *self.changes.lock().unwrap()
+///     }
+/// }
+/// # let _ = Levels::default().changes();
+/// ```
+#[doc(inline)]
+pub use grpc_helper_macros::rpc_manager;
 pub use manager::{CallContext, Manager, ManagerContext};
 pub use message::RpcMessage;
 pub use metadata::CallerMetadata;
