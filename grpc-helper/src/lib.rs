@@ -84,7 +84,6 @@ pub use api::ResultCode;
 pub use client::{RpcChannel, RpcClient, RpcClientBuilder};
 pub use error::RpcError;
 pub use folders::Folders;
-pub use grpc_helper_macros::{ApiVersion, RpcMessage};
 /// Turns an impl block into a hosted, version-checked gRPC service.
 ///
 /// # The contract
@@ -172,6 +171,7 @@ pub use grpc_helper_macros::{ApiVersion, RpcMessage};
 /// ```
 #[doc(inline)]
 pub use grpc_helper_macros::rpc_manager;
+pub use grpc_helper_macros::{ApiVersion, RpcMessage};
 pub use manager::{CallContext, Manager, ManagerContext};
 pub use message::RpcMessage;
 pub use metadata::CallerMetadata;
