@@ -50,6 +50,8 @@ use crate::{Folders, RpcServerBuilder};
 /// assert!(Cli::try_parse_from(["my-server", "--idle-timeout", "soon"]).is_err());
 /// ```
 #[derive(Debug, Clone, clap::Args)]
+// Flattened into a program's own parser: its doc comment must not become that program's help.
+#[command(about = None, long_about = None)]
 pub struct ServerArgs {
     /// System configuration folder (read only).
     #[arg(long, value_name = "PATH", default_value = "/etc/grpc_helper")]
@@ -199,4 +201,27 @@ fn parse_config_pair(text: &str) -> Result<(String, String), String> {
         return Err(format!("invalid config item name {name:?}: expected lowercase letters, digits and dashes"));
     }
     Ok((name.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// A program of a user's, with its own about text.
+    #[derive(Parser)]
+    #[command(about = "inventory server")]
+    struct Program {
+        #[command(flatten)]
+        server: super::ServerArgs,
+    }
+
+    #[test]
+    fn help_shows_the_programs_about_text_and_the_options_only() {
+        for help in [Program::command().render_help(), Program::command().render_long_help()] {
+            let help = help.to_string();
+            assert!(help.starts_with("inventory server\n"), "{help}");
+            assert!(help.contains("--workspace <PATH>"), "{help}");
+            assert!(!help.contains("```") && !help.contains("use clap::Parser"), "ServerArgs' rustdoc leaked: {help}");
+        }
+    }
 }
