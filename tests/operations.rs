@@ -233,6 +233,35 @@ mod loggers {
     }
 
     #[tokio::test]
+    async fn expected_outcomes_log_at_debug_and_failures_at_warn_in_the_service_log() {
+        bounded(LIMIT, async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = start(dir.path()).await;
+            let mut sample = sample_stub(&client_of(&server));
+            let code = |status: tonic::Status| RpcError::from(status).result_code();
+            let status = sample.method4(SampleRequest { foo: "fail".into() }).await.unwrap_err();
+            assert_eq!(code(status), Some(ResultCode::ErrorParamInvalid));
+            let status = sample.method4(SampleRequest { foo: "broken".into() }).await.unwrap_err();
+            assert_eq!(code(status), Some(ResultCode::ErrorRequestFailed));
+            let service_log = dir.path().join("logs/sample/sample.log");
+            let text = std::fs::read_to_string(&service_log).unwrap();
+            assert!(text.contains("WARN  grpc_helper::rpc: SampleService.method4 failed"), "{text}");
+            assert!(text.contains("the disk is full"), "{text}");
+            assert!(!text.contains("must not be 'fail'"), "an expected outcome is not a warning: {text}");
+
+            let debug = LoggerUpdate { items: vec![item("grpc_helper::rpc", true, LoggerLevel::LvlDebug)] };
+            stub(&server).set(debug).await.unwrap();
+            sample.method4(SampleRequest { foo: "fail".into() }).await.unwrap_err();
+            stub(&server).reset(names(&["grpc_helper::rpc"])).await.unwrap();
+            let text = std::fs::read_to_string(&service_log).unwrap();
+            assert!(text.contains("DEBUG grpc_helper::rpc: SampleService.method4 answered"), "{text}");
+            assert!(text.contains("must not be 'fail'"), "{text}");
+            server.shutdown().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn level_change_shows_in_the_service_log_file_without_restart() {
         bounded(LIMIT, async {
             let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,41 @@ impl RpcError {
         ResultCode::try_from(self.code).ok()
     }
 
+    /// Whether this is an outcome a service answers in normal operation, about the request,
+    /// rather than a failure of the server: the caller's API version (11, 12), a stream ended
+    /// by shutdown (15), missing, invalid or unsupported parameters (20–22), unknown, conflicting,
+    /// busy or multiple items (30–33), an unsupported request (52), and every custom code (≥ 100).
+    /// The server logs these at DEBUG and the others (failed requests, timeouts, invalid models,
+    /// unexpected states...) at WARN.
+    ///
+    /// ```
+    /// use grpc_helper::{ResultCode, RpcError};
+    ///
+    /// assert!(RpcError::new(ResultCode::ErrorItemUnknown, "no such key").is_expected());
+    /// assert!(RpcError::custom(150, "out of stock").is_expected());
+    /// assert!(!RpcError::new(ResultCode::ErrorRequestFailed, "disk full").is_expected());
+    /// ```
+    pub fn is_expected(&self) -> bool {
+        use ResultCode as C;
+        self.code >= 100
+            || matches!(
+                self.result_code(),
+                Some(
+                    C::ErrorApiClientTooOld
+                        | C::ErrorApiServerTooOld
+                        | C::ErrorStreamShutdown
+                        | C::ErrorParamMissing
+                        | C::ErrorParamInvalid
+                        | C::ErrorParamUnsupported
+                        | C::ErrorItemUnknown
+                        | C::ErrorItemConflict
+                        | C::ErrorItemBusy
+                        | C::ErrorItemMultiple
+                        | C::ErrorRequestUnsupported
+                )
+            )
+    }
+
     /// The message, as the server wrote it.
     ///
     /// ```

@@ -76,7 +76,8 @@ impl Sample {
         Err(RpcError::new(ResultCode::ErrorApiServerTooOld, "sample error"))
     }
 
-    /// `caller` → the caller metadata; `custom` → in-band code 101; `fail` → error;
+    /// `caller` → the caller metadata; `custom` → in-band code 101; `fail` → an expected error
+    /// (invalid parameter); `broken` → a failure (request failed);
     /// `log:<text>` → logs `<text>` at debug and info (target `sample_chatty`); `levels:<text>`
     /// the same with target `sample_levels` (for tests changing levels); else echo.
     async fn method4(&self, request: SampleRequest, cx: CallContext) -> Result<SampleResponse, RpcError> {
@@ -95,6 +96,7 @@ impl Sample {
                 bar: "custom".into(),
             }),
             "fail" => Err(RpcError::new(ResultCode::ErrorParamInvalid, "foo must not be 'fail'")),
+            "broken" => Err(RpcError::new(ResultCode::ErrorRequestFailed, "the disk is full")),
             other => Ok(SampleResponse { r: None, bar: other.to_owned() }),
         }
     }

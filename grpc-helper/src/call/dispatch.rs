@@ -64,7 +64,11 @@ struct Call {
 
 impl Call {
     fn log_error(&self, error: &RpcError) {
-        tracing::warn!(target: CALL_TARGET, "{}.{} failed: {error}", self.service, self.method);
+        if error.is_expected() {
+            tracing::debug!(target: CALL_TARGET, "{}.{} answered {error}", self.service, self.method);
+        } else {
+            tracing::warn!(target: CALL_TARGET, "{}.{} failed: {error}", self.service, self.method);
+        }
     }
 }
 
@@ -89,7 +93,8 @@ where
     match outcome {
         Ok(reply) => Ok(Response::new(reply)),
         Err(error) => {
-            call.log_error(&error);
+            // In the service's span: the line goes to its own log file too.
+            hosted.context.span().in_scope(|| call.log_error(&error));
             error_reply(error).map(Response::new)
         }
     }
