@@ -168,6 +168,39 @@ async fn grace_period_bounds_shutdown_when_calls_hang() {
     .await;
 }
 
+/// An open reply stream (a `watch`) ends with an in-band ERROR_STREAM_SHUTDOWN at shutdown,
+/// instead of holding the shutdown for the whole grace period.
+#[tokio::test]
+async fn open_stream_ends_in_band_and_does_not_hold_the_shutdown() {
+    bounded(LIMIT, async {
+        let log = EventLog::default();
+        let server = server_builder()
+            .shutdown_grace(Duration::from_secs(30))
+            .manager(Sample::new(&log, Duration::ZERO))
+            .start()
+            .await
+            .unwrap();
+        let (requests, rx) = tokio::sync::mpsc::channel(1);
+        let mut stub = sample_stub(&client_of(&server));
+        let mut echoes = stub.s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        requests.send(SampleRequest { foo: "open".into() }).await.unwrap();
+        assert_eq!(echoes.message().await.unwrap().unwrap().bar, "open");
+
+        let started = Instant::now();
+        let shutdown = tokio::spawn({
+            let server = server.clone();
+            async move { server.shutdown().await }
+        });
+        let error = RpcError::from(echoes.message().await.expect_err("the stream ends in band"));
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorStreamShutdown), "{error}");
+        shutdown.await.unwrap();
+        // A bound, far under the 30 s grace: the stream did not hold the shutdown.
+        assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+        drop(requests);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn client_started_before_its_server_succeeds_once_the_server_appears() {
     bounded(LIMIT, async {
