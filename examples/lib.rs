@@ -98,14 +98,6 @@ pub fn init_logging() {
     tracing_subscriber::registry().with(grpc_helper::logs::layer()).with(tracing_subscriber::fmt::layer()).init();
 }
 
-/// Serves until a remote `srv.shutdown` or Ctrl-C (which shuts down cleanly).
-pub async fn serve_until_stopped(server: &grpc_helper::RpcServer) {
-    tokio::select! {
-        () = server.wait_shutdown() => {}
-        _ = tokio::signal::ctrl_c() => server.shutdown().await,
-    }
-}
-
 fn status(msg: String) -> ResultStatus {
     ResultStatus { r: Some(grpc_helper::api::Result { code: 0, msg, stack: String::new() }) }
 }
