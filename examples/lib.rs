@@ -152,11 +152,10 @@ pub async fn describe(client: &RpcClient) -> Result<String, RpcError> {
 /// # Errors
 /// The first failed call.
 pub async fn tour_operations(client: &RpcClient) -> Result<String, RpcError> {
-    use grpc_helper::api::config_service_client::ConfigServiceClient;
-    use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigUpdate};
+    use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate};
 
     let mut out = String::new();
-    let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+    let mut config = client.config_service();
     for item in config.get(Filter::default()).await?.into_inner().items {
         let _ = writeln!(
             out,
@@ -178,9 +177,8 @@ pub async fn tour_operations(client: &RpcClient) -> Result<String, RpcError> {
     let _ = writeln!(out, "after config reset: method4 says {:?}", reply.bar);
 
     // Logger levels: a logger is a tracing target ("" = root); changes apply at once.
-    use grpc_helper::api::logger_service_client::LoggerServiceClient;
-    use grpc_helper::api::{LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate};
-    let mut log = LoggerServiceClient::new(client.channel::<LoggerApiVersion>());
+    use grpc_helper::api::{LoggerConfig, LoggerLevel, LoggerUpdate};
+    let mut log = client.logger_service();
     let target = "grpc_helper_examples";
     let debug = LoggerConfig { name: target.into(), enabled: true, level: LoggerLevel::LvlDebug as i32 };
     let set = log.set(LoggerUpdate { items: vec![debug] }).await?.into_inner();

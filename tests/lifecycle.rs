@@ -121,6 +121,42 @@ async fn remote_shutdown_with_timeout_waits_before_finishing() {
 }
 
 #[tokio::test]
+async fn shutdown_server_now_stops_the_server_without_lingering() {
+    bounded(LIMIT, async {
+        let server = server_builder().start().await.unwrap();
+        let port = server.local_addr().port();
+        let started = Instant::now();
+        client_of(&server).shutdown_server_now().await.unwrap();
+        server.wait_shutdown().await;
+        // Far under `rpc-shutdown-timeout` (60 s), which a `timeout` of 0 would wait.
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_server_of_zero_is_now_and_a_linger_is_rounded_up_to_seconds() {
+    bounded(LIMIT, async {
+        let server = server_builder().start().await.unwrap();
+        let started = Instant::now();
+        client_of(&server).shutdown_server(Duration::ZERO).await.unwrap();
+        server.wait_shutdown().await;
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+
+        let server = server_builder().start().await.unwrap();
+        let started = Instant::now();
+        client_of(&server).shutdown_server(Duration::from_millis(1500)).await.unwrap();
+        assert!(server.is_running(), "the RPC answers before the server stops");
+        server.wait_shutdown().await;
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(2), "1.5 s rounds up to 2 s: {took:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn shutdown_twice_is_harmless() {
     bounded(LIMIT, async {
         let server = server_builder().start().await.unwrap();
