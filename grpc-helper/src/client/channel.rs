@@ -189,7 +189,8 @@ impl RpcClientBuilder {
                 fixed.push((key, value));
             }
         }
-        Ok(RpcClient { shared: Arc::new(Shared { channel, target, fixed, retry: self.retry }) })
+        let next_notice = parking_lot::Mutex::new(None);
+        Ok(RpcClient { shared: Arc::new(Shared { channel, target, fixed, retry: self.retry, next_notice }) })
     }
 }
 
