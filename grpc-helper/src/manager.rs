@@ -70,6 +70,7 @@ pub trait Manager: Send + Sync + Sized + 'static {
     }
 
     /// Runs when the server starts shutting down (`#[on_shutdown]`), while in-flight calls drain.
+    /// Reply streams still open once every hook ran end with `ERROR_STREAM_SHUTDOWN`.
     fn on_shutdown<'a>(&'a self, cx: &'a ManagerContext) -> BoxFuture<'a, ()> {
         let _ = cx;
         Box::pin(std::future::ready(()))
