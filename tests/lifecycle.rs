@@ -237,6 +237,46 @@ async fn open_stream_ends_in_band_and_does_not_hold_the_shutdown() {
     .await;
 }
 
+/// A sample service whose `s_method2` streams without ever pausing.
+struct Firehose;
+
+#[grpc_helper::rpc_manager(service = "firehose", version = grpc_helper_tests::api::SampleApiVersion)]
+impl Firehose {
+    async fn s_method2(
+        &self,
+        _request: SampleRequest,
+    ) -> Result<grpc_helper::ReplyStream<grpc_helper::api::ResultStatus>, RpcError> {
+        Ok(grpc_helper::ReplyStream::from_iter(std::iter::repeat(grpc_helper_tests::status("more"))))
+    }
+}
+
+/// A reply stream that never pauses ends at shutdown too.
+#[tokio::test]
+async fn stream_that_never_pauses_ends_at_shutdown() {
+    bounded(LIMIT, async {
+        let server = server_builder().shutdown_grace(Duration::from_secs(30)).manager(Firehose).start().await.unwrap();
+        let mut stub = sample_stub(&client_of(&server));
+        let mut replies = stub.s_method2(SampleRequest::default()).await.unwrap().into_inner();
+        replies.message().await.unwrap().unwrap();
+        let started = Instant::now();
+        let shutdown = tokio::spawn({
+            let server = server.clone();
+            async move { server.shutdown().await }
+        });
+        let error = loop {
+            match replies.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended without ERROR_STREAM_SHUTDOWN"),
+                Err(status) => break RpcError::from(status),
+            }
+        };
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorStreamShutdown), "{error}");
+        shutdown.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn client_started_before_its_server_succeeds_once_the_server_appears() {
     bounded(LIMIT, async {

@@ -122,7 +122,13 @@ where
         Err(error) => ReplyStream::new(tokio_stream::once(Err(error))),
     };
     let end = Arc::clone(hosted.context.streams_end());
-    Ok(Response::new(Box::pin(OutStream { replies: stream, call: Some(call), end, end_registered: None })))
+    Ok(Response::new(Box::pin(OutStream {
+        replies: stream,
+        call: Some(call),
+        end,
+        end_registered: None,
+        last_look: false,
+    })))
 }
 
 pin_project_lite::pin_project! {
@@ -159,34 +165,46 @@ struct OutStream<T> {
     call: Option<Call>,
     end: Arc<Signal>,
     end_registered: Option<Pin<Box<OwnedNotified>>>,
+    /// The manager's stream was polled once after the end signal.
+    last_look: bool,
 }
 
 impl<T: RpcMessage> Stream for OutStream<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.call.is_none() {
+        let this = &mut *self;
+        if this.call.is_none() {
             return Poll::Ready(None);
         }
-        // The manager's items first: a stream that ends itself at shutdown (events) keeps its
-        // own last item.
-        match Pin::new(&mut self.replies).poll_next(cx) {
-            Poll::Pending => {}
-            Poll::Ready(Some(Ok(item))) => return Poll::Ready(Some(Ok(item))),
-            Poll::Ready(Some(Err(error))) => {
-                if let Some(call) = self.call.take() {
-                    call.log_error(&error);
+        loop {
+            let ending = this.end.is_fired();
+            // After the end signal the manager's stream gets one more poll: one that ends
+            // itself at shutdown (events) keeps its own last item, and an item already taken
+            // from a queue is not lost; a stream that never pauses still ends.
+            if !this.last_look {
+                this.last_look = ending;
+                match Pin::new(&mut this.replies).poll_next(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Some(Ok(item))) => return Poll::Ready(Some(Ok(item))),
+                    Poll::Ready(Some(Err(error))) => {
+                        if let Some(call) = this.call.take() {
+                            call.log_error(&error);
+                        }
+                        return Poll::Ready(Some(error_reply(error)));
+                    }
+                    Poll::Ready(None) => {
+                        this.call = None;
+                        return Poll::Ready(None);
+                    }
                 }
-                return Poll::Ready(Some(error_reply(error)));
             }
-            Poll::Ready(None) => {
-                self.call = None;
-                return Poll::Ready(None);
+            if ending {
+                break;
             }
-        }
-        let this = &mut *self;
-        if this.end.poll_fired(&mut this.end_registered, cx).is_pending() {
-            return Poll::Pending;
+            if this.end.poll_fired(&mut this.end_registered, cx).is_pending() {
+                return Poll::Pending;
+            }
         }
         if let Some(call) = this.call.take() {
             tracing::debug!(target: CALL_TARGET, "{}.{}: stream ended by the shutdown", call.service, call.method);
