@@ -3,7 +3,6 @@
 //!
 //! `cargo run --example demo`
 
-use grpc_helper::api::ShutdownRequest;
 use grpc_helper::{Folders, RpcServer};
 use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
 use tracing_subscriber::prelude::*;
@@ -33,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     print!("{}", grpc_helper_examples::tour_operations(&client).await?);
 
-    client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await?;
+    client.shutdown_server_now().await?;
     server.wait_shutdown().await;
     println!("\nserver shut down remotely: running = {}", server.is_running());
     let _ = std::fs::remove_dir_all(workspace);

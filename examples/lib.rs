@@ -98,14 +98,6 @@ pub fn init_logging() {
     tracing_subscriber::registry().with(grpc_helper::logs::layer()).with(tracing_subscriber::fmt::layer()).init();
 }
 
-/// Serves until a remote `srv.shutdown` or Ctrl-C (which shuts down cleanly).
-pub async fn serve_until_stopped(server: &grpc_helper::RpcServer) {
-    tokio::select! {
-        () = server.wait_shutdown() => {}
-        _ = tokio::signal::ctrl_c() => server.shutdown().await,
-    }
-}
-
 fn status(msg: String) -> ResultStatus {
     ResultStatus { r: Some(grpc_helper::api::Result { code: 0, msg, stack: String::new() }) }
 }
@@ -160,11 +152,10 @@ pub async fn describe(client: &RpcClient) -> Result<String, RpcError> {
 /// # Errors
 /// The first failed call.
 pub async fn tour_operations(client: &RpcClient) -> Result<String, RpcError> {
-    use grpc_helper::api::config_service_client::ConfigServiceClient;
-    use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigUpdate};
+    use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate};
 
     let mut out = String::new();
-    let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+    let mut config = client.config_service();
     for item in config.get(Filter::default()).await?.into_inner().items {
         let _ = writeln!(
             out,
@@ -186,9 +177,8 @@ pub async fn tour_operations(client: &RpcClient) -> Result<String, RpcError> {
     let _ = writeln!(out, "after config reset: method4 says {:?}", reply.bar);
 
     // Logger levels: a logger is a tracing target ("" = root); changes apply at once.
-    use grpc_helper::api::logger_service_client::LoggerServiceClient;
-    use grpc_helper::api::{LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate};
-    let mut log = LoggerServiceClient::new(client.channel::<LoggerApiVersion>());
+    use grpc_helper::api::{LoggerConfig, LoggerLevel, LoggerUpdate};
+    let mut log = client.logger_service();
     let target = "grpc_helper_examples";
     let debug = LoggerConfig { name: target.into(), enabled: true, level: LoggerLevel::LvlDebug as i32 };
     let set = log.set(LoggerUpdate { items: vec![debug] }).await?.into_inner();

@@ -27,6 +27,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     println!("main server on port {}", server.local_addr().port());
-    grpc_helper_examples::serve_until_stopped(&server).await;
+    server.serve_until_signalled().await?;
     Ok(())
 }

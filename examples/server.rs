@@ -1,7 +1,7 @@
 //! Example server: the sample service plus the built-in services.
 //!
 //! `cargo run --example server -- --port 54321 -w ./grpc_helper -c sample-greeting=Hi`;
-//! stops on Ctrl-C or a remote `srv.shutdown`. `--help` lists every option. The console shows
+//! drains and stops on SIGTERM, Ctrl-C or a remote `srv.shutdown`. `--help` lists every option. The console shows
 //! INFO and above (`RUST_LOG=debug` for more); logs also go to `<workspace>/logs/`.
 
 use clap::Parser;
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     println!("serving on port {}", server.local_addr().port());
-    grpc_helper_examples::serve_until_stopped(&server).await;
+    server.serve_until_signalled().await?;
     println!("server stopped");
     Ok(())
 }

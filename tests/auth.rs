@@ -3,12 +3,8 @@
 
 use std::time::Duration;
 
-use grpc_helper::api::config_service_client::ConfigServiceClient;
-use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::logger_service_client::LoggerServiceClient;
 use grpc_helper::api::{
-    ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, Event, EventApiVersion, Filter, LoggerApiVersion, LoggerConfig,
-    LoggerUpdate, ProxyRegisterRequest, ShutdownRequest,
+    ConfigItemUpdate, ConfigUpdate, Event, Filter, LoggerConfig, LoggerUpdate, ProxyRegisterRequest, ShutdownRequest,
 };
 use grpc_helper::auth::BearerToken;
 use grpc_helper::config::ConfigItem;
@@ -33,9 +29,9 @@ fn client(server: &RpcServer, token: Option<&str>) -> RpcClient {
 /// Every dangerous call (but shutdown) with `client`: the codes, in order.
 async fn dangerous_calls(client: &RpcClient) -> Vec<Code> {
     let code = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
-    let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
-    let mut log = LoggerServiceClient::new(client.channel::<LoggerApiVersion>());
-    let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+    let mut config = client.config_service();
+    let mut log = client.logger_service();
+    let mut events = client.events_service();
     let mut srv = client.server_service();
     let names = || Filter { names: vec![ITEM.name().into()], ignore_unknown: false };
     let update = ConfigUpdate {
@@ -76,7 +72,7 @@ async fn dangerous_rpcs_need_the_token_and_the_rest_stays_open() {
 
         // Reading stays open.
         anonymous.server_service().info(Filter::default()).await.unwrap();
-        ConfigServiceClient::new(anonymous.channel::<ConfigApiVersion>()).get(Filter::default()).await.unwrap();
+        anonymous.config_service().get(Filter::default()).await.unwrap();
 
         let refused = anonymous.server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated);

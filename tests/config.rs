@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use grpc_helper::api::config_service_client::ConfigServiceClient;
-use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigStatus, ConfigUpdate, Filter, ResultCode};
+use grpc_helper::api::{ConfigItemUpdate, ConfigStatus, ConfigUpdate, Filter, ResultCode};
 use grpc_helper::config::{ConfigItem, RpcConfig, Validator};
 use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer, RpcServerBuilder};
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, server_builder};
@@ -20,7 +20,7 @@ const MY_TEXT: ConfigItem = ConfigItem::new("my-text", "Some text, may be empty"
 const ITEMS: &[ConfigItem] = &[MY_INT, MY_POS, MY_TEXT];
 
 fn config_stub(server: &RpcServer) -> ConfigServiceClient<RpcChannel> {
-    ConfigServiceClient::new(client_of(server).channel::<ConfigApiVersion>())
+    client_of(server).config_service()
 }
 
 fn with_workspace(dir: &Path) -> RpcServerBuilder {
@@ -368,7 +368,7 @@ fn persisted_config_is_never_partial_when_the_process_is_killed_mid_write() {
     };
     let hammer = |port: u16| async move {
         let client = grpc_helper::RpcClient::builder("127.0.0.1", port).no_retry().connect_lazy().unwrap();
-        let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+        let mut config = client.config_service();
         let mut n = 0usize;
         // Bounded: stops at the first failure (the kill) or after 100k writes.
         while n < 100_000 {

@@ -8,11 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use grpc_helper::api::config_service_client::ConfigServiceClient;
-use grpc_helper::api::event_service_client::EventServiceClient;
 use grpc_helper::api::{
-    ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, Empty, Event, EventApiVersion, EventProperty, Filter,
-    ProxyRegisterRequest, ShutdownRequest,
+    ConfigItemUpdate, ConfigUpdate, Empty, Event, EventProperty, Filter, ProxyRegisterRequest, ShutdownRequest,
 };
 use grpc_helper::client::EventListener;
 use grpc_helper::{RpcClient, RpcError};
@@ -209,7 +206,7 @@ fn retrying_client(port: u16, name: &str) -> RpcClient {
 }
 
 async fn send_event(client: &RpcClient, n: u32) {
-    let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+    let mut events = client.events_service();
     let property = EventProperty { name: "n".into(), value: n.to_string() };
     events.send(Event { name: "crash".into(), properties: vec![property] }).await.unwrap();
 }
@@ -239,7 +236,7 @@ async fn example_server_killed_mid_load_and_restarted_loses_no_call() {
         let client = retrying_client(port, "crash-load");
 
         // State set before the crash: a user config value, an events listener.
-        let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+        let mut config = client.config_service();
         let update = ConfigItemUpdate { name: "sample-greeting".into(), value: "Bonjour".into() };
         config.set(ConfigUpdate { items: vec![update], ignore_unknown: false }).await.unwrap();
         assert!(workspace.path().join("config.json").exists());

@@ -121,6 +121,42 @@ async fn remote_shutdown_with_timeout_waits_before_finishing() {
 }
 
 #[tokio::test]
+async fn shutdown_server_now_stops_the_server_without_lingering() {
+    bounded(LIMIT, async {
+        let server = server_builder().start().await.unwrap();
+        let port = server.local_addr().port();
+        let started = Instant::now();
+        client_of(&server).shutdown_server_now().await.unwrap();
+        server.wait_shutdown().await;
+        // Far under `rpc-shutdown-timeout` (60 s), which a `timeout` of 0 would wait.
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_server_of_zero_is_now_and_a_linger_is_rounded_up_to_seconds() {
+    bounded(LIMIT, async {
+        let server = server_builder().start().await.unwrap();
+        let started = Instant::now();
+        client_of(&server).shutdown_server(Duration::ZERO).await.unwrap();
+        server.wait_shutdown().await;
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+
+        let server = server_builder().start().await.unwrap();
+        let started = Instant::now();
+        client_of(&server).shutdown_server(Duration::from_millis(1500)).await.unwrap();
+        assert!(server.is_running(), "the RPC answers before the server stops");
+        server.wait_shutdown().await;
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(2), "1.5 s rounds up to 2 s: {took:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn shutdown_twice_is_harmless() {
     bounded(LIMIT, async {
         let server = server_builder().start().await.unwrap();
@@ -168,6 +204,79 @@ async fn grace_period_bounds_shutdown_when_calls_hang() {
     .await;
 }
 
+/// An open reply stream (a `watch`) ends with an in-band ERROR_STREAM_SHUTDOWN at shutdown,
+/// instead of holding the shutdown for the whole grace period.
+#[tokio::test]
+async fn open_stream_ends_in_band_and_does_not_hold_the_shutdown() {
+    bounded(LIMIT, async {
+        let log = EventLog::default();
+        let server = server_builder()
+            .shutdown_grace(Duration::from_secs(30))
+            .manager(Sample::new(&log, Duration::ZERO))
+            .start()
+            .await
+            .unwrap();
+        let (requests, rx) = tokio::sync::mpsc::channel(1);
+        let mut stub = sample_stub(&client_of(&server));
+        let mut echoes = stub.s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        requests.send(SampleRequest { foo: "open".into() }).await.unwrap();
+        assert_eq!(echoes.message().await.unwrap().unwrap().bar, "open");
+
+        let started = Instant::now();
+        let shutdown = tokio::spawn({
+            let server = server.clone();
+            async move { server.shutdown().await }
+        });
+        let error = RpcError::from(echoes.message().await.expect_err("the stream ends in band"));
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorStreamShutdown), "{error}");
+        shutdown.await.unwrap();
+        // A bound, far under the 30 s grace: the stream did not hold the shutdown.
+        assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+        drop(requests);
+    })
+    .await;
+}
+
+/// A sample service whose `s_method2` streams without ever pausing.
+struct Firehose;
+
+#[grpc_helper::rpc_manager(service = "firehose", version = grpc_helper_tests::api::SampleApiVersion)]
+impl Firehose {
+    async fn s_method2(
+        &self,
+        _request: SampleRequest,
+    ) -> Result<grpc_helper::ReplyStream<grpc_helper::api::ResultStatus>, RpcError> {
+        Ok(grpc_helper::ReplyStream::from_iter(std::iter::repeat(grpc_helper_tests::status("more"))))
+    }
+}
+
+/// A reply stream that never pauses ends at shutdown too.
+#[tokio::test]
+async fn stream_that_never_pauses_ends_at_shutdown() {
+    bounded(LIMIT, async {
+        let server = server_builder().shutdown_grace(Duration::from_secs(30)).manager(Firehose).start().await.unwrap();
+        let mut stub = sample_stub(&client_of(&server));
+        let mut replies = stub.s_method2(SampleRequest::default()).await.unwrap().into_inner();
+        replies.message().await.unwrap().unwrap();
+        let started = Instant::now();
+        let shutdown = tokio::spawn({
+            let server = server.clone();
+            async move { server.shutdown().await }
+        });
+        let error = loop {
+            match replies.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended without ERROR_STREAM_SHUTDOWN"),
+                Err(status) => break RpcError::from(status),
+            }
+        };
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorStreamShutdown), "{error}");
+        shutdown.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn client_started_before_its_server_succeeds_once_the_server_appears() {
     bounded(LIMIT, async {
@@ -208,6 +317,51 @@ async fn client_gives_up_after_its_retry_window() {
         assert!(error.message().contains(&format!("127.0.0.1:{port} unavailable after")), "{error}");
     })
     .await;
+}
+
+/// A client waiting for a missing server says so at INFO (target and time left) on its first
+/// retry, then only every few seconds, not once per attempt.
+#[tokio::test]
+async fn client_waiting_for_its_server_logs_the_first_retry_at_info() {
+    let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
+    let writer = {
+        let lines = std::sync::Arc::clone(&lines);
+        move || Captured(std::sync::Arc::clone(&lines))
+    };
+    let subscriber =
+        tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_ansi(false).with_writer(writer).finish();
+    // The test's runtime polls the call on this thread: the subscriber sees the retry loop.
+    let _default = tracing::subscriber::set_default(subscriber);
+    bounded(LIMIT, async {
+        let port = free_port();
+        let client = RpcClient::builder("127.0.0.1", port).timeout(Duration::from_millis(1500)).connect_lazy().unwrap();
+        sample_stub(&client).method4(SampleRequest::default()).await.unwrap_err();
+        let text = String::from_utf8(lines.lock().clone()).unwrap();
+        let notices: Vec<&str> = text.lines().filter(|l| l.contains("unavailable: retrying")).collect();
+        assert_eq!(notices.len(), 1, "one line for a 1.5 s wait, however many attempts:\n{text}");
+        assert!(notices[0].contains(" INFO "), "{}", notices[0]);
+        let notice = notices[0];
+        assert!(
+            notice.contains(&format!("127.0.0.1:{port} unavailable: retrying /SampleService/method4 for ")),
+            "{notice}"
+        );
+        assert!(notice.contains("s more ("), "the time left: {notice}");
+    })
+    .await;
+}
+
+/// A writer into a shared buffer, for asserting on log lines.
+struct Captured(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[tokio::test]

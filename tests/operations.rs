@@ -91,7 +91,7 @@ mod loggers {
     use std::time::Duration;
 
     use grpc_helper::api::logger_service_client::LoggerServiceClient;
-    use grpc_helper::api::{Filter, LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate, ResultCode};
+    use grpc_helper::api::{Filter, LoggerConfig, LoggerLevel, LoggerUpdate, ResultCode};
     use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer};
     use grpc_helper_tests::api::SampleRequest;
     use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
@@ -99,7 +99,7 @@ mod loggers {
     const LIMIT: Duration = Duration::from_secs(30);
 
     fn stub(server: &RpcServer) -> LoggerServiceClient<RpcChannel> {
-        LoggerServiceClient::new(client_of(server).channel::<LoggerApiVersion>())
+        client_of(server).logger_service()
     }
 
     fn names(names: &[&str]) -> Filter {

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use grpc_helper::RpcClient;
-use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::{EventApiVersion, EventFilter, Filter, ProxyRegisterRequest};
+use grpc_helper::api::{EventFilter, Filter, ProxyRegisterRequest};
 use grpc_helper_tests::process::{example, kill_loop};
 
 /// The registration in `proxy.json` (port, version), `None` without one; panics on a partial or
@@ -40,7 +39,7 @@ async fn hammer(port: u16, file: std::path::PathBuf, mismatches: Arc<AtomicUsize
         eprintln!("restored port {} but proxy.json says {expected}", restored.proxy_port);
         mismatches.fetch_add(1, Ordering::Relaxed);
     }
-    let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+    let mut events = client.events_service();
     let sample = || vec!["sample".to_owned()];
     let mut n = 0usize;
     while n < 100_000 {

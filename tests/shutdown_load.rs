@@ -332,3 +332,76 @@ fn server_process_exits_within_grace_plus_one_second() {
     assert_eq!(tally.lost, 0);
     assert!(took < grace + Duration::from_secs(1), "the process exited {took:?} after shutdown was requested");
 }
+
+/// A stop signal drains: the calls in flight when it arrives all complete, then the server
+/// process exits by itself within the grace period.
+fn signal_drains_calls_in_flight_then_the_process_exits(signal: &str) {
+    const CALLS: usize = 6;
+    let grace = Duration::from_secs(10);
+    let workspace = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = Command::new(example("server"));
+    command
+        .args(["--port", &port.to_string(), "-w"])
+        .arg(workspace.path())
+        .args(["-c", &format!("rpc-shutdown-grace={}", grace.as_secs_f64())])
+        .env("RUST_LOG", "warn");
+    let mut server = spawn_until(command, "serving on port", Duration::from_secs(60));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (uploads, calls): (Vec<_>, Vec<_>) = runtime.block_on(async {
+        let client = RpcClient::builder("127.0.0.1", port).name("in-flight").connect_lazy().unwrap();
+        (0..CALLS)
+            .map(|n| {
+                // Client streaming: in flight until the test ends its uploads, after the signal.
+                let mut stub = grpc_helper_examples::api::sample_service_client::SampleServiceClient::new(
+                    client.channel::<grpc_helper_examples::api::SampleApiVersion>(),
+                );
+                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                tx.try_send(grpc_helper_examples::api::SampleRequest { foo: format!("{n}-") }).unwrap();
+                let call =
+                    tokio::spawn(async move { stub.s_method1(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+                (tx, call)
+            })
+            .unzip()
+    });
+    let logs = workspace.path().join("logs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pending_calls_in_dump(&server, &logs) < CALLS {
+        assert!(Instant::now() < deadline, "the calls never reached the server");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let sent = Instant::now();
+    let killed = Command::new("kill").args([&format!("-{signal}"), &server.0.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.0.try_wait().unwrap().is_none(), "the process waits for its calls in flight");
+    runtime.block_on(async {
+        for upload in &uploads {
+            upload.send(grpc_helper_examples::api::SampleRequest { foo: "end".into() }).await.unwrap();
+        }
+    });
+    drop(uploads);
+    let replies = runtime.block_on(async {
+        let mut replies = Vec::new();
+        for call in calls {
+            let joined = tokio::time::timeout(Duration::from_secs(5), call).await.expect("answered in time");
+            replies.push(joined.unwrap().expect("the call in flight completes").into_inner().r.unwrap().msg);
+        }
+        replies
+    });
+    assert_eq!(replies, (0..CALLS).map(|n| format!("{n}-end")).collect::<Vec<_>>());
+    let status = server.wait_exit(grace);
+    assert!(status.success(), "{status:?}");
+    eprintln!("{signal}: {CALLS} calls in flight completed, process exited {:?} after the signal", sent.elapsed());
+}
+
+#[test]
+fn sigterm_drains_calls_in_flight_then_the_process_exits() {
+    signal_drains_calls_in_flight_then_the_process_exits("TERM");
+}
+
+#[test]
+fn sigint_drains_calls_in_flight_then_the_process_exits() {
+    signal_drains_calls_in_flight_then_the_process_exits("INT");
+}

@@ -124,8 +124,8 @@ fn tls_files_come_from_the_command_line() {
 #[tokio::test]
 async fn no_key_or_token_in_logs_or_dumps() {
     use grpc_helper::Folders;
-    use grpc_helper::api::logger_service_client::LoggerServiceClient;
-    use grpc_helper::api::{LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate};
+
+    use grpc_helper::api::{LoggerConfig, LoggerLevel, LoggerUpdate};
     use grpc_helper::auth::BearerToken;
 
     const TOKEN: &str = "secret-token-7f3a9c";
@@ -150,12 +150,13 @@ async fn no_key_or_token_in_logs_or_dumps() {
                 .unwrap()
         };
         let (client, intruder) = (connect(TOKEN), connect(WRONG));
-        let mut log = LoggerServiceClient::new(client.channel::<LoggerApiVersion>());
+        let mut log = client.logger_service();
         let debug = |name: &str| LoggerConfig { name: name.into(), enabled: true, level: LoggerLevel::LvlDebug as i32 };
         log.set(LoggerUpdate { items: vec![debug("root"), debug("grpc_helper")] }).await.unwrap();
         client.server_service().info(Filter::default()).await.unwrap();
         sample_stub(&client).method1(Empty {}).await.unwrap();
-        let refused = LoggerServiceClient::new(intruder.channel::<LoggerApiVersion>())
+        let refused = intruder
+            .logger_service()
             .reset(Filter { names: vec!["root".into()], ignore_unknown: false })
             .await
             .unwrap_err();

@@ -1,10 +1,11 @@
 //! The [`Manager`] trait (implemented by `#[rpc_manager]`), and the contexts handed to managers:
 //! [`ManagerContext`] (per service) and [`CallContext`] (per call).
 
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::call::Signal;
 use crate::config::Config;
 use crate::events::EventQueues;
 use crate::{ApiVersion, CallerMetadata, Folders, RpcClient, RpcError};
@@ -69,6 +70,7 @@ pub trait Manager: Send + Sync + Sized + 'static {
     }
 
     /// Runs when the server starts shutting down (`#[on_shutdown]`), while in-flight calls drain.
+    /// Reply streams still open once every hook ran end with `ERROR_STREAM_SHUTDOWN`.
     fn on_shutdown<'a>(&'a self, cx: &'a ManagerContext) -> BoxFuture<'a, ()> {
         let _ = cx;
         Box::pin(std::future::ready(()))
@@ -114,7 +116,10 @@ struct ContextInner {
     config: Config,
     folders: Folders,
     events: Option<Arc<dyn EventQueues>>,
-    shutting_down: AtomicBool,
+    /// Fired when shutdown starts.
+    shutting_down: Signal,
+    /// Fired once the shutdown hooks ran: reply streams still open end then.
+    end_streams: Arc<Signal>,
 }
 
 impl ManagerContext {
@@ -134,7 +139,8 @@ impl ManagerContext {
             config,
             folders,
             events,
-            shutting_down: AtomicBool::new(false),
+            shutting_down: Signal::default(),
+            end_streams: Arc::default(),
         }))
     }
 
@@ -312,11 +318,61 @@ impl ManagerContext {
     /// }
     /// ```
     pub fn is_shutting_down(&self) -> bool {
-        self.0.shutting_down.load(Ordering::Acquire)
+        self.0.shutting_down.is_fired()
+    }
+
+    /// Completes when the server starts shutting down (at once if it already has).
+    ///
+    /// The future owns what it needs: move it into a background task or a stream to stop them
+    /// at shutdown. Reply streams still open once the shutdown hooks have run end on their own
+    /// with a last `ERROR_STREAM_SHUTDOWN` item (in band when the item has an `r` field); a
+    /// stream that ends on this signal itself chooses its last item.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use grpc_helper::{CallContext, ReplyStream, RpcError, rpc_manager};
+    /// use grpc_helper::api::{EventApiVersion, EventFilter, EventStatus, event_service_server};
+    ///
+    /// struct Ticker;
+    ///
+    /// #[rpc_manager(service = "ticker", version = EventApiVersion, grpc = event_service_server::EventService)]
+    /// impl Ticker {
+    ///     /// A status every second until the server shuts down; then the stream ends normally.
+    ///     async fn listen(&self, _filter: EventFilter, cx: CallContext) -> Result<ReplyStream<EventStatus>, RpcError> {
+    ///         let (tx, rx) = tokio::sync::mpsc::channel(1);
+    ///         let stop = cx.shutdown_signal();
+    ///         tokio::spawn(async move {
+    ///             tokio::pin!(stop);
+    ///             loop {
+    ///                 tokio::select! {
+    ///                     () = &mut stop => break,
+    ///                     () = tokio::time::sleep(Duration::from_secs(1)) => {
+    ///                         if tx.send(Ok(EventStatus::default())).await.is_err() {
+    ///                             break; // the caller left
+    ///                         }
+    ///                     }
+    ///                 }
+    ///             }
+    ///         });
+    ///         Ok(ReplyStream::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    ///     }
+    /// }
+    /// ```
+    pub fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.0.shutting_down.wait()
     }
 
     pub(crate) fn set_shutting_down(&self) {
-        self.0.shutting_down.store(true, Ordering::Release);
+        self.0.shutting_down.fire();
+    }
+
+    /// Ends the reply streams still open (after the shutdown hooks).
+    pub(crate) fn end_streams(&self) {
+        self.0.end_streams.fire();
+    }
+
+    pub(crate) fn streams_end(&self) -> &Arc<Signal> {
+        &self.0.end_streams
     }
 }
 

@@ -15,13 +15,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use grpc_helper::api::config_service_client::ConfigServiceClient;
-use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::logger_service_client::LoggerServiceClient;
 use grpc_helper::api::{
-    ConfigApiVersion, ConfigItem, ConfigItemUpdate, ConfigUpdate, Empty, Event, EventApiVersion, EventFilter,
-    EventProperty, EventQueueStatus, Filter, LoggerApiVersion, LoggerConfig, LoggerLevel, LoggerUpdate, ServiceInfo,
-    ShutdownRequest,
+    ConfigItem, ConfigItemUpdate, ConfigUpdate, Empty, Event, EventFilter, EventProperty, EventQueueStatus, Filter,
+    LoggerConfig, LoggerLevel, LoggerUpdate, ServiceInfo, ShutdownRequest,
 };
 use grpc_helper::{RpcClient, RpcError};
 use serde_json::{Value, json};
@@ -214,7 +210,7 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
             out.print(json!({"service": service, "status": name}), || format!("{name}\n"));
         }
         Command::Config(command) => {
-            let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+            let mut config = client.config_service();
             let items = match command {
                 ConfigCommand::Get { names } => {
                     config.get(Filter { names: names.clone(), ignore_unknown: false }).await?.into_inner().items
@@ -233,7 +229,7 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
             out.config(&items);
         }
         Command::Logger(command) => {
-            let mut log = LoggerServiceClient::new(client.channel::<LoggerApiVersion>());
+            let mut log = client.logger_service();
             let items = match command {
                 LoggerCommand::Get { names } => {
                     let names = names.iter().map(|n| root_name(n)).collect();
@@ -252,7 +248,7 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
             out.loggers(&items);
         }
         Command::Events(EventsCommand::Send { name, properties }) => {
-            let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+            let mut events = client.events_service();
             let properties = properties
                 .iter()
                 .map(|(name, value)| EventProperty { name: name.clone(), value: value.clone() })
@@ -261,7 +257,7 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
             out.print(json!({"sent": name}), || format!("sent {name}\n"));
         }
         Command::Events(EventsCommand::Listen { names, count, client_id }) => {
-            let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+            let mut events = client.events_service();
             let filter = EventFilter { names: names.clone(), client_id: *client_id };
             let mut stream = events.listen(filter).await?.into_inner();
             let mut seen = 0;
@@ -286,7 +282,7 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
             }
         }
         Command::Events(EventsCommand::Inspect) => {
-            let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+            let mut events = client.events_service();
             out.queues(&events.inspect(Empty {}).await?.into_inner());
         }
         Command::Shutdown { timeout } => {

@@ -14,7 +14,11 @@ use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 use tower::util::MapResponse;
 
+use tokio::sync::futures::OwnedNotified;
+
+use super::Signal;
 use super::pending::{PendingCalls, PendingGuard};
+use crate::api::ResultCode;
 use crate::wire::{GRPC_MESSAGE, GRPC_STATUS};
 use crate::{ApiVersion, CallContext, CallerMetadata, Manager, ManagerContext, ReplyStream, RpcError, RpcMessage};
 
@@ -122,7 +126,14 @@ where
         Ok(replies) => replies,
         Err(error) => ReplyStream::new(tokio_stream::once(Err(error))),
     };
-    Ok(Response::new(Box::pin(OutStream { replies: stream, call: Some(call) })))
+    let end = Arc::clone(hosted.context.streams_end());
+    Ok(Response::new(Box::pin(OutStream {
+        replies: stream,
+        call: Some(call),
+        end,
+        end_registered: None,
+        last_look: false,
+    })))
 }
 
 pin_project_lite::pin_project! {
@@ -151,33 +162,63 @@ fn error_reply<Rep: RpcMessage>(error: RpcError) -> Result<Rep, Status> {
 }
 
 /// Streams the manager's replies; an error becomes the last message, then the stream ends.
+/// At shutdown (once the hooks ran) a stream still open ends with `ERROR_STREAM_SHUTDOWN`,
+/// so it does not hold the shutdown for the whole grace period.
 struct OutStream<T> {
     replies: ReplyStream<T>,
     /// Held until the stream ends or the client goes away.
     call: Option<Call>,
+    end: Arc<Signal>,
+    end_registered: Option<Pin<Box<OwnedNotified>>>,
+    /// The manager's stream was polled once after the end signal.
+    last_look: bool,
 }
 
 impl<T: RpcMessage> Stream for OutStream<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.call.is_none() {
+        let this = &mut *self;
+        if this.call.is_none() {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut self.replies).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(Ok(item))),
-            Poll::Ready(Some(Err(error))) => {
-                if let Some(call) = self.call.take() {
-                    call.log_error(&error);
+        loop {
+            let ending = this.end.is_fired();
+            // After the end signal the manager's stream gets one more poll: one that ends
+            // itself at shutdown (events) keeps its own last item, and an item already taken
+            // from a queue is not lost; a stream that never pauses still ends.
+            if !this.last_look {
+                this.last_look = ending;
+                match Pin::new(&mut this.replies).poll_next(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Some(Ok(item))) => return Poll::Ready(Some(Ok(item))),
+                    Poll::Ready(Some(Err(error))) => {
+                        if let Some(call) = this.call.take() {
+                            call.log_error(&error);
+                        }
+                        return Poll::Ready(Some(error_reply(error)));
+                    }
+                    Poll::Ready(None) => {
+                        this.call = None;
+                        return Poll::Ready(None);
+                    }
                 }
-                Poll::Ready(Some(error_reply(error)))
             }
-            Poll::Ready(None) => {
-                self.call = None;
-                Poll::Ready(None)
+            if ending {
+                break;
+            }
+            if this.end.poll_fired(&mut this.end_registered, cx).is_pending() {
+                return Poll::Pending;
             }
         }
+        if let Some(call) = this.call.take() {
+            tracing::debug!(target: CALL_TARGET, "{}.{}: stream ended by the shutdown", call.service, call.method);
+        }
+        let error = RpcError::new(
+            ResultCode::ErrorStreamShutdown,
+            "The server is shutting down: this stream ended (call again once the server is back)",
+        );
+        Poll::Ready(Some(error_reply(error)))
     }
 }
 

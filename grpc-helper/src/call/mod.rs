@@ -7,12 +7,14 @@
 
 mod dispatch;
 mod pending;
+mod signal;
 
 use std::sync::Arc;
 
 pub use self::dispatch::{Hosted, MessageLimits, ServiceRoute, route, server_streaming, unary};
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;
+pub(crate) use self::signal::Signal;
 use crate::{Manager, RpcError};
 
 /// Builds the tonic service of a hosted manager; implemented by `#[rpc_manager]` beside

@@ -11,6 +11,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::retry::{self, RetryPolicy, Shared};
 use crate::api::ResultCode;
+use crate::api::config_service_client::ConfigServiceClient;
+use crate::api::event_service_client::EventServiceClient;
+use crate::api::logger_service_client::LoggerServiceClient;
 use crate::api::rpc_server_service_client::RpcServerServiceClient;
 use crate::metadata;
 use crate::wire::{API_VERSION, CLIENT, HOST, IP, USER, authority};
@@ -186,7 +189,8 @@ impl RpcClientBuilder {
                 fixed.push((key, value));
             }
         }
-        Ok(RpcClient { shared: Arc::new(Shared { channel, target, fixed, retry: self.retry }) })
+        let next_notice = parking_lot::Mutex::new(None);
+        Ok(RpcClient { shared: Arc::new(Shared { channel, target, fixed, retry: self.retry, next_notice }) })
     }
 }
 
@@ -289,21 +293,146 @@ impl RpcClient {
         }
     }
 
-    /// A stub of the built-in `srv` service (`RpcServerService`).
+    /// A stub of the built-in `srv` service (`RpcServerService`): `info`, `shutdown`, proxy
+    /// registration.
     ///
     /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
     /// use grpc_helper::api::Filter;
     ///
-    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
-    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
-    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", server.local_addr().port()).connect_lazy()?;
+    /// # let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// # let port = server.local_addr().port();
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", port).connect_lazy()?;
     /// let info = client.server_service().info(Filter::default()).await?.into_inner();
-    /// assert!(info.items.iter().any(|service| service.name == "config"));
+    /// assert_eq!(info.items[0].name, "srv");
     /// # server.shutdown().await;
     /// # Ok(()) }
     /// ```
     pub fn server_service(&self) -> RpcServerServiceClient<RpcChannel> {
         RpcServerServiceClient::new(self.channel::<crate::api::ServerApiVersion>())
+    }
+
+    /// A stub of the built-in `config` service (`ConfigService`): `get`, `set`, `reset`.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate, Filter};
+    /// use grpc_helper::config::ConfigItem;
+    ///
+    /// const GREETING: ConfigItem = ConfigItem::new("greeting", "How to greet", "Hello");
+    /// # let server = grpc_helper::RpcServer::builder().port(0).user_items(&[GREETING]).start().await?;
+    /// # let port = server.local_addr().port();
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", port).connect_lazy()?;
+    /// let mut config = client.config_service();
+    /// let update = ConfigItemUpdate { name: "greeting".into(), value: "Hi".into() };
+    /// config.set(ConfigUpdate { items: vec![update], ignore_unknown: false }).await?;
+    /// let filter = Filter { names: vec!["greeting".into()], ignore_unknown: false };
+    /// assert_eq!(config.get(filter).await?.into_inner().items[0].value, "Hi");
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn config_service(&self) -> ConfigServiceClient<RpcChannel> {
+        ConfigServiceClient::new(self.channel::<crate::api::ConfigApiVersion>())
+    }
+
+    /// A stub of the built-in `log` service (`LoggerService`): logger levels, at run time.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// use grpc_helper::api::{LoggerConfig, LoggerLevel, LoggerUpdate};
+    ///
+    /// # let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// # let port = server.local_addr().port();
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", port).connect_lazy()?;
+    /// let debug = LoggerConfig { name: "my_crate".into(), enabled: true, level: LoggerLevel::LvlDebug as i32 };
+    /// let set = client.logger_service().set(LoggerUpdate { items: vec![debug] }).await?.into_inner();
+    /// assert_eq!(set.items[0].level, LoggerLevel::LvlDebug as i32);
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn logger_service(&self) -> LoggerServiceClient<RpcChannel> {
+        LoggerServiceClient::new(self.channel::<crate::api::LoggerApiVersion>())
+    }
+
+    /// A stub of the built-in `events` service (`EventService`; servers built
+    /// `with_events()`): `listen`, `send`, `interrupt`, `inspect`.
+    /// [`EventListener`](crate::client::EventListener) listens with resume across restarts.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// use grpc_helper::api::{Event, EventFilter};
+    ///
+    /// # let server = grpc_helper::RpcServer::builder().port(0).with_events().start().await?;
+    /// # let port = server.local_addr().port();
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", port).connect_lazy()?;
+    /// let mut events = client.events_service();
+    /// let mut stream = events.listen(EventFilter::default()).await?.into_inner();
+    /// let client_id = stream.message().await?.unwrap().client_id; // the first message names the queue
+    /// events.send(Event { name: "started".into(), properties: vec![] }).await?;
+    /// assert_eq!(stream.message().await?.unwrap().event.unwrap().name, "started");
+    /// # let _ = client_id;
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn events_service(&self) -> EventServiceClient<RpcChannel> {
+        EventServiceClient::new(self.channel::<crate::api::EventApiVersion>())
+    }
+
+    /// Shuts the server down now: the remote `srv.shutdown` with `timeout` -1. Answered at
+    /// once; the server then drains (calls in flight finish within its grace period, open
+    /// streams end with `ERROR_STREAM_SHUTDOWN`) and stops.
+    ///
+    /// To keep the stopped server around for a while (so that an orchestrator does not restart
+    /// it too early), see [`shutdown_server`](Self::shutdown_server).
+    ///
+    /// # Errors
+    /// The call's error (e.g. refused by the server's auth guard, or no server within the
+    /// client's retry window).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// # let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// # let port = server.local_addr().port();
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", port).connect_lazy()?;
+    /// client.shutdown_server_now().await?;
+    /// # server.wait_shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown_server_now(&self) -> Result<(), RpcError> {
+        self.shutdown_request(-1).await
+    }
+
+    /// Shuts the server down, then has it wait `linger` (whole seconds, rounded up) once
+    /// stopped before it reports itself stopped (`wait_shutdown` returns, the example servers
+    /// exit). `Duration::ZERO` is [`shutdown_server_now`](Self::shutdown_server_now).
+    ///
+    /// On the wire this is `ShutdownRequest.timeout`: < 0 no wait; 0 the server's
+    /// `rpc-shutdown-timeout` (60 s by default; send it with
+    /// `server_service().shutdown(ShutdownRequest { timeout: 0 })`); > 0 that many seconds.
+    ///
+    /// # Errors
+    /// As [`shutdown_server_now`](Self::shutdown_server_now).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// use std::time::Duration;
+    ///
+    /// # let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// # let port = server.local_addr().port();
+    /// let client = grpc_helper::RpcClient::builder("127.0.0.1", port).connect_lazy()?;
+    /// client.shutdown_server(Duration::from_secs(1)).await?; // answered at once
+    /// # server.wait_shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown_server(&self, linger: Duration) -> Result<(), RpcError> {
+        let seconds = linger.as_secs() + u64::from(linger.subsec_nanos() > 0);
+        let timeout = if seconds == 0 { -1 } else { i32::try_from(seconds).unwrap_or(i32::MAX) };
+        self.shutdown_request(timeout).await
+    }
+
+    async fn shutdown_request(&self, timeout: i32) -> Result<(), RpcError> {
+        self.server_service().shutdown(crate::api::ShutdownRequest { timeout }).await?;
+        Ok(())
     }
 }
 

@@ -28,7 +28,13 @@ pub(super) struct Shared {
     /// `client`, `user`, `host`, `ip`: the same on every call.
     pub(super) fixed: Vec<(http::HeaderName, HeaderValue)>,
     pub(super) retry: RetryPolicy,
+    /// When the next INFO line about retrying may be logged (one per client every few seconds,
+    /// however many calls wait).
+    pub(super) next_notice: Mutex<Option<Instant>>,
 }
+
+/// How often a client waiting for its server says so at INFO.
+const NOTICE_EVERY: Duration = Duration::from_secs(5);
 
 /// Recorded request bytes beyond which a call is no longer retried (memory bound).
 const REPLAY_LIMIT: usize = 1024 * 1024;
@@ -143,10 +149,30 @@ impl Attempts {
                 self.parts.uri.path(),
                 delay.as_secs_f64()
             );
+            self.notice(now, &details);
             tokio::time::sleep(delay).await;
             attempt += 1;
             result = self.next().await;
         }
+    }
+
+    /// Says at INFO that the client is waiting for its server: on the first retry, then every
+    /// few seconds (a client started with no server is not silent for its whole window).
+    fn notice(&self, now: Instant, details: &str) {
+        {
+            let mut next = self.shared.next_notice.lock();
+            if next.is_some_and(|at| now < at) {
+                return;
+            }
+            *next = Some(now + NOTICE_EVERY);
+        }
+        tracing::info!(
+            target: "grpc_helper::client",
+            "{} unavailable: retrying {} for {:.1}s more ({details})",
+            self.shared.target,
+            self.parts.uri.path(),
+            (self.limit - now).as_secs_f64()
+        );
     }
 
     /// The last failure as the call's answer (an UNAVAILABLE error says how long it tried).

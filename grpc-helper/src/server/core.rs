@@ -446,6 +446,10 @@ impl ServerCore {
         for service in &self.services {
             service.shutdown().await;
         }
+        // Open reply streams would otherwise hold the drain for the whole grace period.
+        for service in &self.services {
+            service.context().end_streams();
+        }
         self.drain.finish(&self.pending).await;
         if let Some(timeout) = remote_timeout.filter(|t| *t >= 0) {
             let delay = if timeout == 0 { self.shutdown_timeout } else { Duration::from_secs(timeout as u64) };

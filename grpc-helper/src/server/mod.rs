@@ -4,8 +4,9 @@
 //! load hook in registration order. Shutdown (local, or remote through `srv.shutdown`): stop
 //! accepting, run every shutdown hook, let in-flight calls finish within the grace period, end
 //! what is left (calls still waiting for their reply get UNAVAILABLE saying the server shut
-//! down; connections still open, e.g. with a reply stream, are cut), and only then report the
-//! server as stopped.
+//! down; connections still open are cut), and only then report the server as stopped. Reply
+//! streams still open once the shutdown hooks ran end at once with `ERROR_STREAM_SHUTDOWN`.
+//! [`RpcServer::serve_until_signalled`] runs the same shutdown on SIGTERM or SIGINT.
 //!
 //! ```
 //! use grpc_helper::api::ShutdownRequest;
@@ -28,6 +29,7 @@ mod hosting;
 mod incoming;
 mod main_server;
 mod router;
+mod signals;
 
 pub use self::builder::RpcServerBuilder;
 pub use self::core::RpcServer;
