@@ -130,6 +130,7 @@ where
     Ok(Response::new(Box::pin(OutStream {
         replies: stream,
         call: Some(call),
+        span: hosted.context.span().clone(),
         end,
         end_registered: None,
         last_look: false,
@@ -168,6 +169,8 @@ struct OutStream<T> {
     replies: ReplyStream<T>,
     /// Held until the stream ends or the client goes away.
     call: Option<Call>,
+    /// The manager's span, for the stream's last log line (its service's log file).
+    span: tracing::Span,
     end: Arc<Signal>,
     end_registered: Option<Pin<Box<OwnedNotified>>>,
     /// The manager's stream was polled once after the end signal.
@@ -194,7 +197,7 @@ impl<T: RpcMessage> Stream for OutStream<T> {
                     Poll::Ready(Some(Ok(item))) => return Poll::Ready(Some(Ok(item))),
                     Poll::Ready(Some(Err(error))) => {
                         if let Some(call) = this.call.take() {
-                            call.log_error(&error);
+                            this.span.in_scope(|| call.log_error(&error));
                         }
                         return Poll::Ready(Some(error_reply(error)));
                     }
@@ -212,6 +215,7 @@ impl<T: RpcMessage> Stream for OutStream<T> {
             }
         }
         if let Some(call) = this.call.take() {
+            let _entered = this.span.enter();
             tracing::debug!(target: CALL_TARGET, "{}.{}: stream ended by the shutdown", call.service, call.method);
         }
         let error = RpcError::new(
