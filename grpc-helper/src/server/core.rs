@@ -164,8 +164,9 @@ impl RpcServer {
     }
 
     /// Shuts down (once; later calls wait for the first to finish): stop accepting, run the
-    /// shutdown hooks, let in-flight calls finish within the grace period, end the rest
-    /// (UNAVAILABLE, or a cut connection for a reply stream already under way).
+    /// shutdown hooks, end the reply streams still open with an in-band
+    /// `ERROR_STREAM_SHUTDOWN`, let in-flight calls finish within the grace period, and answer
+    /// the rest with UNAVAILABLE.
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
