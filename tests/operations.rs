@@ -324,3 +324,45 @@ mod loggers {
         .await;
     }
 }
+
+/// A program that sets no subscriber (the server then installs its own, files only) still
+/// shows where it listens: the start line also goes to stderr.
+#[test]
+fn server_without_a_console_subscriber_prints_its_address_on_stderr() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // The bench's server process: an RpcServer as built, and no subscriber of its own.
+    let mut child = Command::new(example("bench"))
+        .args(["--serve", "helper-default"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = tx.clone();
+    std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).for_each(|l| drop(out.send(l))));
+    std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    let (port, listening) = loop {
+        let left = Duration::from_secs(60).saturating_sub(started.elapsed());
+        lines.push(rx.recv_timeout(left).unwrap_or_else(|_| panic!("no start line within 60 s: {lines:?}")));
+        let port = lines.iter().find_map(|l| l.strip_prefix("PORT ").map(str::to_owned));
+        let listening = lines.iter().find(|l| l.starts_with("grpc-helper: RPC server listening on")).cloned();
+        if let (Some(port), Some(listening)) = (port, listening) {
+            break (port, listening);
+        }
+    };
+    assert_eq!(listening, format!("grpc-helper: RPC server listening on 127.0.0.1:{port}"));
+    drop(child.stdin.take()); // the process serves until its stdin closes
+    let exited = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(exited, "the server process did not stop within 10 s");
+}

@@ -93,8 +93,26 @@ where
 
 /// Installs [`layer`] as the global subscriber unless the program already set one.
 pub(crate) fn install_default() {
-    if !tracing::dispatcher::has_been_set() {
-        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer()));
+    if !tracing::dispatcher::has_been_set()
+        && tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer())).is_ok()
+    {
+        INSTALLED_BY_US.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The process's subscriber is the one [`install_default`] set: files only, no console.
+static INSTALLED_BY_US: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Logs what an operator must see at start (the address, an open admin port), and also prints
+/// it on stderr when no subscriber of the program's shows anything: none at all, or only ours.
+pub(crate) fn notice(level: tracing::Level, message: &str) {
+    if level == tracing::Level::WARN {
+        tracing::warn!("{message}");
+    } else {
+        tracing::info!("{message}");
+    }
+    if !tracing::dispatcher::has_been_set() || INSTALLED_BY_US.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("grpc-helper: {message}");
     }
 }
 

@@ -303,7 +303,7 @@ impl RpcServerBuilder {
                 done: watch::channel(false).0,
             }
         });
-        tracing::info!("RPC server listening on {local_addr}");
+        crate::logs::notice(tracing::Level::INFO, &format!("RPC server listening on {local_addr}"));
         if self.debug_signal {
             spawn_dump_on_signal(&core)?;
         }

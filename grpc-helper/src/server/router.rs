@@ -48,9 +48,12 @@ pub(crate) fn guard(
     match guard {
         Some(guard) => Some(Arc::new(Guarded { guard, paths })),
         None if !local_addr.ip().is_loopback() => {
-            tracing::warn!(
-                "!!! {local_addr} is reachable beyond this machine and has no auth guard: anyone who can reach it \
-                 can shut it down or change its configuration (set RpcServerBuilder::auth_guard) !!!"
+            crate::logs::notice(
+                tracing::Level::WARN,
+                &format!(
+                    "!!! {local_addr} is reachable beyond this machine and has no auth guard: anyone who can reach \
+                     it can shut it down or change its configuration (set RpcServerBuilder::auth_guard) !!!"
+                ),
             );
             None
         }
