@@ -309,7 +309,29 @@ impl RpcClient {
 
 /// The transport of typed stubs: adds caller metadata and retries UNAVAILABLE.
 ///
-/// Usable as the `T` of any generated tonic client.
+/// Usable as the `T` of any generated tonic client. Compression is the stub's: its
+/// `send_compressed` compresses requests (every grpc-helper service accepts gzip, deflate and
+/// zstd), its `accept_compressed` lets the server compress replies (when configured with
+/// [`RpcServerBuilder::send_compressed`](crate::RpcServerBuilder::send_compressed)).
+///
+/// ```
+/// use grpc_helper::api::{ConfigApiVersion, Filter};
+/// use grpc_helper::api::config_service_client::ConfigServiceClient;
+/// use grpc_helper::{CompressionEncoding, RpcServer};
+///
+/// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+/// let server = RpcServer::builder().port(0).send_compressed(CompressionEncoding::Gzip).start().await?;
+/// let client = grpc_helper::RpcClient::builder("127.0.0.1", server.local_addr().port()).connect_lazy()?;
+/// let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>())
+///     .send_compressed(CompressionEncoding::Zstd)
+///     .accept_compressed(CompressionEncoding::Gzip);
+/// let reply = config.get(Filter::default()).await?;
+/// assert_eq!(reply.metadata().get("grpc-encoding").unwrap(), "gzip");
+/// # server.shutdown().await;
+/// # Ok(()) }
+/// ```
+///
+/// A stub of your own service, built the same way:
 ///
 /// ```
 /// use grpc_helper::RpcChannel;

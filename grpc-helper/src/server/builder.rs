@@ -342,10 +342,10 @@ impl RpcServerBuilder {
 
     /// Compresses replies with `encoding` for callers that accept it (they send
     /// `grpc-accept-encoding`, as grpcio and tonic clients configured for it do); other callers
-    /// get them uncompressed. Call again to offer more encodings (the caller's order of preference
-    /// picks among them). Default: no
-    /// reply is compressed. Requests compressed with gzip, deflate or zstd are always accepted,
-    /// on every service.
+    /// get them uncompressed. Call again to offer more encodings (the caller's order of
+    /// preference picks among them). Default: no reply is compressed. Requests compressed with
+    /// gzip, deflate or zstd are always accepted, on every service; see [`RpcChannel`](crate::RpcChannel)
+    /// for the client side.
     ///
     /// ```
     /// use grpc_helper::CompressionEncoding;
