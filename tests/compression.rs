@@ -110,3 +110,50 @@ async fn compressed_frames_pass_through_the_proxy_both_ways() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_client_built_with_send_compressed_compresses_every_stub() {
+    bounded(LIMIT, async {
+        let server = sample_server(&[Gzip, Zstd]).await;
+        for encoding in [Gzip, Zstd] {
+            let client = grpc_helper::RpcClient::builder("127.0.0.1", server.local_addr().port())
+                .send_compressed(encoding)
+                .connect_lazy()
+                .unwrap();
+            let reply = sample_stub(&client).method4(big_request()).await.unwrap();
+            assert_eq!(reply.into_inner().bar, big_request().foo, "{encoding}");
+            let info = client.server_service().info(Filter::default()).await.unwrap().into_inner();
+            assert_eq!(info.items[0].name, "srv", "{encoding}");
+            let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>());
+            assert!(config.get(Filter::default()).await.unwrap().into_inner().items.is_empty(), "{encoding}");
+            let mut health = HealthClient::new(client.channel_with_version(None));
+            let status = health.check(HealthCheckRequest { service: String::new() }).await.unwrap();
+            assert_eq!(status.into_inner().status, 1, "{encoding}: SERVING");
+            // A stub's own settings win: it sees the server's compressed reply itself.
+            let reply = sample_stub(&client).accept_compressed(Gzip).method4(big_request()).await.unwrap();
+            assert_eq!(encoding_of(&reply), Some("gzip"), "{encoding}");
+            assert_eq!(reply.into_inner().bar, big_request().foo);
+        }
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_compressing_client_streams_both_ways() {
+    bounded(LIMIT, async {
+        let server = sample_server(&[Deflate]).await;
+        let client = grpc_helper::RpcClient::builder("127.0.0.1", server.local_addr().port())
+            .send_compressed(Deflate)
+            .connect_lazy();
+        let mut stub = sample_stub(&client.unwrap());
+        let words = ["one", "two", "three"].map(|w| SampleRequest { foo: w.repeat(300) });
+        let mut echoes = stub.s_method4(tokio_stream::iter(words.clone())).await.unwrap().into_inner();
+        for word in words {
+            assert_eq!(echoes.message().await.unwrap().unwrap().bar, word.foo);
+        }
+        assert!(echoes.message().await.unwrap().is_none());
+        server.shutdown().await;
+    })
+    .await;
+}

@@ -93,8 +93,8 @@ pub use reply::ReplyStream;
 pub use server::{RpcServer, RpcServerBuilder};
 pub use version::ApiVersion;
 
-/// A message compression (gzip, deflate, zstd): see [`RpcServerBuilder::send_compressed`] and,
-/// for clients, [`RpcChannel`].
+/// A message compression (gzip, deflate, zstd): see [`RpcServerBuilder::send_compressed`] and
+/// [`RpcClientBuilder::send_compressed`].
 pub use tonic::codec::CompressionEncoding;
 
 /// Client-streaming requests arrive as a tonic stream of messages.
