@@ -246,3 +246,38 @@ fn standard_python_health_and_reflection_clients_query_the_rust_server() {
     assert_eq!(lines[3], "OK");
     server.stop();
 }
+
+#[test]
+fn grpcio_client_with_gzip_or_deflate_requests_calls_user_built_in_and_health_services() {
+    use grpc_helper::CompressionEncoding;
+    use grpc_helper_tests::{EventLog, Sample};
+
+    let python = python();
+    let runtime = runtime();
+    // Replies compressed too, for the callers that accept it (grpcio does).
+    let server = runtime
+        .block_on(
+            grpc_helper_tests::server_builder()
+                .manager(Sample::new(&EventLog::default(), Duration::from_millis(500)))
+                .send_compressed(CompressionEncoding::Gzip)
+                .start(),
+        )
+        .unwrap();
+    for compression in ["gzip", "deflate"] {
+        let mut py = Command::new(python);
+        py.arg(repo_root().join("tests/python/py_compressed.py")).args([
+            "--port",
+            &server.local_addr().port().to_string(),
+            "--compression",
+            compression,
+        ]);
+        let out = run(py, Duration::from_secs(120));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{compression}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines[0], "METHOD4 len=2400", "{compression}: {stdout}");
+        assert!(lines[1].starts_with("INFO services=srv,") && lines[1].contains(",sample"), "{compression}: {stdout}");
+        assert_eq!(lines[2..], ["HEALTH status=SERVING", "OK"], "{compression}: {stdout}");
+    }
+    runtime.block_on(server.shutdown());
+}

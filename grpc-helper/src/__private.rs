@@ -4,6 +4,7 @@
 pub use crate::call::{
     HookOutput, Hosted, MessageLimits, Routable, ServiceRoute, hook_output, route, server_streaming, unary,
 };
+pub use crate::compression::{Compression, compressed};
 pub use crate::manager::BoxFuture;
 pub use crate::message::Codec;
 pub use crate::version::{current_version, supported_version};

@@ -56,6 +56,7 @@ mod call;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
+mod compression;
 pub mod config;
 mod error;
 pub mod events;
@@ -178,6 +179,10 @@ pub use metadata::CallerMetadata;
 pub use reply::ReplyStream;
 pub use server::{RpcServer, RpcServerBuilder};
 pub use version::ApiVersion;
+
+/// A message compression (gzip, deflate, zstd): see [`RpcServerBuilder::send_compressed`] and
+/// [`RpcClientBuilder::send_compressed`].
+pub use tonic::codec::CompressionEncoding;
 
 /// Client-streaming requests arrive as a tonic stream of messages.
 pub use tonic::Streaming;

@@ -57,12 +57,17 @@ pub fn expand(model: &Model) -> TokenStream {
             fn route(
                 hosted: ::std::sync::Arc<#krate::__private::Hosted<Self>>,
                 limits: &#krate::__private::MessageLimits,
+                compression: &#krate::__private::Compression,
             ) -> #krate::__private::ServiceRoute {
-                #krate::__private::route(
-                    #server::new(#wrapper(hosted))
-                        .max_decoding_message_size(limits.max_decoding)
-                        .max_encoding_message_size(limits.max_encoding),
-                )
+                let server = #server::new(#wrapper(hosted))
+                    .max_decoding_message_size(limits.max_decoding)
+                    .max_encoding_message_size(limits.max_encoding);
+                #krate::__private::route(#krate::__private::compressed(
+                    server,
+                    compression,
+                    #server::accept_compressed,
+                    #server::send_compressed,
+                ))
             }
         }
     }

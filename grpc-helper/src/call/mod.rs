@@ -15,6 +15,7 @@ pub use self::dispatch::{Hosted, MessageLimits, ServiceRoute, route, server_stre
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;
 pub(crate) use self::signal::Signal;
+use crate::compression::Compression;
 use crate::{Manager, RpcError};
 
 /// Builds the tonic service of a hosted manager; implemented by `#[rpc_manager]` beside
@@ -23,8 +24,9 @@ pub trait Routable: Manager {
     /// The gRPC service name (`SampleService`), as the generated tonic server names it.
     const GRPC_NAME: &'static str;
 
-    /// The tonic service around the hosted manager, with the server's message limits.
-    fn route(hosted: Arc<Hosted<Self>>, limits: &MessageLimits) -> ServiceRoute;
+    /// The tonic service around the hosted manager, with the server's message limits and
+    /// compression.
+    fn route(hosted: Arc<Hosted<Self>>, limits: &MessageLimits, compression: &Compression) -> ServiceRoute;
 }
 
 /// What a hook may return: `()` or `Result<(), RpcError>`.

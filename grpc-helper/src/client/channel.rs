@@ -9,6 +9,7 @@ use http::HeaderValue;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
 
+use super::compress;
 use super::retry::{self, RetryPolicy, Shared};
 use crate::api::ResultCode;
 use crate::api::config_service_client::ConfigServiceClient;
@@ -17,7 +18,7 @@ use crate::api::logger_service_client::LoggerServiceClient;
 use crate::api::rpc_server_service_client::RpcServerServiceClient;
 use crate::metadata;
 use crate::wire::{API_VERSION, CLIENT, HOST, IP, USER, authority};
-use crate::{ApiVersion, RpcError};
+use crate::{ApiVersion, CompressionEncoding, RpcError};
 
 /// Configures an [`RpcClient`].
 ///
@@ -46,6 +47,7 @@ pub struct RpcClientBuilder {
     /// Hidden from `Debug`.
     token: Option<crate::auth::BearerToken>,
     tls: Option<crate::tls::ClientTls>,
+    compression: Option<CompressionEncoding>,
 }
 
 impl RpcClientBuilder {
@@ -144,6 +146,31 @@ impl RpcClientBuilder {
         self
     }
 
+    /// Compresses every request with `encoding` (every grpc-helper server accepts gzip, deflate
+    /// and zstd), and lets servers configured for it compress their replies, on every stub of
+    /// this client. A stub that sets its own `send_compressed` or `accept_compressed` keeps them.
+    /// A reply message expanding beyond 4 MiB (tonic's default decoding limit) gets
+    /// RESOURCE_EXHAUSTED, so that a small compressed reply cannot exhaust memory.
+    ///
+    /// ```
+    /// use grpc_helper::api::Filter;
+    /// use grpc_helper::{CompressionEncoding, RpcClient, RpcServer};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = RpcServer::builder().port(0).send_compressed(CompressionEncoding::Gzip).start().await?;
+    /// let client = RpcClient::builder("127.0.0.1", server.local_addr().port())
+    ///     .send_compressed(CompressionEncoding::Gzip)
+    ///     .connect_lazy()?;
+    /// let info = client.server_service().info(Filter::default()).await?.into_inner();
+    /// assert_eq!(info.items[0].name, "srv");
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+        self.compression = Some(encoding);
+        self
+    }
+
     /// Builds the client. No connection is made until the first call. Call it inside a Tokio
     /// runtime (the channel spawns its connection task there).
     ///
@@ -190,7 +217,10 @@ impl RpcClientBuilder {
             }
         }
         let next_notice = parking_lot::Mutex::new(None);
-        Ok(RpcClient { shared: Arc::new(Shared { channel, target, fixed, retry: self.retry, next_notice }) })
+        Ok(RpcClient {
+            shared: Arc::new(Shared { channel, target, fixed, retry: self.retry, next_notice }),
+            compression: self.compression,
+        })
     }
 }
 
@@ -211,6 +241,7 @@ impl RpcClientBuilder {
 #[derive(Clone)]
 pub struct RpcClient {
     shared: Arc<Shared>,
+    compression: Option<CompressionEncoding>,
 }
 
 impl RpcClient {
@@ -235,6 +266,7 @@ impl RpcClient {
             retry: RetryPolicy::default(),
             token: None,
             tls: None,
+            compression: None,
         }
     }
 
@@ -290,6 +322,7 @@ impl RpcClient {
             inner: self.shared.channel.clone(),
             shared: Arc::clone(&self.shared),
             api_version: api_version.map(HeaderValue::from),
+            compression: self.compression,
         }
     }
 
@@ -438,7 +471,30 @@ impl RpcClient {
 
 /// The transport of typed stubs: adds caller metadata and retries UNAVAILABLE.
 ///
-/// Usable as the `T` of any generated tonic client.
+/// Usable as the `T` of any generated tonic client. Compression is set for every stub with
+/// [`RpcClientBuilder::send_compressed`], or per stub as tonic does: its `send_compressed`
+/// compresses requests (every grpc-helper service accepts gzip, deflate and zstd), its
+/// `accept_compressed` lets the server compress replies (when configured with
+/// [`RpcServerBuilder::send_compressed`](crate::RpcServerBuilder::send_compressed)).
+///
+/// ```
+/// use grpc_helper::api::{ConfigApiVersion, Filter};
+/// use grpc_helper::api::config_service_client::ConfigServiceClient;
+/// use grpc_helper::{CompressionEncoding, RpcServer};
+///
+/// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+/// let server = RpcServer::builder().port(0).send_compressed(CompressionEncoding::Gzip).start().await?;
+/// let client = grpc_helper::RpcClient::builder("127.0.0.1", server.local_addr().port()).connect_lazy()?;
+/// let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>())
+///     .send_compressed(CompressionEncoding::Zstd)
+///     .accept_compressed(CompressionEncoding::Gzip);
+/// let reply = config.get(Filter::default()).await?;
+/// assert_eq!(reply.metadata().get("grpc-encoding").unwrap(), "gzip");
+/// # server.shutdown().await;
+/// # Ok(()) }
+/// ```
+///
+/// A stub of your own service, built the same way:
 ///
 /// ```
 /// use grpc_helper::RpcChannel;
@@ -454,6 +510,7 @@ pub struct RpcChannel {
     inner: Channel,
     shared: Arc<Shared>,
     api_version: Option<HeaderValue>,
+    compression: Option<CompressionEncoding>,
 }
 
 impl tower::Service<http::Request<Body>> for RpcChannel {
@@ -475,7 +532,12 @@ impl tower::Service<http::Request<Body>> for RpcChannel {
         if let Some(version) = &self.api_version {
             headers.entry(API_VERSION).or_insert_with(|| version.clone());
         }
-        retry::call(&mut self.inner, request, &self.shared)
+        let compressed = self.compression.is_some_and(|encoding| compress::compress_request(&mut request, encoding));
+        let call = retry::call(&mut self.inner, request, &self.shared);
+        if !compressed {
+            return call;
+        }
+        Box::pin(async move { call.await.map(compress::expand_reply) })
     }
 }
 

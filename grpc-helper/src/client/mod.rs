@@ -24,6 +24,7 @@
 //! ```
 
 mod channel;
+mod compress;
 mod listener;
 mod retry;
 

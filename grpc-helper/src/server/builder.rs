@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::hosting::Planned;
 use super::incoming::ConnectionLimits;
 use crate::ApiVersion;
+use crate::CompressionEncoding;
 use crate::call::{MessageLimits, Routable};
+use crate::compression::Compression;
 use crate::config::{ConfigItem, RpcConfig, Sources};
 use crate::proxy::Proxied;
 use crate::{Folders, Manager};
@@ -33,6 +35,7 @@ pub struct RpcServerBuilder {
     pub(super) ip: Option<IpAddr>,
     pub(super) managers: Vec<Planned>,
     pub(super) limits: MessageLimits,
+    pub(super) compression: Compression,
     pub(super) sources: Sources,
     pub(super) static_items: Vec<ConfigItem>,
     pub(super) user_items: Vec<ConfigItem>,
@@ -56,6 +59,7 @@ impl Default for RpcServerBuilder {
             ip: None,
             managers: Vec::new(),
             limits: MessageLimits::default(),
+            compression: Compression::default(),
             sources: Sources::default(),
             static_items: Vec::new(),
             user_items: Vec::new(),
@@ -333,6 +337,27 @@ impl RpcServerBuilder {
     /// ```
     pub fn max_request_size(mut self, bytes: usize) -> Self {
         self.limits.max_decoding = bytes;
+        self
+    }
+
+    /// Compresses replies with `encoding` for callers that accept it (they send
+    /// `grpc-accept-encoding`, as grpcio and tonic clients configured for it do); other callers
+    /// get them uncompressed. Call again to offer more encodings (the caller's order of
+    /// preference picks among them). Default: no reply is compressed. Requests compressed with
+    /// gzip, deflate or zstd are always accepted, on every service; see [`RpcChannel`](crate::RpcChannel)
+    /// for the client side.
+    ///
+    /// ```
+    /// use grpc_helper::CompressionEncoding;
+    ///
+    /// let builder = grpc_helper::RpcServer::builder()
+    ///     .send_compressed(CompressionEncoding::Zstd)
+    ///     .send_compressed(CompressionEncoding::Gzip);
+    /// ```
+    pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+        if !self.compression.replies.contains(&encoding) {
+            self.compression.replies.push(encoding);
+        }
         self
     }
 

@@ -263,12 +263,12 @@ impl RpcServerBuilder {
         let hosted: Vec<ServiceInfo> =
             std::iter::once(info_of::<ServerManager>()).chain(planned.iter().map(|p| p.info.clone())).collect();
         check_unique_names(&hosted, &self.proxies)?;
-        let (reporter, health_service) = Health::reporter();
+        let (reporter, health_service) = Health::reporter(&self.compression);
         let catalog = Arc::new(Catalog { hosted, proxies: proxies(self.proxies, &env, reporter.clone())? });
         let grpc_names = std::iter::once(ServerManager::GRPC_NAME).chain(planned.iter().map(|p| p.grpc_name));
         let health_names = grpc_names.chain(catalog.proxies.grpc_names()).collect();
         let health = Health::not_serving(reporter, health_names).await;
-        let reflection = router::reflection(&self.descriptor_sets)?;
+        let reflection = router::reflection(&self.descriptor_sets, &self.compression)?;
         let guard = guard(self.guard, self.guarded, local_addr);
         let transport = transport(&self.connection_limits, tls.as_ref())?;
 
@@ -356,6 +356,7 @@ fn host_env(
         events,
         pending: Arc::new(PendingCalls::default()),
         limits: builder.limits,
+        compression: builder.compression.clone(),
         loopback,
         port: local_addr.port(),
         client_timeout: timings.client_timeout,

@@ -2,6 +2,8 @@
 //! starts; proxied services are SERVING while a backend is registered.
 
 use tonic_health::ServingStatus;
+
+use crate::compression::{Compression, compressed};
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
@@ -13,9 +15,14 @@ pub(crate) struct Health {
 
 impl Health {
     /// The reporter and the service that answers health checks from it.
-    pub(crate) fn reporter() -> (HealthReporter, HealthServer<HealthService>) {
+    pub(crate) fn reporter(compression: &Compression) -> (HealthReporter, HealthServer<HealthService>) {
         let reporter = HealthReporter::new();
-        let service = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
+        let service = compressed(
+            HealthServer::new(HealthService::from_health_reporter(reporter.clone())),
+            compression,
+            HealthServer::accept_compressed,
+            HealthServer::send_compressed,
+        );
         (reporter, service)
     }
 

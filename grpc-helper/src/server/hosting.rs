@@ -7,6 +7,7 @@ use tracing::Instrument;
 
 use crate::api::ServiceInfo;
 use crate::call::{Hosted, MessageLimits, PendingCalls, Routable, ServiceRoute};
+use crate::compression::Compression;
 use crate::config::Config;
 use crate::events::EventQueues;
 use crate::manager::BoxFuture;
@@ -19,6 +20,7 @@ pub(crate) struct HostEnv {
     pub(crate) events: Option<Arc<dyn EventQueues>>,
     pub(crate) pending: Arc<PendingCalls>,
     pub(crate) limits: MessageLimits,
+    pub(crate) compression: Compression,
     pub(crate) loopback: String,
     pub(crate) port: u16,
     pub(crate) client_timeout: Duration,
@@ -44,7 +46,7 @@ impl HostEnv {
             self.events.clone(),
         );
         let hosted = Arc::new(Hosted::new(manager, context, Arc::clone(&self.pending), M::GRPC_NAME));
-        let route = M::route(Arc::clone(&hosted), &self.limits);
+        let route = M::route(Arc::clone(&hosted), &self.limits, &self.compression);
         HostedEntry { service: hosted, route }
     }
 }

@@ -18,6 +18,7 @@ use crate::RpcError;
 use crate::api::ResultCode;
 use crate::auth::{AuthGuard, Guarded};
 use crate::call::ServiceRoute;
+use crate::compression::{Compression, compressed};
 use crate::proxy::Proxies;
 use crate::tls::ServerTls;
 
@@ -98,7 +99,10 @@ pub(crate) fn serve(
 }
 
 /// Routes serving reflection (v1 and v1alpha) of the built-in and registered descriptors.
-pub(crate) fn reflection(descriptor_sets: &[&'static [u8]]) -> Result<RoutesBuilder, RpcError> {
+pub(crate) fn reflection(
+    descriptor_sets: &[&'static [u8]],
+    compression: &Compression,
+) -> Result<RoutesBuilder, RpcError> {
     let failed = |e: tonic_reflection::server::Error| {
         RpcError::new(ResultCode::ErrorModelInvalid, format!("Invalid file descriptor set for reflection: {e}"))
     };
@@ -108,8 +112,10 @@ pub(crate) fn reflection(descriptor_sets: &[&'static [u8]]) -> Result<RoutesBuil
             .fold(tonic_reflection::server::Builder::configure(), |b, set| b.register_encoded_file_descriptor_set(set))
     };
     let mut routes = RoutesBuilder::default();
-    routes.add_service(builder().build_v1().map_err(failed)?);
-    routes.add_service(builder().build_v1alpha().map_err(failed)?);
+    let v1 = builder().build_v1().map_err(failed)?;
+    routes.add_service(compressed(v1, compression, |s, e| s.accept_compressed(e), |s, e| s.send_compressed(e)));
+    let v1alpha = builder().build_v1alpha().map_err(failed)?;
+    routes.add_service(compressed(v1alpha, compression, |s, e| s.accept_compressed(e), |s, e| s.send_compressed(e)));
     Ok(routes)
 }
 
