@@ -10,7 +10,7 @@ use grpc_helper::api::ShutdownRequest;
 use grpc_helper::{RpcChannel, RpcClient, RpcError, RpcServer, rpc_manager};
 use grpc_helper_tests::api::sample_service_client::SampleServiceClient;
 use grpc_helper_tests::api::{SampleApiVersion, SampleRequest, SampleResponse};
-use grpc_helper_tests::process::{example, pending_calls_in_dump, spawn_until};
+use grpc_helper_tests::process::{Process, example, pending_calls_in_dump, spawn_until};
 use grpc_helper_tests::{Tally, bounded, free_port, server_builder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -256,12 +256,8 @@ async fn short_grace_ends_the_remaining_calls_with_a_clear_status() {
     .await;
 }
 
-/// A server process with calls that never end exits within grace + 1 s of a remote shutdown,
-/// and each of those calls gets a clear status.
-#[test]
-fn server_process_exits_within_grace_plus_one_second() {
-    const HANGING: usize = 200;
-    let grace = Duration::from_millis(500);
+/// The example server as a process with this shutdown grace: (process, port, workspace).
+fn example_server(grace: Duration) -> (Process, u16, tempfile::TempDir) {
     let workspace = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut command = Command::new(example("server"));
@@ -270,7 +266,16 @@ fn server_process_exits_within_grace_plus_one_second() {
         .arg(workspace.path())
         .args(["-c", &format!("rpc-shutdown-grace={}", grace.as_secs_f64())])
         .env("RUST_LOG", "warn");
-    let mut server = spawn_until(command, "serving on port", Duration::from_secs(60));
+    (spawn_until(command, "serving on port", Duration::from_secs(60)), port, workspace)
+}
+
+/// A server process with calls that never end exits within grace + 1 s of a remote shutdown,
+/// and each of those calls gets a clear status.
+#[test]
+fn server_process_exits_within_grace_plus_one_second() {
+    const HANGING: usize = 200;
+    let grace = Duration::from_millis(500);
+    let (mut server, port, workspace) = example_server(grace);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let calls: Vec<_> = runtime.block_on(async {
         let clients: Vec<RpcClient> = (0..4)
@@ -338,15 +343,7 @@ fn server_process_exits_within_grace_plus_one_second() {
 fn signal_drains_calls_in_flight_then_the_process_exits(signal: &str) {
     const CALLS: usize = 6;
     let grace = Duration::from_secs(10);
-    let workspace = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut command = Command::new(example("server"));
-    command
-        .args(["--port", &port.to_string(), "-w"])
-        .arg(workspace.path())
-        .args(["-c", &format!("rpc-shutdown-grace={}", grace.as_secs_f64())])
-        .env("RUST_LOG", "warn");
-    let mut server = spawn_until(command, "serving on port", Duration::from_secs(60));
+    let (mut server, port, workspace) = example_server(grace);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (uploads, calls): (Vec<_>, Vec<_>) = runtime.block_on(async {
         let client = RpcClient::builder("127.0.0.1", port).name("in-flight").connect_lazy().unwrap();

@@ -76,7 +76,7 @@ pub struct H2Spec {
     pub rounds: usize,
 }
 
-/// What the runs of one (setup, path) measured, summed over the rounds.
+/// What one h2load run, or the runs of one (setup, path) summed over the rounds, measured.
 #[derive(Default)]
 struct Cell {
     requests: u64,
@@ -90,6 +90,16 @@ struct Cell {
 }
 
 impl Cell {
+    fn add(&mut self, run: Cell) {
+        self.requests += run.requests;
+        self.failed += run.failed;
+        self.seconds += run.seconds;
+        self.server_cpu += run.server_cpu;
+        self.h2load_cpu += run.h2load_cpu;
+        self.data_bytes += run.data_bytes;
+        self.latencies_us.extend(run.latencies_us);
+    }
+
     fn rate(&self) -> f64 {
         if self.seconds > 0.0 { self.requests as f64 / self.seconds } else { 0.0 }
     }
@@ -156,15 +166,7 @@ pub async fn run(h2load: &Path, spec: &H2Spec) -> (String, bool) {
                 let log = work.join(format!("h2load-{s}-{p}.log"));
                 let cell = &mut cells[s][p];
                 match load(h2load, server, path, spec.requests, &log).await {
-                    Ok(one) => {
-                        cell.requests += one.requests;
-                        cell.failed += one.failed;
-                        cell.seconds += one.seconds;
-                        cell.server_cpu += one.server_cpu;
-                        cell.h2load_cpu += one.h2load_cpu;
-                        cell.data_bytes += one.data_bytes;
-                        cell.latencies_us.extend(one.latencies_us);
-                    }
+                    Ok(one) => cell.add(one),
                     Err(e) => cell.error = Some(e),
                 }
             }
@@ -245,18 +247,8 @@ pub async fn run(h2load: &Path, spec: &H2Spec) -> (String, bool) {
     (out, ok)
 }
 
-/// One h2load run.
-struct OneRun {
-    requests: u64,
-    failed: u64,
-    seconds: f64,
-    server_cpu: Duration,
-    h2load_cpu: Duration,
-    data_bytes: u64,
-    latencies_us: Vec<u64>,
-}
-
-async fn load(h2load: &Path, server: &ServerProcess, path: &str, requests: u64, log: &Path) -> Result<OneRun, String> {
+/// One h2load run, as a cell of its own.
+async fn load(h2load: &Path, server: &ServerProcess, path: &str, requests: u64, log: &Path) -> Result<Cell, String> {
     let (h2load, log, pid) = (h2load.to_owned(), log.to_owned(), server.pid());
     let url = format!("http://127.0.0.1:{}{path}", server.port);
     let body = server.body.clone();
@@ -295,7 +287,7 @@ async fn load(h2load: &Path, server: &ServerProcess, path: &str, requests: u64, 
             .lines()
             .filter_map(|l| l.split('\t').nth(2)?.trim().parse::<u64>().ok())
             .collect();
-        Ok(OneRun {
+        Ok(Cell {
             requests: succeeded,
             failed: done.saturating_sub(succeeded),
             seconds,
@@ -303,6 +295,7 @@ async fn load(h2load: &Path, server: &ServerProcess, path: &str, requests: u64, 
             h2load_cpu: cpu,
             data_bytes: data.unwrap_or(0),
             latencies_us,
+            error: None,
         })
     })
     .await
