@@ -23,10 +23,12 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod channel;
 mod compress;
 mod listener;
 mod retry;
 
-pub use self::channel::{RpcChannel, RpcClient, RpcClientBuilder};
+pub use self::builder::RpcClientBuilder;
+pub use self::channel::{RpcChannel, RpcClient};
 pub use self::listener::EventListener;

@@ -29,6 +29,7 @@ mod hosting;
 mod incoming;
 mod main_server;
 mod router;
+mod setup;
 mod signals;
 
 pub use self::builder::RpcServerBuilder;

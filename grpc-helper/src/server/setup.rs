@@ -1,0 +1,129 @@
+//! The pieces `start` assembles before serving: what hosted managers get, the built-in and
+//! proxied services, the name check, and the log files.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::builder::RpcServerBuilder;
+use super::hosting::{HostEnv, Planned};
+use crate::api::{ResultCode, ServiceInfo};
+use crate::call::PendingCalls;
+use crate::config::{Config, RpcConfig};
+use crate::proxy::{Proxied, Proxies};
+use crate::services::{ConfigManager, EventsManager, LoggerManager};
+use crate::tls::ServerTls;
+use crate::{Folders, RpcError};
+
+/// The durations read from the configuration.
+pub(super) struct Timings {
+    pub(super) client_timeout: Duration,
+    pub(super) shutdown_grace: Duration,
+    pub(super) shutdown_timeout: Duration,
+}
+
+/// What every hosted manager gets: its auto-client's target, the configuration, the events.
+pub(super) fn host_env(
+    builder: &RpcServerBuilder,
+    config: &Config,
+    timings: &Timings,
+    tls: Option<&ServerTls>,
+    local_addr: SocketAddr,
+    server_id: u64,
+) -> Result<HostEnv, RpcError> {
+    let folders = builder.sources.folders.clone();
+    let events: Option<Arc<dyn crate::events::EventQueues>> = if builder.with_events {
+        let retain = config.get(&RpcConfig::EVENT_RETAIN_TIMEOUT).as_duration()?;
+        let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
+        Some(Arc::new(crate::events::LocalEvents::new(retain, persisted)?))
+    } else {
+        None
+    };
+    let loopback = match local_addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    Ok(HostEnv {
+        server_id,
+        tls: tls.map(ServerTls::auto_client),
+        events,
+        pending: Arc::new(PendingCalls::default()),
+        limits: builder.limits,
+        compression: builder.compression.clone(),
+        loopback,
+        port: local_addr.port(),
+        client_timeout: timings.client_timeout,
+        config: config.clone(),
+        folders,
+    })
+}
+
+/// The built-in services after `srv`: `config`, `log`, and `events` when enabled.
+pub(super) fn built_in(env: &HostEnv, persisted_loggers: BTreeMap<String, crate::logs::Persisted>) -> Vec<Planned> {
+    let loggers_file = env.folders.workspace_dir().map(|w| w.join(crate::logs::LOGGERS_FILE));
+    let mut planned = vec![
+        Planned::new(ConfigManager::new(env.config.clone())),
+        Planned::new(LoggerManager::new(persisted_loggers, loggers_file)),
+    ];
+    if let Some(queues) = &env.events {
+        planned.push(Planned::new(EventsManager::new(Arc::clone(queues))));
+    }
+    planned
+}
+
+/// The proxied services, with their registrations from the workspace.
+pub(super) fn proxies(
+    declared: Vec<Proxied>,
+    env: &HostEnv,
+    health: tonic_health::server::HealthReporter,
+) -> Result<Arc<Proxies>, RpcError> {
+    Ok(Arc::new(Proxies::new(
+        declared,
+        env.folders.workspace_dir().map(|w| w.join("proxy.json")),
+        env.config.get(&RpcConfig::MAIN_HOST).as_str().to_owned(),
+        env.client_timeout,
+        env.events.clone(),
+        health,
+    )?))
+}
+
+/// Two services hosted under one name would shadow each other.
+pub(super) fn check_unique_names(hosted: &[ServiceInfo], proxies: &[Proxied]) -> Result<(), RpcError> {
+    let names: Vec<&str> = hosted.iter().map(|i| i.name.as_str()).chain(proxies.iter().map(|p| p.name)).collect();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(RpcError::new(
+                ResultCode::ErrorModelInvalid,
+                format!("Service name '{name}' is hosted twice: each manager needs its own `service = \"...\"` name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `rpc-logs-folder`, relative to the workspace; `None` without a workspace (unless absolute),
+/// so that servers started from any folder do not litter it with log files.
+pub(super) fn logs_dir(config: &Config, folders: &Folders) -> Option<PathBuf> {
+    let folder = PathBuf::from(config.get(&RpcConfig::LOGS_FOLDER).as_str());
+    match folders.workspace_dir() {
+        _ if folder.is_absolute() => Some(folder),
+        Some(workspace) => Some(workspace.join(folder)),
+        None => None,
+    }
+}
+
+/// Starts the server's log files, rotated per the `rpc-logs-*` items.
+pub(super) fn open_logs(server_id: u64, config: &Config, dir: &Path) -> Result<crate::logs::LogsGuard, RpcError> {
+    let unit = config.get(&RpcConfig::LOGS_INTERVAL_UNIT);
+    let interval = config.get(&RpcConfig::LOGS_INTERVAL).as_int()?;
+    let rotation = crate::logs::Rotation::parse(unit.as_str(), interval).ok_or_else(|| {
+        RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Invalid interval unit for rpc-logs-interval-unit: {:?}", unit.as_str()),
+        )
+    })?;
+    let backup = usize::try_from(config.get(&RpcConfig::LOGS_BACKUP).as_int()?).unwrap_or(0);
+    Ok(crate::logs::register(server_id, dir.to_path_buf(), rotation, backup))
+}
