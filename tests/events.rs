@@ -18,6 +18,11 @@ fn events_server(workspace: &Path) -> RpcServerBuilder {
     server_builder().with_events().folders(Folders::default().workspace(workspace))
 }
 
+/// An events server whose one configuration item `name` is `value` (e.g. a short timeout).
+async fn events_server_with(workspace: &Path, name: &str, value: &str) -> RpcServer {
+    events_server(workspace).cli_config([(name.to_owned(), value.to_owned())]).start().await.unwrap()
+}
+
 fn stub(server: &RpcServer) -> EventServiceClient<RpcChannel> {
     EventServiceClient::new(client_of(server).channel::<EventApiVersion>())
 }
@@ -153,11 +158,7 @@ async fn resume_delivers_every_event_queued_meanwhile_in_order_once() {
 async fn interrupted_queue_expires_after_the_retention() {
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let server = events_server(dir.path())
-            .cli_config([("rpc-event-retain-timeout".to_owned(), "1".to_owned())])
-            .start()
-            .await
-            .unwrap();
+        let server = events_server_with(dir.path(), "rpc-event-retain-timeout", "1").await;
         let mut events = stub(&server);
         let (_stream, id) = listen(&mut events, &[], 0).await;
         events.interrupt(EventInterrupt { client_id: id }).await.unwrap();
@@ -180,11 +181,7 @@ async fn interrupted_queue_expires_after_the_retention() {
 async fn keepalive_arrives_after_the_configured_silence() {
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let server = events_server(dir.path())
-            .cli_config([("rpc-event-keepalive-timeout".to_owned(), "1".to_owned())])
-            .start()
-            .await
-            .unwrap();
+        let server = events_server_with(dir.path(), "rpc-event-keepalive-timeout", "1").await;
         let (mut stream, id) = listen(&mut stub(&server), &["only-this"], 0).await;
         let started = std::time::Instant::now();
         let keepalive = stream.message().await.unwrap().unwrap();
@@ -451,11 +448,7 @@ async fn listen_writes_the_bytes_prost_writes_for_each_event_status() {
 
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let server = events_server(dir.path())
-            .cli_config([("rpc-event-keepalive-timeout".to_owned(), "1".to_owned())])
-            .start()
-            .await
-            .unwrap();
+        let server = events_server_with(dir.path(), "rpc-event-keepalive-timeout", "1").await;
         let port = server.local_addr().port();
         let connection = raw_h2::connect(port, None).await;
         let mut send = connection.send.clone().ready().await.unwrap();
