@@ -1,4 +1,5 @@
-//! Compiles the sample service used by the integration tests.
+//! Compiles the sample services used by the integration tests (one of them in a proto package).
 fn main() {
-    grpc_helper::build::compile(&["../proto/sample/sample.proto"], &["../proto"]).expect("sample.proto");
+    grpc_helper::build::compile(&["../proto/sample/sample.proto", "../proto/sample/packaged.proto"], &["../proto"])
+        .expect("sample protos");
 }

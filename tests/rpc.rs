@@ -444,3 +444,48 @@ async fn bidi_stream_echoes_each_request_then_reports_errors_in_band() {
     })
     .await;
 }
+
+/// A manager of a service declared in `package sample.v1;`: the trait is found next to its
+/// version enum (`sample::v1::packaged_service_server`), served at the package's path, and
+/// version-checked like any other.
+mod packaged {
+    use grpc_helper::{ApiVersion, RpcError, rpc_manager};
+    use grpc_helper_tests::api::sample::v1 as sample;
+    use sample::{Ping, Pong};
+
+    pub struct Packaged;
+
+    #[rpc_manager(service = "packaged", version = sample::PackagedApiVersion)]
+    impl Packaged {
+        async fn ping(&self, request: Ping) -> Result<Pong, RpcError> {
+            Ok(Pong { r: None, text: format!("pong {}", request.text) })
+        }
+    }
+
+    #[test]
+    fn its_api_range_comes_from_the_packaged_enum() {
+        assert_eq!((sample::PackagedApiVersion::SUPPORTED, sample::PackagedApiVersion::CURRENT), (1, 2));
+    }
+}
+
+#[tokio::test]
+async fn service_in_a_proto_package_is_served_at_its_package_path_and_version_checked() {
+    use grpc_helper_tests::api::sample::v1::packaged_service_client::PackagedServiceClient;
+    use grpc_helper_tests::api::sample::v1::{PackagedApiVersion, Ping};
+    bounded(LIMIT, async {
+        let server = server_builder().manager(packaged::Packaged).start().await.unwrap();
+        let client = client_of(&server);
+        // The generated client calls `/sample.v1.PackagedService/ping`.
+        let mut stub = PackagedServiceClient::new(client.channel::<PackagedApiVersion>());
+        let pong = stub.ping(Ping { text: "hi".into() }).await.unwrap().into_inner();
+        assert_eq!(pong.text, "pong hi");
+        let mut too_new =
+            PackagedServiceClient::new(client.channel_with_version(Some(PackagedApiVersion::CURRENT + 1)));
+        let error = RpcError::from(too_new.ping(Ping::default()).await.unwrap_err());
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorApiServerTooOld));
+        let listed = info(&client, &["packaged"], false).await.unwrap();
+        assert_eq!((listed.items[0].current_api_version, listed.items[0].supported_api_version), (2, 1));
+        server.shutdown().await;
+    })
+    .await;
+}

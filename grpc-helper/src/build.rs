@@ -15,10 +15,18 @@
 //! grpc_helper::build::compile(&["proto/my.proto"], &["proto"]).unwrap();
 //! ```
 //! Then, in the crate: `grpc_helper::include_protos!();`
+//!
+//! **Needs the `build` feature**, which only a build script needs: this module is documented
+//! always, but compiled only with the feature.
+
+// Documented without the feature (a user's `cargo doc` has it off): only the code generation
+// itself needs protox and tonic-prost-build, so only it is left out of such a doc build.
+#![cfg_attr(all(doc, not(feature = "build")), allow(dead_code, unused_imports))]
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+#[cfg(any(feature = "build", not(doc)))]
 use prost_types::FileDescriptorSet;
 
 /// Name of the generated file that [`include_protos!`](crate::include_protos) includes.
@@ -155,12 +163,22 @@ impl Builder {
                 BuildError("OUT_DIR is not set: call this from a build script, or set out_dir()".into())
             })?,
         };
+        self.generate(&out_dir, protos, includes)
+    }
+
+    #[cfg(any(feature = "build", not(doc)))]
+    fn generate(
+        &self,
+        out_dir: &Path,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<(), BuildError> {
         let fds = parse(protos, includes)?;
         std::fs::write(out_dir.join(DESCRIPTOR_SET_FILE), prost::Message::encode_to_vec(&fds))
             .map_err(|e| BuildError(format!("cannot write {DESCRIPTOR_SET_FILE} in {}: {e}", out_dir.display())))?;
 
         let mut builder = tonic_prost_build::configure()
-            .out_dir(&out_dir)
+            .out_dir(out_dir)
             .include_file(INCLUDE_FILE)
             .generate_default_stubs(true)
             .codec_path("::grpc_helper::__private::Codec")
@@ -179,9 +197,15 @@ impl Builder {
         }
         Ok(())
     }
+
+    #[cfg(all(doc, not(feature = "build")))]
+    fn generate(&self, _: &Path, _: &[impl AsRef<Path>], _: &[impl AsRef<Path>]) -> Result<(), BuildError> {
+        Err(BuildError("grpc-helper was built without its `build` feature".into()))
+    }
 }
 
 /// Parses the files into a descriptor set that includes every import (reflection needs them).
+#[cfg(any(feature = "build", not(doc)))]
 fn parse(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<FileDescriptorSet, BuildError> {
     use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
     let mut resolver = ChainFileResolver::new();
@@ -199,8 +223,10 @@ fn parse(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<F
 }
 
 /// Serves the embedded built-in API files when they are not found in an include folder.
+#[cfg(any(feature = "build", not(doc)))]
 struct EmbeddedApi;
 
+#[cfg(any(feature = "build", not(doc)))]
 impl protox::file::FileResolver for EmbeddedApi {
     fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
         match API_FILES.iter().find(|(file, _)| *file == name) {
@@ -211,6 +237,7 @@ impl protox::file::FileResolver for EmbeddedApi {
 }
 
 /// Fully-qualified names of the enums that describe an API version (`.Pkg.SampleApiVersion`).
+#[cfg(any(feature = "build", not(doc)))]
 fn api_version_enums(fds: &FileDescriptorSet) -> Vec<String> {
     let mut names = Vec::new();
     for file in &fds.file {
@@ -228,6 +255,7 @@ fn api_version_enums(fds: &FileDescriptorSet) -> Vec<String> {
 }
 
 /// Maps every type of the built-in API files to its Rust path under `api_path`.
+#[cfg(any(feature = "build", not(doc)))]
 fn api_extern_paths(fds: &FileDescriptorSet, api_path: &str) -> Vec<(String, String)> {
     fds.file
         .iter()

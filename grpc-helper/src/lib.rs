@@ -50,7 +50,8 @@ extern crate self as grpc_helper;
 
 pub mod api;
 pub mod auth;
-#[cfg(feature = "build")]
+// Documented always (a user's own `cargo doc` has the feature off), compiled with `build`.
+#[cfg(any(feature = "build", doc))]
 pub mod build;
 mod call;
 #[cfg(feature = "cli")]

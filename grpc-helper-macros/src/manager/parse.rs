@@ -16,6 +16,13 @@ pub struct Args {
     pub krate: Option<Path>,
 }
 
+impl Args {
+    /// The paths the user named (`version`, `grpc`), for the fallback expansion.
+    pub fn paths(&self) -> Vec<Path> {
+        self.version.iter().chain(&self.grpc).cloned().collect()
+    }
+}
+
 pub enum HookKind {
     Load,
     Shutdown,

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use api::inventory_service_client::InventoryServiceClient;
-use api::{InventoryApiVersion, Item, ItemStatus};
+// `package inventory.v1;`: the generated code is nested as the package is.
+use api::inventory::v1 as inventory;
+use inventory::inventory_service_client::InventoryServiceClient;
+use inventory::{InventoryApiVersion, Item, ItemStatus};
 use grpc_helper::api::{Event, EventFilter, Filter};
 use grpc_helper::{ReplyStream, ResultCode, RpcClient, RpcError, RpcServer, rpc_manager};
 use tokio_stream::StreamExt;
@@ -30,7 +32,8 @@ impl Inventory {
     }
 }
 
-#[rpc_manager(service = "inventory", version = InventoryApiVersion, grpc = api::inventory_service_server::InventoryService)]
+// The service trait is found next to the version: `inventory::inventory_service_server::InventoryService`.
+#[rpc_manager(service = "inventory", version = inventory::InventoryApiVersion)]
 impl Inventory {
     async fn add(&self, request: Item) -> Result<ItemStatus, RpcError> {
         *self.items.lock().expect("inventory lock").entry(request.name.clone()).or_default() += request.count;
