@@ -1,14 +1,16 @@
-//! `client::EventListener` over real sockets: resuming a saved queue id (after a process
-//! restart), recovering from an id the server let expire, and keep-alives kept from the callback.
+//! The client API a Python user reaches for, over real sockets: replies that carry an in-band
+//! error kept as replies (`client::KeepInBand`, the original's `exception=False`), and
+//! `client::EventListener` resuming a saved queue id (after a process restart), recovering from
+//! an id the server let expire, and keeping keep-alives from its callback.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::{Empty, Event, EventApiVersion, EventFilter};
-use grpc_helper::client::EventListener;
-use grpc_helper::{Folders, RpcChannel, RpcServer};
+use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate, Empty, Event, EventApiVersion, EventFilter, ResultCode};
+use grpc_helper::client::{EventListener, KeepInBand};
+use grpc_helper::{Folders, RpcChannel, RpcClient, RpcError, RpcServer};
 use grpc_helper_tests::{bounded, client_of, server_builder};
 use parking_lot::Mutex;
 
@@ -135,6 +137,62 @@ async fn keep_alive_messages_never_reach_the_callback() {
         assert_eq!(wait_for(&names, 1).await, ["real"], "the keep-alives came before it, and were not passed on");
         listener.stop().await;
         server.shutdown().await;
+    })
+    .await;
+}
+
+fn set_one(name: &str, value: &str) -> ConfigUpdate {
+    ConfigUpdate { items: vec![ConfigItemUpdate { name: name.into(), value: value.into() }], ignore_unknown: false }
+}
+
+/// `keep_in_band()` on a unary result: the reply with its `r` as the server sent it; without it,
+/// the same call is an error carrying the same code and message.
+#[tokio::test]
+async fn keep_in_band_returns_the_reply_that_carries_an_in_band_error() {
+    bounded(LIMIT, async {
+        let server = server_builder().start().await.unwrap();
+        let mut config = client_of(&server).config_service();
+        let reply = config.set(set_one("no-such-item", "1")).await.keep_in_band().unwrap();
+        let r = reply.r.expect("the in-band result");
+        assert_eq!(r.code, ResultCode::ErrorItemUnknown as i32);
+        assert_eq!(r.msg, "Unknown config item: no-such-item");
+        assert!(reply.items.is_empty());
+
+        let raised = RpcError::from(config.set(set_one("no-such-item", "1")).await.unwrap_err());
+        assert_eq!((raised.result_code(), raised.message()), (Some(ResultCode::ErrorItemUnknown), r.msg.as_str()));
+        let ok = config.get(grpc_helper::api::Filter::default()).await.keep_in_band().unwrap();
+        assert_eq!(ok.r.map(|r| r.code).unwrap_or(0), ResultCode::Ok as i32, "a success is the reply as before");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// On a reply stream, the in-band error item comes back as the last message.
+#[tokio::test]
+async fn keep_in_band_returns_the_error_item_of_a_reply_stream() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path(), &[]).await;
+        let filter = EventFilter { names: vec![String::new()], client_id: 0 };
+        let mut stream = stub(&server).listen(filter).await.unwrap().into_inner();
+        let item = stream.message().await.keep_in_band().unwrap().expect("one item");
+        let r = item.r.expect("the in-band result");
+        assert_eq!(r.code, ResultCode::ErrorParamMissing as i32);
+        assert!(r.msg.contains("name"), "the message says what is missing: {r:?}");
+        assert_eq!(stream.message().await.keep_in_band().unwrap(), None, "the stream ended with it");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// No reply, nothing to keep: a server that cannot be reached is still an error.
+#[tokio::test]
+async fn keep_in_band_leaves_transport_failures_as_errors() {
+    bounded(LIMIT, async {
+        let port = grpc_helper_tests::free_port();
+        let client = RpcClient::builder("127.0.0.1", port).timeout(Duration::from_millis(300)).connect_lazy().unwrap();
+        let status = client.config_service().get(grpc_helper::api::Filter::default()).await.keep_in_band().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     })
     .await;
 }
