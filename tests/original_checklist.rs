@@ -175,3 +175,56 @@ fn malformed_config_option_is_refused_with_the_originals_message() {
         assert!(text.contains(&message), "{text}");
     }
 }
+
+/// test_empty_default, test_float_validation, test_pos_float_validation,
+/// test_pos_int_validation, test_string_validation: a hard-coded default is checked at start.
+#[tokio::test]
+async fn hard_coded_defaults_follow_their_rule_at_start() {
+    bounded(LIMIT, async {
+        const EMPTY_OK: ConfigItem = ConfigItem::new("ok", "", "").can_be_empty();
+        const FLOAT: ConfigItem = ConfigItem::new("some-float", "", "not a float").validator(Validator::Float);
+        const NEG_POS_FLOAT: ConfigItem =
+            ConfigItem::new("some-pos-float", "", "-69.45").validator(Validator::PosFloat);
+        const POS_FLOAT: ConfigItem = ConfigItem::new("some-pos-float", "", "69.45").validator(Validator::PosFloat);
+        const NEG_POS_INT: ConfigItem = ConfigItem::new("some-pos-int", "", "-69").validator(Validator::PosInt);
+        const POS_INT: ConfigItem = ConfigItem::new("some-pos-int", "", "69").validator(Validator::PosInt);
+        const TEXT: ConfigItem = ConfigItem::new("some-text", "", "Any default is OK");
+
+        for refused in [FLOAT, NEG_POS_FLOAT, NEG_POS_INT] {
+            let error = plain().static_items(&[refused]).start().await.err().unwrap();
+            assert_eq!(error.result_code(), Some(ResultCode::ErrorParamInvalid), "{}: {error}", refused.name());
+            assert!(error.message().contains(refused.name()), "{error}");
+        }
+        let server = plain().static_items(&[EMPTY_OK, POS_FLOAT, POS_INT, TEXT]).start().await.unwrap();
+        let held: Vec<_> =
+            [EMPTY_OK, POS_FLOAT, POS_INT, TEXT].iter().map(|i| server.config().get(i).as_str().to_owned()).collect();
+        assert_eq!(held, ["", "69.45", "69", "Any default is OK"]);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// test_folder_without_file_default: a system folder that does not exist is no error.
+#[tokio::test]
+async fn a_missing_system_folder_leaves_the_hard_coded_default() {
+    bounded(LIMIT, async {
+        let folders = grpc_helper::Folders::default().system("/missing/folder");
+        let server = plain().folders(folders).user_items(&[MY_INT]).start().await.unwrap();
+        assert_eq!(server.config().get(&MY_INT).as_str(), "12");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// test_folders: no folder by default; given ones read back as given. (The original also
+/// creates the user and workspace folders when they are read; here a folder is created when
+/// something is written into it.)
+#[test]
+fn folders_are_none_by_default_and_read_back_as_given() {
+    let none = grpc_helper::Folders::default();
+    assert_eq!((none.system_dir(), none.user_dir(), none.workspace_dir()), (None, None, None));
+    let given = grpc_helper::Folders::default().system("/tmp").user("/tf/user").workspace("/tf/workspace");
+    assert_eq!(given.system_dir().and_then(Path::file_name).and_then(|n| n.to_str()), Some("tmp"));
+    assert_eq!(given.user_dir(), Some(Path::new("/tf/user")));
+    assert_eq!(given.workspace_dir(), Some(Path::new("/tf/workspace")));
+}
