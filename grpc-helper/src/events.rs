@@ -207,10 +207,9 @@ impl LocalEvents {
     }
 
     fn persist(&self, inner: &Inner) {
-        if let Some(path) = &self.persisted {
-            if let Err(e) = crate::persist::write_json(path, &queues_file::ids_to_json(inner.queues.keys().copied())) {
-                tracing::error!("cannot persist event queues: {e}");
-            }
+        let Some(path) = &self.persisted else { return };
+        if let Err(e) = crate::persist::write_json(path, &queues_file::ids_to_json(inner.queues.keys().copied())) {
+            tracing::error!("cannot persist event queues: {e}");
         }
     }
 
