@@ -243,9 +243,6 @@ async fn invalid_default_refuses_to_start_naming_item_value_rule_and_source() {
         for part in ["my-int-config", "\"zzz\"", "expected a whole number", "command line"] {
             assert!(error.message().contains(part), "{part} missing in: {error}");
         }
-        let unknown =
-            server_builder().cli_config([("no-such-item".to_owned(), "1".to_owned())]).start().await.err().unwrap();
-        assert_eq!(unknown.result_code(), Some(ResultCode::ErrorItemUnknown));
         let interval = server_builder()
             .cli_config([("rpc-logs-interval-unit".to_owned(), "foo".to_owned())])
             .start()
@@ -300,6 +297,41 @@ async fn persisted_static_values_apply_at_start_and_are_kept() {
         let saved = persisted(dir.path());
         assert_eq!(saved["rpc-shutdown-timeout"], "5", "a hand-written static value survives the rewrite");
         assert_eq!(saved["my-text"], "kept");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// As the original, a server starts when `-c` or its workspace `config.json` names an item it
+/// does not define (a fleet mid-migration, an item renamed); unlike the original, it says so.
+#[tokio::test]
+async fn unknown_items_on_the_command_line_or_in_the_workspace_start_with_a_warning_naming_them() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("wks/config.json"), r#"{"no-such-item": "1", "my-int-config": "13"}"#);
+        write(&dir.path().join("sys/config.json"), r#"{"other-servers-item": "x"}"#);
+        let server = with_workspace(dir.path())
+            .folders(Folders::default().system(dir.path().join("sys")).workspace(dir.path().join("wks")))
+            .cli_config([("no-such-cli-item".to_owned(), "2".to_owned())])
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(server.config().get(&MY_INT).as_str(), "13", "the known items still apply");
+        let log = std::fs::read_to_string(dir.path().join("wks/logs/root/root.log")).unwrap();
+        let known = "known items: rpc-max-workers, rpc-shutdown-grace";
+        let cli = "WARN  grpc_helper::logs: Unknown config item \"no-such-cli-item\" given on the command line \
+                   (-c no-such-cli-item=...), ignored; ";
+        assert!(log.contains(cli) && log.contains(known), "{log}");
+        assert!(log.contains("rpc-event-keepalive-timeout, my-int-config, my-pos-float, my-text\n"), "{log}");
+        let file = format!(
+            "Unknown config item \"no-such-item\" in {}, ignored (kept in the file); known items: ",
+            dir.path().join("wks/config.json").display()
+        );
+        assert!(log.contains(&file), "{log}");
+        assert!(!log.contains("other-servers-item"), "system and user files are shared by other servers: {log}");
+        config_stub(&server).set(update(&[("my-text", "x")])).await.unwrap();
+        let saved = persisted(dir.path());
+        assert_eq!(saved.get("no-such-item").map(String::as_str), Some("1"), "kept for a server that knows it");
         server.shutdown().await;
     })
     .await;

@@ -195,11 +195,11 @@ mod loggers {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(
                 dir.path().join("loggers.json"),
-                r#"{"logger1": false, "logger2": "DEBUG", "logger3": "FOO", "logger4": true}"#,
+                r#"{"logger1": false, "logger2": "DEBUG", "logger3": "FOO", "logger4": true, "logger5": "UNKNOWN"}"#,
             )
             .unwrap();
             let server = start(dir.path()).await;
-            let all = names(&["logger1", "logger2", "logger3", "logger4"]);
+            let all = names(&["logger1", "logger2", "logger3", "logger4", "logger5"]);
             let reply = stub(&server).get(all).await.unwrap().into_inner();
             assert_eq!(
                 reply.items,
@@ -209,6 +209,8 @@ mod loggers {
                     item("logger3", true, LoggerLevel::LvlUnknown),
                     // `true`, as the original accepts it: enabled, level inherited.
                     item("logger4", true, LoggerLevel::LvlUnknown),
+                    // What the original writes for an enabled logger at level 0.
+                    item("logger5", true, LoggerLevel::LvlUnknown),
                 ]
             );
             server.shutdown().await;

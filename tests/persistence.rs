@@ -3,6 +3,7 @@
 //! file left is complete JSON, the server restarts from it, and the restored registration is the
 //! one in the file.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -94,7 +95,7 @@ fn proxy_and_queue_files_are_never_partial_when_the_process_is_killed_mid_write(
             }
             if queues.exists() {
                 let text = std::fs::read_to_string(&queues).unwrap();
-                let ids: Result<Vec<u32>, _> = serde_json::from_str(&text);
+                let ids: Result<BTreeMap<u32, Vec<()>>, _> = serde_json::from_str(&text);
                 assert!(ids.is_ok(), "round {round}: partial queues.json: {text:?}");
             }
         },

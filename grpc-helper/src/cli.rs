@@ -195,10 +195,12 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `NAME=VALUE`; the error starts with the original's message, then says what is expected.
 fn parse_config_pair(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))?;
+    let invalid = |why: &str| format!("Invalid syntax for config item definition: {text} ({why})");
+    let (name, value) = text.split_once('=').ok_or_else(|| invalid("expected NAME=VALUE"))?;
     if !valid_name(name) {
-        return Err(format!("invalid config item name {name:?}: expected lowercase letters, digits and dashes"));
+        return Err(invalid("the NAME must be lowercase letters, digits and dashes, starting with a letter"));
     }
     Ok((name.to_owned(), value.to_owned()))
 }

@@ -37,6 +37,7 @@ use crate::api::{Event, EventQueueInfo, ResultCode};
 use crate::{ReplyStream, RpcError};
 
 mod listen;
+mod queues_file;
 
 pub(crate) use self::listen::ListenCodec;
 pub use self::listen::{ListenReply, SharedEvent};
@@ -177,12 +178,7 @@ impl LocalEvents {
         if let Some(path) = &persisted
             && let Some(value) = crate::persist::read_json(path)?
         {
-            let ids: Vec<u32> = serde_json::from_value(value).map_err(|e| {
-                RpcError::new(
-                    ResultCode::ErrorModelInvalid,
-                    format!("Invalid queues json file (expecting a list of ids: {e}): {}", path.display()),
-                )
-            })?;
+            let ids = queues_file::ids_from_json(value, path)?;
             for id in ids {
                 tracing::info!("Resuming interrupted event listening queue #{id}");
                 queues.insert(id, Queue::new(0, State::Interrupted(Instant::now())));
@@ -211,11 +207,9 @@ impl LocalEvents {
     }
 
     fn persist(&self, inner: &Inner) {
-        if let Some(path) = &self.persisted {
-            let ids: Vec<u32> = inner.queues.keys().copied().collect();
-            if let Err(e) = crate::persist::write_json(path, &serde_json::json!(ids)) {
-                tracing::error!("cannot persist event queues: {e}");
-            }
+        let Some(path) = &self.persisted else { return };
+        if let Err(e) = crate::persist::write_json(path, &queues_file::ids_to_json(inner.queues.keys().copied())) {
+            tracing::error!("cannot persist event queues: {e}");
         }
     }
 

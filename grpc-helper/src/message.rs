@@ -1,6 +1,7 @@
 //! In-band errors: the [`RpcMessage`] trait and the codec that raises them on decode.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use tonic::Status;
 use tonic::codec::{Codec as TonicCodec, DecodeBuf, Decoder};
@@ -36,7 +37,9 @@ pub trait RpcMessage: Sized {
 }
 
 /// Prost codec that turns an in-band error (`OK < r.code < ERROR_CUSTOM`) into a status
-/// carrying the result code, so `client.method(req).await?` raises it as an [`RpcError`].
+/// carrying the result code, so `client.method(req).await?` raises it as an [`RpcError`]. The
+/// status keeps the reply (as its [`source`](std::error::Error::source), which never goes on
+/// the wire) for [`KeepInBand`].
 #[derive(Debug)]
 pub struct Codec<T, U>(PhantomData<(T, U)>);
 
@@ -69,19 +72,89 @@ where
 #[derive(Debug)]
 pub struct InBandDecoder<U>(ProstDecoder<U>);
 
-impl<U: prost::Message + RpcMessage + Default> Decoder for InBandDecoder<U> {
+impl<U: prost::Message + RpcMessage + Default + 'static> Decoder for InBandDecoder<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         let message = self.0.decode(buf)?;
         if let Some(error) = message.as_ref().and_then(RpcMessage::result).and_then(RpcError::from_result) {
-            return Err(error.to_status());
+            let mut status = error.to_status();
+            status.set_source(Arc::new(Carried(message.expect("a result was read from it"))));
+            return Err(status);
         }
         Ok(message)
     }
 
     fn buffer_settings(&self) -> tonic::codec::BufferSettings {
         self.0.buffer_settings()
+    }
+}
+
+/// The reply whose in-band error became a status.
+struct Carried<U>(U);
+
+impl<U> std::fmt::Debug for Carried<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Carried(..)")
+    }
+}
+
+impl<U> std::fmt::Display for Carried<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reply carrying this in-band error")
+    }
+}
+
+impl<U> std::error::Error for Carried<U> {}
+
+/// The reply that carries an in-band error, instead of an error: the original's
+/// `exception=False`, for code that reads `r` itself. Transport failures and gRPC statuses
+/// (a reply type without `r`) stay errors. Works on a unary or client-streaming call's result
+/// (`stub.method(req).await`) and on each message of a reply stream (`stream.message().await`).
+///
+/// A per-client switch cannot do this: the in-band check lives in the codec compiled into each
+/// stub, which never sees the channel; so the choice is made per call, where `r` is read.
+///
+/// ```
+/// use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate, ResultCode};
+/// use grpc_helper::client::KeepInBand;
+///
+/// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+/// # let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+/// let mut config = server.auto_client().config_service();
+/// let update = ConfigUpdate { items: vec![ConfigItemUpdate { name: "no-such-item".into(), value: "1".into() }], ignore_unknown: false };
+/// let reply = config.set(update).await.keep_in_band()?; // Err only if no reply came
+/// let r = reply.r.expect("the in-band result");
+/// assert_eq!((r.code, r.msg.as_str()), (ResultCode::ErrorItemUnknown as i32, "Unknown config item: no-such-item"));
+/// # server.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub trait KeepInBand {
+    /// The reply (or stream message) type.
+    type Reply;
+
+    /// The reply, also when its `r` carries an error; `Err` only when no reply arrived.
+    fn keep_in_band(self) -> Result<Self::Reply, Status>;
+}
+
+fn carried<U: Clone + Send + Sync + 'static>(status: Status) -> Result<U, Status> {
+    let reply = std::error::Error::source(&status).and_then(|s| s.downcast_ref::<Carried<U>>()).map(|c| c.0.clone());
+    reply.ok_or(status)
+}
+
+impl<U: RpcMessage + Clone + Send + Sync + 'static> KeepInBand for Result<tonic::Response<U>, Status> {
+    type Reply = U;
+
+    fn keep_in_band(self) -> Result<U, Status> {
+        self.map(tonic::Response::into_inner).or_else(carried)
+    }
+}
+
+impl<U: RpcMessage + Clone + Send + Sync + 'static> KeepInBand for Result<Option<U>, Status> {
+    type Reply = Option<U>;
+
+    fn keep_in_band(self) -> Result<Option<U>, Status> {
+        self.or_else(|status| carried(status).map(Some))
     }
 }

@@ -1,6 +1,7 @@
 //! [`EventListener`]: listens to a server's `events` in a background task, hands every event to
 //! a callback, resumes its queue by itself after a disconnect or a server restart, and stops
-//! cleanly (its queue is interrupted).
+//! cleanly (its queue is interrupted). [`EventListener::resume`] starts from a queue id saved by
+//! an earlier process, as the original's listener takes a `client_id`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,6 +31,7 @@ use crate::{RpcClient, RpcError};
 pub struct EventListener {
     client: RpcClient,
     client_id: Arc<AtomicU32>,
+    expired: Arc<AtomicU32>,
     ready: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -60,11 +62,59 @@ impl EventListener {
     where
         F: FnMut(Event) + Send + 'static,
     {
-        let client_id = Arc::new(AtomicU32::new(0));
+        Self::resume(client, 0, names, on_event)
+    }
+
+    /// Resumes the queue `client_id` (one saved from [`client_id`](Self::client_id) by an
+    /// earlier run): the events sent to it while nobody listened are delivered first. When the
+    /// server no longer knows it (it expired after `rpc-event-retain-timeout`), the listener
+    /// opens a new queue, logs a warning naming both ids, and reports the lost one in
+    /// [`expired_queue`](Self::expired_queue). `client_id` 0 is [`start`](Self::start).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: grpc_helper::RpcClient) -> std::io::Result<()> {
+    /// use grpc_helper::client::EventListener;
+    ///
+    /// let saved = std::fs::read_to_string("listener.id").ok().and_then(|id| id.trim().parse().ok());
+    /// let listener = EventListener::resume(&client, saved.unwrap_or(0), vec!["job-done".into()], |event| {
+    ///     println!("{}", event.name);
+    /// });
+    /// listener.ready().await;
+    /// if let Some(lost) = listener.expired_queue() {
+    ///     eprintln!("queue #{lost} had expired: events sent while we were away are lost");
+    /// }
+    /// std::fs::write("listener.id", listener.client_id().unwrap().to_string())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn resume<F>(client: &RpcClient, client_id: u32, names: Vec<String>, on_event: F) -> Self
+    where
+        F: FnMut(Event) + Send + 'static,
+    {
+        let ids = Ids { current: Arc::new(AtomicU32::new(client_id)), expired: Arc::new(AtomicU32::new(0)) };
         let (ready_tx, ready) = watch::channel(false);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(client.clone(), names, Arc::clone(&client_id), ready_tx, stop_rx, on_event));
-        Self { client: client.clone(), client_id, ready, stop, task }
+        let (client_id, expired) = (Arc::clone(&ids.current), Arc::clone(&ids.expired));
+        let task = tokio::spawn(run(client.clone(), names, ids, ready_tx, stop_rx, on_event));
+        Self { client: client.clone(), client_id, expired, ready, stop, task }
+    }
+
+    /// The last queue id the server did not know any more (expired while nobody listened),
+    /// replaced since by a new queue; `None` while every resume found its queue.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// # let server = grpc_helper::RpcServer::builder().port(0).with_events().start().await?;
+    /// # let client = server.auto_client();
+    /// let listener = grpc_helper::client::EventListener::resume(&client, 4242, vec![], |_| {});
+    /// listener.ready().await;
+    /// assert_eq!(listener.expired_queue(), Some(4242));
+    /// assert_ne!(listener.client_id(), Some(4242));
+    /// # listener.stop().await;
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn expired_queue(&self) -> Option<u32> {
+        Some(self.expired.load(Ordering::Acquire)).filter(|id| *id != 0)
     }
 
     /// The queue id, once the server assigned one.
@@ -130,10 +180,16 @@ impl EventListener {
     }
 }
 
+/// The queue id in use (0: ask for a new one) and the last one found expired.
+struct Ids {
+    current: Arc<AtomicU32>,
+    expired: Arc<AtomicU32>,
+}
+
 async fn run<F: FnMut(Event)>(
     client: RpcClient,
     names: Vec<String>,
-    client_id: Arc<AtomicU32>,
+    ids: Ids,
     ready: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
     mut on_event: F,
@@ -141,7 +197,7 @@ async fn run<F: FnMut(Event)>(
     let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
     let mut pause = Duration::from_millis(100);
     loop {
-        let filter = EventFilter { names: names.clone(), client_id: client_id.load(Ordering::Acquire) };
+        let filter = EventFilter { names: names.clone(), client_id: ids.current.load(Ordering::Acquire) };
         let opened = tokio::select! {
             opened = events.listen(filter) => opened,
             _ = stop.wait_for(|stop| *stop) => return,
@@ -158,7 +214,9 @@ async fn run<F: FnMut(Event)>(
                     match message {
                         Ok(Some(status)) => match status.event {
                             None => {
-                                client_id.store(status.client_id, Ordering::Release);
+                                if ids.current.swap(status.client_id, Ordering::AcqRel) == 0 {
+                                    tracing::info!("listening to events as queue #{}", status.client_id);
+                                }
                                 ready.send_replace(true);
                                 pause = Duration::from_millis(100);
                             }
@@ -175,8 +233,12 @@ async fn run<F: FnMut(Event)>(
             let error = RpcError::from(status);
             if error.result_code() == Some(ResultCode::ErrorItemUnknown) {
                 // The queue expired while we were away: start a new one.
-                tracing::warn!("event queue expired on the server ({error}); listening with a new queue");
-                client_id.store(0, Ordering::Release);
+                let lost = ids.current.swap(0, Ordering::AcqRel);
+                ids.expired.store(lost, Ordering::Release);
+                tracing::warn!("event queue #{lost} expired on the server ({error}); listening with a new queue");
+                if lost != 0 {
+                    continue; // at once: nothing to wait for
+                }
             } else {
                 tracing::debug!("event listening interrupted ({error}); resuming");
             }

@@ -4,7 +4,8 @@
 //! Typed stubs are the generated tonic clients over an [`RpcChannel`]:
 //! `SampleServiceClient::new(client.channel::<SampleApiVersion>())`. In-band errors come back as
 //! `Err(Status)` convertible into [`RpcError`](crate::RpcError) (see its docs), so `?` works in
-//! functions returning `RpcError`.
+//! functions returning `RpcError`; [`KeepInBand`] gives the reply itself instead (the original's
+//! `exception=False`).
 //!
 //! ```
 //! use grpc_helper::api::config_service_client::ConfigServiceClient;
@@ -32,3 +33,4 @@ mod retry;
 pub use self::builder::RpcClientBuilder;
 pub use self::channel::{RpcChannel, RpcClient};
 pub use self::listener::EventListener;
+pub use crate::message::KeepInBand;

@@ -111,6 +111,17 @@ impl ConfigItem {
         self.default
     }
 
+    /// The rule its values follow (as on the wire: [`Validator::to_proto`]).
+    ///
+    /// ```
+    /// use grpc_helper::api::ConfigValidator;
+    /// use grpc_helper::config::RpcConfig;
+    /// assert_eq!(RpcConfig::MAX_WORKERS.rule().to_proto(), ConfigValidator::ConfigValidPosInt);
+    /// ```
+    pub const fn rule(&self) -> Validator {
+        self.validator
+    }
+
     /// Checks a value against the item's rules.
     ///
     /// # Errors

@@ -68,8 +68,11 @@ struct Inner {
     index: HashMap<&'static str, usize>,
     /// `<workspace>/config.json`, where user values are persisted.
     persisted: Option<PathBuf>,
-    /// Static values found in the persisted file: written back unchanged.
+    /// Static values and unknown items found in the persisted file: written back unchanged,
+    /// so that a server version that knows them finds them again.
     static_overrides: BTreeMap<String, String>,
+    /// Items named by `-c` or the workspace file that this server does not define.
+    unknown_warnings: Vec<String>,
     /// Serialises updates with their persistence.
     update: Mutex<()>,
     changes: watch::Sender<u64>,
@@ -98,15 +101,41 @@ impl Config {
         user_items: &[ConfigItem],
         sources: &Sources,
     ) -> Result<Self, RpcError> {
-        let (mut entries, index) = declare(static_items, user_items, &sources.cli)?;
+        let (mut entries, index) = declare(static_items, user_items)?;
+        let known = entries.iter().map(|e| e.item.name).collect::<Vec<_>>().join(", ");
+        let mut unknown_warnings: Vec<String> = (sources.cli.keys())
+            .filter(|name| !index.contains_key(name.as_str()))
+            .map(|name| {
+                format!(
+                    "Unknown config item {name:?} given on the command line (-c {name}=...), ignored; known items: {}",
+                    known
+                )
+            })
+            .collect();
         apply_defaults(&mut entries, sources)?;
         let persisted = sources.folders.workspace_dir().map(|dir| dir.join(CONFIG_FILE));
         let static_overrides = match &persisted {
             Some(path) => apply_persisted(&mut entries, &index, path)?,
             None => BTreeMap::new(),
         };
+        for name in static_overrides.keys().filter(|name| !index.contains_key(name.as_str())) {
+            let path = persisted.as_deref().expect("read from the workspace file").display();
+            unknown_warnings.push(format!(
+                "Unknown config item {name:?} in {path}, ignored (kept in the file); known items: {}",
+                known
+            ));
+        }
         let (changes, _) = watch::channel(0);
-        Ok(Self(Arc::new(Inner { entries, index, persisted, static_overrides, update: Mutex::new(()), changes })))
+        let update = Mutex::new(());
+        Ok(Self(Arc::new(Inner { entries, index, persisted, static_overrides, unknown_warnings, update, changes })))
+    }
+
+    /// What the server logs as warnings once its log files are open: each item named on the
+    /// command line or in the workspace `config.json` that no static or user item defines (the
+    /// original ignores them silently; refusing to start would break a fleet in the middle of
+    /// a migration).
+    pub(crate) fn unknown_warnings(&self) -> &[String] {
+        &self.0.unknown_warnings
     }
 
     fn entry(&self, name: &str) -> Option<&Entry> {
@@ -279,7 +308,6 @@ impl Entry {
 fn declare(
     static_items: &[ConfigItem],
     user_items: &[ConfigItem],
-    cli: &BTreeMap<String, String>,
 ) -> Result<(Vec<Entry>, HashMap<&'static str, usize>), RpcError> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut index = HashMap::new();
@@ -303,14 +331,6 @@ fn declare(
         let default = item.default.to_owned();
         entries.push(Entry { item: *item, user, default: default.clone(), value: RwLock::new(default) });
     }
-    for name in cli.keys() {
-        if !index.contains_key(name.as_str()) {
-            return Err(RpcError::new(
-                ResultCode::ErrorItemUnknown,
-                format!("Unknown config item {name:?} given on the command line (-c {name}=...)"),
-            ));
-        }
-    }
     Ok((entries, index))
 }
 
@@ -325,6 +345,13 @@ fn apply_defaults(entries: &mut [Entry], sources: &Sources) -> Result<(), RpcErr
             read_string_map(&path).map(|map| (path, map))
         })
         .collect::<Result<_, _>>()?;
+    for (path, map) in &files {
+        // System and user files are shared by every server of the machine or user: items of
+        // other servers are expected there, so only a debug line (the original says nothing).
+        for name in map.keys().filter(|name| !entries.iter().any(|e| e.item.name == name.as_str())) {
+            tracing::debug!("{}: item {name:?} is not one of this server's, ignored", path.display());
+        }
+    }
     for entry in entries {
         let name = entry.item.name;
         let mut origin = String::from("its hard-coded default");
@@ -363,7 +390,10 @@ fn apply_persisted(
 ) -> Result<BTreeMap<String, String>, RpcError> {
     let mut static_overrides = BTreeMap::new();
     for (name, value) in read_string_map(path)? {
-        let Some(&at) = index.get(name.as_str()) else { continue };
+        let Some(&at) = index.get(name.as_str()) else {
+            static_overrides.insert(name, value);
+            continue;
+        };
         let entry = &mut entries[at];
         match entry.item.validate(&value) {
             Ok(()) => *entry.value.get_mut() = value.clone(),

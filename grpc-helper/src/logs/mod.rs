@@ -209,6 +209,10 @@ fn apply(name: &str, value: &Persisted) {
     let setting = match value {
         Persisted::Disabled => Setting { enabled: false, level: None },
         Persisted::Enabled => Setting { enabled: true, level: None },
+        // What the original writes for an enabled logger without a level of its own.
+        Persisted::Level(level) if level.eq_ignore_ascii_case("UNKNOWN") || level.eq_ignore_ascii_case("NOTSET") => {
+            Setting { enabled: true, level: None }
+        }
         Persisted::Level(level) => match parse_level_name(level) {
             Some(level) => Setting { enabled: true, level: Some(level) },
             None => {

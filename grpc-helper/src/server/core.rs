@@ -247,6 +247,9 @@ impl RpcServerBuilder {
         let folders = self.sources.folders.clone();
         let logs_dir = logs_dir(&config, &folders);
         let logs = logs_dir.as_deref().map(|dir| open_logs(server_id, &config, dir)).transpose()?;
+        for warning in config.unknown_warnings() {
+            crate::logs::notice(tracing::Level::WARN, warning);
+        }
         let main = MainServer::new(&config, timings.client_timeout, local_addr)?;
         let env = host_env(&self, &config, &timings, tls.as_ref(), local_addr, server_id)?;
         let planned = built_in(&env, persisted_loggers).into_iter().chain(self.managers).collect::<Vec<_>>();
