@@ -264,7 +264,10 @@ async fn a_backend_registers_itself_at_start_and_forgets_at_shutdown() {
         assert_eq!(registered.name, "RPC_PROXY_REGISTER");
         let props: Vec<_> = registered.properties.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
         let port = backend.local_addr().port().to_string();
-        assert_eq!(props, [("names", "sample"), ("version", "backend-1.0"), ("port", port.as_str()), ("host", "")]);
+        assert_eq!(
+            props,
+            [("names", "sample"), ("version", "backend-1.0"), ("port", port.as_str()), ("host", "127.0.0.1")]
+        );
 
         let echo = sample_stub(&client_of(&main)).method4(SampleRequest { foo: "self".into() }).await.unwrap();
         assert_eq!(echo.into_inner().bar, "self");

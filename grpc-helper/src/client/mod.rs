@@ -32,3 +32,4 @@ mod retry;
 pub use self::builder::RpcClientBuilder;
 pub use self::channel::{RpcChannel, RpcClient};
 pub use self::listener::EventListener;
+pub(crate) use self::retry::grpc_timeout;
