@@ -377,3 +377,27 @@ async fn a_registration_whose_write_fails_changes_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_config_cycle_between_two_main_servers_is_cut_at_the_first_return() {
+    bounded(LIMIT, async {
+        let first = main_server().start().await.unwrap();
+        let second = main_server().start().await.unwrap();
+        register(&first, "127.0.0.1", second.local_addr().port()).await.unwrap();
+        register(&second, "127.0.0.1", first.local_addr().port()).await.unwrap();
+        let started = Instant::now();
+        let status = client_of(&first).config_service().get(Filter::default()).await.unwrap_err();
+        let error = RpcError::from(status);
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorStateUnexpected), "{error}");
+        assert!(
+            error.message().contains("Proxy loop: a config call came back to this main server (2 hops)"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        still_serving(&first).await;
+        still_serving(&second).await;
+        first.shutdown().await;
+        second.shutdown().await;
+    })
+    .await;
+}

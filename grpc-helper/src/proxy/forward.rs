@@ -14,10 +14,54 @@ use crate::api::ResultCode;
 use crate::{CallerMetadata, RpcError, wire};
 
 /// The main servers a call went through, comma-separated (random ids, one per server).
-pub(crate) const VIA: HeaderName = HeaderName::from_static("rpc-proxy-via");
+pub(crate) const VIA_KEY: &str = "rpc-proxy-via";
+const VIA: HeaderName = HeaderName::from_static(VIA_KEY);
 
 /// Main servers a call may go through: more is a loop the ids did not catch.
 const MAX_HOPS: usize = 8;
+
+tokio::task_local! {
+    /// The hop marker of the config call being served, for the calls it fans out to backends.
+    static INCOMING_VIA: String;
+}
+
+/// The hop marker of a config call (which a main server fans out to its backends), if any.
+pub(crate) fn config_via(request: &http::Request<Body>) -> Option<String> {
+    if !request.uri().path().starts_with("/ConfigService/") {
+        return None;
+    }
+    request.headers().get(VIA).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Serves a config call with its hop marker in reach of its fan-out.
+pub(crate) fn with_via<F: std::future::Future>(via: String, serve: F) -> impl std::future::Future<Output = F::Output> {
+    INCOMING_VIA.scope(via, serve)
+}
+
+/// The hops of a marker, in order.
+fn hops(values: impl Iterator<Item = String>) -> Vec<String> {
+    values
+        .flat_map(|v| v.split(',').map(|hop| hop.trim().to_owned()).collect::<Vec<_>>())
+        .filter(|hop| !hop.is_empty())
+        .collect()
+}
+
+/// A loop, or too many hops, seen at `what`.
+fn loop_error(via: &[String], id: &str, what: &str, registration: &str) -> Option<RpcError> {
+    let looped = via.iter().any(|hop| hop == id);
+    if !looped && via.len() < MAX_HOPS {
+        return None;
+    }
+    let why = if looped { "came back to this main server" } else { "went through too many main servers" };
+    Some(RpcError::new(
+        ResultCode::ErrorStateUnexpected,
+        format!(
+            "Proxy loop: {what} {why} ({} hops); {registration} must name the server that serves it, not a main \
+             server that proxies it back",
+            via.len()
+        ),
+    ))
+}
 
 impl Proxies {
     /// Forwards one call to the service's backend, waiting for a registration if needed.
@@ -93,37 +137,30 @@ impl Proxies {
     /// Adds this server to the call's hop marker; refuses a call that already went through it.
     fn mark_hop(&self, headers: &mut HeaderMap, service: &Proxied, path: &str) -> Result<(), RpcError> {
         let id = self.backends.hop_id.as_str();
-        let via: Vec<String> = headers
-            .get_all(VIA)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|hop| hop.trim().to_owned())
-            .filter(|hop| !hop.is_empty())
-            .collect();
-        let looped = via.iter().any(|hop| hop == id);
-        if looped || via.len() >= MAX_HOPS {
+        let via = hops(headers.get_all(VIA).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned));
+        let registration = {
             let r = service.registration.read();
-            let why = if looped { "came back to this main server" } else { "went through too many main servers" };
-            return Err(RpcError::new(
-                ResultCode::ErrorStateUnexpected,
-                format!(
-                    "Proxy loop: {path} {why} ({} hops); the registration of {} ({}) must name the server that \
-                     serves it, not a main server that proxies it back",
-                    via.len(),
-                    service.name,
-                    authority(&self.backends.host_of(&r.host), r.port as u16)
-                ),
-            ));
+            let target = authority(&self.backends.host_of(&r.host), r.port as u16);
+            format!("the registration of {} ({target})", service.name)
+        };
+        if let Some(error) = loop_error(&via, id, path, &registration) {
+            return Err(error);
         }
-        let mut value = via.join(",");
-        if !value.is_empty() {
-            value.push(',');
-        }
-        value.push_str(id);
         headers.remove(VIA);
-        headers.insert(VIA, HeaderValue::from_str(&value).expect("hex ids and commas"));
+        headers.insert(VIA, HeaderValue::from_str(&marker(via, id)).expect("hex ids and commas"));
         Ok(())
+    }
+
+    /// The hop marker of the config calls fanned out while serving one: refused when that call
+    /// already went through this server.
+    pub(crate) fn fan_out_via(&self) -> Result<String, RpcError> {
+        let id = self.backends.hop_id.as_str();
+        let via = hops(INCOMING_VIA.try_with(String::clone).ok().into_iter());
+        if let Some(error) = loop_error(&via, id, "a config call", "a registration of this server's backends") {
+            tracing::warn!("{}", error.message());
+            return Err(error);
+        }
+        Ok(marker(via, id))
     }
 
     /// The backend of a service, waiting up to `rpc-client-timeout` for one to register.
@@ -149,6 +186,12 @@ impl Proxies {
             let _ = tokio::time::timeout(left, changes.changed()).await;
         }
     }
+}
+
+/// The hops so far, then this server.
+fn marker(mut via: Vec<String>, id: &str) -> String {
+    via.push(id.to_owned());
+    via.join(",")
 }
 
 fn authority(host: &str, port: u16) -> String {

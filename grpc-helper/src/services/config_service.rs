@@ -48,7 +48,7 @@ impl ConfigManager {
     async fn merged(&self, names: &[String], check: bool) -> Result<Vec<ConfigItem>, RpcError> {
         let mut merged = self.config.describe(names);
         for client in self.proxies.backend_clients()? {
-            let filter = Filter { names: names.to_vec(), ignore_unknown: true };
+            let filter = self.marked(Filter { names: names.to_vec(), ignore_unknown: true })?;
             let items = client.config_service().get(filter).await.map_err(|s| backend_error(&client, s))?;
             merge(&mut merged, items.into_inner().items, check)?;
         }
@@ -84,12 +84,23 @@ impl ConfigManager {
         for client in self.proxies.backend_clients()? {
             let mut config = client.config_service();
             let answer = match set {
-                Some(items) => config.set(ConfigUpdate { items: items.to_vec(), ignore_unknown: true }).await,
-                None => config.reset(Filter { names: names.to_vec(), ignore_unknown: true }).await,
+                Some(items) => {
+                    config.set(self.marked(ConfigUpdate { items: items.to_vec(), ignore_unknown: true })?).await
+                }
+                None => config.reset(self.marked(Filter { names: names.to_vec(), ignore_unknown: true })?).await,
             };
             answer.map_err(|s| backend_error(&client, s))?;
         }
         Ok(())
+    }
+
+    /// A request to a backend, with the hop marker that stops a cycle of main servers.
+    fn marked<T>(&self, message: T) -> Result<tonic::Request<T>, RpcError> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert(crate::proxy::VIA_KEY, self.proxies.fan_out_via()?.parse().expect("hex ids and commas"));
+        Ok(request)
     }
 
     /// The names of `names` that are our own user items, each once.
