@@ -2,10 +2,17 @@
 //! (`rpc-main-host`:`rpc-main-port`) when loaded; forgets it when stopping.
 //!
 //! `cargo run --example proxy_backend -- --port 0 -w ./backend-workspace -c rpc-main-port=54321`
+//!
+//! On another machine than the main server: `--register-host current` (this machine's address
+//! towards the main server) or `--register-host backend-3.example.org`; a main server with an
+//! auth guard: `--main-token-file PATH`.
+
+use std::path::PathBuf;
 
 use clap::Parser;
 use grpc_helper::RpcServer;
 use grpc_helper::cli::ServerArgs;
+use grpc_helper::server::RegisterHost;
 use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
 
 #[derive(Parser)]
@@ -13,19 +20,35 @@ use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+    /// The host the main server calls this backend at: `main` (rpc-main-host, the default),
+    /// `current` (this machine's address towards the main server), or a name or address.
+    #[arg(long, default_value = "main")]
+    register_host: String,
+    /// A file holding the bearer token of a main server with an auth guard.
+    #[arg(long)]
+    main_token_file: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     grpc_helper_examples::init_logging();
     let args = Args::parse();
-    let server = RpcServer::builder()
+    let register_host = match args.register_host.as_str() {
+        "main" => RegisterHost::MainHost,
+        "current" => RegisterHost::Current,
+        name => RegisterHost::Named(name.to_owned()),
+    };
+    let mut builder = RpcServer::builder()
         .args(&args.server)
         .user_items(SAMPLE_ITEMS)
         .manager(SampleManager)
         .register_with_main(&["sample"], env!("CARGO_PKG_VERSION"))
-        .start()
-        .await?;
+        .register_host(register_host);
+    if let Some(path) = &args.main_token_file {
+        let token = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        builder = builder.main_bearer_token(token.trim());
+    }
+    let server = builder.start().await?;
     println!("backend on port {}, registered with the main server", server.local_addr().port());
     server.serve_until_signalled().await?;
     Ok(())

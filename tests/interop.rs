@@ -1,5 +1,6 @@
 //! Interop with the Python original (grpc-helper 2.3.1 from PyPI), both ways, across processes:
-//! a Python client calls the Rust example server, the Rust example client reads a Python server.
+//! a Python client calls the Rust example server, the Rust example client reads a Python server,
+//! a Python backend registers with a Rust main server and a Rust backend with a Python one.
 //!
 //! The Python virtualenv is created on first use by `tests/python/setup-venv.sh` (in
 //! `$GRPC_HELPER_VENV`, default `target/py-venv`).
@@ -280,4 +281,75 @@ fn grpcio_client_with_gzip_or_deflate_requests_calls_user_built_in_and_health_se
         assert_eq!(lines[2..], ["HEALTH status=SERVING", "OK"], "{compression}: {stdout}");
     }
     runtime.block_on(server.shutdown());
+}
+
+#[test]
+fn rust_backend_registers_with_a_python_main_server_and_serves_every_call_shape() {
+    use grpc_helper_tests::api::SampleRequest;
+    use grpc_helper_tests::{EventLog, Sample, sample_stub, server_builder};
+
+    let python = python();
+    let runtime = runtime();
+    let port = free_port();
+    let workspace = tempfile::tempdir().unwrap();
+    let mut py = Command::new(python);
+    py.arg(repo_root().join("tests/python/py_main.py"))
+        .args(["--port", &port.to_string(), "--workspace"])
+        .arg(workspace.path())
+        .env("RPC_CLIENT_TIMEOUT", "10");
+    let mut main = spawn_until(py, "READY", Duration::from_secs(60));
+
+    runtime.block_on(async {
+        let backend = server_builder()
+            .cli_config([
+                ("rpc-main-host".to_owned(), "127.0.0.1".to_owned()),
+                ("rpc-main-port".to_owned(), port.to_string()),
+            ])
+            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+            .register_with_main(&["sample"], "rust-backend")
+            .start()
+            .await
+            .unwrap();
+        let client = client(port);
+        let filter = || Filter { names: vec!["sample".into()], ignore_unknown: false };
+        let sample = client.server_service().info(filter()).await.unwrap().into_inner().items.remove(0);
+        assert!(sample.is_proxy);
+        assert_eq!((sample.version.as_str(), sample.proxy_host.as_str()), ("rust-backend", "127.0.0.1"));
+        assert_eq!(sample.proxy_port, u32::from(backend.local_addr().port()));
+
+        let mut stub = sample_stub(&client);
+        // Unary, with the caller's metadata as the Python main server forwards it.
+        assert_eq!(stub.method4(SampleRequest { foo: "hello".into() }).await.unwrap().into_inner().bar, "hello");
+        let caller = stub.method4(SampleRequest { foo: "caller".into() }).await.unwrap().into_inner().bar;
+        assert!(caller.starts_with("[interop(proxied)]") && caller.ends_with(" api:2"), "{caller}");
+        // Client streaming.
+        let uploads = tokio_stream::iter(["abc", "def", "ghi"].map(|part| SampleRequest { foo: part.into() }));
+        assert_eq!(stub.s_method1(uploads).await.unwrap().into_inner().r.unwrap().msg, "abcdefghi");
+        // Server streaming.
+        let mut parts = stub.s_method2(SampleRequest::default()).await.unwrap().into_inner();
+        let mut got = Vec::new();
+        while let Some(part) = parts.message().await.unwrap() {
+            got.push(part.r.unwrap().msg);
+        }
+        assert_eq!(got, ["abc", "def", "ghi"]);
+        // Bidirectional, in lockstep. grpcio sends the reply headers with the first reply, so
+        // the first request goes before the call is answered.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(SampleRequest { foo: "one".into() }).await.unwrap();
+        let mut echoes = stub.s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        assert_eq!(echoes.message().await.unwrap().unwrap().bar, "one");
+        for word in ["two", "three"] {
+            tx.send(SampleRequest { foo: word.into() }).await.unwrap();
+            assert_eq!(echoes.message().await.unwrap().unwrap().bar, word);
+        }
+        drop(tx);
+        assert!(echoes.message().await.unwrap().is_none());
+
+        // The backend forgets its registration on the way out.
+        backend.shutdown().await;
+        let sample = client.server_service().info(filter()).await.unwrap().into_inner().items.remove(0);
+        assert_eq!(sample.proxy_port, 0);
+        client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+    assert!(main.wait_exit(Duration::from_secs(60)).success());
 }

@@ -27,19 +27,56 @@ fn registration_in(file: &Path) -> Option<(u64, String)> {
     Some((sample["port"].as_u64().expect("a port"), version))
 }
 
+/// Counts a restart whose restored registration is not the one of `proxy.json`.
+async fn check_restored(client: &RpcClient, file: &Path, mismatches: &AtomicUsize) {
+    let expected = registration_in(file).map_or(0, |(port, _)| port);
+    let info = client.server_service().info(Filter::default()).await.unwrap().into_inner();
+    let restored = info.items.iter().find(|i| i.name == "sample").unwrap();
+    if u64::from(restored.proxy_port) != expected {
+        eprintln!("restored port {} but proxy.json says {expected}", restored.proxy_port);
+        mismatches.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// 8 clients registering the `sample` proxy at once, over and over, until a call fails (the
+/// kill); first checks the restored registration. Returns the registrations answered.
+async fn hammer_concurrently(port: u16, file: std::path::PathBuf, mismatches: Arc<AtomicUsize>) -> usize {
+    let client = RpcClient::builder("127.0.0.1", port).no_retry().connect_lazy().unwrap();
+    check_restored(&client, &file, &mismatches).await;
+    let writers: Vec<_> = (0..8u32)
+        .map(|writer| {
+            let mut srv = client.server_service();
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                loop {
+                    let request = ProxyRegisterRequest {
+                        names: vec!["sample".to_owned()],
+                        version: format!("v{writer}-{n}"),
+                        host: "127.0.0.1".into(),
+                        port: 1000 + writer * 5000 + n % 5000,
+                    };
+                    if srv.proxy_register(request).await.is_err() || n == 100_000 {
+                        return n as usize;
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for writer in writers {
+        total += writer.await.unwrap();
+    }
+    total
+}
+
 /// Registers and forgets the `sample` proxy in turn (opening an events queue now and then),
 /// until a call fails (the kill) or 100,000 writes; first checks that the server restored the
 /// registration of `proxy.json`. Counts writes in `written`.
 async fn hammer(port: u16, file: std::path::PathBuf, mismatches: Arc<AtomicUsize>) -> usize {
     let client = RpcClient::builder("127.0.0.1", port).no_retry().connect_lazy().unwrap();
     let mut srv = client.server_service();
-    let expected = registration_in(&file).map_or(0, |(port, _)| port);
-    let info = srv.info(Filter::default()).await.unwrap().into_inner();
-    let restored = info.items.iter().find(|i| i.name == "sample").unwrap();
-    if u64::from(restored.proxy_port) != expected {
-        eprintln!("restored port {} but proxy.json says {expected}", restored.proxy_port);
-        mismatches.fetch_add(1, Ordering::Relaxed);
-    }
+    check_restored(&client, &file, &mismatches).await;
     let mut events = client.events_service();
     let sample = || vec!["sample".to_owned()];
     let mut n = 0usize;
@@ -117,6 +154,39 @@ fn proxy_and_queue_files_are_never_partial_when_the_process_is_killed_mid_write(
          restore mismatches {mismatches} ({:?})",
         rounds + 1,
         started.elapsed()
+    );
+    assert_eq!(mismatches, 0, "a restart restored something else than the file");
+    assert!(written > 100, "the test wrote enough to hit a write in progress: {written}");
+}
+
+#[test]
+fn concurrent_registrations_leave_a_valid_proxy_json_when_the_process_is_killed() {
+    let workspace = tempfile::tempdir().unwrap();
+    let file = workspace.path().join("proxy.json");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mismatches = Arc::new(AtomicUsize::new(0));
+    let binary = example("proxy_main");
+    let command = |port: u16| {
+        let mut command = Command::new(&binary);
+        command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "error");
+        command
+    };
+    let rounds = 8;
+    let written = kill_loop(
+        &runtime,
+        rounds,
+        command,
+        "main server on port",
+        |port| hammer_concurrently(port, file.clone(), Arc::clone(&mismatches)),
+        |_round| {
+            // Parses, or the helper panics naming the partial content.
+            registration_in(&file);
+        },
+    );
+    let mismatches = mismatches.load(Ordering::Relaxed);
+    eprintln!(
+        "SUMMARY kill -9 during 8 concurrent registration streams: {written} registrations over {rounds} kills, \
+         every proxy.json valid, restore mismatches {mismatches}"
     );
     assert_eq!(mismatches, 0, "a restart restored something else than the file");
     assert!(written > 100, "the test wrote enough to hit a write in progress: {written}");

@@ -264,7 +264,10 @@ async fn a_backend_registers_itself_at_start_and_forgets_at_shutdown() {
         assert_eq!(registered.name, "RPC_PROXY_REGISTER");
         let props: Vec<_> = registered.properties.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
         let port = backend.local_addr().port().to_string();
-        assert_eq!(props, [("names", "sample"), ("version", "backend-1.0"), ("port", port.as_str()), ("host", "")]);
+        assert_eq!(
+            props,
+            [("names", "sample"), ("version", "backend-1.0"), ("port", port.as_str()), ("host", "127.0.0.1")]
+        );
 
         let echo = sample_stub(&client_of(&main)).method4(SampleRequest { foo: "self".into() }).await.unwrap();
         assert_eq!(echo.into_inner().bar, "self");
@@ -338,4 +341,89 @@ fn proxy_example_main_and_backend_in_two_processes() {
         client.server_service().shutdown(grpc_helper::api::ShutdownRequest { timeout: -1 }).await.unwrap();
     });
     assert!(main.wait_exit(Duration::from_secs(30)).success());
+}
+
+#[tokio::test]
+async fn a_restarting_backend_is_retried_within_the_client_timeout() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let first = backend(&EventLog::default(), Duration::ZERO).await;
+        let port = first.local_addr().port();
+        register(&main, &first).await;
+        first.shutdown().await;
+        let mut stub = sample_stub(&client_of(&main));
+        let call = tokio::spawn(async move { stub.method4(SampleRequest { foo: "restarted".into() }).await });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let again = server_builder().port(port).manager(Sample::new(&EventLog::default(), Duration::ZERO)).start();
+        let again = again.await.unwrap();
+        assert_eq!(call.await.unwrap().unwrap().into_inner().bar, "restarted", "served once the backend is back");
+        main.shutdown().await;
+        again.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_gets_a_clear_in_band_error_after_the_client_timeout() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let gone = grpc_helper_tests::free_port();
+        let request = registration(&["sample"], "1", "127.0.0.1", gone);
+        client_of(&main).server_service().proxy_register(request).await.unwrap();
+        let started = Instant::now();
+        let error = RpcError::from(sample_stub(&client_of(&main)).method4(SampleRequest::default()).await.unwrap_err());
+        assert!(
+            started.elapsed() >= Duration::from_millis(1900),
+            "retried for rpc-client-timeout: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(error.result_code(), Some(ResultCode::ErrorRpc), "{error}");
+        let expected = format!("Proxy error: backend 127.0.0.1:{gone} of sample failed for /SampleService/method4: ");
+        assert!(error.message().starts_with(&expected), "{error}");
+        assert!(error.message().contains("unavailable after"), "{error}");
+        main.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backend_registers_the_host_the_main_server_should_call() {
+    use grpc_helper::server::RegisterHost;
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let to_main = [
+            ("rpc-main-host".to_owned(), "127.0.0.1".to_owned()),
+            ("rpc-main-port".to_owned(), main.local_addr().port().to_string()),
+        ];
+        for (host, expected) in [
+            (RegisterHost::MainHost, Some("127.0.0.1")),
+            (RegisterHost::Named("localhost".into()), Some("localhost")),
+            (RegisterHost::Current, None),
+        ] {
+            let backend = server_builder()
+                .cli_config(to_main.clone())
+                .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+                .register_with_main(&["sample"], "1")
+                .register_host(host.clone())
+                .start()
+                .await
+                .unwrap();
+            let filter = Filter { names: vec!["sample".into()], ignore_unknown: false };
+            let info = client_of(&main).server_service().info(filter).await.unwrap().into_inner().items.remove(0);
+            match expected {
+                Some(expected) => assert_eq!(info.proxy_host, expected, "{host:?}"),
+                // This machine's address towards the main server: a dotted IPv4 address.
+                None => assert!(info.proxy_host.parse::<std::net::Ipv4Addr>().is_ok(), "{host:?}: {}", info.proxy_host),
+            }
+            assert_eq!(info.proxy_port, u32::from(backend.local_addr().port()));
+            let echo = sample_stub(&client_of(&main)).method4(SampleRequest { foo: "hosted".into() }).await.unwrap();
+            assert_eq!(echo.into_inner().bar, "hosted", "{host:?}");
+            backend.shutdown().await;
+        }
+        main.shutdown().await;
+    })
+    .await;
 }

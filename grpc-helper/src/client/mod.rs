@@ -33,4 +33,5 @@ mod retry;
 pub use self::builder::RpcClientBuilder;
 pub use self::channel::{RpcChannel, RpcClient};
 pub use self::listener::EventListener;
+pub(crate) use self::retry::grpc_timeout;
 pub use crate::message::KeepInBand;

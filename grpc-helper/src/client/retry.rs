@@ -324,7 +324,7 @@ fn refuses_retry(headers: &HeaderMap) -> bool {
 }
 
 /// The `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
-fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let amount: u64 = digits.parse().ok()?;

@@ -254,6 +254,15 @@ impl Config {
         Ok(())
     }
 
+    /// Checks new values of user items as [`update`](Self::update) would, changing nothing.
+    pub(crate) fn validate(&self, values: &[(String, String)]) -> Result<(), RpcError> {
+        for (name, value) in values {
+            let entry = self.entry(name).filter(|e| e.user).ok_or_else(|| self.not_a_user_item(name))?;
+            entry.item.validate(value)?;
+        }
+        Ok(())
+    }
+
     /// Writes user values that differ from their default (and static values found in the file).
     fn persist(&self) -> Result<(), RpcError> {
         let Some(path) = &self.0.persisted else {

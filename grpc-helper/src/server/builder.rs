@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::hosting::Planned;
 use super::incoming::ConnectionLimits;
-use crate::ApiVersion;
 use crate::CompressionEncoding;
 use crate::call::{MessageLimits, Routable};
 use crate::compression::Compression;
@@ -45,6 +44,8 @@ pub struct RpcServerBuilder {
     pub(super) descriptor_sets: Vec<&'static [u8]>,
     pub(super) proxies: Vec<Proxied>,
     pub(super) main_registration: Option<(Vec<String>, String)>,
+    pub(super) main: super::proxy_options::MainOptions,
+    pub(super) forward: crate::proxy::ForwardOptions,
     pub(super) guard: Option<Box<dyn crate::auth::AuthGuard>>,
     pub(super) guarded: HashSet<String>,
     pub(super) tls: Option<crate::tls::ServerTls>,
@@ -69,6 +70,8 @@ impl Default for RpcServerBuilder {
             descriptor_sets: vec![crate::api::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
             proxies: Vec::new(),
             main_registration: None,
+            main: super::proxy_options::MainOptions::default(),
+            forward: crate::proxy::ForwardOptions::default(),
             guard: None,
             guarded: crate::auth::DANGEROUS_METHODS.iter().map(|m| (*m).to_owned()).collect(),
             tls: None,
@@ -234,33 +237,6 @@ impl RpcServerBuilder {
     /// ```
     pub fn with_events(mut self) -> Self {
         self.with_events = true;
-        self
-    }
-
-    /// Declares a service served by another server (a backend that registers itself with
-    /// `srv.proxy_register`): calls to `/<grpc_service>/...` are forwarded to it, after the
-    /// API version check against `V`. `name` is the short name shown by `info`.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), grpc_helper::RpcError> {
-    /// # #[derive(grpc_helper::ApiVersion)] enum SampleApiVersion { V1 = 1 }
-    /// let main = grpc_helper::RpcServer::builder().proxy::<SampleApiVersion>("sample", "SampleService").start().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn proxy<V: ApiVersion>(mut self, name: &'static str, grpc_service: &'static str) -> Self {
-        self.proxies.push(Proxied::new::<V>(name, grpc_service));
-        self
-    }
-
-    /// Once loaded, registers these services with the main server (`rpc-main-host`:
-    /// `rpc-main-port`, retried for `rpc-client-timeout`) as served here, with `version`; forgets
-    /// them at shutdown. A failed registration fails the start.
-    ///
-    /// ```
-    /// let builder = grpc_helper::RpcServer::builder().register_with_main(&["sample"], "1.0");
-    /// ```
-    pub fn register_with_main(mut self, names: &[&str], version: impl Into<String>) -> Self {
-        self.main_registration = Some((names.iter().map(|n| (*n).to_owned()).collect(), version.into()));
         self
     }
 

@@ -250,15 +250,16 @@ impl RpcServerBuilder {
         for warning in config.unknown_warnings() {
             crate::logs::notice(tracing::Level::WARN, warning);
         }
-        let main = MainServer::new(&config, timings.client_timeout, local_addr)?;
         let env = host_env(&self, &config, &timings, tls.as_ref(), local_addr, server_id)?;
-        let planned = built_in(&env, persisted_loggers).into_iter().chain(self.managers).collect::<Vec<_>>();
+        let main = MainServer::new(&config, timings.client_timeout, local_addr, self.main)?;
+        let (reporter, health_service) = Health::reporter(&self.compression);
+        let proxies = proxies(self.proxies, self.forward, &env, local_addr, reporter.clone())?;
+        let planned = built_in(&env, persisted_loggers, &proxies).into_iter().chain(self.managers).collect::<Vec<_>>();
 
         let hosted: Vec<ServiceInfo> =
             std::iter::once(info_of::<ServerManager>()).chain(planned.iter().map(|p| p.info.clone())).collect();
-        check_unique_names(&hosted, &self.proxies)?;
-        let (reporter, health_service) = Health::reporter(&self.compression);
-        let catalog = Arc::new(Catalog { hosted, proxies: proxies(self.proxies, &env, reporter.clone())? });
+        check_unique_names(&hosted, proxies.names())?;
+        let catalog = Arc::new(Catalog { hosted, proxies });
         let grpc_names = std::iter::once(ServerManager::GRPC_NAME).chain(planned.iter().map(|p| p.grpc_name));
         let health_names = grpc_names.chain(catalog.proxies.grpc_names()).collect();
         let health = Health::not_serving(reporter, health_names).await;

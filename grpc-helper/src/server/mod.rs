@@ -28,10 +28,12 @@ mod health;
 mod hosting;
 mod incoming;
 mod main_server;
+mod proxy_options;
 mod router;
 mod setup;
 mod signals;
 
 pub use self::builder::RpcServerBuilder;
 pub use self::core::RpcServer;
+pub use self::proxy_options::RegisterHost;
 pub use crate::call::PendingCall;

@@ -174,7 +174,13 @@ impl Service<http::Request<Body>> for Router {
                 let proxies = Arc::clone(&self.proxies);
                 RouteFuture::Proxied { future: Box::pin(async move { Ok(proxies.forward(index, request).await) }) }
             }
-            None => RouteFuture::Local { future: self.routes.call(request) },
+            None => match crate::proxy::config_via(&request) {
+                None => RouteFuture::Local { future: self.routes.call(request) },
+                // A config call fanned out by a main server: its fan-out must see the marker.
+                Some(via) => {
+                    RouteFuture::Proxied { future: Box::pin(crate::proxy::with_via(via, self.routes.call(request))) }
+                }
+            },
         }
     }
 }

@@ -12,7 +12,7 @@ use super::hosting::{HostEnv, Planned};
 use crate::api::{ResultCode, ServiceInfo};
 use crate::call::PendingCalls;
 use crate::config::{Config, RpcConfig};
-use crate::proxy::{Proxied, Proxies};
+use crate::proxy::{Backends, ForwardOptions, Proxied, Proxies};
 use crate::services::{ConfigManager, EventsManager, LoggerManager};
 use crate::tls::ServerTls;
 use crate::{Folders, RpcError};
@@ -60,11 +60,16 @@ pub(super) fn host_env(
     })
 }
 
-/// The built-in services after `srv`: `config`, `log`, and `events` when enabled.
-pub(super) fn built_in(env: &HostEnv, persisted_loggers: BTreeMap<String, crate::logs::Persisted>) -> Vec<Planned> {
+/// The built-in services after `srv`: `config` (which also reaches the proxied backends'
+/// items), `log`, and `events` when enabled.
+pub(super) fn built_in(
+    env: &HostEnv,
+    persisted_loggers: BTreeMap<String, crate::logs::Persisted>,
+    proxies: &Arc<Proxies>,
+) -> Vec<Planned> {
     let loggers_file = env.folders.workspace_dir().map(|w| w.join(crate::logs::LOGGERS_FILE));
     let mut planned = vec![
-        Planned::new(ConfigManager::new(env.config.clone())),
+        Planned::new(ConfigManager::new(env.config.clone(), Arc::clone(proxies))),
         Planned::new(LoggerManager::new(persisted_loggers, loggers_file)),
     ];
     if let Some(queues) = &env.events {
@@ -76,22 +81,27 @@ pub(super) fn built_in(env: &HostEnv, persisted_loggers: BTreeMap<String, crate:
 /// The proxied services, with their registrations from the workspace.
 pub(super) fn proxies(
     declared: Vec<Proxied>,
+    forward: ForwardOptions,
     env: &HostEnv,
+    local_addr: SocketAddr,
     health: tonic_health::server::HealthReporter,
 ) -> Result<Arc<Proxies>, RpcError> {
+    let main_host = env.config.get(&RpcConfig::MAIN_HOST).as_str().to_owned();
     Ok(Arc::new(Proxies::new(
         declared,
         env.folders.workspace_dir().map(|w| w.join("proxy.json")),
-        env.config.get(&RpcConfig::MAIN_HOST).as_str().to_owned(),
-        env.client_timeout,
+        Backends::new(main_host, local_addr, env.client_timeout, forward),
         env.events.clone(),
         health,
     )?))
 }
 
 /// Two services hosted under one name would shadow each other.
-pub(super) fn check_unique_names(hosted: &[ServiceInfo], proxies: &[Proxied]) -> Result<(), RpcError> {
-    let names: Vec<&str> = hosted.iter().map(|i| i.name.as_str()).chain(proxies.iter().map(|p| p.name)).collect();
+pub(super) fn check_unique_names(
+    hosted: &[ServiceInfo],
+    proxies: impl Iterator<Item = &'static str>,
+) -> Result<(), RpcError> {
+    let names: Vec<&str> = hosted.iter().map(|i| i.name.as_str()).chain(proxies.map(|p| -> &str { p })).collect();
     for (i, name) in names.iter().enumerate() {
         if names[..i].contains(name) {
             return Err(RpcError::new(

@@ -1,23 +1,24 @@
 //! Proxied services: declared on a main server (no manager), served by a backend that registers
 //! itself (`srv.proxy_register`). Calls are forwarded as raw HTTP/2 requests (no decode or
 //! re-encode, all four RPC shapes), with the caller's metadata (client name suffixed
-//! `(proxied)`), API version and deadline. One channel per backend is reused.
+//! `(proxied)`), API version and deadline. One client per backend is reused, and dropped when
+//! no registration points to it any more.
 
-use std::collections::HashMap;
+mod backends;
+mod forward;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use http::HeaderValue;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::sync::watch;
-use tonic::body::Body;
-use tonic::transport::{Channel, Endpoint};
-use tower::ServiceExt;
 
 use crate::api::{Event, EventProperty, ResultCode, ServiceInfo};
 use crate::events::EventQueues;
-use crate::{ApiVersion, CallerMetadata, RpcError, wire};
+use crate::{ApiVersion, RpcError};
+
+pub(crate) use backends::{Backends, ForwardOptions};
+pub(crate) use forward::{VIA_KEY, config_via, with_via};
 
 /// A service served by a backend server.
 pub(crate) struct Proxied {
@@ -94,13 +95,14 @@ impl Proxied {
     }
 }
 
-/// Every proxied service of a server, and the channels to their backends.
+/// Every proxied service of a server, and the clients of their backends.
 pub(crate) struct Proxies {
     services: Vec<Proxied>,
-    channels: Mutex<HashMap<(String, u16), Channel>>,
+    backends: Backends,
     persisted: Option<PathBuf>,
-    main_host: String,
-    wait: Duration,
+    /// Held from the check of a registration change to its application: one write of
+    /// `proxy.json` at a time, each from the state that the previous one left.
+    writes: tokio::sync::Mutex<()>,
     changes: watch::Sender<u64>,
     events: Option<Arc<dyn EventQueues>>,
     health: tonic_health::server::HealthReporter,
@@ -110,8 +112,7 @@ impl Proxies {
     pub(crate) fn new(
         services: Vec<Proxied>,
         persisted: Option<PathBuf>,
-        main_host: String,
-        wait: Duration,
+        backends: Backends,
         events: Option<Arc<dyn EventQueues>>,
         health: tonic_health::server::HealthReporter,
     ) -> Result<Self, RpcError> {
@@ -126,11 +127,16 @@ impl Proxies {
             }
         }
         let (changes, _) = watch::channel(0);
-        Ok(Self { services, channels: Mutex::new(HashMap::new()), persisted, main_host, wait, changes, events, health })
+        let writes = tokio::sync::Mutex::new(());
+        Ok(Self { services, backends, persisted, writes, changes, events, health })
     }
 
     pub(crate) fn infos(&self) -> impl Iterator<Item = ServiceInfo> + '_ {
         self.services.iter().map(Proxied::info)
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.services.iter().map(|s| s.name)
     }
 
     pub(crate) fn grpc_names(&self) -> impl Iterator<Item = &'static str> + '_ {
@@ -194,11 +200,9 @@ impl Proxies {
                 "Missing input parameter in request (one of version or port; port must be 1 to 65535)",
             ));
         }
-        for service in services {
-            *service.registration.write() = Registration { version: version.into(), host: host.into(), port };
-        }
-        self.changed()?;
-        self.report_health().await;
+        self.backends.refuse_own_address(host, port as u16).await?;
+        let registration = Registration { version: version.into(), host: host.into(), port };
+        self.apply(&services, |_| registration.clone()).await?;
         self.event(
             "RPC_PROXY_REGISTER",
             &[
@@ -214,16 +218,72 @@ impl Proxies {
 
     /// `srv.proxy_forget`: clears host and port, keeps the version.
     pub(crate) async fn forget(&self, names: &[String], known: &(dyn Fn(&str) -> bool + Sync)) -> Result<(), RpcError> {
-        for service in self.check_names(names, known)? {
-            let mut r = service.registration.write();
-            r.host.clear();
-            r.port = 0;
-        }
-        self.changed()?;
-        self.report_health().await;
+        let services = self.check_names(names, known)?;
+        self.apply(&services, |old| Registration { version: old.version.clone(), ..Registration::default() }).await?;
         self.event("RPC_PROXY_FORGET", &[("names", names.join(","))]);
         tracing::info!("proxy forgotten: {}", names.join(","));
         Ok(())
+    }
+
+    /// Persists the registrations that `services` would have after `change`, and only once that
+    /// is written applies them: a failed write changes nothing. Then drops the clients of
+    /// backends no longer registered and wakes the calls waiting for a registration.
+    async fn apply(
+        &self,
+        services: &[&Proxied],
+        change: impl Fn(&Registration) -> Registration,
+    ) -> Result<(), RpcError> {
+        let _one_at_a_time = self.writes.lock().await;
+        let next: Vec<(&str, Registration)> = self
+            .services
+            .iter()
+            .map(|service| {
+                let current = service.registration.read().clone();
+                let changed = services.iter().any(|s| s.name == service.name);
+                (service.name, if changed { change(&current) } else { current })
+            })
+            .collect();
+        if let Some(path) = &self.persisted {
+            let mut object = serde_json::Map::new();
+            for (name, r) in next.iter().filter(|(_, r)| r.port > 0) {
+                object.insert(
+                    (*name).to_owned(),
+                    serde_json::json!({"host": r.host, "port": r.port, "version": r.version}),
+                );
+            }
+            let (path, value) = (path.clone(), serde_json::Value::Object(object));
+            tokio::task::spawn_blocking(move || crate::persist::write_json(&path, &value)).await.map_err(|e| {
+                RpcError::new(ResultCode::ErrorRequestFailed, format!("Cannot write proxy.json: {e}"))
+            })??;
+        }
+        for (service, (_, registration)) in self.services.iter().zip(next) {
+            *service.registration.write() = registration;
+        }
+        self.backends.keep_only(self.targets());
+        self.changes.send_modify(|n| *n += 1);
+        self.report_health().await;
+        Ok(())
+    }
+
+    /// The `(host, port)` of every registered backend, each once, in service order (an empty
+    /// host is the main host).
+    pub(crate) fn targets(&self) -> Vec<(String, u16)> {
+        let mut targets: Vec<(String, u16)> = Vec::new();
+        for service in &self.services {
+            let r = service.registration.read();
+            if r.port > 0 {
+                let target = (self.backends.host_of(&r.host), r.port as u16);
+                if !targets.contains(&target) {
+                    targets.push(target);
+                }
+            }
+        }
+        targets
+    }
+
+    /// Clients of every registered backend, for calls the main server fans out (config).
+    pub(crate) fn backend_clients(&self) -> Result<Vec<crate::RpcClient>, RpcError> {
+        self.targets().iter().map(|(host, port)| self.backends.client(host, *port)).collect()
     }
 
     fn event(&self, name: &str, properties: &[(&str, String)]) {
@@ -234,38 +294,6 @@ impl Proxies {
         }
     }
 
-    /// Persists the registrations and wakes the calls waiting for one.
-    fn changed(&self) -> Result<(), RpcError> {
-        if let Some(path) = &self.persisted {
-            let mut object = serde_json::Map::new();
-            for service in &self.services {
-                let r = service.registration.read();
-                if r.port > 0 {
-                    object.insert(
-                        service.name.to_owned(),
-                        serde_json::json!({"host": r.host, "port": r.port, "version": r.version}),
-                    );
-                }
-            }
-            crate::persist::write_json(path, &serde_json::Value::Object(object))?;
-        }
-        self.changes.send_modify(|n| *n += 1);
-        Ok(())
-    }
-
-    fn channel(&self, host: &str, port: u16) -> Result<Channel, RpcError> {
-        let key = (host.to_owned(), port);
-        if let Some(channel) = self.channels.lock().get(&key) {
-            return Ok(channel.clone());
-        }
-        let uri = format!("http://{}", wire::authority(host, port));
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|e| RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid backend address {uri}: {e}")))?;
-        let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)).connect_lazy();
-        self.channels.lock().insert(key, channel.clone());
-        Ok(channel)
-    }
-
     /// The proxied service of a request path (`/SampleService/method4`), if any.
     pub(crate) fn route(&self, path: &str) -> Option<usize> {
         if self.services.is_empty() {
@@ -274,68 +302,4 @@ impl Proxies {
         let service = path.strip_prefix('/')?.split('/').next()?;
         self.services.iter().position(|s| s.grpc == service)
     }
-
-    /// Forwards one call to the service's backend, waiting for a registration if needed.
-    pub(crate) async fn forward(
-        self: Arc<Self>,
-        index: usize,
-        mut request: http::Request<Body>,
-    ) -> http::Response<Body> {
-        let service = &self.services[index];
-        let headers = request.headers_mut();
-        let caller = CallerMetadata::from_headers(headers);
-        if let Err(e) = caller.check_api_version(service.supported, service.current) {
-            return in_band(&e);
-        }
-        if let Ok(value) = HeaderValue::from_str(&format!("{}(proxied)", caller.client())) {
-            headers.insert(wire::CLIENT, value);
-        }
-        if caller.api_version_bytes().is_none() {
-            headers.insert(wire::API_VERSION, HeaderValue::from(service.current));
-        }
-
-        let deadline = Instant::now() + self.wait;
-        let mut changes = self.changes.subscribe();
-        let (host, port) = loop {
-            {
-                let r = service.registration.read();
-                if r.port > 0 {
-                    let host = if r.host.is_empty() { self.main_host.clone() } else { r.host.clone() };
-                    break (host, r.port as u16);
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return in_band(&RpcError::new(
-                    ResultCode::ErrorProxyUnregistered,
-                    format!(
-                        "Proxy didn't register in time for method call {} (waited {:?})",
-                        request.uri().path(),
-                        self.wait
-                    ),
-                ));
-            }
-            tracing::debug!("Proxy not registered yet for {}: wait a bit...", request.uri().path());
-            let _ = tokio::time::timeout(left, changes.changed()).await;
-        };
-        let path = request.uri().path().to_owned();
-        let channel = match self.channel(&host, port) {
-            Ok(channel) => channel,
-            Err(e) => return in_band(&e),
-        };
-        match channel.oneshot(request).await {
-            Ok(response) => response,
-            Err(e) => in_band(&RpcError::new(
-                ResultCode::ErrorRpc,
-                format!(
-                    "Proxy error: backend {host}:{port} failed for {path}: {}",
-                    tonic::Status::from_error(Box::new(e)).message()
-                ),
-            )),
-        }
-    }
-}
-
-fn in_band(error: &RpcError) -> http::Response<Body> {
-    wire::in_band(error.to_result())
 }

@@ -1,0 +1,214 @@
+//! Forwarding one call to its backend: the version check, the hop marker that stops loops, the
+//! caller's metadata and credentials, the wait for a registration, the retries of an unreachable
+//! backend and the forward deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tonic::body::Body;
+use tower::ServiceExt;
+
+use super::{Proxied, Proxies};
+use crate::api::ResultCode;
+use crate::{CallerMetadata, RpcError, wire};
+
+/// The main servers a call went through, comma-separated (random ids, one per server).
+pub(crate) const VIA_KEY: &str = "rpc-proxy-via";
+const VIA: HeaderName = HeaderName::from_static(VIA_KEY);
+
+/// Main servers a call may go through: more is a loop the ids did not catch.
+const MAX_HOPS: usize = 8;
+
+tokio::task_local! {
+    /// The hop marker of the config call being served, for the calls it fans out to backends.
+    static INCOMING_VIA: String;
+}
+
+/// The hop marker of a config call (which a main server fans out to its backends), if any.
+pub(crate) fn config_via(request: &http::Request<Body>) -> Option<String> {
+    if !request.uri().path().starts_with("/ConfigService/") {
+        return None;
+    }
+    request.headers().get(VIA).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Serves a config call with its hop marker in reach of its fan-out.
+pub(crate) fn with_via<F: std::future::Future>(via: String, serve: F) -> impl std::future::Future<Output = F::Output> {
+    INCOMING_VIA.scope(via, serve)
+}
+
+/// The hops of a marker, in order.
+fn hops(values: impl Iterator<Item = String>) -> Vec<String> {
+    values
+        .flat_map(|v| v.split(',').map(|hop| hop.trim().to_owned()).collect::<Vec<_>>())
+        .filter(|hop| !hop.is_empty())
+        .collect()
+}
+
+/// A loop, or too many hops, seen at `what`.
+fn loop_error(via: &[String], id: &str, what: &str, registration: &str) -> Option<RpcError> {
+    let looped = via.iter().any(|hop| hop == id);
+    if !looped && via.len() < MAX_HOPS {
+        return None;
+    }
+    let why = if looped { "came back to this main server" } else { "went through too many main servers" };
+    Some(RpcError::new(
+        ResultCode::ErrorStateUnexpected,
+        format!(
+            "Proxy loop: {what} {why} ({} hops); {registration} must name the server that serves it, not a main \
+             server that proxies it back",
+            via.len()
+        ),
+    ))
+}
+
+impl Proxies {
+    /// Forwards one call to the service's backend, waiting for a registration if needed.
+    pub(crate) async fn forward(
+        self: Arc<Self>,
+        index: usize,
+        mut request: http::Request<Body>,
+    ) -> http::Response<Body> {
+        let started = Instant::now();
+        let service = &self.services[index];
+        let path = request.uri().path().to_owned();
+        let headers = request.headers_mut();
+        let caller = CallerMetadata::from_headers(headers);
+        if let Err(e) = caller.check_api_version(service.supported, service.current) {
+            return in_band(&e);
+        }
+        if let Err(e) = self.mark_hop(headers, service, &path) {
+            tracing::warn!("{}", e.message());
+            return in_band(&e);
+        }
+        if let Ok(value) = HeaderValue::from_str(&format!("{}(proxied)", caller.client())) {
+            headers.insert(wire::CLIENT, value);
+        }
+        if caller.api_version_bytes().is_none() {
+            headers.insert(wire::API_VERSION, HeaderValue::from(service.current));
+        }
+        let options = &self.backends.options;
+        if !options.forward_authorization {
+            // The caller's credentials are for this server, not for whoever registered.
+            headers.remove(http::header::AUTHORIZATION);
+        }
+        let deadline = crate::client::grpc_timeout(headers).or(options.deadline);
+
+        let (host, port) = match self.registered(service, &path).await {
+            Ok(target) => target,
+            Err(e) => return in_band(&e),
+        };
+        let client = match self.backends.client(&host, port) {
+            Ok(client) => client,
+            Err(e) => return in_band(&e),
+        };
+        // The client retries an unreachable backend within `rpc-client-timeout`, replaying the
+        // request, as the original's forwarding client does.
+        let call = client.channel_with_version(None).oneshot(request);
+        let answer = match deadline {
+            None => call.await,
+            Some(deadline) => match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), call).await {
+                Ok(answer) => answer,
+                Err(_) => return deadline_exceeded(service, &path, &host, port, deadline),
+            },
+        };
+        match answer {
+            Ok(response) => response,
+            Err(e) => {
+                let message = match e.downcast::<tonic::Status>() {
+                    Ok(status) => status.message().to_owned(),
+                    Err(other) => other.to_string(),
+                };
+                let error = RpcError::new(
+                    ResultCode::ErrorRpc,
+                    format!(
+                        "Proxy error: backend {} of {} failed for {path}: {message}",
+                        authority(&host, port),
+                        service.name
+                    ),
+                );
+                tracing::warn!("{}", error.message());
+                in_band(&error)
+            }
+        }
+    }
+
+    /// Adds this server to the call's hop marker; refuses a call that already went through it.
+    fn mark_hop(&self, headers: &mut HeaderMap, service: &Proxied, path: &str) -> Result<(), RpcError> {
+        let id = self.backends.hop_id.as_str();
+        let via = hops(headers.get_all(VIA).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned));
+        let registration = {
+            let r = service.registration.read();
+            let target = authority(&self.backends.host_of(&r.host), r.port as u16);
+            format!("the registration of {} ({target})", service.name)
+        };
+        if let Some(error) = loop_error(&via, id, path, &registration) {
+            return Err(error);
+        }
+        headers.remove(VIA);
+        headers.insert(VIA, HeaderValue::from_str(&marker(via, id)).expect("hex ids and commas"));
+        Ok(())
+    }
+
+    /// The hop marker of the config calls fanned out while serving one: refused when that call
+    /// already went through this server.
+    pub(crate) fn fan_out_via(&self) -> Result<String, RpcError> {
+        let id = self.backends.hop_id.as_str();
+        let via = hops(INCOMING_VIA.try_with(String::clone).ok().into_iter());
+        if let Some(error) = loop_error(&via, id, "a config call", "a registration of this server's backends") {
+            tracing::warn!("{}", error.message());
+            return Err(error);
+        }
+        Ok(marker(via, id))
+    }
+
+    /// The backend of a service, waiting up to `rpc-client-timeout` for one to register.
+    async fn registered(&self, service: &Proxied, path: &str) -> Result<(String, u16), RpcError> {
+        let wait = self.backends.retry_window();
+        let deadline = Instant::now() + wait;
+        let mut changes = self.changes.subscribe();
+        loop {
+            {
+                let r = service.registration.read();
+                if r.port > 0 {
+                    return Ok((self.backends.host_of(&r.host), r.port as u16));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RpcError::new(
+                    ResultCode::ErrorProxyUnregistered,
+                    format!("Proxy didn't register in time for method call {path} (waited {wait:?})"),
+                ));
+            }
+            tracing::debug!("Proxy not registered yet for {path}: wait a bit...");
+            let _ = tokio::time::timeout(left, changes.changed()).await;
+        }
+    }
+}
+
+/// The hops so far, then this server.
+fn marker(mut via: Vec<String>, id: &str) -> String {
+    via.push(id.to_owned());
+    via.join(",")
+}
+
+fn authority(host: &str, port: u16) -> String {
+    wire::authority(host, port)
+}
+
+fn deadline_exceeded(service: &Proxied, path: &str, host: &str, port: u16, deadline: Duration) -> http::Response<Body> {
+    let message = format!(
+        "Proxy deadline: backend {} of {} did not answer {path} within {deadline:?} (the caller's deadline, or the \
+         main server's forward deadline when the caller set none)",
+        authority(host, port),
+        service.name
+    );
+    tracing::warn!("{message}");
+    tonic::Status::deadline_exceeded(message).into_http()
+}
+
+fn in_band(error: &RpcError) -> http::Response<Body> {
+    wire::in_band(error.to_result())
+}
