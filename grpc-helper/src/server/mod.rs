@@ -34,4 +34,5 @@ mod signals;
 
 pub use self::builder::RpcServerBuilder;
 pub use self::core::RpcServer;
+pub(crate) use self::incoming::ConnInfo;
 pub use crate::call::PendingCall;
