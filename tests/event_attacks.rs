@@ -1,0 +1,278 @@
+//! The `events` service under attack, over real sockets. Each test: what the attacker sends
+//! (raw HTTP/2 from another loopback address, `127.0.0.2`, which the server sees as another
+//! peer), what it gets, and that the well-behaved listener beside it loses nothing.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use grpc_helper::api::event_service_client::EventServiceClient;
+use grpc_helper::api::{
+    Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, EventStatus, ResultCode, ResultStatus,
+};
+use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer};
+use grpc_helper_tests::raw_h2::{self, H2Connection};
+use grpc_helper_tests::{bounded, client_of, server_builder};
+use prost::Message;
+use tonic::Streaming;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// An events server with these configuration items.
+async fn events_server(workspace: &std::path::Path, items: &[(&str, &str)]) -> RpcServer {
+    let items = items.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned()));
+    server_builder()
+        .with_events()
+        .folders(Folders::default().workspace(workspace))
+        .cli_config(items)
+        .start()
+        .await
+        .unwrap()
+}
+
+fn stub(server: &RpcServer) -> EventServiceClient<RpcChannel> {
+    EventServiceClient::new(client_of(server).channel::<EventApiVersion>())
+}
+
+fn event(name: &str) -> Event {
+    Event { name: name.into(), properties: Vec::new() }
+}
+
+/// A well-behaved listener (from 127.0.0.1): its stream and id.
+async fn listen(events: &mut EventServiceClient<RpcChannel>, client_id: u32) -> (Streaming<EventStatus>, u32) {
+    let mut stream = events.listen(EventFilter { names: Vec::new(), client_id }).await.unwrap().into_inner();
+    let id = stream.message().await.unwrap().unwrap().client_id;
+    (stream, id)
+}
+
+/// The next non-keep-alive event name.
+async fn next_name(stream: &mut Streaming<EventStatus>) -> String {
+    loop {
+        let event = stream.message().await.unwrap().unwrap().event.unwrap();
+        if !event.name.is_empty() {
+            return event.name;
+        }
+    }
+}
+
+/// `listen` from a raw connection: the first message (the greeting, or an error in band).
+async fn raw_listen(connection: &H2Connection, port: u16, client_id: u32) -> (EventStatus, h2::RecvStream) {
+    let mut send = connection.send.clone().ready().await.unwrap();
+    let filter = EventFilter { names: Vec::new(), client_id };
+    let response = raw_h2::start(&mut send, raw_h2::request(port, "/EventService/listen"), raw_h2::frame(&filter));
+    let mut body = response.unwrap().await.unwrap().into_body();
+    let first = raw_h2::next_message(&mut body, &mut BytesMut::new()).await.expect("a first message");
+    (EventStatus::decode(first.as_slice()).unwrap(), body)
+}
+
+fn in_band(status: &EventStatus) -> Option<(ResultCode, &str)> {
+    status.r.as_ref().map(|r| (ResultCode::try_from(r.code).unwrap(), r.msg.as_str()))
+}
+
+async fn raw_inspect(connection: &H2Connection, port: u16) -> EventQueueStatus {
+    raw_h2::unary(&connection.send, port, "/EventService/inspect", &Empty {}).await
+}
+
+async fn raw_interrupt(connection: &H2Connection, port: u16, client_id: u32) -> ResultStatus {
+    raw_h2::unary(&connection.send, port, "/EventService/interrupt", &EventInterrupt { client_id }).await
+}
+
+#[tokio::test]
+async fn queue_ids_are_random_never_zero_and_never_reused_while_alive() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path(), &[]).await;
+        let mut events = stub(&server);
+        let mut ids = Vec::new();
+        let mut streams = Vec::new();
+        for _ in 0..200 {
+            let (stream, id) = listen(&mut events, 0).await;
+            ids.push(id);
+            streams.push(stream);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 200, "distinct");
+        assert!(ids[0] != 0);
+        // Sequential ids (the original's 1, 2, 3...) would span 200; random ones span billions.
+        assert!(ids[199] - ids[0] > 1_000_000, "spread over the u32 range: {} .. {}", ids[0], ids[199]);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn another_peer_can_neither_resume_nor_interrupt_nor_see_a_queue() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path(), &[]).await;
+        let port = server.local_addr().port();
+        let mut events = stub(&server);
+        let (mut victim, id) = listen(&mut events, 0).await;
+
+        // The attacker knows the id (say it was leaked) and tries to take the queue over.
+        let attacker = raw_h2::connect_from(ATTACKER, port, None).await;
+        let (taken, _) = raw_listen(&attacker, port, id).await;
+        let (code, message) = in_band(&taken).expect("refused");
+        assert_eq!(code, ResultCode::ErrorItemUnknown);
+        assert_eq!(message, format!("Unknown event listening queue #{id} (expired, or opened from another address)"));
+        let cut = raw_interrupt(&attacker, port, id).await;
+        assert_eq!(cut.r.unwrap().code, ResultCode::ErrorItemUnknown as i32, "the same answer as an unknown id");
+        assert!(raw_inspect(&attacker, port).await.client_ids.is_empty(), "the attacker sees only its own queues");
+
+        // The victim still owns its queue and gets every event.
+        for n in 0..100 {
+            events.send(event(&format!("e-{n}"))).await.unwrap();
+        }
+        for n in 0..100 {
+            assert_eq!(next_name(&mut victim).await, format!("e-{n}"));
+        }
+        assert_eq!(events.inspect(Empty {}).await.unwrap().into_inner().client_ids, [id]);
+        events.interrupt(EventInterrupt { client_id: id }).await.unwrap();
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_peer_past_its_cap_gets_resource_exhausted_and_everyone_else_still_listens() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let caps =
+            [("rpc-event-max-queues-per-peer", "3"), ("rpc-event-max-queues", "5"), ("rpc-event-retain-timeout", "1")];
+        let server = events_server(dir.path(), &caps).await;
+        let port = server.local_addr().port();
+        let attacker = raw_h2::connect_from(ATTACKER, port, None).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let (greeting, body) = raw_listen(&attacker, port, 0).await;
+            assert!(greeting.r.is_none() && greeting.client_id != 0, "{greeting:?}");
+            held.push(body);
+        }
+        let (refused, _) = raw_listen(&attacker, port, 0).await;
+        let (code, message) = in_band(&refused).expect("refused");
+        assert_eq!(code, ResultCode::ErrorItemBusy);
+        assert_eq!(
+            message,
+            "Too many event listening queues from 127.0.0.2: 3 are open or retained, the most per peer address is 3 \
+             (rpc-event-max-queues-per-peer; raise it, or interrupt unused queues)"
+        );
+
+        // Another peer still gets its queues, up to the global cap; a Rust client sees RESOURCE_EXHAUSTED.
+        let mut events = stub(&server);
+        let (mut victim, _) = listen(&mut events, 0).await;
+        let (_second, _) = listen(&mut events, 0).await;
+        let status = events.listen(EventFilter::default()).await.unwrap().into_inner().message().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.message(),
+            "Too many event listening queues: 5 are open or retained, the most is 5 (rpc-event-max-queues; raise it, \
+             or shorten rpc-event-retain-timeout)"
+        );
+        assert_eq!(RpcError::from(status).result_code(), Some(ResultCode::ErrorItemBusy));
+        events.send(event("still-served")).await.unwrap();
+        assert_eq!(next_name(&mut victim).await, "still-served");
+
+        // The attacker leaves: its queues are retained, then expire, and free their places.
+        drop(held);
+        attacker.driver.abort();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (_third, id) = listen(&mut events, 0).await;
+        assert_ne!(id, 0);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stalled_stream_stops_holding_its_queue_but_still_counts_against_its_peer() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        // A stream that takes nothing for 2 s (twice the keep-alive period) is stalled.
+        let items = [
+            ("rpc-event-keepalive-timeout", "1"),
+            ("rpc-event-retain-timeout", "1"),
+            ("rpc-event-max-queues-per-peer", "1"),
+        ];
+        let server = events_server(dir.path(), &items).await;
+        let port = server.local_addr().port();
+        // The attacker's stream announces a zero window: it never takes a byte.
+        let stalled = raw_h2::connect_from(ATTACKER, port, Some(0)).await;
+        let mut send = stalled.send.clone().ready().await.unwrap();
+        let listen_request = raw_h2::request(port, "/EventService/listen");
+        let response = raw_h2::start(&mut send, listen_request, raw_h2::frame(&EventFilter::default())).unwrap();
+        let _stalled_body = response.await.unwrap().into_body();
+        let observer = raw_h2::connect_from(ATTACKER, port, None).await;
+        let queue = loop {
+            if let Some(queue) = raw_inspect(&observer, port).await.queues.pop() {
+                break queue;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(queue.listening);
+
+        let mut events = stub(&server);
+        let (mut good, _) = listen(&mut events, 0).await;
+        for n in 0..40 {
+            events.send(event(&format!("e-{n}"))).await.unwrap();
+            assert_eq!(next_name(&mut good).await, format!("e-{n}"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // 4 s later: the stalled queue counted as interrupted after 2 s, and expired 1 s later.
+        assert!(raw_inspect(&observer, port).await.client_ids.is_empty(), "the stalled queue expired");
+        let (resumed, _) = raw_listen(&observer, port, queue.client_id).await;
+        assert_eq!(in_band(&resumed).map(|(code, _)| code), Some(ResultCode::ErrorItemUnknown));
+        // Its stream is still open, so the attacker's place is still taken.
+        let (refused, _) = raw_listen(&observer, port, 0).await;
+        assert_eq!(in_band(&refused).map(|(code, _)| code), Some(ResultCode::ErrorItemBusy), "{refused:?}");
+        // The reading listener, polled by every keep-alive, was never taken for stalled.
+        events.send(event("last")).await.unwrap();
+        assert_eq!(next_name(&mut good).await, "last");
+
+        // The attacker closes its stalled connection: its place is free again.
+        drop(send);
+        stalled.driver.abort();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (greeting, _body) = raw_listen(&observer, port, 0).await;
+            if greeting.r.is_none() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the stalled stream was never released: {greeting:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn listen_can_be_put_behind_the_auth_guard() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server_builder()
+            .with_events()
+            .folders(Folders::default().workspace(dir.path()))
+            .auth_guard(grpc_helper::auth::BearerToken::new("s3cret"))
+            .guard_method("/EventService/listen")
+            .start()
+            .await
+            .unwrap();
+        let status = stub(&server).listen(EventFilter::default()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            status.message(),
+            "/EventService/listen needs credentials: send the metadata `authorization: Bearer <token>`"
+        );
+        let port = server.local_addr().port();
+        let client = grpc_helper::RpcClient::builder("127.0.0.1", port).bearer_token("s3cret").connect_lazy().unwrap();
+        let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+        let (mut stream, id) = listen(&mut events, 0).await;
+        assert_ne!(id, 0);
+        events.send(event("for-the-guarded")).await.unwrap();
+        assert_eq!(next_name(&mut stream).await, "for-the-guarded");
+        server.shutdown().await;
+    })
+    .await;
+}
