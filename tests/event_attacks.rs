@@ -276,3 +276,115 @@ async fn listen_can_be_put_behind_the_auth_guard() {
     })
     .await;
 }
+
+/// Resident memory of a process in KiB: now (`VmRSS`) and at its peak (`VmHWM`).
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// What the bound allows per listening stream: its state, the request, and what the transport
+/// holds of it (tonic's 8 KiB first buffer, up to two 32 KiB chunks once events were pending).
+const STREAM_KIB: u64 = 80;
+/// Per HTTP/2 connection: hyper's and h2's read and write buffers.
+const CONNECTION_KIB: u64 = 512;
+
+/// The server's peak RSS stays within what its limits allow: per stream, per connection, and
+/// one queue's byte bound for the shared log; a copy of each event per listener would be 2 GiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_listeners_and_a_thousand_events_keep_the_server_rss_bounded() {
+    use grpc_helper_tests::process::{example, spawn_until};
+
+    const STALLED: usize = 2000;
+    const CONNECTIONS: usize = 20;
+    const QUEUE_BYTES: u64 = 4 << 20;
+    bounded(Duration::from_secs(120), async {
+        let workspace = tempfile::tempdir().unwrap();
+        let port = grpc_helper_tests::free_port();
+        let mut command = std::process::Command::new(example("server"));
+        command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "error");
+        for item in [
+            format!("rpc-event-max-queues-per-peer={STALLED}"),
+            format!("rpc-event-max-queues={}", STALLED + 10),
+            format!("rpc-event-queue-bytes={QUEUE_BYTES}"),
+        ] {
+            command.args(["-c", &item]);
+        }
+        let server = tokio::task::spawn_blocking(move || spawn_until(command, "serving on port", LIMIT)).await.unwrap();
+        let pid = server.0.id();
+        let client = grpc_helper::RpcClient::builder("127.0.0.1", port).timeout(Duration::from_secs(10)).connect_lazy().unwrap();
+        let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+        let (mut good, _) = listen(&mut events, 0).await;
+        let payload = "x".repeat(1024);
+        let sized = |n: usize| Event {
+            name: "bulk".into(),
+            properties: vec![grpc_helper::api::EventProperty { name: format!("n{n}"), value: payload.clone() }],
+        };
+        events.send(sized(0)).await.unwrap();
+        next_name(&mut good).await;
+        let (baseline, _) = rss_kib(pid);
+
+        // The attack: 2,000 listeners announcing a zero window, 100 per connection.
+        let mut stalled = Vec::new();
+        let mut bodies = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let connection = raw_h2::connect_from(ATTACKER, port, Some(0)).await;
+            let mut pending = Vec::new();
+            for _ in 0..STALLED / CONNECTIONS {
+                let mut send = connection.send.clone().ready().await.unwrap();
+                let request = raw_h2::request(port, "/EventService/listen");
+                pending.push(raw_h2::start(&mut send, request, raw_h2::frame(&EventFilter::default())).unwrap());
+            }
+            for response in pending {
+                bodies.push(response.await.unwrap().into_body());
+            }
+            stalled.push(connection);
+        }
+        let (with_listeners, _) = rss_kib(pid);
+        let over = raw_h2::connect_from(ATTACKER, port, None).await;
+        let (refused, _) = raw_listen(&over, port, 0).await;
+        assert_eq!(in_band(&refused).map(|(code, _)| code), Some(ResultCode::ErrorItemBusy), "capped at {STALLED}");
+
+        // 1,000 events of 1 KiB, each sent as a client call and timed, while the good listener reads.
+        let reader = tokio::spawn(async move {
+            for _ in 0..1000 {
+                next_name(&mut good).await;
+            }
+        });
+        let mut sends = Vec::new();
+        for n in 1..=1000 {
+            let started = std::time::Instant::now();
+            events.send(sized(n)).await.unwrap();
+            sends.push(started.elapsed());
+        }
+        reader.await.unwrap();
+        let mut info = Vec::new();
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            client.server_service().info(grpc_helper::api::Filter::default()).await.unwrap();
+            info.push(started.elapsed());
+        }
+        let (now, peak) = rss_kib(pid);
+        sends.sort_unstable();
+        info.sort_unstable();
+        let bound = STALLED as u64 * STREAM_KIB + CONNECTIONS as u64 * CONNECTION_KIB + QUEUE_BYTES / 1024;
+        eprintln!(
+            "SUMMARY {STALLED} stalled listeners ({CONNECTIONS} connections, zero window) + 1000 events of 1 KiB: server \
+             RSS {baseline} KiB before, {with_listeners} KiB with the listeners, {now} KiB after the events, {peak} KiB \
+             peak: +{} KiB ({} KiB per listener), bound +{bound} KiB",
+            peak - baseline,
+            (peak - baseline) / STALLED as u64
+        );
+        eprintln!(
+            "  send p50 {:?} p99 {:?} max {:?}; srv.info max {:?} (20 calls); the reading listener got 1000/1000",
+            sends[500], sends[990], sends[999], info[19]
+        );
+        assert!(peak - baseline <= bound, "RSS grew by {} KiB, over the bound of {bound} KiB", peak - baseline);
+        drop((bodies, stalled));
+    })
+    .await;
+}

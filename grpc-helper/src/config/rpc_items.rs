@@ -77,11 +77,11 @@ impl RpcConfig {
     /// Most event listening queues at once (listening or retained), all peers together; a new
     /// queue beyond gets `ERROR_ITEM_BUSY` (RESOURCE_EXHAUSTED).
     pub const EVENT_MAX_QUEUES: ConfigItem =
-        ConfigItem::new("rpc-event-max-queues", "Most event listening queues at once", "10000")
+        ConfigItem::new("rpc-event-max-queues", "Most event listening queues at once", "4096")
             .validator(Validator::PosInt);
     /// Most event listening queues at once opened from one peer address.
     pub const EVENT_MAX_QUEUES_PER_PEER: ConfigItem =
-        ConfigItem::new("rpc-event-max-queues-per-peer", "Most event listening queues of one peer address", "1000")
+        ConfigItem::new("rpc-event-max-queues-per-peer", "Most event listening queues of one peer address", "1024")
             .validator(Validator::PosInt);
     /// Most bytes of events one queue holds; beyond, the oldest are dropped (counted).
     pub const EVENT_QUEUE_BYTES: ConfigItem =
