@@ -75,3 +75,30 @@ async fn a_burst_of_new_queues_is_written_in_a_few_files_holding_every_id() {
     assert!(events.file_writes() < 500, "batched: {} writes for 500 queues", events.file_writes());
     drop(streams);
 }
+
+#[tokio::test]
+async fn a_stream_found_stalled_ends_in_band_and_its_queue_resumes_with_everything() {
+    let events = Arc::new(
+        LocalEvents::new(
+            EventLimits { stall: Duration::from_millis(20), retain: Duration::from_secs(60), ..limits() },
+            None,
+        )
+        .unwrap(),
+    );
+    let mut stalled = Arc::clone(&events).listen(ME, 0, Vec::new(), Duration::from_secs(60)).unwrap();
+    let id = events.inspect(ME)[0].client_id;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    events.send(event("while-stalled"));
+    assert!(!events.inspect(ME)[0].listening, "counts as interrupted");
+    let error = stalled.next().await.unwrap().unwrap_err();
+    assert_eq!(error.result_code(), Some(ResultCode::ErrorRequestTimeout));
+    assert!(error.message().contains("listen again with this client_id"), "{error}");
+    assert!(stalled.next().await.is_none());
+    let mut resumed = Arc::clone(&events).listen(ME, id, Vec::new(), Duration::from_secs(60)).unwrap();
+    resumed.next().await.unwrap().unwrap();
+    let mut bytes = Vec::new();
+    resumed.next().await.unwrap().unwrap().encode(&mut bytes);
+    let mut expected = Vec::new();
+    ListenReply::event(id, SharedEvent::new(&event("while-stalled"))).encode(&mut expected);
+    assert_eq!(bytes, expected, "the event sent while stalled");
+}
