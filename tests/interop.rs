@@ -286,3 +286,13 @@ fn grpcio_client_with_gzip_or_deflate_requests_calls_user_built_in_and_health_se
     }
     runtime.block_on(server.shutdown());
 }
+
+#[test]
+fn python_events_listener_gets_a_random_id_receives_and_stops_on_the_rust_server() {
+    let server = ExampleServer::start();
+    let stdout = server.python("py_events_listener.py");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let id: u32 = lines.first().and_then(|l| l.strip_prefix("READY id=")).and_then(|id| id.parse().ok()).unwrap();
+    assert_ne!(id, 0, "{stdout}");
+    assert_eq!(lines[1..], ["RECEIVED name=py-event props=n=1", "STOPPED", "OK"], "{stdout}");
+}
