@@ -6,12 +6,18 @@
 //! seconds and keeps collecting events, so `listen` with the same id resumes without loss.
 //!
 //! Queues are bounded, so that a listener that stops reading (or a retained queue nobody
-//! resumes) cannot grow the server's memory without limit: past [`QUEUE_LIMIT`] events, each new
-//! event drops the oldest one, and the drops are counted per queue. `inspect` shows, per queue,
-//! the pending and dropped counts and whether a stream is listening (`rpcctl events inspect`); a
-//! warning is logged at the 1st, 2nd, 4th, 8th... drop. A listener reading at least as fast as
-//! events are sent never loses one. Events already handed to the transport are bounded by the
-//! HTTP/2 flow-control window of the stream.
+//! resumes) cannot grow the server's memory without limit: past [`QUEUE_LIMIT`] events or
+//! `rpc-event-queue-bytes`, each new event drops the oldest one, and the drops are counted per
+//! queue. `inspect` shows, per queue, the pending and dropped counts and whether a stream is
+//! listening (`rpcctl events inspect`); a warning is logged at the 1st, 2nd, 4th, 8th... drop. A
+//! listener reading at least as fast as events are sent never loses one. A stream that asks for
+//! nothing for twice the keep-alive period is stalled: its queue counts as interrupted (so the
+//! retention applies). Events already handed to the transport are bounded by what tonic and h2
+//! buffer per stream.
+//!
+//! Ids are random, and a queue belongs to the peer address that opened it: to any other, it is
+//! unknown. Caps on the number of queues (`rpc-event-max-queues`, `-per-peer`) answer
+//! `ERROR_ITEM_BUSY` (RESOURCE_EXHAUSTED) past them.
 //!
 //! An event is encoded once, when sent ([`SharedEvent`]), and kept once: the queues share one
 //! log and each queue is a position in it, so memory per queued event does not grow with the
