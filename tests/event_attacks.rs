@@ -388,3 +388,54 @@ async fn stalled_listeners_and_a_thousand_events_keep_the_server_rss_bounded() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_new_queues_is_persisted_without_holding_up_the_listeners() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = events_server(dir.path(), &[]).await;
+        let port = server.local_addr().port();
+        let mut events = stub(&server);
+        let (mut good, good_id) = listen(&mut events, 0).await;
+        // The attacker opens 1,000 queues at once (under its cap of 1,024) while events flow.
+        let attacker = raw_h2::connect_from(ATTACKER, port, None).await;
+        let flood = {
+            let send = attacker.send.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                for _ in 0..1000 {
+                    let mut send = send.clone().ready().await.unwrap();
+                    let request = raw_h2::request(port, "/EventService/listen");
+                    // Listening to nothing that is sent: thousands of unread DATA frames would make
+                    // the attacker's own h2 give up.
+                    let filter = EventFilter { names: vec!["never-sent".into()], client_id: 0 };
+                    pending.push(raw_h2::start(&mut send, request, raw_h2::frame(&filter)).unwrap());
+                }
+                let mut bodies = Vec::new();
+                for response in pending {
+                    let mut body = response.await.unwrap().into_body();
+                    let greeting = raw_h2::next_message(&mut body, &mut BytesMut::new()).await.unwrap();
+                    assert!(EventStatus::decode(greeting.as_slice()).unwrap().r.is_none());
+                    bodies.push(body);
+                }
+                bodies
+            })
+        };
+        for n in 0..200 {
+            events.send(event(&format!("e-{n}"))).await.unwrap();
+            assert_eq!(next_name(&mut good).await, format!("e-{n}"), "the good listener loses nothing");
+        }
+        let bodies = flood.await.unwrap();
+        let mut expected: Vec<u32> = raw_inspect(&attacker, port).await.client_ids;
+        assert_eq!(expected.len(), 1000);
+        server.shutdown().await;
+        expected.push(good_id);
+        expected.sort_unstable();
+        let text = std::fs::read_to_string(dir.path().join("queues.json")).unwrap();
+        let mut persisted: Vec<u32> = serde_json::from_str(&text).unwrap();
+        persisted.sort_unstable();
+        assert_eq!(persisted, expected, "every queue id reached queues.json");
+        drop(bodies);
+    })
+    .await;
+}

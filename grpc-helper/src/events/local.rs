@@ -43,6 +43,8 @@ pub(super) struct Queue {
     pub(super) polled: Instant,
     /// The generation whose stream was ended as stalled (it ends in band, to be resumed).
     pub(super) stalled: Option<u64>,
+    /// The event names the listening stream wants (all when empty).
+    names: Arc<[String]>,
 }
 
 /// One event of the log, with the bytes sent before it (for the byte bound).
@@ -233,7 +235,13 @@ impl LocalEvents {
 impl Queue {
     fn new(next: u64, state: State, owner: Owner, slot: Arc<Slot>) -> Self {
         let notify = Arc::new(Notify::new());
-        Self { next, state, generation: 0, dropped: 0, notify, owner, slot, polled: Instant::now(), stalled: None }
+        let (polled, names) = (Instant::now(), Arc::from([]));
+        Self { next, state, generation: 0, dropped: 0, notify, owner, slot, polled, stalled: None, names }
+    }
+
+    /// Whether a stream is listening and its filter leaves this event out.
+    fn filters_out(&self, name: &str) -> bool {
+        matches!(self.state, State::Listening(_)) && !self.names.is_empty() && !self.names.iter().any(|n| **n == *name)
     }
 }
 
@@ -275,6 +283,7 @@ impl EventQueues for LocalEvents {
         queue.notify.notify_one();
         queue.state = State::Listening(queue.generation);
         queue.polled = Instant::now();
+        queue.names = Arc::from(names.as_slice());
         let (generation, notify, slot) = (queue.generation, Arc::clone(&queue.notify), Arc::clone(&queue.slot));
         drop(inner);
         Ok(ReplyStream::new(ListenStream::new(self, id, generation, notify, names, keepalive, slot)))
@@ -307,24 +316,32 @@ impl EventQueues for LocalEvents {
         self.purge_and_save(&mut inner);
         let start = inner.bytes;
         inner.bytes += event.encoded_len() as u64;
+        let name: Box<str> = event.name().into();
         inner.log.push_back(Entry { event, start });
         let cutoff = inner.cutoff(self.limits.queue_bytes);
-        let mut full = false;
+        let newest = inner.head() - 1;
+        let mut skipped = false;
         for (id, queue) in &mut inner.queues {
             if queue.next < cutoff {
                 let before = queue.dropped;
                 queue.dropped += cutoff - queue.next;
                 queue.next = cutoff;
-                full = true;
                 // At the 1st, 2nd, 4th, 8th... drop.
                 if before == 0 || queue.dropped.ilog2() > before.ilog2() {
                     tracing::warn!("Event listening queue #{id} is full: {} oldest event(s) dropped", queue.dropped);
                 }
             }
-            queue.notify.notify_one();
+            // A listening stream that is up to date and filters this event out would only skip
+            // it: skip it here, without waking the stream (many filtered listeners stay idle).
+            if queue.next == newest && queue.filters_out(&name) {
+                queue.next += 1;
+                skipped = true;
+            } else {
+                queue.notify.notify_one();
+            }
         }
-        // Only a full queue or an empty set of queues can leave the oldest event unwanted.
-        if full || inner.queues.is_empty() {
+        // Dropped or skipped events, or no queue at all, can leave the oldest event unwanted.
+        if skipped || cutoff > inner.base || inner.queues.is_empty() {
             inner.trim();
         }
     }

@@ -102,3 +102,21 @@ async fn a_stream_found_stalled_ends_in_band_and_its_queue_resumes_with_everythi
     ListenReply::event(id, SharedEvent::new(&event("while-stalled"))).encode(&mut expected);
     assert_eq!(bytes, expected, "the event sent while stalled");
 }
+
+#[tokio::test]
+async fn events_left_out_by_a_listening_filter_are_skipped_without_holding_the_log() {
+    let events = Arc::new(LocalEvents::new(limits(), None).unwrap());
+    let mut only_b = Arc::clone(&events).listen(ME, 0, vec!["b".into()], Duration::from_secs(60)).unwrap();
+    only_b.next().await.unwrap().unwrap();
+    for _ in 0..100 {
+        events.send(event("a"));
+    }
+    assert_eq!(log_len(&events), 0, "nothing kept for a listener that does not want it");
+    assert_eq!(events.inspect(ME)[0].pending, 0);
+    events.send(event("b"));
+    let mut bytes = Vec::new();
+    only_b.next().await.unwrap().unwrap().encode(&mut bytes);
+    let mut expected = Vec::new();
+    ListenReply::event(events.inspect(ME)[0].client_id, SharedEvent::new(&event("b"))).encode(&mut expected);
+    assert_eq!(bytes, expected);
+}
