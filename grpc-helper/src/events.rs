@@ -128,8 +128,8 @@ impl EventLimits {
 }
 
 /// What `queues.json` holds for these ids (the file's format, in one place).
-fn ids_json(ids: &[u32]) -> serde_json::Value {
-    serde_json::json!(ids)
+fn ids_to_json(ids: impl IntoIterator<Item = u32>) -> serde_json::Value {
+    serde_json::json!(ids.into_iter().collect::<Vec<_>>())
 }
 
 /// The ids in `queues.json`.

@@ -3,7 +3,7 @@
 //! A change of the set of queues hands a snapshot of the ids to [`IdsFile::submit`] (cheap, under
 //! the events lock); one blocking task writes the latest snapshot, so a burst of new queues costs
 //! a few writes, not one per queue, and no `listen` or `send` waits for a disk flush. What the
-//! file looks like is [`super::ids_json`]'s business.
+//! file looks like is `ids_to_json`'s business.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ impl IdsFile {
 
     fn write(&self, ids: &[u32]) {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = crate::persist::write_json(&self.path, &super::ids_json(ids)) {
+        if let Err(e) = crate::persist::write_json(&self.path, &super::ids_to_json(ids.iter().copied())) {
             tracing::error!("cannot persist event queues: {e}");
         }
     }

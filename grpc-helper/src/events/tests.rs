@@ -67,7 +67,7 @@ async fn a_burst_of_new_queues_is_written_in_a_few_files_holding_every_id() {
     let streams: Vec<_> =
         (0..500).map(|_| Arc::clone(&events).listen(ME, 0, Vec::new(), Duration::from_secs(60)).unwrap()).collect();
     events.shutdown();
-    let mut ids: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut ids = ids_from_json(crate::persist::read_json(&path).unwrap().unwrap(), &path).unwrap();
     ids.sort_unstable();
     let mut expected: Vec<u32> = events.inspect(ME).iter().map(|q| q.client_id).collect();
     expected.sort_unstable();
