@@ -70,7 +70,7 @@ fn every_sub_command_against_a_running_server() {
     listen.args(["--port", &port.to_string(), "--json", "events", "listen", "cli-event", "--count", "1"]);
     let listener = std::thread::spawn(move || run(listen, Duration::from_secs(30)));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let ids = loop {
         let ids = runtime.block_on(async {
             let client = grpc_helper_tests::client_of(&server);
             let mut events = grpc_helper::api::event_service_client::EventServiceClient::new(
@@ -79,15 +79,15 @@ fn every_sub_command_against_a_running_server() {
             events.inspect(grpc_helper::api::Empty {}).await.unwrap().into_inner().client_ids
         });
         if !ids.is_empty() {
-            break;
+            break ids;
         }
         assert!(std::time::Instant::now() < deadline, "the listener never connected");
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     assert!(ctl(port, &["events", "send", "cli-event", "k=v"]).status.success());
     let out = listener.join().unwrap();
     let lines: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines[0]["client_id"], 1);
+    assert_eq!(lines[0]["client_id"], ids[0], "the listener's queue (a random id)");
     assert_eq!(lines[1]["name"], "cli-event");
     assert_eq!(lines[1]["properties"]["k"], "v");
 

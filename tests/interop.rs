@@ -129,12 +129,17 @@ fn python_client_gets_sets_and_resets_config_and_logger_levels_of_the_rust_serve
 fn python_client_listens_and_sends_events_on_the_rust_server() {
     let server = ExampleServer::start();
     let stdout = server.python("py_events.py");
-    let expected = ["LISTENING id=1", "RECEIVED name=py-event props=origin=python", "ENDED", "INSPECT ids=1", "OK"];
+    // Queue ids are random (never 0): the Python client takes whichever it is given.
+    let id: u32 =
+        stdout.lines().next().and_then(|l| l.strip_prefix("LISTENING id=")).and_then(|id| id.parse().ok()).unwrap();
+    assert_ne!(id, 0, "{stdout}");
+    let (listening, inspect) = (format!("LISTENING id={id}"), format!("INSPECT ids={id}"));
+    let expected = [listening.as_str(), "RECEIVED name=py-event props=origin=python", "ENDED", inspect.as_str(), "OK"];
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
     let workspace = server.stop();
     // The retained queue was persisted for the next start, in the original's form.
     let ids = std::fs::read_to_string(workspace.path().join("queues.json")).unwrap();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&ids).unwrap(), serde_json::json!({"1": []}));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&ids).unwrap(), serde_json::json!({ id.to_string(): [] }));
 }
 
 #[test]
@@ -352,4 +357,14 @@ fn rust_backend_registers_with_a_python_main_server_and_serves_every_call_shape(
         client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
     });
     assert!(main.wait_exit(Duration::from_secs(60)).success());
+}
+
+#[test]
+fn python_events_listener_gets_a_random_id_receives_and_stops_on_the_rust_server() {
+    let server = ExampleServer::start();
+    let stdout = server.python("py_events_listener.py");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let id: u32 = lines.first().and_then(|l| l.strip_prefix("READY id=")).and_then(|id| id.parse().ok()).unwrap();
+    assert_ne!(id, 0, "{stdout}");
+    assert_eq!(lines[1..], ["RECEIVED name=py-event props=n=1", "STOPPED", "OK"], "{stdout}");
 }

@@ -399,11 +399,37 @@ pub struct CallContext {
     manager: ManagerContext,
     caller: CallerMetadata,
     method: &'static str,
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl CallContext {
-    pub(crate) fn new(manager: ManagerContext, caller: CallerMetadata, method: &'static str) -> Self {
-        Self { manager, caller, method }
+    pub(crate) fn new(
+        manager: ManagerContext,
+        caller: CallerMetadata,
+        method: &'static str,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
+        Self { manager, caller, method, peer }
+    }
+
+    /// The TCP peer of the call's connection, which the caller cannot choose (unlike the `ip`
+    /// of [`caller`](Self::caller)); `None` outside a server connection.
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Filter, LoggerStatus};
+    /// # use grpc_helper::{CallContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         let local = cx.peer_addr().is_some_and(|peer| peer.ip().is_loopback());
+    ///         tracing::info!("called from {}", if local { "this machine" } else { "elsewhere" });
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.peer
     }
 
     /// Who is calling (client name, user, host, ip, api_version).

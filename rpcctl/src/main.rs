@@ -374,20 +374,26 @@ impl Output {
             .iter()
             .map(|id| match find(*id) {
                 Some(q) => json!({"client_id": id, "listening": q.listening, "pending": q.pending,
-                                  "dropped": q.dropped, "limit": q.limit}),
+                                  "pending_bytes": q.pending_bytes, "dropped": q.dropped, "limit": q.limit,
+                                  "limit_bytes": q.limit_bytes}),
                 None => json!({"client_id": id}),
             })
             .collect();
         self.print(Value::from(rows), || {
-            let mut text =
-                format!("{:>9} {:<9} {:>9} {:>9} {:>9}\n", "CLIENT_ID", "STATE", "PENDING", "DROPPED", "LIMIT");
+            let mut text = format!(
+                "{:>10} {:<9} {:>9} {:>11} {:>9} {:>9} {:>11}\n",
+                "CLIENT_ID", "STATE", "PENDING", "BYTES", "DROPPED", "LIMIT", "LIMIT_BYTES"
+            );
             for id in &status.client_ids {
                 text += &match find(*id) {
                     Some(q) => {
                         let state = if q.listening { "listening" } else { "retained" };
-                        format!("{id:>9} {state:<9} {:>9} {:>9} {:>9}\n", q.pending, q.dropped, q.limit)
+                        format!(
+                            "{id:>10} {state:<9} {:>9} {:>11} {:>9} {:>9} {:>11}\n",
+                            q.pending, q.pending_bytes, q.dropped, q.limit, q.limit_bytes
+                        )
                     }
-                    None => format!("{id:>9} {:<9} {:>9} {:>9} {:>9}\n", "-", "-", "-", "-"),
+                    None => format!("{id:>10} {:<9} {:>9} {:>11} {:>9} {:>9} {:>11}\n", "-", "-", "-", "-", "-", "-"),
                 };
             }
             text

@@ -38,7 +38,29 @@ pub async fn handshake(
     port: u16,
     stream_window: Option<u32>,
 ) -> (h2::client::SendRequest<Bytes>, h2::client::Connection<TcpStream, Bytes>) {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("server reachable");
+    handshake_from(std::net::Ipv4Addr::LOCALHOST, port, stream_window).await
+}
+
+/// [`connect`] from another loopback address (e.g. `127.0.0.2`): to the server, another peer.
+///
+/// ```no_run
+/// # async fn demo() {
+/// let other_peer = grpc_helper_tests::raw_h2::connect_from([127, 0, 0, 2].into(), 54321, None).await;
+/// # }
+/// ```
+pub async fn connect_from(source: std::net::Ipv4Addr, port: u16, stream_window: Option<u32>) -> H2Connection {
+    let (send, connection) = handshake_from(source, port, stream_window).await;
+    H2Connection { send, driver: tokio::spawn(connection) }
+}
+
+async fn handshake_from(
+    source: std::net::Ipv4Addr,
+    port: u16,
+    stream_window: Option<u32>,
+) -> (h2::client::SendRequest<Bytes>, h2::client::Connection<TcpStream, Bytes>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).expect("a loopback source address");
+    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await.expect("server reachable");
     tcp.set_nodelay(true).unwrap();
     let mut builder = h2::client::Builder::new();
     builder.initial_connection_window_size(16 << 20);
@@ -149,4 +171,46 @@ pub async fn outcome(response: h2::client::ResponseFuture) -> Outcome {
         },
         Err(e) => broken(e),
     }
+}
+
+/// The next gRPC message of a response body (length-prefixed, uncompressed), releasing the
+/// window as it reads; `None` when the body ends first.
+pub async fn next_message(body: &mut h2::RecvStream, buffer: &mut BytesMut) -> Option<Vec<u8>> {
+    loop {
+        if buffer.len() >= 5 {
+            let len = u32::from_be_bytes(buffer[1..5].try_into().unwrap()) as usize;
+            if buffer.len() >= 5 + len {
+                assert_eq!(buffer[0], 0, "not compressed");
+                let message = buffer.split_to(5 + len);
+                return Some(message[5..].to_vec());
+            }
+        }
+        let data = body.data().await?.ok()?;
+        let _ = body.flow_control().release_capacity(data.len());
+        buffer.extend_from_slice(&data);
+    }
+}
+
+/// Calls a unary method and decodes its reply (status OK expected: grpc-helper answers errors
+/// in band, in the reply's `r`).
+///
+/// ```no_run
+/// # async fn demo(connection: grpc_helper_tests::raw_h2::H2Connection) {
+/// use grpc_helper::api::{Empty, EventQueueStatus};
+/// let status: EventQueueStatus = grpc_helper_tests::raw_h2::unary(&connection.send, 54321, "/EventService/inspect", &Empty {}).await;
+/// # }
+/// ```
+pub async fn unary<Rep: prost::Message + Default>(
+    send: &h2::client::SendRequest<Bytes>,
+    port: u16,
+    path: &str,
+    message: &impl prost::Message,
+) -> Rep {
+    let mut send = send.clone().ready().await.expect("connection open");
+    let response = start(&mut send, request(port, path), frame(message)).expect("stream opened");
+    let response = response.await.expect("an answer");
+    assert_eq!(response.headers().get("grpc-status"), None, "not a trailers-only error: {:?}", response.headers());
+    let mut body = response.into_body();
+    let bytes = next_message(&mut body, &mut BytesMut::new()).await.expect("a reply message");
+    Rep::decode(bytes.as_slice()).expect("a valid reply")
 }

@@ -46,7 +46,8 @@ impl<M: Manager> Hosted<M> {
 
     /// Records the call and checks the caller's API version.
     fn enter<Req>(&self, request: Request<Req>, method: &'static str) -> (Call, Result<(Req, CallContext), RpcError>) {
-        let (metadata, _, message) = request.into_parts();
+        let (metadata, extensions, message) = request.into_parts();
+        let peer = extensions.get::<crate::server::ConnInfo>().map(|info| info.peer);
         let caller = CallerMetadata::from_headers(metadata.as_ref());
         let service = self.grpc_name;
         tracing::debug!(target: CALL_TARGET, "{caller} >>> {service}.{method}");
@@ -54,7 +55,7 @@ impl<M: Manager> Hosted<M> {
         let checked =
             caller.check_api_version(<M::Version as ApiVersion>::SUPPORTED, <M::Version as ApiVersion>::CURRENT);
         let call = Call { _guard: guard, service, method };
-        let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method)));
+        let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method, peer)));
         (call, admitted)
     }
 }

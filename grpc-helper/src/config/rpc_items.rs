@@ -12,7 +12,7 @@ use crate::api::ResultCode;
 ///
 /// assert_eq!(RpcConfig::SHUTDOWN_GRACE.name(), "rpc-shutdown-grace");
 /// assert_eq!(RpcConfig::SHUTDOWN_GRACE.env_name(), "RPC_SHUTDOWN_GRACE");
-/// assert_eq!(RpcConfig::ALL.len(), 12);
+/// assert_eq!(RpcConfig::ALL.len(), 15);
 /// ```
 pub struct RpcConfig;
 
@@ -74,6 +74,19 @@ impl RpcConfig {
     pub const EVENT_KEEPALIVE_TIMEOUT: ConfigItem =
         ConfigItem::new("rpc-event-keepalive-timeout", "Period of keep-alive events (s)", "60")
             .validator(Validator::PosInt);
+    /// Most event listening queues at once (listening or retained), all peers together; a new
+    /// queue beyond gets `ERROR_ITEM_BUSY` (RESOURCE_EXHAUSTED).
+    pub const EVENT_MAX_QUEUES: ConfigItem =
+        ConfigItem::new("rpc-event-max-queues", "Most event listening queues at once", "4096")
+            .validator(Validator::PosInt);
+    /// Most event listening queues at once opened from one peer address.
+    pub const EVENT_MAX_QUEUES_PER_PEER: ConfigItem =
+        ConfigItem::new("rpc-event-max-queues-per-peer", "Most event listening queues of one peer address", "1024")
+            .validator(Validator::PosInt);
+    /// Most bytes of events one queue holds; beyond, the oldest are dropped (counted).
+    pub const EVENT_QUEUE_BYTES: ConfigItem =
+        ConfigItem::new("rpc-event-queue-bytes", "Most bytes of events held per queue", "33554432")
+            .validator(Validator::PosInt);
 
     /// Every built-in static item.
     ///
@@ -94,6 +107,9 @@ impl RpcConfig {
         Self::CLIENT_TIMEOUT,
         Self::EVENT_RETAIN_TIMEOUT,
         Self::EVENT_KEEPALIVE_TIMEOUT,
+        Self::EVENT_MAX_QUEUES,
+        Self::EVENT_MAX_QUEUES_PER_PEER,
+        Self::EVENT_QUEUE_BYTES,
     ];
 }
 

@@ -189,6 +189,8 @@ impl<S> Tracked<S> {
 #[derive(Clone)]
 pub(crate) struct ConnInfo {
     state: Arc<ConnState>,
+    /// The TCP peer (never the caller's `ip` metadata, which the caller chooses).
+    pub(crate) peer: SocketAddr,
 }
 
 fn connection_of<B>(request: &http::Request<B>) -> Option<&Arc<ConnState>> {
@@ -322,7 +324,7 @@ impl Stream for Incoming {
         }
         match self.listener.poll_accept(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok((stream, _peer))) => {
+            Poll::Ready(Ok((stream, peer))) => {
                 let _ = stream.set_nodelay(true);
                 if let Some(idle) = self.tcp_keepalive {
                     set_tcp_keepalive(stream.as_raw_fd(), idle);
@@ -338,7 +340,13 @@ impl Stream for Incoming {
                 let mut registry = self.connections.registry.lock();
                 registry.open.insert(id, Arc::clone(&state));
                 drop(registry);
-                Poll::Ready(Some(Ok(Connection { stream, id, state, connections: Arc::clone(&self.connections) })))
+                Poll::Ready(Some(Ok(Connection {
+                    stream,
+                    id,
+                    peer,
+                    state,
+                    connections: Arc::clone(&self.connections),
+                })))
             }
             Poll::Ready(Err(e)) => {
                 tracing::warn!("accept failed: {e}");
@@ -353,6 +361,7 @@ impl Stream for Incoming {
 pub(crate) struct Connection {
     stream: TcpStream,
     id: u64,
+    peer: SocketAddr,
     state: Arc<ConnState>,
     connections: Arc<Connections>,
 }
@@ -367,7 +376,7 @@ impl Connected for Connection {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
-        ConnInfo { state: Arc::clone(&self.state) }
+        ConnInfo { state: Arc::clone(&self.state), peer: self.peer }
     }
 }
 

@@ -35,9 +35,9 @@ pub(super) fn host_env(
 ) -> Result<HostEnv, RpcError> {
     let folders = builder.sources.folders.clone();
     let events: Option<Arc<dyn crate::events::EventQueues>> = if builder.with_events {
-        let retain = config.get(&RpcConfig::EVENT_RETAIN_TIMEOUT).as_duration()?;
+        let limits = crate::events::EventLimits::from_config(config)?;
         let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
-        Some(Arc::new(crate::events::LocalEvents::new(retain, persisted)?))
+        Some(Arc::new(crate::events::LocalEvents::new(limits, persisted)?))
     } else {
         None
     };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::api::{Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, ResultStatus};
 use crate::config::RpcConfig;
-use crate::events::{EventQueues, ListenReply};
+use crate::events::{EventQueues, ListenReply, peer_of};
 use crate::{CallContext, ReplyStream, RpcError, rpc_manager};
 
 /// `EventService` generated like the API's, with `listen` writing pre-encoded replies (see
@@ -32,11 +32,12 @@ impl EventsManager {
             crate::events::check_name("event", name)?;
         }
         let keepalive = cx.config().get(&RpcConfig::EVENT_KEEPALIVE_TIMEOUT).as_duration()?;
-        Arc::clone(&self.queues).listen(request.client_id, request.names, keepalive)
+        Arc::clone(&self.queues).listen(peer_of(cx.peer_addr()), request.client_id, request.names, keepalive)
     }
 
-    async fn interrupt(&self, request: EventInterrupt) -> Result<ResultStatus, RpcError> {
-        self.queues.interrupt(request.client_id)?;
+    /// Only the peer address that opened the queue may interrupt it.
+    async fn interrupt(&self, request: EventInterrupt, cx: CallContext) -> Result<ResultStatus, RpcError> {
+        self.queues.interrupt(peer_of(cx.peer_addr()), request.client_id)?;
         Ok(ResultStatus::default())
     }
 
@@ -46,9 +47,10 @@ impl EventsManager {
         Ok(ResultStatus::default())
     }
 
-    /// The queue ids (as the original), plus each queue's pending and dropped counts.
-    async fn inspect(&self, _request: Empty) -> Result<EventQueueStatus, RpcError> {
-        let queues = self.queues.inspect();
+    /// The ids of the caller's queues (those opened from its address: the original lists every
+    /// queue), plus each queue's counters.
+    async fn inspect(&self, _request: Empty, cx: CallContext) -> Result<EventQueueStatus, RpcError> {
+        let queues = self.queues.inspect(peer_of(cx.peer_addr()));
         Ok(EventQueueStatus { r: None, client_ids: queues.iter().map(|q| q.client_id).collect(), queues })
     }
 

@@ -1,0 +1,75 @@
+//! Who holds how many queues, for the caps (`rpc-event-max-queues`, `-per-peer`).
+//!
+//! A queue and every stream that ever delivered it share one [`Slot`]; the slot is freed when
+//! the last of them goes. So a stalled stream whose queue expired still counts against its
+//! peer until its client closes it: what a peer holds on the server is always within its cap.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// The address a queue belongs to: a caller's TCP peer, canonical (`::ffff:a.b.c.d` is
+/// `a.b.c.d`, and `::1` is `127.0.0.1`, so that a client reaching `localhost` over either
+/// stays itself). `None`: no connection (in-process callers).
+pub(crate) type Peer = Option<IpAddr>;
+
+/// The owner key of a TCP peer address.
+pub(crate) fn peer_of(addr: Option<std::net::SocketAddr>) -> Peer {
+    addr.map(|addr| match addr.ip().to_canonical() {
+        IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ip => ip,
+    })
+}
+
+/// Slots in use, in all and per peer.
+#[derive(Default)]
+pub(super) struct Usage {
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_peer: HashMap<Peer, usize>,
+}
+
+/// One queue's place in the counts; `peer` is `None` for a queue restored from the file and
+/// not claimed yet (counted in the total only).
+pub(super) struct Slot {
+    usage: Arc<Usage>,
+    peer: Option<Peer>,
+}
+
+impl Usage {
+    /// Slots in use: in all, and by `peer`.
+    pub(super) fn held(&self, peer: Peer) -> (usize, usize) {
+        let counts = self.counts.lock();
+        (counts.total, counts.per_peer.get(&peer).copied().unwrap_or(0))
+    }
+
+    pub(super) fn take(self: &Arc<Self>, peer: Option<Peer>) -> Arc<Slot> {
+        let mut counts = self.counts.lock();
+        counts.total += 1;
+        if let Some(peer) = peer {
+            *counts.per_peer.entry(peer).or_default() += 1;
+        }
+        Arc::new(Slot { usage: Arc::clone(self), peer })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.usage.counts.lock();
+        counts.total -= 1;
+        if let Some(peer) = self.peer
+            && let Some(n) = counts.per_peer.get_mut(&peer)
+        {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_peer.remove(&peer);
+            }
+        }
+    }
+}
