@@ -17,6 +17,7 @@
 //! `<logs>/<service>/<service>.log`, and every event to `<logs>/root/root.log`, rotated per
 //! `rpc-logs-interval-unit` × `rpc-logs-interval`, keeping `rpc-logs-backup` old files.
 
+mod escape;
 mod levels;
 mod rolling;
 mod router;
@@ -32,6 +33,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
+pub(crate) use self::escape::Escaped;
 pub(crate) use self::levels::Setting;
 pub(crate) use self::rolling::Rotation;
 pub(crate) use self::router::{LogsGuard, register};
@@ -212,7 +214,7 @@ fn apply(name: &str, value: &Persisted) {
         Persisted::Level(level) => match parse_level_name(level) {
             Some(level) => Setting { enabled: true, level: Some(level) },
             None => {
-                tracing::warn!("Ignoring unknown level {level} for logger {name}");
+                tracing::warn!("Ignoring unknown level {} for logger {}", Escaped(level), Escaped(name));
                 Setting { enabled: true, level: None }
             }
         },

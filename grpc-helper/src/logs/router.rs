@@ -14,6 +14,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::escape::EscapingWriter;
 use super::rolling::{RollingFile, Rotation};
 
 /// Where one server writes its logs.
@@ -112,20 +113,21 @@ struct LineVisitor<'a> {
     fields: String,
 }
 
+// Escaped: a record is one line, whatever client-supplied text its message holds.
 impl Visit for LineVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.line.push_str(value);
+            let _ = EscapingWriter(self.line).write_str(value);
         } else {
-            let _ = write!(self.fields, " {}={value}", field.name());
+            let _ = write!(EscapingWriter(&mut self.fields), " {}={value}", field.name());
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            let _ = write!(self.line, "{value:?}");
+            let _ = write!(EscapingWriter(self.line), "{value:?}");
         } else {
-            let _ = write!(self.fields, " {}={value:?}", field.name());
+            let _ = write!(EscapingWriter(&mut self.fields), " {}={value:?}", field.name());
         }
     }
 }

@@ -64,6 +64,8 @@ const PREFACE_LEN: usize = 24 + 9;
 /// One open connection, as the watchdog sees it.
 struct ConnState {
     fd: RawFd,
+    /// The TCP peer (the admin networks check it).
+    peer: IpAddr,
     accepted: Instant,
     /// Bytes read, counted up to [`PREFACE_LEN`].
     read: AtomicUsize,
@@ -189,6 +191,11 @@ impl<S> Tracked<S> {
 #[derive(Clone)]
 pub(crate) struct ConnInfo {
     state: Arc<ConnState>,
+}
+
+/// The TCP peer of the connection a request came on (`None` outside a server connection).
+pub(crate) fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    connection_of(request).map(|state| state.peer)
 }
 
 fn connection_of<B>(request: &http::Request<B>) -> Option<&Arc<ConnState>> {
@@ -322,7 +329,7 @@ impl Stream for Incoming {
         }
         match self.listener.poll_accept(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok((stream, _peer))) => {
+            Poll::Ready(Ok((stream, peer))) => {
                 let _ = stream.set_nodelay(true);
                 if let Some(idle) = self.tcp_keepalive {
                     set_tcp_keepalive(stream.as_raw_fd(), idle);
@@ -330,6 +337,7 @@ impl Stream for Incoming {
                 let id = self.connections.next.fetch_add(1, Ordering::Relaxed);
                 let state = Arc::new(ConnState {
                     fd: stream.as_raw_fd(),
+                    peer: peer.ip(),
                     accepted: Instant::now(),
                     read: AtomicUsize::new(0),
                     calls: AtomicUsize::new(0),
