@@ -233,6 +233,25 @@ pub(crate) fn set(name: &str, setting: Setting) {
     levels::rebuild();
 }
 
+/// What is set for each of `names`, for [`restore`].
+pub(crate) fn snapshot<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(String, Option<Setting>)> {
+    let levels = levels::levels().read();
+    names.into_iter().map(|name| (name.to_owned(), levels.entry(name))).collect()
+}
+
+/// Puts back what [`snapshot`] saw (a change whose persistence failed is undone).
+pub(crate) fn restore(saved: &[(String, Option<Setting>)]) {
+    levels::update(|levels| {
+        for (name, setting) in saved.iter().rev() {
+            match setting {
+                Some(setting) => levels.set(name, *setting),
+                None => levels.reset(name),
+            }
+        }
+    });
+    levels::rebuild();
+}
+
 /// Drops a logger's override.
 pub(crate) fn reset(name: &str) {
     levels::update(|levels| levels.reset(name));
