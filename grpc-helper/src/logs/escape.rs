@@ -55,7 +55,8 @@ mod tests {
         assert_eq!(Escaped("a\nb\r\tc").to_string(), "a\\nb\\r\\tc");
         assert_eq!(Escaped("\u{1b}[31mred\u{2028}x\u{202e}").to_string(), "\\u{1b}[31mred\\u{2028}x\\u{202e}");
         let mut line = String::new();
-        write!(EscapingWriter(&mut line), "{} {}", "x\ny", 5).unwrap();
+        let (name, count) = ("x\ny", 5);
+        write!(EscapingWriter(&mut line), "{name} {count}").unwrap();
         assert_eq!(line, "x\\ny 5");
     }
 }

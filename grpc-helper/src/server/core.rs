@@ -389,9 +389,10 @@ impl ServerCore {
     }
 }
 
-/// The wait after a remote shutdown's drain: `timeout` < 0 none, 0 `rpc-shutdown-timeout`,
-/// > 0 that many seconds but at most `rpc-shutdown-timeout`: a remote caller cannot leave a
-/// process that stopped serving and never exits (`timeout = 2^31 - 1` is 68 years).
+/// The wait after a remote shutdown's drain: none for a negative `timeout`,
+/// `rpc-shutdown-timeout` for 0, else that many seconds but at most `rpc-shutdown-timeout`:
+/// a remote caller cannot leave a process that stopped serving and never exits
+/// (`timeout = 2^31 - 1` is 68 years).
 fn remote_delay(timeout: i32, shutdown_timeout: Duration) -> Option<Duration> {
     match u64::try_from(timeout) {
         Err(_) => None,
