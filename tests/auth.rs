@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use grpc_helper::api::{
-    ConfigItemUpdate, ConfigUpdate, Event, EventInterrupt, Filter, LoggerConfig, LoggerUpdate, ProxyRegisterRequest, ShutdownRequest,
+    ConfigItemUpdate, ConfigUpdate, Event, EventInterrupt, Filter, LoggerConfig, LoggerUpdate, ProxyRegisterRequest,
+    ShutdownRequest,
 };
 use grpc_helper::auth::BearerToken;
 use grpc_helper::config::ConfigItem;

@@ -1,5 +1,11 @@
 //! Guards on the dangerous RPCs (remote shutdown, config and logger changes, proxy
-//! registration, event sending): a pluggable check with a bearer token out of the box.
+//! registration, event sending and interrupting): a pluggable check with a bearer token out of
+//! the box. Without a guard, these RPCs are accepted only from the admin networks (loopback by
+//! default, see [`RpcServerBuilder::admin_networks`](crate::RpcServerBuilder::admin_networks)).
+//!
+//! For code that guards more paths (`RpcServerBuilder::guard_method`): a path in the guarded
+//! set passes when the peer is in the admin networks and the guard, if any, accepts it; one
+//! check per call, before routing.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), grpc_helper::RpcError> {
@@ -193,8 +199,9 @@ impl Gate {
         self.networks.as_ref().map(|n| n.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
     }
 
-    /// Whether `peer` is in the admin networks.
-    fn peer_allowed(&self, peer: Option<IpAddr>) -> bool {
+    /// Whether `peer` is in the admin networks. `_headers`: where the proxy's hop marker is to
+    /// be read (a forwarded call must count as remote, whatever its loopback peer).
+    fn peer_allowed(&self, peer: Option<IpAddr>, _headers: &HeaderMap) -> bool {
         match (&self.networks, peer) {
             (None, _) => true,
             // IPv4 peers of a dual-stack listener arrive as ::ffff:a.b.c.d.
@@ -208,7 +215,7 @@ impl Gate {
         if !self.paths.contains(path) {
             return None;
         }
-        let status = if self.peer_allowed(peer) {
+        let status = if self.peer_allowed(peer, headers) {
             self.guard.as_ref()?.check(path, headers).err()?
         } else {
             Status::permission_denied(self.network_refusal(path, peer))
