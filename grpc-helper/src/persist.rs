@@ -128,11 +128,14 @@ mod tests {
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| {
                 let mut reads = 0;
+                let mut torn = Vec::new();
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    let value = read_json(&path).unwrap().expect("the file is always there");
-                    assert!(value.get("writer").is_some(), "a reader saw {value}");
-                    reads += 1;
+                    match read_json(&path) {
+                        Ok(Some(value)) if value.get("writer").is_some() => reads += 1,
+                        other => torn.push(format!("{other:?}")),
+                    }
                 }
+                assert!(torn.is_empty(), "readers saw {} partial files, e.g. {:.200}", torn.len(), torn[0]);
                 reads
             });
             let writers: Vec<_> = (0..8)
@@ -148,9 +151,12 @@ mod tests {
                     })
                 })
                 .collect();
-            writers.into_iter().for_each(|w| w.join().unwrap());
+            // Joined before any unwrap: a failed writer must not leave the reader spinning.
+            let written: Vec<_> = writers.into_iter().map(std::thread::ScopedJoinHandle::join).collect();
             done.store(true, std::sync::atomic::Ordering::Relaxed);
-            assert!(reader.join().unwrap() > 0);
+            let reads = reader.join();
+            assert!(written.iter().all(Result::is_ok), "a writer failed");
+            assert!(reads.unwrap() > 0);
         });
         let value = read_json(&path).unwrap().unwrap();
         assert!(value["writer"].as_str().unwrap().parse::<usize>().unwrap() < 8, "{value}");
