@@ -94,7 +94,23 @@ pub fn target_metadata(data: &[u8]) {
     for (key, value) in read {
         assert_eq!(value, expected(key), "metadata {key} of {headers:?}");
     }
-    let or = |v: &str, missing: &'static str| if v.is_empty() { missing.to_owned() } else { v.to_owned() };
+    // Caller text is escaped for log lines: control characters, line separators, bidi overrides.
+    let escaped = |v: &str| -> String {
+        v.chars()
+            .map(|c| match c {
+                '\n' => "\\n".to_owned(),
+                '\r' => "\\r".to_owned(),
+                '\t' => "\\t".to_owned(),
+                c if c.is_control()
+                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+                {
+                    format!("\\u{{{:x}}}", u32::from(c))
+                }
+                c => c.to_string(),
+            })
+            .collect()
+    };
+    let or = |v: &str, missing: &'static str| if v.is_empty() { missing.to_owned() } else { escaped(v) };
     let display = format!(
         "[{}]{}@{}({}) api:{}",
         or(read[0].1, "unknown"),

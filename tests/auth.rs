@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use grpc_helper::api::{
-    ConfigItemUpdate, ConfigUpdate, Event, Filter, LoggerConfig, LoggerUpdate, ProxyRegisterRequest, ShutdownRequest,
+    ConfigItemUpdate, ConfigUpdate, Event, EventInterrupt, Filter, LoggerConfig, LoggerUpdate, ProxyRegisterRequest,
+    ShutdownRequest,
 };
 use grpc_helper::auth::BearerToken;
 use grpc_helper::config::ConfigItem;
@@ -49,6 +50,8 @@ async fn dangerous_calls(client: &RpcClient) -> Vec<Code> {
         code(srv.proxy_register(register).await.map(drop)),
         code(srv.proxy_forget(Filter { names: vec!["proxied".into()], ignore_unknown: false }).await.map(drop)),
         code(events.send(Event { name: "guarded".into(), properties: Vec::new() }).await.map(drop)),
+        // No queue 1: answered NOT_FOUND once let through.
+        code(events.interrupt(EventInterrupt { client_id: 1 }).await.map(drop)),
     ]
 }
 
@@ -66,9 +69,11 @@ async fn dangerous_rpcs_need_the_token_and_the_rest_stays_open() {
             .await
             .unwrap();
         let anonymous = client(&server, None);
-        assert_eq!(dangerous_calls(&anonymous).await, [Code::Unauthenticated; 7]);
-        assert_eq!(dangerous_calls(&client(&server, Some("wrong"))).await, [Code::PermissionDenied; 7]);
-        assert_eq!(dangerous_calls(&client(&server, Some(TOKEN))).await, [Code::Ok; 7]);
+        assert_eq!(dangerous_calls(&anonymous).await, [Code::Unauthenticated; 8]);
+        assert_eq!(dangerous_calls(&client(&server, Some("wrong"))).await, [Code::PermissionDenied; 8]);
+        let mut allowed = [Code::Ok; 8];
+        allowed[7] = Code::NotFound;
+        assert_eq!(dangerous_calls(&client(&server, Some(TOKEN))).await, allowed);
 
         // Reading stays open.
         anonymous.server_service().info(Filter::default()).await.unwrap();

@@ -38,7 +38,24 @@ fn tls_client(server: &RpcServer, tls: Option<ClientTls>) -> RpcClient {
     .unwrap()
 }
 
+/// grpc-helper's layer as the subscriber of this test process, with `log` records (rustls
+/// logs through `log`) bridged at every level: set before any server starts, so that the
+/// secrets test really sees the dependencies' DEBUG records.
+fn logging() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        use tracing_subscriber::prelude::*;
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(grpc_helper::logs::layer()))
+            .expect("no subscriber yet in this test process");
+        tracing_log::LogTracer::builder()
+            .with_max_level(tracing_log::log::LevelFilter::Trace)
+            .init()
+            .expect("no logger yet");
+    });
+}
+
 async fn start(tls: ServerTls) -> RpcServer {
+    logging();
     server_builder().tls(tls).manager(Sample::new(&EventLog::default(), Duration::ZERO)).start().await.unwrap()
 }
 
@@ -97,6 +114,7 @@ fn tls_files_come_from_the_command_line() {
         #[command(flatten)]
         server: ServerArgs,
     }
+    logging();
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
     for (name, text) in [("cert.pem", &pki.server.0), ("key.pem", &pki.server.1), ("ca.pem", &pki.ca)] {
@@ -130,6 +148,7 @@ async fn no_key_or_token_in_logs_or_dumps() {
 
     const TOKEN: &str = "secret-token-7f3a9c";
     const WRONG: &str = "wrong-token-b41e0d";
+    logging();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         let pki = pki();
@@ -152,12 +171,15 @@ async fn no_key_or_token_in_logs_or_dumps() {
         let (client, intruder) = (connect(TOKEN), connect(WRONG));
         let mut log = client.logger_service();
         let debug = |name: &str| LoggerConfig { name: name.into(), enabled: true, level: LoggerLevel::LvlDebug as i32 };
-        log.set(LoggerUpdate { items: vec![debug("root"), debug("grpc_helper")] }).await.unwrap();
+        // "" is the root logger (a logger named "root" would be a plain target); the
+        // transport crates get their own loggers at DEBUG as well.
+        let loggers = ["", "grpc_helper", "h2", "hyper", "hyper_util", "rustls", "tonic", "tower"];
+        log.set(LoggerUpdate { items: loggers.iter().map(|name| debug(name)).collect() }).await.unwrap();
         client.server_service().info(Filter::default()).await.unwrap();
         sample_stub(&client).method1(Empty {}).await.unwrap();
         let refused = intruder
             .logger_service()
-            .reset(Filter { names: vec!["root".into()], ignore_unknown: false })
+            .reset(Filter { names: vec![String::new()], ignore_unknown: false })
             .await
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
@@ -179,6 +201,15 @@ async fn no_key_or_token_in_logs_or_dumps() {
         }
         let all: String = texts.iter().map(|(_, text)| text.as_str()).collect();
         assert!(all.contains(">>> "), "the calls were logged at DEBUG (else this test proves nothing)");
+        // The dependencies' DEBUG records were really produced and written (hyper itself has no
+        // tracing without its unstable cfg; tonic and hyper-util log at DEBUG on errors only).
+        for target in [" h2::", " rustls::"] {
+            let line = all.lines().find(|l| l.contains(" DEBUG") && l.contains(target));
+            let targets: std::collections::BTreeSet<&str> =
+                all.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+            assert!(line.is_some(), "no DEBUG record of{target} in the logs; targets: {targets:?}");
+        }
+        assert!(all.lines().any(|l| l.contains(" h2::") && l.contains("Headers")), "h2's frames were logged");
         assert!(all.contains("refused"), "the refusal was logged");
         // Every base64 line of the key's PEM body.
         let key_lines: Vec<&str> = pki.server.1.lines().filter(|l| !l.starts_with("-----") && l.len() > 16).collect();
@@ -196,6 +227,7 @@ async fn no_key_or_token_in_logs_or_dumps() {
 /// connection open past the idle timeout.
 #[tokio::test]
 async fn idle_timeout_counts_calls_over_tls() {
+    logging();
     bounded(Duration::from_secs(30), async {
         let pki = pki();
         let server = server_builder()
@@ -211,4 +243,27 @@ async fn idle_timeout_counts_calls_over_tls() {
         server.shutdown().await;
     })
     .await;
+}
+
+/// `verify_clients()` without a CA would accept any client: the server refuses to start.
+#[tokio::test]
+async fn verify_clients_without_a_ca_is_an_error() {
+    logging();
+    let pki = pki();
+    let tls = ServerTls::new(pki.server.0.clone(), pki.server.1.clone()).verify_clients();
+    let error = server_builder().tls(tls).start().await.err().expect("refused");
+    assert_eq!(error.result_code(), Some(grpc_helper::ResultCode::ErrorParamMissing));
+    assert!(error.message().contains("verify_clients needs the CA"), "{error}");
+}
+
+/// Settings the auto-clients cannot use (a server name that is no host name) fail the start
+/// with an error, where they used to panic while hosting the managers.
+#[tokio::test]
+async fn a_bad_auto_client_identity_is_an_error_not_a_panic() {
+    logging();
+    let pki = pki();
+    let tls = ServerTls::new(pki.server.0.clone(), pki.server.1.clone()).ca(pki.ca.clone()).domain("not a host name");
+    let error = server_builder().tls(tls).start().await.err().expect("refused");
+    assert_eq!(error.result_code(), Some(grpc_helper::ResultCode::ErrorParamInvalid));
+    assert!(error.message().contains("auto-clients"), "{error}");
 }

@@ -1,5 +1,11 @@
 //! Guards on the dangerous RPCs (remote shutdown, config and logger changes, proxy
-//! registration, event sending): a pluggable check with a bearer token out of the box.
+//! registration, event sending and interrupting): a pluggable check with a bearer token out of
+//! the box. Without a guard, these RPCs are accepted only from the admin networks (loopback by
+//! default, see [`RpcServerBuilder::admin_networks`](crate::RpcServerBuilder::admin_networks)).
+//!
+//! For code that guards more paths (`RpcServerBuilder::guard_method`): a path in the guarded
+//! set passes when the peer is in the admin networks and the guard, if any, accepts it; one
+//! check per call, before routing.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), grpc_helper::RpcError> {
@@ -12,10 +18,14 @@
 //! ```
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
+use ipnet::IpNet;
 use tonic::Status;
+
+use crate::logs::Escaped;
 
 /// The methods guarded by default (gRPC paths).
 ///
@@ -31,6 +41,7 @@ pub const DANGEROUS_METHODS: &[&str] = &[
     "/LoggerService/set",
     "/LoggerService/reset",
     "/EventService/send",
+    "/EventService/interrupt",
 ];
 
 /// Decides whether a call to a guarded method may proceed.
@@ -59,6 +70,15 @@ pub trait AuthGuard: Send + Sync + 'static {
     /// # Errors
     /// The refusal.
     fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), Status>;
+
+    /// Checked once when the server starts: a guard that would let anyone through (an empty
+    /// token, say) fails the start with this message.
+    ///
+    /// # Errors
+    /// What is wrong with the guard's settings.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Requires the metadata `authorization: Bearer <token>`.
@@ -102,14 +122,22 @@ impl std::fmt::Debug for BearerToken {
 }
 
 impl AuthGuard for BearerToken {
+    /// An empty token is refused: `Bearer ` with nothing after it would then be accepted.
+    fn validate(&self) -> Result<(), String> {
+        if self.0.trim().is_empty() {
+            return Err("The bearer token of the auth guard is empty: give a secret of your own".to_owned());
+        }
+        Ok(())
+    }
+
     fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), Status> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Err(Status::unauthenticated(format!(
                 "{path} needs credentials: send the metadata `authorization: Bearer <token>`"
             )));
         };
-        let given = value.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"");
-        if constant_time_eq(given, self.0.as_bytes()) {
+        let given = value.as_bytes().strip_prefix(b"Bearer ");
+        if !self.0.is_empty() && given.is_some_and(|given| constant_time_eq(given, self.0.as_bytes())) {
             Ok(())
         } else {
             Err(Status::permission_denied(format!("{path}: the bearer token is not valid")))
@@ -126,23 +154,111 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The guard of a server and the paths it covers.
-pub(crate) struct Guarded {
-    pub guard: Box<dyn AuthGuard>,
-    pub paths: HashSet<String>,
+/// Who may call the guarded paths (see [`RpcServerBuilder::admin_networks`](crate::RpcServerBuilder::admin_networks)).
+///
+/// The rule, in one place: a guarded call passes when its peer is in the admin networks and
+/// the guard, if any, accepts it. The admin networks are loopback when no guard is set, every
+/// address when a guard is set, or what `admin_networks` gave; `allow_remote_admin` lifts them.
+///
+/// The peer is the TCP peer of the connection, never the caller's `ip` metadata (the caller's
+/// own claim). A call forwarded by a main server to its backend comes from loopback: the
+/// proxy's hop marker must make such a call count as remote, in [`Gate::peer_allowed`].
+pub(crate) struct Gate {
+    guard: Option<Box<dyn AuthGuard>>,
+    paths: HashSet<String>,
+    /// `None`: any peer.
+    networks: Option<Vec<IpNet>>,
 }
 
-impl Guarded {
+/// The admin networks of a server without a guard: this machine only.
+pub(crate) const LOOPBACK_NETWORKS: &[&str] = &["127.0.0.0/8", "::1/128"];
+
+impl Gate {
+    /// `networks`: as given to `admin_networks` (`None`: the default of the rule above).
+    pub(crate) fn new(
+        guard: Option<Box<dyn AuthGuard>>,
+        paths: HashSet<String>,
+        networks: Option<Vec<IpNet>>,
+        allow_remote_admin: bool,
+    ) -> Self {
+        let networks = match (allow_remote_admin, networks, &guard) {
+            (true, _, _) => None,
+            (false, Some(networks), _) => Some(networks),
+            (false, None, Some(_)) => None,
+            (false, None, None) => Some(LOOPBACK_NETWORKS.iter().map(|n| n.parse().expect("valid")).collect()),
+        };
+        Self { guard, paths, networks }
+    }
+
+    pub(crate) fn has_guard(&self) -> bool {
+        self.guard.is_some()
+    }
+
+    /// The admin networks, as text (`None`: any).
+    pub(crate) fn networks_text(&self) -> Option<String> {
+        self.networks.as_ref().map(|n| n.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+    }
+
+    /// Whether `peer` is in the admin networks. `_headers`: where the proxy's hop marker is to
+    /// be read (a forwarded call must count as remote, whatever its loopback peer).
+    fn peer_allowed(&self, peer: Option<IpAddr>, _headers: &HeaderMap) -> bool {
+        match (&self.networks, peer) {
+            (None, _) => true,
+            // IPv4 peers of a dual-stack listener arrive as ::ffff:a.b.c.d.
+            (Some(networks), Some(peer)) => networks.iter().any(|n| n.contains(&peer.to_canonical())),
+            (Some(_), None) => false,
+        }
+    }
+
     /// The refusal of a call, if it is guarded and refused (logged, without the credentials).
-    pub(crate) fn refuse(&self, path: &str, headers: &HeaderMap) -> Option<Status> {
+    pub(crate) fn refuse(&self, path: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Status> {
         if !self.paths.contains(path) {
             return None;
         }
-        let status = self.guard.check(path, headers).err()?;
+        let status = if self.peer_allowed(peer, headers) {
+            self.guard.as_ref()?.check(path, headers).err()?
+        } else {
+            Status::permission_denied(self.network_refusal(path, peer))
+        };
         let caller = crate::CallerMetadata::from_headers(headers);
-        tracing::warn!(target: "grpc_helper::auth", "refused {path} from {caller}: {:?} {}", status.code(), status.message());
+        let peer = peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.to_canonical().to_string());
+        tracing::warn!(
+            target: "grpc_helper::auth",
+            "refused {} from {caller} at {peer}: {:?} {}",
+            Escaped(path),
+            status.code(),
+            Escaped(status.message())
+        );
         Some(status)
     }
+
+    fn network_refusal(&self, path: &str, peer: Option<IpAddr>) -> String {
+        let peer = peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.to_canonical().to_string());
+        let networks = self.networks_text().unwrap_or_default();
+        let how = if self.has_guard() {
+            "add its network with RpcServerBuilder::admin_networks, or allow_remote_admin() to let the auth guard alone decide"
+        } else {
+            "configure an auth guard (RpcServerBuilder::auth_guard, or --auth-token-file) and send its credentials, \
+             add the network with RpcServerBuilder::admin_networks, or call allow_remote_admin() to accept it from anyone"
+        };
+        format!(
+            "{} is an admin RPC, accepted only from {networks}; {peer} is not among them: to allow it, {how}",
+            Escaped(path)
+        )
+    }
+}
+
+/// Parses admin networks: CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address (`10.1.2.3`).
+pub(crate) fn parse_networks<S: AsRef<str>>(networks: impl IntoIterator<Item = S>) -> Result<Vec<IpNet>, String> {
+    networks
+        .into_iter()
+        .map(|text| {
+            let text = text.as_ref().trim();
+            text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from)).map(|net| net.trunc()).map_err(
+                |_| format!("invalid admin network {text:?}: expected CIDR like 10.0.0.0/8 or ::1/128, or an address"),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use std::time::Duration;
 use crate::config::valid_name;
 use crate::{Folders, RpcServerBuilder};
 
-/// `--system`, `--user`, `-w/--workspace`, `-p/--port`, repeatable `-c/--config NAME=VALUE`,
-/// `--tls-cert`, `--tls-key`, `--tls-ca`, and the connection limits (`--max-concurrent-streams`,
+/// `--system`, `--user`, `-w/--workspace`, `-p/--port`, `--bind`, `--auth-token-file`,
+/// repeatable `-c/--config NAME=VALUE`, `--tls-cert`, `--tls-key`, `--tls-ca`, and the connection limits (`--max-concurrent-streams`,
 /// `--handshake-timeout`, `--idle-timeout`, `--tcp-keepalive`, `--http2-keepalive`; seconds;
 /// `0` turns one off; absent keeps the builder's default).
 ///
@@ -48,6 +48,10 @@ use crate::{Folders, RpcServerBuilder};
 /// assert_eq!(cli.server.idle_timeout, Some(std::time::Duration::ZERO)); // 0: never
 /// assert_eq!(cli.server.handshake_timeout, Some(std::time::Duration::from_millis(2500)));
 /// assert!(Cli::try_parse_from(["my-server", "--idle-timeout", "soon"]).is_err());
+///
+/// let cli = Cli::try_parse_from(["my-server", "--bind", "127.0.0.1", "--auth-token-file", "/run/token"]).unwrap();
+/// assert_eq!(cli.server.bind, Some(std::net::Ipv4Addr::LOCALHOST.into()));
+/// assert!(Cli::try_parse_from(["my-server", "--bind", "localhost"]).is_err()); // an address, not a name
 /// ```
 #[derive(Debug, Clone, clap::Args)]
 // Flattened into a program's own parser: its doc comment must not become that program's help.
@@ -65,6 +69,13 @@ pub struct ServerArgs {
     /// TCP port to listen on.
     #[arg(short, long, default_value_t = 54321)]
     pub port: u16,
+    /// Address to listen on (e.g. 127.0.0.1) [default: every address, IPv6 and IPv4].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<std::net::IpAddr>,
+    /// Guards the admin RPCs with the bearer token in this file (else they are accepted from
+    /// loopback only).
+    #[arg(long, value_name = "PATH")]
+    pub auth_token_file: Option<PathBuf>,
     /// Overrides the default of a configuration item (repeatable).
     #[arg(short = 'c', long = "config", value_name = "NAME=VALUE", value_parser = parse_config_pair)]
     pub config: Vec<(String, String)>,
@@ -138,8 +149,8 @@ impl ServerArgs {
 }
 
 impl RpcServerBuilder {
-    /// Port, folders, `-c` values, TLS files and connection limits from the shared
-    /// command-line options.
+    /// Port, address, token file, folders, `-c` values, TLS files and connection limits from
+    /// the shared command-line options.
     ///
     /// ```no_run
     /// use clap::Parser;
@@ -174,6 +185,12 @@ impl RpcServerBuilder {
         }
         if let Some(interval) = args.http2_keepalive {
             builder = builder.http2_keepalive_interval(set(interval));
+        }
+        if let Some(ip) = args.bind {
+            builder = builder.ip(ip);
+        }
+        if let Some(path) = &args.auth_token_file {
+            builder = builder.auth_token_file(path);
         }
         builder.port(args.port).folders(args.folders()).cli_config(args.cli_config())
     }

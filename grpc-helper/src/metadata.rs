@@ -134,9 +134,13 @@ impl CallerMetadata {
 }
 
 impl fmt::Display for CallerMetadata {
-    /// `[client]user@host(ip) api:N`, with `unknown` (and `0`) for missing parts.
+    /// `[client]user@host(ip) api:N`, with `unknown` (and `0`) for missing parts; the parts
+    /// are the caller's own words, so control characters are escaped (no forged log lines).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let or = |s: &'static str, v: &str| if v.is_empty() { s.to_owned() } else { v.to_owned() };
+        use crate::logs::Escaped;
+        fn or<'a>(missing: &'static str, value: &'a str) -> Escaped<'a> {
+            Escaped(if value.is_empty() { missing } else { value })
+        }
         write!(
             f,
             "[{}]{}@{}({}) api:{}",

@@ -67,7 +67,8 @@ impl ServerTls {
         self
     }
 
-    /// Mutual TLS: clients must present a certificate signed by the [`ca`](Self::ca).
+    /// Mutual TLS: clients must present a certificate signed by the [`ca`](Self::ca); without
+    /// a CA, the server refuses to start.
     ///
     /// ```no_run
     /// # let (cert, key, ca) = (Vec::<u8>::new(), Vec::<u8>::new(), Vec::<u8>::new());
@@ -113,6 +114,17 @@ impl ServerTls {
             Some(ca) => tls.ca(read(ca.as_ref(), "CA certificate")?).verify_clients(),
             None => tls,
         })
+    }
+
+    /// Settings that cannot work: `verify_clients` without a CA would accept any client.
+    pub(crate) fn check(&self) -> Result<(), RpcError> {
+        if self.verify_clients && self.ca.is_none() {
+            return Err(RpcError::new(
+                ResultCode::ErrorParamMissing,
+                "ServerTls::verify_clients needs the CA that signs the client certificates: add ServerTls::ca (or --tls-ca)",
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn server_config(&self) -> tonic::transport::ServerTlsConfig {

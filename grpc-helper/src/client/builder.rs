@@ -205,6 +205,7 @@ impl RpcClientBuilder {
         let identity = metadata::identity();
         let mut fixed = Vec::with_capacity(5);
         if let Some(token) = &self.token {
+            crate::auth::AuthGuard::validate(token).map_err(|e| RpcError::new(ResultCode::ErrorParamInvalid, e))?;
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.secret())).map_err(|_| {
                 RpcError::new(ResultCode::ErrorParamInvalid, "The bearer token must be printable ASCII")
             })?;

@@ -214,7 +214,8 @@ impl RpcClient {
     ///
     /// On the wire this is `ShutdownRequest.timeout`: < 0 no wait; 0 the server's
     /// `rpc-shutdown-timeout` (60 s by default; send it with
-    /// `server_service().shutdown(ShutdownRequest { timeout: 0 })`); > 0 that many seconds.
+    /// `server_service().shutdown(ShutdownRequest { timeout: 0 })`); > 0 that many seconds, at
+    /// most the server's `rpc-shutdown-timeout`.
     ///
     /// # Errors
     /// As [`shutdown_server_now`](Self::shutdown_server_now).

@@ -54,9 +54,19 @@ impl RpcConfig {
     pub const LOGS_INTERVAL_UNIT: ConfigItem =
         ConfigItem::new("rpc-logs-interval-unit", "Log rotation unit (S, M, H, D, MIDNIGHT, W0-W6)", "H")
             .validator(Validator::Custom(check_interval_unit));
-    /// Rotation interval, in units.
-    pub const LOGS_INTERVAL: ConfigItem =
-        ConfigItem::new("rpc-logs-interval", "Log rotation interval (in units)", "1").validator(Validator::PosInt);
+    /// Rotation interval, in units: a whole number from 1 to [`MAX_LOGS_INTERVAL`](Self::MAX_LOGS_INTERVAL).
+    ///
+    /// ```
+    /// use grpc_helper::config::RpcConfig;
+    ///
+    /// assert!(RpcConfig::LOGS_INTERVAL.validate("24").is_ok());
+    /// let huge = RpcConfig::LOGS_INTERVAL.validate("9223372036854775807").unwrap_err();
+    /// assert!(huge.message().contains("from 1 to 100000"), "{huge}");
+    /// ```
+    pub const LOGS_INTERVAL: ConfigItem = ConfigItem::new("rpc-logs-interval", "Log rotation interval (in units)", "1")
+        .validator(Validator::Custom(check_logs_interval));
+    /// The largest `rpc-logs-interval` (100,000 weeks is still a date the clock can compute).
+    pub const MAX_LOGS_INTERVAL: i64 = 100_000;
     /// Host of the main (proxy) server.
     pub const MAIN_HOST: ConfigItem = ConfigItem::new("rpc-main-host", "Host of the main server", "localhost");
     /// Port of the main (proxy) server.
@@ -111,6 +121,20 @@ impl RpcConfig {
         Self::EVENT_MAX_QUEUES_PER_PEER,
         Self::EVENT_QUEUE_BYTES,
     ];
+}
+
+fn check_logs_interval(name: &str, value: &str) -> Result<(), RpcError> {
+    Validator::PosInt.check(name, value)?;
+    match super::validate::parse_int(value) {
+        Some(interval) if interval <= RpcConfig::MAX_LOGS_INTERVAL => Ok(()),
+        _ => Err(RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!(
+                "Invalid value for {name}: {value:?} (expected a whole number of rotation units from 1 to {})",
+                RpcConfig::MAX_LOGS_INTERVAL
+            ),
+        )),
+    }
 }
 
 fn check_interval_unit(name: &str, value: &str) -> Result<(), RpcError> {

@@ -120,6 +120,15 @@ impl Levels {
         self.loggers.get(name).copied().unwrap_or(Setting { enabled: true, level: None })
     }
 
+    /// What is set for `name` exactly (`None`: nothing, it inherits), to restore it later.
+    pub(crate) fn entry(&self, name: &str) -> Option<Setting> {
+        if name.is_empty() {
+            Some(Setting { enabled: true, level: Some(self.root) })
+        } else {
+            self.loggers.get(name).copied()
+        }
+    }
+
     pub(crate) fn set(&mut self, name: &str, setting: Setting) {
         if name.is_empty() {
             self.root = setting.level.filter(|l| *l != LoggerLevel::LvlUnknown).unwrap_or(self.startup_root);

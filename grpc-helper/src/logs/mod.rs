@@ -17,6 +17,7 @@
 //! `<logs>/<service>/<service>.log`, and every event to `<logs>/root/root.log`, rotated per
 //! `rpc-logs-interval-unit` × `rpc-logs-interval`, keeping `rpc-logs-backup` old files.
 
+mod escape;
 mod levels;
 mod rolling;
 mod router;
@@ -32,6 +33,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
+pub(crate) use self::escape::Escaped;
 pub(crate) use self::levels::Setting;
 pub(crate) use self::rolling::Rotation;
 pub(crate) use self::router::{LogsGuard, register};
@@ -216,7 +218,7 @@ fn apply(name: &str, value: &Persisted) {
         Persisted::Level(level) => match parse_level_name(level) {
             Some(level) => Setting { enabled: true, level: Some(level) },
             None => {
-                tracing::warn!("Ignoring unknown level {level} for logger {name}");
+                tracing::warn!("Ignoring unknown level {} for logger {}", Escaped(level), Escaped(name));
                 Setting { enabled: true, level: None }
             }
         },
@@ -232,6 +234,25 @@ pub(crate) fn get(name: &str) -> Setting {
 /// Sets a logger (`""` = root) and refreshes the call-site cache.
 pub(crate) fn set(name: &str, setting: Setting) {
     levels::update(|levels| levels.set(name, setting));
+    levels::rebuild();
+}
+
+/// What is set for each of `names`, for [`restore`].
+pub(crate) fn snapshot<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(String, Option<Setting>)> {
+    let levels = levels::levels().read();
+    names.into_iter().map(|name| (name.to_owned(), levels.entry(name))).collect()
+}
+
+/// Puts back what [`snapshot`] saw (a change whose persistence failed is undone).
+pub(crate) fn restore(saved: &[(String, Option<Setting>)]) {
+    levels::update(|levels| {
+        for (name, setting) in saved.iter().rev() {
+            match setting {
+                Some(setting) => levels.set(name, *setting),
+                None => levels.reset(name),
+            }
+        }
+    });
     levels::rebuild();
 }
 

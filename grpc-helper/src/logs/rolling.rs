@@ -22,7 +22,8 @@ pub(crate) enum Rotation {
 impl Rotation {
     /// From the unit (S, M, H, D, MIDNIGHT, W0–W6, any case) and the interval.
     pub(crate) fn parse(unit: &str, interval: i64) -> Option<Self> {
-        let interval = interval.max(1);
+        // Validated on the way in; clamped again so that no product or date can overflow.
+        let interval = interval.clamp(1, crate::config::RpcConfig::MAX_LOGS_INTERVAL);
         Some(match unit.to_ascii_uppercase().as_str() {
             "S" => Self::Every(interval),
             "M" => Self::Every(60 * interval),
@@ -138,6 +139,15 @@ mod tests {
         assert!(next > from && next - from <= Duration::hours(25));
         let weekly = Rotation::Weekly(from.weekday().num_days_from_monday(), 1).next_after(from);
         assert!(weekly - from > Duration::days(6), "same weekday: next week");
+    }
+
+    #[test]
+    fn a_huge_interval_computes_a_date_instead_of_panicking() {
+        let from = Local::now();
+        for unit in ["S", "M", "H", "D", "MIDNIGHT", "W3"] {
+            let next = Rotation::parse(unit, i64::MAX).unwrap().next_after(from);
+            assert!(next > from, "{unit}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::escape::{Escaped, EscapingWriter};
 use super::rolling::{RollingFile, Rotation};
 
 /// Where one server writes its logs.
@@ -110,22 +111,33 @@ impl Visit for TagVisitor {
 struct LineVisitor<'a> {
     line: &'a mut String,
     fields: String,
+    /// The real target of a record of the `log` crate (bridged by `tracing-log`, whose events
+    /// all have the target `log`).
+    log_target: Option<String>,
 }
 
+// Escaped: a record is one line, whatever client-supplied text its message holds.
 impl Visit for LineVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.line.push_str(value);
-        } else {
+        match field.name() {
+            "message" => drop(EscapingWriter(self.line).write_str(value)),
+            "log.target" => self.log_target = Some(value.to_owned()),
+            "log.module_path" | "log.file" => {}
+            name => drop(write!(EscapingWriter(&mut self.fields), " {name}={value}")),
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() != "log.line" {
             let _ = write!(self.fields, " {}={value}", field.name());
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            let _ = write!(self.line, "{value:?}");
+            let _ = write!(EscapingWriter(self.line), "{value:?}");
         } else {
-            let _ = write!(self.fields, " {}={value:?}", field.name());
+            let _ = write!(EscapingWriter(&mut self.fields), " {}={value:?}", field.name());
         }
     }
 }
@@ -160,13 +172,13 @@ where
                 .last()
         });
         let meta = event.metadata();
-        let mut line =
-            format!("{} {:<5} {}: ", chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f"), meta.level(), meta.target());
-        let mut visitor = LineVisitor { line: &mut line, fields: String::new() };
+        let mut message = String::new();
+        let mut visitor = LineVisitor { line: &mut message, fields: String::new(), log_target: None };
         event.record(&mut visitor);
-        let fields = std::mem::take(&mut visitor.fields);
-        line.push_str(&fields);
-        line.push('\n');
+        let (fields, log_target) = (std::mem::take(&mut visitor.fields), visitor.log_target.take());
+        let target = log_target.as_deref().unwrap_or(meta.target());
+        let time = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f");
+        let line = format!("{time} {:<5} {}: {message}{fields}\n", meta.level(), Escaped(target));
         match tag {
             Some((server, service)) => {
                 if let Some(logs) = servers.get_mut(&server) {

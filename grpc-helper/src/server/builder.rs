@@ -51,6 +51,7 @@ pub struct RpcServerBuilder {
     pub(super) tls: Option<crate::tls::ServerTls>,
     pub(super) tls_files: crate::tls::TlsFiles,
     pub(super) connection_limits: ConnectionLimits,
+    pub(super) admin: super::admin::AdminOptions,
 }
 
 impl Default for RpcServerBuilder {
@@ -77,6 +78,7 @@ impl Default for RpcServerBuilder {
             tls: None,
             tls_files: crate::tls::TlsFiles::default(),
             connection_limits: ConnectionLimits::default(),
+            admin: super::admin::AdminOptions::default(),
         }
     }
 }
@@ -242,7 +244,8 @@ impl RpcServerBuilder {
 
     /// Guards the dangerous RPCs (see [`auth::DANGEROUS_METHODS`](crate::auth::DANGEROUS_METHODS)
     /// and [`guard_method`](Self::guard_method)) with this check; refusals are logged. Without a
-    /// guard, a server listening beyond loopback warns at start.
+    /// guard, they are accepted only from the [`admin_networks`](Self::admin_networks)
+    /// (loopback by default).
     ///
     /// ```
     /// use grpc_helper::auth::BearerToken;
@@ -253,7 +256,8 @@ impl RpcServerBuilder {
         self
     }
 
-    /// Also guards this method (gRPC path, e.g. `/MyService/delete_all`).
+    /// Also guards this method (gRPC path, e.g. `/MyService/delete_all`): the auth guard checks
+    /// it, and without a guard only the admin networks' peers may call it.
     ///
     /// ```
     /// let builder = grpc_helper::RpcServer::builder().guard_method("/MyService/delete_all");

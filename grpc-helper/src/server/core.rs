@@ -17,7 +17,7 @@ use super::health::Health;
 use super::hosting::{HostedService, info_of};
 use super::incoming::{CancelSignal, Connections, Incoming, bind, port_busy};
 use super::main_server::MainServer;
-use super::router::{self, Router, guard, serve, transport};
+use super::router::{self, Router, serve, transport};
 use super::setup::{Timings, built_in, check_unique_names, host_env, logs_dir, open_logs, proxies};
 use crate::api::{ResultCode, ServiceInfo};
 use crate::call::{PendingCall, PendingCalls, Routable};
@@ -264,7 +264,7 @@ impl RpcServerBuilder {
         let health_names = grpc_names.chain(catalog.proxies.grpc_names()).collect();
         let health = Health::not_serving(reporter, health_names).await;
         let reflection = router::reflection(&self.descriptor_sets, &self.compression)?;
-        let guard = guard(self.guard, self.guarded, local_addr);
+        let gate = super::admin::gate(self.guard, self.guarded, &self.admin, local_addr)?;
         let transport = transport(&self.connection_limits, tls.as_ref())?;
 
         let stop_accepting = CancelSignal::default();
@@ -278,7 +278,7 @@ impl RpcServerBuilder {
             let auto_client = srv.service.context().client().clone();
             let entries = std::iter::once(srv).chain(planned.into_iter().map(|p| p.host(&env)));
             let (services, routes) = entries.map(|e| (e.service, e.route)).unzip();
-            let router = Router::new(reflection, routes, health_service, Arc::clone(&catalog.proxies), guard);
+            let router = Router::new(reflection, routes, health_service, Arc::clone(&catalog.proxies), gate);
             let serving = serve(transport, router, incoming, Arc::clone(&grace_over), stop_accepting.clone());
             ServerCore {
                 local_addr,
@@ -383,14 +383,25 @@ impl ServerCore {
             service.context().end_streams();
         }
         self.drain.finish(&self.pending).await;
-        if let Some(timeout) = remote_timeout.filter(|t| *t >= 0) {
-            let delay = if timeout == 0 { self.shutdown_timeout } else { Duration::from_secs(timeout as u64) };
+        if let Some(delay) = remote_timeout.and_then(|t| remote_delay(t, self.shutdown_timeout)) {
             tracing::warn!("!!! Will shutdown in {}s !!!", delay.as_secs_f64());
             tokio::time::sleep(delay).await;
         }
         tracing::info!("RPC server on {} stopped", self.local_addr);
         drop(self.logs.lock().take());
         self.done.send_replace(true);
+    }
+}
+
+/// The wait after a remote shutdown's drain: none for a negative `timeout`,
+/// `rpc-shutdown-timeout` for 0, else that many seconds but at most `rpc-shutdown-timeout`:
+/// a remote caller cannot leave a process that stopped serving and never exits
+/// (`timeout = 2^31 - 1` is 68 years).
+fn remote_delay(timeout: i32, shutdown_timeout: Duration) -> Option<Duration> {
+    match u64::try_from(timeout) {
+        Err(_) => None,
+        Ok(0) => Some(shutdown_timeout),
+        Ok(seconds) => Some(Duration::from_secs(seconds).min(shutdown_timeout)),
     }
 }
 
@@ -423,4 +434,18 @@ fn spawn_dump_on_signal(core: &Arc<ServerCore>) -> Result<(), RpcError> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_remote_shutdown_delay_is_capped_at_the_shutdown_timeout() {
+        let configured = Duration::from_secs(60);
+        assert_eq!(super::remote_delay(-1, configured), None);
+        assert_eq!(super::remote_delay(0, configured), Some(configured));
+        assert_eq!(super::remote_delay(5, configured), Some(Duration::from_secs(5)));
+        assert_eq!(super::remote_delay(i32::MAX, configured), Some(configured));
+    }
 }

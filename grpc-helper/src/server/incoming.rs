@@ -64,6 +64,8 @@ const PREFACE_LEN: usize = 24 + 9;
 /// One open connection, as the watchdog sees it.
 struct ConnState {
     fd: RawFd,
+    /// The TCP peer (the admin networks check it).
+    peer: IpAddr,
     accepted: Instant,
     /// Bytes read, counted up to [`PREFACE_LEN`].
     read: AtomicUsize,
@@ -191,6 +193,11 @@ pub(crate) struct ConnInfo {
     state: Arc<ConnState>,
     /// The TCP peer (never the caller's `ip` metadata, which the caller chooses).
     pub(crate) peer: SocketAddr,
+}
+
+/// The TCP peer of the connection a request came on (`None` outside a server connection).
+pub(crate) fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    connection_of(request).map(|state| state.peer)
 }
 
 fn connection_of<B>(request: &http::Request<B>) -> Option<&Arc<ConnState>> {
@@ -332,6 +339,7 @@ impl Stream for Incoming {
                 let id = self.connections.next.fetch_add(1, Ordering::Relaxed);
                 let state = Arc::new(ConnState {
                     fd: stream.as_raw_fd(),
+                    peer: peer.ip(),
                     accepted: Instant::now(),
                     read: AtomicUsize::new(0),
                     calls: AtomicUsize::new(0),

@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod builder;
 mod core;
 mod dump;

@@ -1,8 +1,6 @@
 //! The server's request router: the dangerous RPCs are checked first, proxied services are
 //! forwarded, the rest goes to tonic's routes (hosted services, health, reflection).
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,10 +11,10 @@ use tonic::service::{Routes, RoutesBuilder};
 use tower::Service;
 
 use super::grace::{GraceOver, Graced};
-use super::incoming::{CancelSignal, ConnectionLimits, Incoming, Tracked};
+use super::incoming::{CancelSignal, ConnectionLimits, Incoming, Tracked, peer_of};
 use crate::RpcError;
 use crate::api::ResultCode;
-use crate::auth::{AuthGuard, Guarded};
+use crate::auth::Gate;
 use crate::call::ServiceRoute;
 use crate::compression::{Compression, compressed};
 use crate::proxy::Proxies;
@@ -29,36 +27,13 @@ impl Router {
         hosted: Vec<ServiceRoute>,
         health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
         proxies: Arc<Proxies>,
-        guard: Option<Arc<Guarded>>,
+        gate: Arc<Gate>,
     ) -> Self {
         for route in hosted {
             (route.add)(&mut reflection);
         }
         reflection.add_service(health);
-        Self { routes: reflection.routes(), proxies, guard }
-    }
-}
-
-/// Sends the dangerous RPCs through the guard, if any; without one, warns when reachable from
-/// other machines.
-pub(crate) fn guard(
-    guard: Option<Box<dyn AuthGuard>>,
-    paths: HashSet<String>,
-    local_addr: SocketAddr,
-) -> Option<Arc<Guarded>> {
-    match guard {
-        Some(guard) => Some(Arc::new(Guarded { guard, paths })),
-        None if !local_addr.ip().is_loopback() => {
-            crate::logs::notice(
-                tracing::Level::WARN,
-                &format!(
-                    "!!! {local_addr} is reachable beyond this machine and has no auth guard: anyone who can reach \
-                     it can shut it down or change its configuration (set RpcServerBuilder::auth_guard) !!!"
-                ),
-            );
-            None
-        }
-        None => None,
+        Self { routes: reflection.routes(), proxies, gate }
     }
 }
 
@@ -126,7 +101,7 @@ pub(crate) struct Router {
     routes: tonic::service::Routes,
     proxies: Arc<Proxies>,
     /// Checks the dangerous RPCs before anything else runs.
-    guard: Option<Arc<Guarded>>,
+    gate: Arc<Gate>,
 }
 
 type RoutesFuture = <Routes as Service<http::Request<Body>>>::Future;
@@ -164,9 +139,7 @@ impl Service<http::Request<Body>> for Router {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if let Some(guard) = &self.guard
-            && let Some(status) = guard.refuse(request.uri().path(), request.headers())
-        {
+        if let Some(status) = self.gate.refuse(request.uri().path(), request.headers(), peer_of(&request)) {
             return RouteFuture::Refused { response: Some(status.into_http()) };
         }
         match self.proxies.route(request.uri().path()) {

@@ -45,9 +45,10 @@ pub(super) fn host_env(
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
         ip => ip.to_string(),
     };
+    let tls = auto_client_tls(tls, &loopback, local_addr.port())?;
     Ok(HostEnv {
         server_id,
-        tls: tls.map(ServerTls::auto_client),
+        tls,
         events,
         pending: Arc::new(PendingCalls::default()),
         limits: builder.limits,
@@ -58,6 +59,28 @@ pub(super) fn host_env(
         config: config.clone(),
         folders,
     })
+}
+
+/// The TLS of the managers' auto-clients, checked here: hosting cannot fail any more.
+fn auto_client_tls(
+    tls: Option<&ServerTls>,
+    loopback: &str,
+    port: u16,
+) -> Result<Option<crate::tls::ClientTls>, RpcError> {
+    let Some(tls) = tls else { return Ok(None) };
+    tls.check()?;
+    let client = tls.auto_client();
+    crate::RpcClient::builder(loopback, port).tls(client.clone()).connect_lazy().map_err(|e| {
+        RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!(
+                "Invalid TLS settings for the managers' auto-clients (they trust the CA, or else the server's \
+                 certificate, and present the server's certificate and key when clients are verified): {}",
+                e.message()
+            ),
+        )
+    })?;
+    Ok(Some(client))
 }
 
 /// The built-in services after `srv`: `config` (which also reaches the proxied backends'

@@ -75,6 +75,7 @@ impl LoggerManager {
             planned.push((item.name.as_str(), Setting { enabled: item.enabled, level }));
         }
         let mut persisted = self.persisted.lock();
+        let (saved_levels, saved_file) = (logs::snapshot(planned.iter().map(|(n, _)| *n)), persisted.clone());
         for (name, setting) in &planned {
             logs::set(name, *setting);
             match (setting.enabled, setting.level) {
@@ -85,7 +86,12 @@ impl LoggerManager {
                 (true, None) => persisted.remove(*name),
             };
         }
-        self.save(&persisted)?;
+        if let Err(e) = self.save(&persisted) {
+            // Not persisted, so not applied: the levels and the file agree again.
+            logs::restore(&saved_levels);
+            *persisted = saved_file;
+            return Err(e);
+        }
         Ok(LoggerStatus { r: None, items: planned.iter().map(|(n, _)| describe(n)).collect() })
     }
 
@@ -95,13 +101,16 @@ impl LoggerManager {
             return Err(missing("logger names"));
         }
         let mut persisted = self.persisted.lock();
+        let (saved_levels, saved_file) = (logs::snapshot(request.names.iter().map(String::as_str)), persisted.clone());
         let mut changed = false;
         for name in &request.names {
             logs::reset(name);
             changed |= persisted.remove(name).is_some();
         }
-        if changed {
-            self.save(&persisted)?;
+        if changed && let Err(e) = self.save(&persisted) {
+            logs::restore(&saved_levels);
+            *persisted = saved_file;
+            return Err(e);
         }
         Ok(LoggerStatus { r: None, items: request.names.iter().map(|n| describe(n)).collect() })
     }
