@@ -47,7 +47,7 @@ impl<M: Manager> Hosted<M> {
     /// Records the call and checks the caller's API version.
     fn enter<Req>(&self, request: Request<Req>, method: &'static str) -> (Call, Result<(Req, CallContext), RpcError>) {
         let (metadata, extensions, message) = request.into_parts();
-        let peer = extensions.get::<crate::server::ConnInfo>().map(|info| info.peer);
+        let peer = extensions.get::<crate::server::ConnInfo>().map(crate::server::ConnInfo::peer);
         let caller = CallerMetadata::from_headers(metadata.as_ref());
         let service = self.grpc_name;
         tracing::debug!(target: CALL_TARGET, "{caller} >>> {service}.{method}");

@@ -64,8 +64,9 @@ const PREFACE_LEN: usize = 24 + 9;
 /// One open connection, as the watchdog sees it.
 struct ConnState {
     fd: RawFd,
-    /// The TCP peer (the admin networks check it).
-    peer: IpAddr,
+    /// The TCP peer (never the caller's `ip` metadata, which the caller chooses): the admin
+    /// networks and the events queues' owners use it.
+    peer: SocketAddr,
     accepted: Instant,
     /// Bytes read, counted up to [`PREFACE_LEN`].
     read: AtomicUsize,
@@ -191,13 +192,18 @@ impl<S> Tracked<S> {
 #[derive(Clone)]
 pub(crate) struct ConnInfo {
     state: Arc<ConnState>,
-    /// The TCP peer (never the caller's `ip` metadata, which the caller chooses).
-    pub(crate) peer: SocketAddr,
+}
+
+impl ConnInfo {
+    /// The connection's TCP peer.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.state.peer
+    }
 }
 
 /// The TCP peer of the connection a request came on (`None` outside a server connection).
 pub(crate) fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
-    connection_of(request).map(|state| state.peer)
+    connection_of(request).map(|state| state.peer.ip())
 }
 
 fn connection_of<B>(request: &http::Request<B>) -> Option<&Arc<ConnState>> {
@@ -339,7 +345,7 @@ impl Stream for Incoming {
                 let id = self.connections.next.fetch_add(1, Ordering::Relaxed);
                 let state = Arc::new(ConnState {
                     fd: stream.as_raw_fd(),
-                    peer: peer.ip(),
+                    peer,
                     accepted: Instant::now(),
                     read: AtomicUsize::new(0),
                     calls: AtomicUsize::new(0),
@@ -348,13 +354,7 @@ impl Stream for Incoming {
                 let mut registry = self.connections.registry.lock();
                 registry.open.insert(id, Arc::clone(&state));
                 drop(registry);
-                Poll::Ready(Some(Ok(Connection {
-                    stream,
-                    id,
-                    peer,
-                    state,
-                    connections: Arc::clone(&self.connections),
-                })))
+                Poll::Ready(Some(Ok(Connection { stream, id, state, connections: Arc::clone(&self.connections) })))
             }
             Poll::Ready(Err(e)) => {
                 tracing::warn!("accept failed: {e}");
@@ -369,7 +369,6 @@ impl Stream for Incoming {
 pub(crate) struct Connection {
     stream: TcpStream,
     id: u64,
-    peer: SocketAddr,
     state: Arc<ConnState>,
     connections: Arc<Connections>,
 }
@@ -384,7 +383,7 @@ impl Connected for Connection {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
-        ConnInfo { state: Arc::clone(&self.state), peer: self.peer }
+        ConnInfo { state: Arc::clone(&self.state) }
     }
 }
 
