@@ -28,6 +28,8 @@ mod health;
 mod hosting;
 mod incoming;
 mod main_server;
+mod metered;
+mod request_limits;
 mod router;
 mod setup;
 mod signals;
