@@ -102,6 +102,10 @@ pub(crate) fn meter(mut request: http::Request<Body>, meter: &Arc<ConnectionMete
         return request;
     }
     let deadline = ReadDeadline::default();
+    // Reflection is a client stream that tools keep open between their questions.
+    if request.uri().path().starts_with("/grpc.reflection.") {
+        deadline.relax();
+    }
     request.extensions_mut().insert(deadline.clone());
     request.map(|inner| {
         Body::new(Metered {
