@@ -43,9 +43,9 @@ impl Panicky {
     }
 
     /// A reply without `r`: its panic can only be a status.
-    async fn plain(&self, _request: SampleRequest) -> Result<PlainReply, RpcError> {
-        let missing: Option<&str> = None;
-        Ok(PlainReply { bar: missing.expect("plain has no value").to_owned() })
+    async fn plain(&self, request: SampleRequest) -> Result<PlainReply, RpcError> {
+        let value = request.foo.strip_prefix("value:");
+        Ok(PlainReply { bar: value.expect("plain has no value").to_owned() })
     }
 
     /// Two items, then the stream itself panics.

@@ -20,10 +20,10 @@ use tokio::net::TcpStream;
 const LIMIT: Duration = Duration::from_secs(40);
 
 /// A normal call from another client, and how long it took.
-async fn normal_call(server: &RpcServer, foo: &str) -> Result<Duration, tonic::Status> {
+async fn normal_call(server: &RpcServer, text: &str) -> Result<Duration, tonic::Status> {
     let started = Instant::now();
-    let reply = sample_stub(&client_of(server)).method4(SampleRequest { foo: foo.into() }).await?;
-    assert_eq!(reply.into_inner().bar, foo);
+    let reply = sample_stub(&client_of(server)).method4(SampleRequest { foo: text.into() }).await?;
+    assert_eq!(reply.into_inner().bar, text);
     Ok(started.elapsed())
 }
 

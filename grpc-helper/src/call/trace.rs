@@ -139,6 +139,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_borrow)] // the borrows pick the impl, as in the generated code
     fn requests_are_snapshot_by_clone_and_streams_not_at_all() {
         let snapshot = (&&Probe::<Filter>::new()).snapshot_fn().expect("a message is cloned");
         let filter = Filter { names: vec!["x".into()], ignore_unknown: true };
