@@ -35,14 +35,19 @@ fn summary(scenario: &str, sent: usize, succeeded: usize, failed: usize, lost: u
     eprintln!("SUMMARY {scenario}: sent {sent} succeeded {succeeded} failed {failed} lost {lost}");
 }
 
-/// 10,000 slow calls at once over 5 connections (2,000 streams each, under the default limit
-/// of 2,048): the server holds them all in flight, every one gets its real reply, and memory
-/// stays bounded.
+/// 10,000 slow calls at once over 5 connections (2,000 streams each, under a limit of 2,048
+/// raised from the default 256): the server holds them all in flight, every one gets its real
+/// reply, and memory stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_calls_all_complete_with_bounded_memory() {
     bounded(LIMIT, async {
         let log = EventLog::default();
-        let server = server_builder().manager(Sample::new(&log, Duration::from_secs(3))).start().await.unwrap();
+        let server = server_builder()
+            .max_concurrent_streams(Some(2048))
+            .manager(Sample::new(&log, Duration::from_secs(3)))
+            .start()
+            .await
+            .unwrap();
         let port = server.local_addr().port();
         still_serving(&server).await;
         let rss_before = rss_mib();

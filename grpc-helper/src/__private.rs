@@ -2,7 +2,8 @@
 //! Re-exports only: what lives here is defined where it belongs.
 
 pub use crate::call::{
-    HookOutput, Hosted, MessageLimits, Routable, ServiceRoute, hook_output, route, server_streaming, unary,
+    HookOutput, Hosted, MessageLimits, Probe, Routable, ServiceRoute, SnapshotByClone, SnapshotNone, hook_output,
+    route, server_streaming, unary,
 };
 pub use crate::compression::{Compression, compressed};
 pub use crate::manager::BoxFuture;

@@ -88,7 +88,7 @@ pub struct ServerArgs {
     /// TLS: the CA (PEM) whose certificates clients must present (mutual TLS).
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
-    /// Calls at once per connection; 0: no limit [default: 2048].
+    /// Calls at once per connection; 0: no limit [default: 256].
     #[arg(long, value_name = "N")]
     pub max_concurrent_streams: Option<u32>,
     /// Seconds a new connection has to send its HTTP/2 preface or TLS hello; 0: no limit

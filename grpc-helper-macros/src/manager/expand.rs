@@ -107,7 +107,12 @@ fn rpc_method(rpc: &Rpc, krate: &syn::Path) -> TokenStream {
             'life0: 'async_trait,
             Self: 'async_trait,
         {
-            ::std::boxed::Box::pin(#dispatch(&self.0, request, #method, #call))
+            #[allow(unused_imports)] // one of the two applies
+            use #krate::__private::{SnapshotByClone as _, SnapshotNone as _};
+            // A clone of the request for the debug dump, or none for a client stream.
+            #[allow(clippy::needless_borrow)] // the borrows pick the impl
+            let snapshot = (&&#krate::__private::Probe::<#request>::new()).snapshot_fn();
+            ::std::boxed::Box::pin(#dispatch(&self.0, request, #method, snapshot, #call))
         }
     }
 }

@@ -1,8 +1,11 @@
 //! The call path shared by every hosted method: record the call, check the API version, run
 //! the manager inside its span, and turn errors into in-band replies (or statuses).
 
+use std::any::Any;
 use std::convert::Infallible;
+use std::fmt::Debug;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,12 +21,19 @@ use tokio::sync::futures::OwnedNotified;
 
 use super::Signal;
 use super::pending::{PendingCalls, PendingGuard};
+use super::trace::{SnapshotFn, render};
 use crate::api::ResultCode;
 use crate::wire::{GRPC_MESSAGE, GRPC_STATUS};
 use crate::{ApiVersion, CallContext, CallerMetadata, Manager, ManagerContext, ReplyStream, RpcError, RpcMessage};
 
-/// Target of the per-call log lines (`caller >>> Service.method`, failures).
-const CALL_TARGET: &str = "grpc_helper::rpc";
+/// Target of the per-call log lines (`[RPC] caller >>> Service.method (request)`, failures):
+/// the logger to set to DEBUG for the call traces.
+pub(crate) const CALL_TARGET: &str = "grpc_helper::rpc";
+
+/// Whether the call traces are on (a cached call-site check: free when they are off).
+fn tracing_calls() -> bool {
+    tracing::enabled!(target: CALL_TARGET, tracing::Level::DEBUG)
+}
 
 /// A manager as hosted by a server: the user's value plus what the call path needs.
 pub struct Hosted<M> {
@@ -41,20 +51,38 @@ impl<M: Manager> Hosted<M> {
         pending: Arc<PendingCalls>,
         grpc_name: &'static str,
     ) -> Self {
+        super::panic::install_hook();
         Self { manager, context, pending, grpc_name }
     }
 
-    /// Records the call and checks the caller's API version.
-    fn enter<Req>(&self, request: Request<Req>, method: &'static str) -> (Call, Result<(Req, CallContext), RpcError>) {
+    /// Records the call (with a snapshot of the request, for the dump), traces it at DEBUG,
+    /// and checks the caller's API version.
+    fn enter<Req: Debug>(
+        &self,
+        request: Request<Req>,
+        method: &'static str,
+        snapshot: SnapshotFn<Req>,
+    ) -> (Call, Result<(Req, CallContext), RpcError>) {
         let (metadata, extensions, message) = request.into_parts();
         let peer = extensions.get::<crate::server::ConnInfo>().map(crate::server::ConnInfo::peer);
+        if snapshot.is_none() {
+            // A client stream: waiting for its next message is no stall.
+            super::ReadDeadline::relax_in(&extensions);
+        }
         let caller = CallerMetadata::from_headers(metadata.as_ref());
         let service = self.grpc_name;
-        tracing::debug!(target: CALL_TARGET, "{caller} >>> {service}.{method}");
-        let guard = self.pending.enter(service, method, std::any::type_name::<Req>(), &caller);
+        let traced = tracing_calls().then(|| {
+            let caller = caller.to_string();
+            self.context.span().in_scope(|| {
+                tracing::debug!(target: CALL_TARGET, "[RPC] {caller} >>> {service}.{method} ({})", render(&message));
+            });
+            caller
+        });
+        let content = snapshot.map(|snapshot| snapshot(&message));
+        let guard = self.pending.enter(service, method, std::any::type_name::<Req>(), content, &caller);
         let checked =
             caller.check_api_version(<M::Version as ApiVersion>::SUPPORTED, <M::Version as ApiVersion>::CURRENT);
-        let call = Call { _guard: guard, service, method };
+        let call = Call { _guard: guard, service, method, traced };
         let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method, peer)));
         (call, admitted)
     }
@@ -65,6 +93,8 @@ struct Call {
     _guard: PendingGuard,
     service: &'static str,
     method: &'static str,
+    /// The caller, when the call is traced (DEBUG on at its start).
+    traced: Option<String>,
 }
 
 impl Call {
@@ -75,6 +105,32 @@ impl Call {
             tracing::warn!(target: CALL_TARGET, "{}.{} failed: {error}", self.service, self.method);
         }
     }
+
+    /// The `<<<` line of a reply (or of each streamed item), when the call is traced.
+    fn trace<T: Debug>(&self, span: &tracing::Span, reply: &Result<T, Status>) {
+        let Some(caller) = &self.traced else { return };
+        let (service, method) = (self.service, self.method);
+        span.in_scope(|| match reply {
+            Ok(reply) => {
+                tracing::debug!(target: CALL_TARGET, "[RPC] {caller} <<< {service}.{method}: {}", render(reply))
+            }
+            Err(status) => tracing::debug!(
+                target: CALL_TARGET,
+                "[RPC] {caller} <<< {service}.{method}: status {:?}: {}",
+                status.code(),
+                status.message()
+            ),
+        });
+    }
+
+    /// The reply to a panic of the manager: in band, or INTERNAL without an `r` field.
+    fn panicked<Rep: RpcMessage>(&self, span: &tracing::Span, payload: &(dyn Any + Send)) -> Result<Rep, Status> {
+        let error = span.in_scope(|| super::panic::to_error(payload, self.service, self.method));
+        Rep::from_result(error.to_result()).ok_or_else(|| {
+            let status = error.to_status();
+            Status::with_metadata(tonic::Code::Internal, status.message(), status.metadata().clone())
+        })
+    }
 }
 
 /// Serves a unary or client-streaming call.
@@ -82,27 +138,39 @@ pub async fn unary<'a, M, Req, Rep, F, Fut>(
     hosted: &'a Hosted<M>,
     request: Request<Req>,
     method: &'static str,
+    snapshot: SnapshotFn<Req>,
     handler: F,
 ) -> Result<Response<Rep>, Status>
 where
     M: Manager,
-    Rep: RpcMessage,
+    Req: Debug,
+    Rep: RpcMessage + Debug,
     F: FnOnce(&'a M, Req, CallContext) -> Fut,
     Fut: Future<Output = Result<Rep, RpcError>>,
 {
-    let (call, admitted) = hosted.enter(request, method);
+    let (call, admitted) = hosted.enter(request, method, snapshot);
+    let span = hosted.context.span();
     let outcome = match admitted {
-        Ok((message, cx)) => InSpan { span: hosted.context.span(), inner: handler(&hosted.manager, message, cx) }.await,
+        Ok((message, cx)) => match (InSpan { span, inner: handler(&hosted.manager, message, cx) }).await {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                let reply = call.panicked(span, &*payload);
+                call.trace(span, &reply);
+                return reply.map(Response::new);
+            }
+        },
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(reply) => Ok(Response::new(reply)),
+    let reply = match outcome {
+        Ok(reply) => Ok(reply),
         Err(error) => {
             // In the service's span: the line goes to its own log file too.
-            hosted.context.span().in_scope(|| call.log_error(&error));
-            error_reply(error).map(Response::new)
+            span.in_scope(|| call.log_error(&error));
+            error_reply(error)
         }
-    }
+    };
+    call.trace(span, &reply);
+    reply.map(Response::new)
 }
 
 /// Serves a server-streaming or bidirectional call.
@@ -110,17 +178,23 @@ pub async fn server_streaming<'a, M, Req, Item, F, Fut>(
     hosted: &'a Hosted<M>,
     request: Request<Req>,
     method: &'static str,
+    snapshot: SnapshotFn<Req>,
     handler: F,
 ) -> Result<Response<BoxStream<Item>>, Status>
 where
     M: Manager,
-    Item: RpcMessage + Send + 'static,
+    Req: Debug,
+    Item: RpcMessage + Debug + Send + 'static,
     F: FnOnce(&'a M, Req, CallContext) -> Fut,
     Fut: Future<Output = Result<ReplyStream<Item>, RpcError>>,
 {
-    let (call, admitted) = hosted.enter(request, method);
+    let (call, admitted) = hosted.enter(request, method, snapshot);
+    let span = hosted.context.span();
     let outcome = match admitted {
-        Ok((message, cx)) => InSpan { span: hosted.context.span(), inner: handler(&hosted.manager, message, cx) }.await,
+        Ok((message, cx)) => match (InSpan { span, inner: handler(&hosted.manager, message, cx) }).await {
+            Ok(outcome) => outcome,
+            Err(payload) => Err(span.in_scope(|| super::panic::to_error(&*payload, call.service, call.method))),
+        },
         Err(e) => Err(e),
     };
     let stream = match outcome {
@@ -131,7 +205,7 @@ where
     Ok(Response::new(Box::pin(OutStream {
         replies: stream,
         call: Some(call),
-        span: hosted.context.span().clone(),
+        span: span.clone(),
         end,
         end_registered: None,
         last_look: false,
@@ -139,8 +213,10 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// Runs a handler inside its manager's span. The span outlives the call (the hosted
-    /// manager owns it), so it is borrowed, not cloned: no reference count per call.
+    /// Runs a handler inside its manager's span, and catches its panic (then the handler is
+    /// dropped unpolled: what it held, such as the manager's lock, is released). The span
+    /// outlives the call (the hosted manager owns it), so it is borrowed, not cloned: no
+    /// reference count per call.
     struct InSpan<'a, F> {
         span: &'a tracing::Span,
         #[pin]
@@ -149,12 +225,16 @@ pin_project_lite::pin_project! {
 }
 
 impl<F: Future> Future for InSpan<'_, F> {
-    type Output = F::Output;
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        this.inner.poll(cx)
+        match std::panic::catch_unwind(AssertUnwindSafe(|| this.inner.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
     }
 }
 
@@ -163,9 +243,9 @@ fn error_reply<Rep: RpcMessage>(error: RpcError) -> Result<Rep, Status> {
     Rep::from_result(error.to_result()).ok_or_else(|| error.to_status())
 }
 
-/// Streams the manager's replies; an error becomes the last message, then the stream ends.
-/// At shutdown (once the hooks ran) a stream still open ends with `ERROR_STREAM_SHUTDOWN`,
-/// so it does not hold the shutdown for the whole grace period.
+/// Streams the manager's replies; an error (or a panic) becomes the last message, then the
+/// stream ends. At shutdown (once the hooks ran) a stream still open ends with
+/// `ERROR_STREAM_SHUTDOWN`, so it does not hold the shutdown for the whole grace period.
 struct OutStream<T> {
     replies: ReplyStream<T>,
     /// Held until the stream ends or the client goes away.
@@ -178,7 +258,38 @@ struct OutStream<T> {
     last_look: bool,
 }
 
-impl<T: RpcMessage> Stream for OutStream<T> {
+impl<T: RpcMessage + Debug + Send + 'static> OutStream<T> {
+    /// Polls the manager's stream; a panic ends it with an in-band error (its stream dropped).
+    fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Status>>> {
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.replies).poll_next(cx)));
+        let Some(call) = &self.call else { return Poll::Ready(None) };
+        let reply = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(None)) => {
+                self.call = None;
+                return Poll::Ready(None);
+            }
+            Ok(Poll::Ready(Some(Ok(item)))) => {
+                let reply = Ok(item);
+                call.trace(&self.span, &reply);
+                return Poll::Ready(Some(reply));
+            }
+            Ok(Poll::Ready(Some(Err(error)))) => {
+                self.span.in_scope(|| call.log_error(&error));
+                error_reply(error)
+            }
+            Err(payload) => {
+                self.replies = ReplyStream::new(tokio_stream::empty());
+                call.panicked(&self.span, &*payload)
+            }
+        };
+        call.trace(&self.span, &reply);
+        self.call = None;
+        Poll::Ready(Some(reply))
+    }
+}
+
+impl<T: RpcMessage + Debug + Send + 'static> Stream for OutStream<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -193,19 +304,8 @@ impl<T: RpcMessage> Stream for OutStream<T> {
             // from a queue is not lost; a stream that never pauses still ends.
             if !this.last_look {
                 this.last_look = ending;
-                match Pin::new(&mut this.replies).poll_next(cx) {
-                    Poll::Pending => {}
-                    Poll::Ready(Some(Ok(item))) => return Poll::Ready(Some(Ok(item))),
-                    Poll::Ready(Some(Err(error))) => {
-                        if let Some(call) = this.call.take() {
-                            this.span.in_scope(|| call.log_error(&error));
-                        }
-                        return Poll::Ready(Some(error_reply(error)));
-                    }
-                    Poll::Ready(None) => {
-                        this.call = None;
-                        return Poll::Ready(None);
-                    }
+                if let Poll::Ready(item) = this.poll_replies(cx) {
+                    return Poll::Ready(item);
                 }
             }
             if ending {

@@ -6,15 +6,19 @@
 //! `__private`.
 
 mod dispatch;
+mod panic;
 mod pending;
 mod signal;
+mod trace;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use self::dispatch::{Hosted, MessageLimits, ServiceRoute, route, server_streaming, unary};
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;
 pub(crate) use self::signal::Signal;
+pub use self::trace::{Probe, SnapshotByClone, SnapshotNone};
 use crate::compression::Compression;
 use crate::{Manager, RpcError};
 
@@ -62,4 +66,28 @@ impl HookOutput<()> for Result<(), RpcError> {
 /// Converts a hook's return value (type-directed, so the macro need not know it).
 pub fn hook_output<T, O: HookOutput<T>>(output: O) -> T {
     output.into_hook_output()
+}
+
+/// Whether a request body may wait between its messages: the server reads every request under
+/// a deadline, and the call path relaxes it for client streams (where a pause between messages
+/// is the caller's right) once it sees one. Travels in the request's extensions.
+#[derive(Clone, Default)]
+pub(crate) struct ReadDeadline(Arc<AtomicBool>);
+
+impl ReadDeadline {
+    /// From now on, only a message begun must arrive whole within the deadline.
+    pub(crate) fn relax(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Relaxes the deadline of the request these extensions belong to, if it has one.
+    pub(crate) fn relax_in(extensions: &tonic::Extensions) {
+        if let Some(deadline) = extensions.get::<Self>() {
+            deadline.relax();
+        }
+    }
+
+    pub(crate) fn is_relaxed(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }

@@ -1,6 +1,7 @@
 //! Registry of calls in progress (for debug dumps and drain decisions).
 //!
-//! One short lock to insert and one to remove per call; nothing is formatted on the hot path.
+//! One short lock to insert and one to remove per call; nothing is formatted on the hot path:
+//! the request is kept as a snapshot (a clone of a small message) and rendered by the dump.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::trace::{Snapshot, render};
 use crate::CallerMetadata;
 
 /// A call being served, as listed by [`RpcServer::pending_calls`](crate::RpcServer::pending_calls).
@@ -30,6 +32,9 @@ pub struct PendingCall {
     pub method: &'static str,
     /// Rust type of the request, e.g. `grpc_helper::api::Empty`.
     pub request: &'static str,
+    /// The request, as the call traces show it (`Empty{}`, at most 1024 characters then
+    /// `...`); `None` for a client stream, whose messages arrive during the call.
+    pub content: Option<String>,
     /// Who called.
     pub caller: CallerMetadata,
     /// How long it has been running.
@@ -40,6 +45,7 @@ struct Entry {
     service: &'static str,
     method: &'static str,
     request: &'static str,
+    content: Option<Snapshot>,
     caller: CallerMetadata,
     started: Instant,
 }
@@ -76,10 +82,11 @@ impl PendingCalls {
         service: &'static str,
         method: &'static str,
         request: &'static str,
+        content: Option<Snapshot>,
         caller: &CallerMetadata,
     ) -> PendingGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry { service, method, request, caller: caller.clone(), started: Instant::now() };
+        let entry = Entry { service, method, request, content, caller: caller.clone(), started: Instant::now() };
         self.calls.lock().insert(id, entry);
         PendingGuard { registry: Arc::clone(self), id }
     }
@@ -95,6 +102,7 @@ impl PendingCalls {
                     service: e.service,
                     method: e.method,
                     request: e.request,
+                    content: e.content.as_deref().map(|c| render(c)),
                     caller: e.caller.clone(),
                     elapsed: now.saturating_duration_since(e.started),
                 };
@@ -115,6 +123,8 @@ pub(crate) struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.registry.calls.lock().remove(&self.id);
+        // The entry (and its snapshot) is freed after the lock is released.
+        let entry = self.registry.calls.lock().remove(&self.id);
+        drop(entry);
     }
 }

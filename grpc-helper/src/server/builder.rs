@@ -341,7 +341,7 @@ impl RpcServerBuilder {
         self
     }
 
-    /// Most calls in progress at once on one HTTP/2 connection (default 2048; `None`: no
+    /// Most calls in progress at once on one HTTP/2 connection (default 256; `None`: no
     /// limit). The limit is announced to clients, which queue their extra calls until one ends;
     /// a client that ignores it has the extra streams refused (`REFUSED_STREAM`, which gRPC
     /// clients report as UNAVAILABLE and may retry).

@@ -265,13 +265,13 @@ impl RpcServerBuilder {
         let health = Health::not_serving(reporter, health_names).await;
         let reflection = router::reflection(&self.descriptor_sets, &self.compression)?;
         let gate = super::admin::gate(self.guard, self.guarded, &self.admin, local_addr)?;
-        let transport = transport(&self.connection_limits, tls.as_ref())?;
+        let limits = self.connection_limits.resolved(self.limits.max_decoding, tls.is_some());
+        let transport = transport(&limits, tls.as_ref())?;
 
         let stop_accepting = CancelSignal::default();
         let connections = Arc::new(Connections::default());
         let grace_over = Arc::new(GraceOver::default());
-        let incoming =
-            Incoming::new(listener, Arc::clone(&connections), &self.connection_limits, stop_accepting.clone());
+        let incoming = Incoming::new(listener, Arc::clone(&connections), &limits, stop_accepting.clone());
         let core = Arc::new_cyclic(|server: &Weak<ServerCore>| {
             let control: Weak<dyn ServerControl> = server.clone();
             let srv = env.host(ServerManager::new(Arc::clone(&catalog), control));

@@ -1,5 +1,12 @@
 //! Debug dump on SIGUSR2: `RpcServerDump-YYYYMMDDhhmmss.txt` in the logs folder (mode 0600),
-//! with the server's state, every pending call, the runtime's task counts and every thread.
+//! with the server's state, every pending call with its request, the runtime's workers and task
+//! counts, and every thread with what the kernel says it waits on.
+//!
+//! Not in it: the stack of each thread or task. Another thread's stack cannot be read from
+//! inside the process without stopping it (a debugger's job: `gdb -p <pid> -batch -ex 'thread
+//! apply all bt'`), and tokio's task dumps exist only in builds with `--cfg tokio_unstable
+//! --cfg tokio_taskdump`. Each pending call is one task, so the list of calls says what the
+//! tasks serving requests are doing.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -60,39 +67,67 @@ fn render(state: &State, when: &str) -> String {
 
     let _ = writeln!(out, "\nPending RPC calls: ({})", state.pending.len());
     for call in &state.pending {
+        // The original's line: `[RPC] <peer> >>> <Service>.<method> (<request>)`.
+        let content = call.content.clone().unwrap_or_else(|| format!("client stream of {}", call.request));
         let _ = writeln!(
             out,
-            " - [RPC] {} >>> {}.{} ({}) running for {}",
+            " - [RPC] {} >>> {}.{} ({content}) running for {}",
             call.caller,
             call.service,
             call.method,
-            call.request,
             seconds(call.elapsed)
         );
     }
 
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        let metrics = handle.metrics();
-        let _ = writeln!(
-            out,
-            "\nTokio runtime: {} worker thread(s), {} alive task(s)",
-            metrics.num_workers(),
-            metrics.num_alive_tasks()
-        );
+        runtime(&mut out, &handle.metrics());
     }
+    // id, name, state, and the kernel function a sleeping thread waits in.
     let _ = writeln!(out, "\nThreads:");
-    for (tid, name, state) in threads() {
-        let _ = writeln!(out, " - {tid} {name:<20} {state}");
+    for thread in threads() {
+        let _ = writeln!(out, " - {} {:<20} {:<14} {}", thread.tid, thread.name, thread.state, thread.wchan);
     }
     out
+}
+
+/// What tokio tells without `--cfg tokio_unstable`: workers, tasks, and whether each worker is
+/// parked (waiting for work) or running a task.
+fn runtime(out: &mut String, metrics: &tokio::runtime::RuntimeMetrics) {
+    let _ = writeln!(
+        out,
+        "\nTokio runtime: {} worker thread(s), {} alive task(s), {} task(s) queued for a worker",
+        metrics.num_workers(),
+        metrics.num_alive_tasks(),
+        metrics.global_queue_depth()
+    );
+    for worker in 0..metrics.num_workers() {
+        // Odd while the worker is parked (tokio's documented invariant).
+        let parked = metrics.worker_park_unpark_count(worker) % 2 == 1;
+        let _ = writeln!(
+            out,
+            " - worker {worker}: {}, busy {} in all, parked {} time(s)",
+            if parked { "parked (idle)" } else { "running a task" },
+            seconds(metrics.worker_total_busy_duration(worker)),
+            metrics.worker_park_count(worker)
+        );
+    }
 }
 
 fn seconds(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
 
-/// Every thread of this process: id, name and scheduler state (from /proc, Linux).
-fn threads() -> Vec<(u32, String, String)> {
+struct Thread {
+    tid: u32,
+    name: String,
+    state: String,
+    /// The kernel function a sleeping thread waits in (`ep_poll`: tokio's I/O driver,
+    /// `futex_wait_queue`: a parked worker or a lock), when the kernel shows it.
+    wchan: String,
+}
+
+/// Every thread of this process: id, name, scheduler state and wait channel (from /proc, Linux).
+fn threads() -> Vec<Thread> {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
     let mut list: Vec<_> = dir
         .filter_map(|entry| {
@@ -110,9 +145,11 @@ fn threads() -> Vec<(u32, String, String)> {
                 "Z" => "Z (zombie)",
                 other => other,
             };
-            Some((tid, name, state.to_owned()))
+            let wchan = std::fs::read_to_string(entry.path().join("wchan")).unwrap_or_default();
+            let wchan = if wchan.is_empty() || wchan == "0" { "-".to_owned() } else { wchan };
+            Some(Thread { tid, name, state: state.to_owned(), wchan })
         })
         .collect();
-    list.sort();
+    list.sort_by_key(|t| t.tid);
     list
 }

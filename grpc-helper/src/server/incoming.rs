@@ -15,7 +15,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::server::Connected;
 
+use super::metered::{ConnectionMeter, RequestBudget, meter};
 use crate::RpcError;
 use crate::api::ResultCode;
 
@@ -39,12 +40,46 @@ pub(crate) struct ConnectionLimits {
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
+    /// Bytes of request messages being received at once, per connection and per server
+    /// (`None`: 16 and 64 times the largest request).
+    pub(crate) receiving_per_connection: Option<usize>,
+    pub(crate) receiving_per_server: Option<usize>,
+    /// A request must arrive whole within this of the server's first wait for it (client
+    /// streams: each message, once begun).
+    pub(crate) request_read_timeout: Option<Duration>,
+    /// Set at start: the largest request, and whether connections begin with a TLS handshake.
+    pub(crate) max_request_size: usize,
+    pub(crate) tls: bool,
+}
+
+impl ConnectionLimits {
+    /// These limits, for a server whose largest request is `max_request_size`.
+    pub(crate) fn resolved(mut self, max_request_size: usize, tls: bool) -> Self {
+        self.max_request_size = max_request_size;
+        self.tls = tls;
+        self
+    }
+
+    /// The budgets of request bytes being received; never below one request of the largest size.
+    fn budget(&self) -> RequestBudget {
+        let at_least_one = |limit: Option<usize>, times: usize| {
+            limit.unwrap_or(self.max_request_size.saturating_mul(times)).max(self.max_request_size)
+        };
+        RequestBudget::new(
+            at_least_one(self.receiving_per_connection, 16),
+            at_least_one(self.receiving_per_server, 64),
+            self.max_request_size,
+            self.request_read_timeout,
+        )
+    }
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
-            max_concurrent_streams: Some(2048),
+            // 256: on one connection throughput is flat past a few dozen calls in flight, while
+            // each open call costs about 10 KiB (README, Connection limits).
+            max_concurrent_streams: Some(256),
             // Off, as in gRPC's own servers (2 h there): with it on, hyper reads the clock for
             // every frame (cost measured in the README's benchmark). Vanished peers are found
             // by TCP keep-alive instead, which costs nothing per call.
@@ -53,6 +88,11 @@ impl Default for ConnectionLimits {
             tcp_keepalive: Some(Duration::from_secs(60)),
             handshake_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Some(Duration::from_secs(300)),
+            receiving_per_connection: None,
+            receiving_per_server: None,
+            request_read_timeout: Some(Duration::from_secs(30)),
+            max_request_size: crate::call::MessageLimits::default().max_decoding,
+            tls: false,
         }
     }
 }
@@ -68,6 +108,11 @@ struct ConnState {
     /// networks and the events queues' owners use it.
     peer: SocketAddr,
     accepted: Instant,
+    /// The transport is up: at once for TCP, once the TLS handshake completed for TLS (tonic
+    /// asks for the connection's info then).
+    ready: AtomicBool,
+    /// Request bytes being received.
+    meter: Arc<ConnectionMeter>,
     /// Bytes read, counted up to [`PREFACE_LEN`].
     read: AtomicUsize,
     /// Calls in progress.
@@ -83,7 +128,7 @@ impl ConnState {
     }
 
     fn started(&self) -> bool {
-        self.read.load(Ordering::Relaxed) >= PREFACE_LEN
+        self.ready.load(Ordering::Relaxed) && self.read.load(Ordering::Relaxed) >= PREFACE_LEN
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -224,8 +269,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let call = connection_of(&request).map(CallGuard::new);
-        TrackedFuture { inner: self.inner.call(request), call }
+        let Some(state) = connection_of(&request) else {
+            return TrackedFuture { inner: self.inner.call(request), call: None };
+        };
+        let call = CallGuard::new(state);
+        let request = meter(request, &call.0.meter);
+        TrackedFuture { inner: self.inner.call(request), call: Some(call) }
     }
 }
 
@@ -308,6 +357,8 @@ pub(crate) struct Incoming {
     listener: TcpListener,
     connections: Arc<Connections>,
     tcp_keepalive: Option<Duration>,
+    tls: bool,
+    budget: Arc<RequestBudget>,
     /// After an accept error (e.g. out of file descriptors), pause instead of spinning.
     backoff: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -321,7 +372,8 @@ impl Incoming {
         stop: CancelSignal,
     ) -> Self {
         Connections::spawn_watchdog(Arc::downgrade(&connections), *limits, stop);
-        Self { listener, connections, tcp_keepalive: limits.tcp_keepalive, backoff: None }
+        let budget = Arc::new(limits.budget());
+        Self { listener, connections, tcp_keepalive: limits.tcp_keepalive, tls: limits.tls, budget, backoff: None }
     }
 }
 
@@ -347,6 +399,8 @@ impl Stream for Incoming {
                     fd: stream.as_raw_fd(),
                     peer,
                     accepted: Instant::now(),
+                    ready: AtomicBool::new(!self.tls),
+                    meter: Arc::new(ConnectionMeter::new(&self.budget)),
                     read: AtomicUsize::new(0),
                     calls: AtomicUsize::new(0),
                     busy_ms: AtomicU64::new(0),
@@ -382,7 +436,9 @@ impl Drop for Connection {
 impl Connected for Connection {
     type ConnectInfo = ConnInfo;
 
+    /// Asked once the connection is ready to serve: for TLS, once the handshake completed.
     fn connect_info(&self) -> ConnInfo {
+        self.state.ready.store(true, Ordering::Relaxed);
         ConnInfo { state: Arc::clone(&self.state) }
     }
 }

@@ -144,6 +144,10 @@ impl Service<http::Request<Body>> for Router {
         }
         match self.proxies.route(request.uri().path()) {
             Some(index) => {
+                // Forwarded as it comes: the backend reads it under its own deadline.
+                if let Some(deadline) = request.extensions().get::<crate::call::ReadDeadline>() {
+                    deadline.relax();
+                }
                 let proxies = Arc::clone(&self.proxies);
                 RouteFuture::Proxied { future: Box::pin(async move { Ok(proxies.forward(index, request).await) }) }
             }
