@@ -25,7 +25,9 @@ const RPC_ITEMS: [(&str, &str, ConfigValidator, &[&str], &str); 12] = {
         ("rpc-logs-folder", "logs", ConfigValidString, &[], "other-logs"),
         ("rpc-logs-backup", "10", ConfigValidInt, &["x", "1.5"], "0"),
         ("rpc-logs-interval-unit", "H", ConfigValidCustom, &["foo", "W7"], "midnight"),
-        ("rpc-logs-interval", "1", ConfigValidPosInt, &["0"], "2"),
+        // The original's pos-int, bounded here (1 to 100,000: a huge one broke rotation), so a
+        // custom rule.
+        ("rpc-logs-interval", "1", ConfigValidCustom, &["0", "100001"], "2"),
         ("rpc-main-host", "localhost", ConfigValidString, &[], "10.0.0.1"),
         ("rpc-main-port", "54321", ConfigValidPosInt, &["0", "port"], "1234"),
         ("rpc-client-timeout", "60", ConfigValidPosFloat, &["0", "-1"], "0.1"),
