@@ -5,8 +5,8 @@
 //!
 //! `cargo test -p grpc-helper-tests --test handover -- --nocapture` prints the hand-over.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,23 +17,8 @@ use grpc_helper::api::{
 };
 use grpc_helper::client::EventListener;
 use grpc_helper_tests::free_port;
-use grpc_helper_tests::process::{example, repo_root, run, spawn_until};
+use grpc_helper_tests::process::{example, python, repo_root, run, spawn_until};
 use parking_lot::Mutex;
-
-/// The virtualenv's python (made on first use, as in `interop.rs`).
-fn python() -> PathBuf {
-    let venv = std::env::var_os("GRPC_HELPER_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target").join("py-venv"));
-    let status = Command::new("bash")
-        .arg(repo_root().join("tests/python/setup-venv.sh"))
-        .arg(&venv)
-        .stdin(Stdio::null())
-        .status()
-        .expect("bash runs");
-    assert!(status.success(), "creating the Python virtualenv in {} failed", venv.display());
-    venv.join("bin").join("python")
-}
 
 /// Runs the Python server of `py_workspace.py` on `workspace` in `mode`; returns its output lines.
 fn python_server(workspace: &Path, args: &[&str]) -> Vec<String> {

@@ -5,33 +5,13 @@
 //! The Python virtualenv is created on first use by `tests/python/setup-venv.sh` (in
 //! `$GRPC_HELPER_VENV`, default `target/py-venv`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::Duration;
 
 use grpc_helper::api::{Filter, ResultCode, ShutdownRequest};
 use grpc_helper::{RpcClient, RpcError};
 use grpc_helper_tests::free_port;
-use grpc_helper_tests::process::{example, repo_root, run, spawn_until};
-
-/// The virtualenv's python, created once per test run.
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let venv = std::env::var_os("GRPC_HELPER_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target").join("py-venv"));
-        let status = Command::new("bash")
-            .arg(repo_root().join("tests/python/setup-venv.sh"))
-            .arg(&venv)
-            .stdin(Stdio::null())
-            .status()
-            .expect("bash runs");
-        assert!(status.success(), "creating the Python virtualenv in {} failed", venv.display());
-        venv.join("bin").join("python")
-    })
-}
+use grpc_helper_tests::process::{example, python, repo_root, run, spawn_until};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()

@@ -12,6 +12,25 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The python of the test virtualenv (`$GRPC_HELPER_VENV`, default `target/py-venv`) with the
+/// original grpc-helper 2.3.1, created on first use (once per test run).
+pub fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let venv = std::env::var_os("GRPC_HELPER_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target").join("py-venv"));
+        let status = Command::new("bash")
+            .arg(repo_root().join("tests/python/setup-venv.sh"))
+            .arg(&venv)
+            .stdin(Stdio::null())
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "creating the Python virtualenv in {} failed", venv.display());
+        venv.join("bin").join("python")
+    })
+}
+
 /// A binary of the `grpc-helper-examples` package, built (once per test run) so that it is
 /// never stale, even when only this package's tests were asked for.
 pub fn example(name: &str) -> PathBuf {
