@@ -397,14 +397,19 @@ async fn a_flood_of_new_queues_is_persisted_without_holding_up_the_listeners() {
         let port = server.local_addr().port();
         let mut events = stub(&server);
         let (mut good, good_id) = listen(&mut events, 0).await;
-        // The attacker opens 1,000 queues at once (under its cap of 1,024) while events flow.
-        let attacker = raw_h2::connect_from(ATTACKER, port, None).await;
+        // The attacker opens 1,000 queues at once (under its cap of 1,024) while events flow,
+        // over 4 connections (a connection takes 256 calls at once by default).
+        let mut attackers = Vec::new();
+        for _ in 0..4 {
+            attackers.push(raw_h2::connect_from(ATTACKER, port, None).await);
+        }
+        let attacker = &attackers[0];
         let flood = {
-            let send = attacker.send.clone();
+            let sends: Vec<_> = attackers.iter().map(|a| a.send.clone()).collect();
             tokio::spawn(async move {
                 let mut pending = Vec::new();
-                for _ in 0..1000 {
-                    let mut send = send.clone().ready().await.unwrap();
+                for n in 0..1000 {
+                    let mut send = sends[n % sends.len()].clone().ready().await.unwrap();
                     let request = raw_h2::request(port, "/EventService/listen");
                     // Listening to nothing that is sent: thousands of unread DATA frames would make
                     // the attacker's own h2 give up.
@@ -426,7 +431,7 @@ async fn a_flood_of_new_queues_is_persisted_without_holding_up_the_listeners() {
             assert_eq!(next_name(&mut good).await, format!("e-{n}"), "the good listener loses nothing");
         }
         let bodies = flood.await.unwrap();
-        let mut expected: Vec<u32> = raw_inspect(&attacker, port).await.client_ids;
+        let mut expected: Vec<u32> = raw_inspect(attacker, port).await.client_ids;
         assert_eq!(expected.len(), 1000);
         server.shutdown().await;
         expected.push(good_id);
