@@ -191,7 +191,15 @@ impl Builder {
                 builder = builder.extern_path(proto, rust);
             }
         }
-        builder.compile_fds(fds).map_err(|e| BuildError(format!("code generation failed: {e}")))?;
+        // tonic's generator, wrapped to add each method's request type (what #[rpc_manager]
+        // checks a manager's signatures against).
+        let mut config = prost_build::Config::new();
+        config.service_generator(Box::new(WithRequestTypes(builder.clone().service_generator())));
+        builder
+            .build_client(false)
+            .build_server(false)
+            .compile_fds_with_config(fds, config)
+            .map_err(|e| BuildError(format!("code generation failed: {e}")))?;
         for include in includes {
             println!("cargo:rerun-if-changed={}", include.as_ref().display());
         }
@@ -201,6 +209,49 @@ impl Builder {
     #[cfg(all(doc, not(feature = "build")))]
     fn generate(&self, _: &Path, _: &[impl AsRef<Path>], _: &[impl AsRef<Path>]) -> Result<(), BuildError> {
         Err(BuildError("grpc-helper was built without its `build` feature".into()))
+    }
+}
+
+/// Names, beside tonic's server of each service, the request type of each method:
+/// `impl MethodRequest<{ method_key("m") }> for XServer<T> { type Request = Req; }`.
+#[cfg(any(feature = "build", not(doc)))]
+struct WithRequestTypes(Box<dyn prost_build::ServiceGenerator>);
+
+#[cfg(any(feature = "build", not(doc)))]
+impl prost_build::ServiceGenerator for WithRequestTypes {
+    fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
+        use std::fmt::Write as _;
+        // The module tonic names after the service (its `naive_snake_case`).
+        let mut module = String::new();
+        let mut chars = service.name.chars().peekable();
+        while let Some(c) = chars.next() {
+            module.push(c.to_ascii_lowercase());
+            if chars.peek().is_some_and(|next| next.is_uppercase()) {
+                module.push('_');
+            }
+        }
+        for method in &service.methods {
+            let request = if method.client_streaming {
+                format!("::grpc_helper::__private::tonic::Streaming<{}>", method.input_type)
+            } else {
+                method.input_type.clone()
+            };
+            let _ = writeln!(
+                buf,
+                "#[diagnostic::do_not_recommend] impl<T> ::grpc_helper::__private::MethodRequest<{{ ::grpc_helper::__private::method_key({:?}) }}> \
+                 for {module}_server::{}Server<T> {{ type Request = {request}; }}",
+                method.name, service.name
+            );
+        }
+        self.0.generate(service, buf);
+    }
+
+    fn finalize(&mut self, buf: &mut String) {
+        self.0.finalize(buf);
+    }
+
+    fn finalize_package(&mut self, package: &str, buf: &mut String) {
+        self.0.finalize_package(package, buf);
     }
 }
 

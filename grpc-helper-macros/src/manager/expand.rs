@@ -23,7 +23,7 @@ pub fn expand(model: &Model) -> TokenStream {
     if let Some(last) = server.segments.last_mut() {
         last.ident = format_ident!("{}Server", last.ident);
     }
-    let methods = rpcs.iter().map(|rpc| rpc_method(rpc, krate));
+    let methods = rpcs.iter().map(|rpc| rpc_method(rpc, krate, &server, &wrapper));
     let load = load
         .as_ref()
         .map(|hook| hook_method(hook, krate, quote!(on_load), quote!(::core::result::Result<(), #krate::RpcError>)));
@@ -73,18 +73,27 @@ pub fn expand(model: &Model) -> TokenStream {
     }
 }
 
-fn rpc_method(rpc: &Rpc, krate: &syn::Path) -> TokenStream {
+fn rpc_method(rpc: &Rpc, krate: &syn::Path, server: &syn::Path, wrapper: &syn::Ident) -> TokenStream {
     let Rpc { name, request, reply, takes_context } = rpc;
-    let call = if *takes_context {
-        quote!(|manager, request, cx| manager.#name(request, cx))
-    } else {
-        quote!(|manager, request, _| manager.#name(request))
-    };
     let method = name.to_string();
+    // The trait takes the proto's request type; the manager's own type must be that one, which
+    // the conversion checks at the user's type (with a message of ours).
+    let proto = respan(
+        quote!(<#server<#wrapper> as #krate::__private::MethodRequest<{ #krate::__private::method_key(#method) }>>::Request),
+        request.span(),
+    );
+    let from_proto =
+        quote_spanned!(request.span()=> <#request as #krate::__private::FromProtoRequest<#proto>>::from_proto(request));
+    // Spanned at the request too, so that a method missing from the service is one error there.
+    let call = if *takes_context {
+        quote_spanned!(request.span()=> |manager, request, cx| manager.#name(#from_proto, cx))
+    } else {
+        quote_spanned!(request.span()=> |manager, request, _| manager.#name(#from_proto))
+    };
     // The signature async_trait gives the tonic trait, written out so that every type carries
-    // the user's span: a request or reply that does not fit is reported at the user's method.
+    // the user's span: a reply that does not fit is reported at the user's method.
     let tonic = quote!(#krate::__private::tonic);
-    let request_type = respan(quote!(#tonic::Request<#request>), request.span());
+    let request_type = respan(quote!(#tonic::Request<#proto>), request.span());
     let (reply_type, dispatch) = match reply {
         Reply::Unary(reply) => {
             (respan(quote!(#tonic::Response<#reply>), reply.span()), quote!(#krate::__private::unary))
@@ -111,7 +120,7 @@ fn rpc_method(rpc: &Rpc, krate: &syn::Path) -> TokenStream {
             use #krate::__private::{SnapshotByClone as _, SnapshotNone as _};
             // A clone of the request for the debug dump, or none for a client stream.
             #[allow(clippy::needless_borrow)] // the borrows pick the impl
-            let snapshot = (&&#krate::__private::Probe::<#request>::new()).snapshot_fn();
+            let snapshot = (&&#krate::__private::Probe::<#proto>::new()).snapshot_fn();
             ::std::boxed::Box::pin(#dispatch(&self.0, request, #method, snapshot, #call))
         }
     }

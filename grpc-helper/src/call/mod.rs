@@ -9,6 +9,7 @@ mod dispatch;
 mod panic;
 mod pending;
 mod signal;
+mod signature;
 mod trace;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use self::dispatch::{Hosted, MessageLimits, ServiceRoute, route, server_stre
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;
 pub(crate) use self::signal::Signal;
+pub use self::signature::{FromProtoRequest, MethodRequest, method_key};
 pub use self::trace::{Probe, SnapshotByClone, SnapshotNone};
 use crate::compression::Compression;
 use crate::{Manager, RpcError};
