@@ -18,15 +18,24 @@ pub enum Sender {
     /// A client calling `send` over gRPC, each call awaited (as a Python client does): every
     /// event reaches the listeners before the next one is sent, one write per listener each.
     Rpc,
+    /// A client calling `send` over gRPC with [`PIPELINE`] calls in flight on its connection (as
+    /// a busy service sends): listeners get several events per wake-up, so writes are batched.
+    /// Concurrent calls have no order between them: every listener must get every event once,
+    /// all in the same order (the server's).
+    RpcPipelined,
     /// A manager of the server (`ManagerContext::send_event`, as the server's own events are
     /// sent): events queue up while listeners read, and leave in batches.
     Manager,
 }
 
+/// `send` calls in flight for [`Sender::RpcPipelined`].
+pub const PIPELINE: usize = 16;
+
 impl Sender {
     pub fn describe(self) -> &'static str {
         match self {
             Sender::Rpc => "a gRPC client's awaited `send` calls",
+            Sender::RpcPipelined => "a gRPC client's `send` calls, 16 in flight",
             Sender::Manager => "a manager's `send_event`, in the server",
         }
     }
@@ -55,7 +64,8 @@ pub struct FanoutReport {
     pub listeners: usize,
     pub events: usize,
     pub elapsed: Duration,
-    /// Events missing or out of order, over all listeners (must be 0).
+    /// Events missing, duplicated or out of order, over all listeners (must be 0). For
+    /// [`Sender::RpcPipelined`], out of order means in an order other than the first listener's.
     pub lost: usize,
 }
 
@@ -76,7 +86,7 @@ pub async fn section(listeners: usize, events: usize) -> bool {
             println!("== Queued events memory failed: {e}\n");
         }
     }
-    for sender in [Sender::Rpc, Sender::Manager] {
+    for sender in [Sender::Rpc, Sender::RpcPipelined, Sender::Manager] {
         match fanout(sender, listeners, events).await {
             Ok(report) => {
                 ok &= report.lost == 0;
@@ -135,40 +145,73 @@ pub async fn fanout(sender: Sender, listeners: usize, events: usize) -> Result<F
         let mut stub = EventServiceClient::new(client(format!("listener-{n}"))?.channel::<EventApiVersion>());
         let mut stream = stub.listen(EventFilter::default()).await.map_err(|e| e.to_string())?.into_inner();
         stream.message().await.map_err(|e| e.to_string())?;
+        let strict = sender != Sender::RpcPipelined;
         readers.push(tokio::spawn(async move {
-            let (mut next, mut lost) = (0usize, 0usize);
-            while next < events {
+            // What arrived, in arrival order: checked against the sent sequence (strict) or
+            // against the other listeners' order (pipelined sends).
+            let mut order = Vec::with_capacity(events);
+            while order.len() < events {
                 match stream.message().await {
                     Ok(Some(status)) => {
                         let Some(event) = status.event.filter(|e| !e.name.is_empty()) else { continue };
-                        let seq: usize =
-                            event.properties.first().and_then(|p| p.value.parse().ok()).unwrap_or(usize::MAX);
-                        lost += usize::from(seq != next);
-                        next = seq.saturating_add(1);
+                        order.push(event.properties.first().and_then(|p| p.value.parse().ok()).unwrap_or(usize::MAX));
                     }
-                    _ => return events - next + lost,
+                    _ => break,
                 }
             }
-            lost
+            let mut seen = vec![false; events];
+            let mut lost = events - order.len();
+            for (at, &seq) in order.iter().enumerate() {
+                let duplicate = seen.get(seq).copied().unwrap_or(true);
+                lost += usize::from(duplicate || (strict && seq != at));
+                if let Some(slot) = seen.get_mut(seq) {
+                    *slot = true;
+                }
+            }
+            (lost, order)
         }));
     }
     let mut stub = EventServiceClient::new(client("sender".into())?.channel::<EventApiVersion>());
     let started = Instant::now();
-    for seq in 0..events {
-        let seq = seq.to_string();
-        match sender {
-            Sender::Rpc => {
-                let property = EventProperty { name: "seq".into(), value: seq };
-                stub.send(Event { name: "bench".into(), properties: vec![property] })
-                    .await
-                    .map_err(|e| e.to_string())?;
+    let event = |seq: usize| {
+        let property = EventProperty { name: "seq".into(), value: seq.to_string() };
+        Event { name: "bench".into(), properties: vec![property] }
+    };
+    match sender {
+        Sender::Rpc => {
+            for seq in 0..events {
+                stub.send(event(seq)).await.map_err(|e| e.to_string())?;
             }
-            Sender::Manager => context.send_event("bench", &[("seq", &seq)]).map_err(|e| e.to_string())?,
+        }
+        Sender::RpcPipelined => {
+            let mut in_flight = tokio::task::JoinSet::new();
+            for seq in 0..events {
+                if in_flight.len() == PIPELINE {
+                    in_flight.join_next().await.expect("calls in flight").map_err(|e| e.to_string())??;
+                }
+                let mut stub = stub.clone();
+                let event = event(seq);
+                in_flight.spawn(async move { stub.send(event).await.map(drop).map_err(|e| e.to_string()) });
+            }
+            while let Some(sent) = in_flight.join_next().await {
+                sent.map_err(|e| e.to_string())??;
+            }
+        }
+        Sender::Manager => {
+            for seq in 0..events {
+                context.send_event("bench", &[("seq", &seq.to_string())]).map_err(|e| e.to_string())?;
+            }
         }
     }
-    let mut lost = 0;
+    let (mut lost, mut first_order) = (0, None);
     for reader in readers {
-        lost += reader.await.map_err(|e| e.to_string())?;
+        let (missing, order) = reader.await.map_err(|e| e.to_string())?;
+        lost += missing;
+        // Every queue gets the events in the order the server took them.
+        match &first_order {
+            None => first_order = Some(order),
+            Some(first) => lost += first.iter().zip(&order).filter(|(a, b)| a != b).count(),
+        }
     }
     let elapsed = started.elapsed();
     server.shutdown().await;
