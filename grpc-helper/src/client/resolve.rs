@@ -96,8 +96,11 @@ impl Resolver for SystemResolver {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ManualResolver {
-    answers: Arc<parking_lot::Mutex<HashMap<String, Result<Vec<SocketAddr>, String>>>>,
+    answers: Arc<parking_lot::Mutex<HashMap<String, Answer>>>,
 }
+
+/// What a [`ManualResolver`] says of one host: its addresses, or the message of its failure.
+type Answer = Result<Vec<SocketAddr>, String>;
 
 impl ManualResolver {
     /// A resolver knowing no name yet.
