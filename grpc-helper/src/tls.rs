@@ -205,12 +205,13 @@ impl ClientTls {
         self
     }
 
-    pub(crate) fn client_config(&self) -> tonic::transport::ClientTlsConfig {
-        let mut config =
-            tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&self.ca));
-        if let Some(domain) = &self.domain {
-            config = config.domain_name(domain.clone());
-        }
+    /// The tonic settings of a connection to `host` (the name checked unless `domain` was set).
+    pub(crate) fn client_config(&self, host: &str) -> tonic::transport::ClientTlsConfig {
+        let domain =
+            self.domain.clone().unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_owned());
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca))
+            .domain_name(domain);
         if let Some((cert, key)) = &self.identity {
             config = config.identity(tonic::transport::Identity::from_pem(cert, key));
         }

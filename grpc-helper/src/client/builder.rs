@@ -1,11 +1,15 @@
 //! [`RpcClientBuilder`]: the options of an [`RpcClient`].
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use super::RpcClient;
+use super::resolve::{self, MakeEndpoint, Resolver, SharedResolver, Snapshot, SystemResolver};
 use super::retry::{RetryPolicy, Shared};
 use crate::api::ResultCode;
 use crate::metadata;
@@ -40,6 +44,9 @@ pub struct RpcClientBuilder {
     token: Option<crate::auth::BearerToken>,
     tls: Option<crate::tls::ClientTls>,
     compression: Option<CompressionEncoding>,
+    /// Resolve the hosts periodically (`None`: tonic resolves once per connection).
+    resolver: Option<SharedResolver>,
+    resolve_every: Option<Duration>,
 }
 
 impl RpcClientBuilder {
@@ -53,21 +60,14 @@ impl RpcClientBuilder {
             token: None,
             tls: None,
             compression: None,
+            resolver: None,
+            resolve_every: None,
         }
     }
 
     fn endpoint_of(&self, host: &str, port: u16) -> Result<Endpoint, RpcError> {
-        let target = authority(host, port);
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{target}")).map_err(|e| {
-            RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid server address {target:?}: {e}"))
-        })?;
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.client_config()).map_err(|e| {
-                RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS settings for {target}: {e}"))
-            })?;
-        }
-        Ok(endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)))
+        endpoint(self.tls.as_ref(), host, port, None)
+            .map_err(|e| RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid server address: {e}")))
     }
 
     /// The name sent as `client` metadata (not sent when empty).
@@ -176,11 +176,61 @@ impl RpcClientBuilder {
         self
     }
 
+    /// Treats every host of this client as a name of several servers (a headless Kubernetes
+    /// Service): resolves it now and every `period`, adding and dropping endpoints as the answer
+    /// changes, with the system resolver unless [`resolver`](Self::resolver) gives another.
+    /// Without it, a host name is resolved by each new connection, which then uses one address.
+    ///
+    /// Calls running on an endpoint that disappears finish there. A failed or empty resolution
+    /// keeps the last good addresses (WARN in the log); a call made while a host never resolved
+    /// waits for an address within its retry window, then fails with UNAVAILABLE naming the
+    /// resolution error. The full rules are in the [`client`](crate::client) module docs
+    /// ("Endpoints from DNS").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let client = grpc_helper::RpcClient::builder("my-service.my-namespace.svc.cluster.local", 54321)
+    ///     .resolve_every(Duration::from_secs(5))
+    ///     .connect_lazy()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn resolve_every(mut self, period: Duration) -> Self {
+        self.resolve_every = Some(period);
+        self
+    }
+
+    /// Resolves the hosts with `resolver` (a test's [`ManualResolver`](super::ManualResolver), a
+    /// registry of your own) instead of the system, every 10 s unless
+    /// [`resolve_every`](Self::resolve_every) says otherwise; see there for the behaviour.
+    ///
+    /// ```
+    /// use grpc_helper::client::ManualResolver;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// let resolver = ManualResolver::new();
+    /// resolver.set("my-service", [server.local_addr()]);
+    /// let client = grpc_helper::RpcClient::builder("my-service", 54321).resolver(resolver).connect_lazy()?;
+    /// let info = client.server_service().info(grpc_helper::api::Filter::default()).await?.into_inner();
+    /// assert_eq!(info.items[0].name, "srv");
+    /// assert_eq!(client.resolved_endpoints(), vec![server.local_addr()]);
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn resolver(mut self, resolver: impl Resolver) -> Self {
+        self.resolver = Some(SharedResolver(Arc::new(resolver)));
+        self
+    }
+
     /// Builds the client. No connection is made until the first call. Call it inside a Tokio
     /// runtime (the channel spawns its connection task there).
     ///
     /// # Errors
-    /// [`ResultCode::ErrorParamInvalid`] when host and port do not form a valid address.
+    /// [`ResultCode::ErrorParamInvalid`] when host and port do not form a valid address, or a
+    /// re-resolve period is zero; [`ResultCode::ErrorStateUnexpected`] when resolution is on and this
+    /// is not called within a Tokio runtime.
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
@@ -197,7 +247,12 @@ impl RpcClientBuilder {
             0 => authority(&self.host, self.port),
             more => format!("{} (+{more} more)", authority(&self.host, self.port)),
         };
-        let channel = if endpoints.len() == 1 {
+        let mut dns = None;
+        let channel = if self.resolver.is_some() || self.resolve_every.is_some() {
+            let (channel, receiver) = self.start_resolving()?;
+            dns = Some(receiver);
+            channel
+        } else if endpoints.len() == 1 {
             endpoints.remove(0).connect_lazy()
         } else {
             Channel::balance_list(endpoints.into_iter())
@@ -223,8 +278,59 @@ impl RpcClientBuilder {
             }
         }
         let next_notice = parking_lot::Mutex::new(None);
-        Ok(RpcClient::new(Shared { channel, target, fixed, retry: self.retry, next_notice }, self.compression))
+        Ok(RpcClient::new(Shared { channel, target, fixed, retry: self.retry, next_notice }, self.compression, dns))
     }
+
+    /// A balanced channel fed by a background task resolving the hosts.
+    fn start_resolving(&self) -> Result<(Channel, watch::Receiver<Snapshot>), RpcError> {
+        let period = self.resolve_every.unwrap_or(resolve::DEFAULT_PERIOD);
+        if period.is_zero() {
+            return Err(RpcError::new(ResultCode::ErrorParamInvalid, "The re-resolve period must be longer than zero"));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            RpcError::new(
+                ResultCode::ErrorStateUnexpected,
+                "A client resolving its hosts must be built within a Tokio runtime",
+            )
+        })?;
+        let resolver = self.resolver.clone().map_or_else(|| Arc::new(SystemResolver) as Arc<dyn Resolver>, |r| r.0);
+        let names: Vec<(String, u16)> =
+            std::iter::once((self.host.clone(), self.port)).chain(self.others.iter().cloned()).collect();
+        let tls = self.tls.clone();
+        let make: MakeEndpoint = Box::new(move |host, port, address| endpoint(tls.as_ref(), host, port, Some(address)));
+        let (channel, changes) = Channel::balance_channel(CHANGES_CAPACITY);
+        let (state, receiver) = watch::channel(Snapshot::default());
+        runtime.spawn(resolve::Refresh { names, resolver, period, changes, make, state }.run());
+        Ok((channel, receiver))
+    }
+}
+
+/// Endpoint changes queued for the balancer (the resolver task waits when it is full).
+const CHANGES_CAPACITY: usize = 64;
+
+/// The endpoint of `host:port`, connected to `address` when given (a resolved address of the
+/// host: requests still name the host in `:authority`, and TLS checks the host's certificate).
+fn endpoint(
+    tls: Option<&crate::tls::ClientTls>,
+    host: &str,
+    port: u16,
+    address: Option<SocketAddr>,
+) -> Result<Endpoint, String> {
+    let target = authority(host, port);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = |target: &str| format!("{scheme}://{target}");
+    let connect_to = address.map_or_else(|| target.clone(), |a| a.to_string());
+    let mut endpoint = Endpoint::from_shared(uri(&connect_to)).map_err(|e| format!("{target:?}: {e}"))?;
+    if address.is_some() {
+        let origin = uri(&target).parse().map_err(|e| format!("{target:?}: {e}"))?;
+        endpoint = endpoint.origin(origin);
+    }
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client_config(host))
+            .map_err(|e| format!("invalid TLS settings for {target}: {e}"))?;
+    }
+    Ok(endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)))
 }
 
 impl RpcClient {

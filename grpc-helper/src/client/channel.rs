@@ -1,15 +1,18 @@
 //! [`RpcClient`] and [`RpcChannel`], the transport of typed stubs.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::HeaderValue;
+use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::transport::Channel;
 
 use super::compress;
+use super::resolve::{self, Snapshot};
 use super::retry::{self, Shared};
 use crate::api::config_service_client::ConfigServiceClient;
 use crate::api::event_service_client::EventServiceClient;
@@ -36,11 +39,37 @@ use crate::{ApiVersion, CompressionEncoding, RpcError};
 pub struct RpcClient {
     shared: Arc<Shared>,
     compression: Option<CompressionEncoding>,
+    /// The resolution state, for a client whose endpoints come from DNS.
+    dns: Option<watch::Receiver<Snapshot>>,
 }
 
 impl RpcClient {
-    pub(super) fn new(shared: Shared, compression: Option<CompressionEncoding>) -> Self {
-        Self { shared: Arc::new(shared), compression }
+    pub(super) fn new(
+        shared: Shared,
+        compression: Option<CompressionEncoding>,
+        dns: Option<watch::Receiver<Snapshot>>,
+    ) -> Self {
+        Self { shared: Arc::new(shared), compression, dns }
+    }
+
+    /// The addresses calls are balanced over now, for a client resolving its hosts
+    /// ([`resolve_every`](super::RpcClientBuilder::resolve_every),
+    /// [`resolver`](super::RpcClientBuilder::resolver)); empty for other clients, and before the
+    /// first resolution.
+    ///
+    /// ```
+    /// use grpc_helper::client::ManualResolver;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let resolver = ManualResolver::new();
+    /// resolver.set("my-service", ["127.0.0.1:50001".parse().unwrap()]);
+    /// let client = grpc_helper::RpcClient::builder("my-service", 50001).resolver(resolver).connect_lazy()?;
+    /// # while client.resolved_endpoints().is_empty() { tokio::time::sleep(std::time::Duration::from_millis(5)).await; }
+    /// assert_eq!(client.resolved_endpoints(), vec!["127.0.0.1:50001".parse().unwrap()]);
+    /// # Ok(()) }
+    /// ```
+    pub fn resolved_endpoints(&self) -> Vec<SocketAddr> {
+        self.dns.as_ref().map(|dns| dns.borrow().addresses.iter().copied().collect()).unwrap_or_default()
     }
 
     /// `host:port` of the server.
@@ -96,6 +125,7 @@ impl RpcClient {
             shared: Arc::clone(&self.shared),
             api_version: api_version.map(HeaderValue::from),
             compression: self.compression,
+            dns: self.dns.clone(),
         }
     }
 
@@ -285,6 +315,7 @@ pub struct RpcChannel {
     shared: Arc<Shared>,
     api_version: Option<HeaderValue>,
     compression: Option<CompressionEncoding>,
+    dns: Option<watch::Receiver<Snapshot>>,
 }
 
 impl tower::Service<http::Request<Body>> for RpcChannel {
@@ -307,6 +338,22 @@ impl tower::Service<http::Request<Body>> for RpcChannel {
             headers.entry(API_VERSION).or_insert_with(|| version.clone());
         }
         let compressed = self.compression.is_some_and(|encoding| compress::compress_request(&mut request, encoding));
+        if let Some(dns) = self.dns.as_ref().filter(|dns| dns.borrow().addresses.is_empty()) {
+            // No address yet: wait for one on the channel made ready (tower's contract).
+            let fresh = self.inner.clone();
+            let mut ready = std::mem::replace(&mut self.inner, fresh);
+            let (dns, shared) = (dns.clone(), Arc::clone(&self.shared));
+            let window = shared.retry.window;
+            let limit = match (window, retry::grpc_timeout(request.headers())) {
+                (Some(w), Some(t)) => Some(w.min(t)),
+                (w, t) => w.or(t),
+            };
+            return Box::pin(async move {
+                resolve::wait_for_address(dns, limit, window.is_none(), &shared.target).await?;
+                let reply = retry::call(&mut ready, request, &shared).await?;
+                Ok(if compressed { compress::expand_reply(reply) } else { reply })
+            });
+        }
         let call = retry::call(&mut self.inner, request, &self.shared);
         if !compressed {
             return call;
