@@ -80,9 +80,15 @@ names+=("Python grpc-helper 2.3.1") ports+=("$port") spids+=("${pids[-1]}")
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-declare -A rate best
+# Warm every server up (connections, JIT-free but caches and allocator pools), unmeasured.
+for port in "${ports[@]}"; do
+  taskset -c "$load_cpu" h2load -c 4 -m 32 -t 1 -D 1 -d "$work/request.grpc" -H 'content-type: application/grpc' \
+    -H 'te: trailers' "http://127.0.0.1:$port/SampleService/method4" >/dev/null
+done
+
+declare -A rate best per_cpu best_cpu
 echo "server CPU $server_cpu, h2load CPU $load_cpu; $rounds rounds of ${secs}s per server and level; h2load -t 1, levels $levels"
-printf '%-6s %-6s %-26s %10s %11s %11s %10s %7s\n' round load server "req/s" "server CPU" "h2load CPU" "data B/req" failed
+printf '%-6s %-6s %-26s %10s %11s %11s %11s %10s %7s\n' round load server "req/s" "calls/CPU-s" "server CPU" "h2load CPU" "data B/req" failed
 for round in $(seq "$rounds"); do
   order=(0 1 2)
   [ $((round % 2)) -eq 0 ] && order=(2 1 0)
@@ -90,7 +96,7 @@ for round in $(seq "$rounds"); do
   conns=${level%x*} streams=${level#*x}
   for i in "${order[@]}"; do
     before=$(cpu_ticks "${spids[$i]}") start_ns=$(date +%s%N)
-    out=$(/usr/bin/time -f '%U %S' -o "$work/h2load.cpu" taskset -c "$load_cpu" h2load -c "$conns" -m "$streams" -t 1 -D "$secs" --warm-up-time 1 \
+    out=$(/usr/bin/time -f '%U %S' -o "$work/h2load.cpu" taskset -c "$load_cpu" h2load -c "$conns" -m "$streams" -t 1 -D "$secs" \
       -d "$work/request.grpc" \
       -H 'content-type: application/grpc' -H 'te: trailers' -H 'api_version: 2' \
       -H 'client: capacity' -H "user: $(id -un)" -H "host: $(hostname)" -H 'ip: 127.0.0.1' \
@@ -105,29 +111,41 @@ for round in $(seq "$rounds"); do
     server_pct=$(awk -v t=$((after - before)) -v hz="$hz" -v w="$wall" 'BEGIN { printf "%.0f%%", 100 * t / hz / (w / 1e9) }')
     h2_pct=$(awk -v c="$h2_cpu" -v w="$wall" 'BEGIN { printf "%.0f%%", 100 * c / (w / 1e9) }')
     per_req=$(awk -v d="$data" -v n="$done_" 'BEGIN { printf "%.0f", (n > 0 ? d / n : 0) }')
-    printf '%-6s %-6s %-26s %10.0f %11s %11s %10s %7s\n' "$round" "$level" "${names[$i]}" "$rps" "$server_pct" "$h2_pct" "$per_req" "$failed"
+    calls_cpu=$(awk -v n="$done_" -v t=$((after - before)) -v hz="$hz" 'BEGIN { printf "%.0f", (t > 0 ? n * hz / t : 0) }')
+    starved=$(awk -v p="${server_pct%\%}" 'BEGIN { if (p < 90) print "  (server starved: other load on its CPU)" }')
+    printf '%-6s %-6s %-26s %10.0f %11s %11s %11s %10s %7s%s\n' "$round" "$level" "${names[$i]}" "$rps" "$calls_cpu" "$server_pct" "$h2_pct" "$per_req" "$failed" "$starved"
     [ "$failed" = 0 ] && [ "$per_req" -gt 0 ] || { echo "run failed: $out" >&2; exit 1; }
     rate[$i,$level,$round]=$rps
+    per_cpu[$i,$level,$round]=$calls_cpu
     if awk -v a="$rps" -v b="${best[$i,$round]:-0}" 'BEGIN { exit !(a > b) }'; then best[$i,$round]=$rps; fi
+    if awk -v a="$calls_cpu" -v b="${best_cpu[$i,$round]:-0}" 'BEGIN { exit !(a > b) }'; then best_cpu[$i,$round]=$calls_cpu; fi
   done
   done
 done
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-echo
-printf '%-26s' "median req/s per level"
-for level in $levels; do printf ' %9s' "$level"; done
-printf ' %9s %10s %10s %10s\n' capacity "x Py med" "x Py min" "x Py max"
-for i in 0 1 2; do
-  printf '%-26s' "${names[$i]}"
-  for level in $levels; do
-    printf ' %9.0f' "$(for r in $(seq "$rounds"); do echo "${rate[$i,$level,$r]}"; done | median)"
+# summary TITLE ARRAY BEST_ARRAY: per server the median per level, the median best, its ratio to Python.
+summary() {
+  local -n values=$2 bests=$3
+  echo
+  printf '%-26s' "$1"
+  for level in $levels; do printf ' %9s' "$level"; done
+  printf ' %9s %10s %10s %10s\n' best "x Py med" "x Py min" "x Py max"
+  for i in 0 1 2; do
+    printf '%-26s' "${names[$i]}"
+    for level in $levels; do
+      printf ' %9.0f' "$(for r in $(seq "$rounds"); do echo "${values[$i,$level,$r]}"; done | median)"
+    done
+    med=$(for r in $(seq "$rounds"); do echo "${bests[$i,$r]}"; done | median)
+    ratios=$(for r in $(seq "$rounds"); do awk -v a="${bests[$i,$r]}" -v b="${bests[2,$r]}" 'BEGIN { print a / b }'; done)
+    printf ' %9.0f %9.1fx %9.1fx %9.1fx\n' "$med" \
+      "$(median <<<"$ratios")" "$(sort -g <<<"$ratios" | head -1)" "$(sort -g <<<"$ratios" | tail -1)"
   done
-  med=$(for r in $(seq "$rounds"); do echo "${best[$i,$r]}"; done | median)
-  ratios=$(for r in $(seq "$rounds"); do awk -v a="${best[$i,$r]}" -v b="${best[2,$r]}" 'BEGIN { print a / b }'; done)
-  printf ' %9.0f %9.1fx %9.1fx %9.1fx\n' "$med" \
-    "$(median <<<"$ratios")" "$(sort -g <<<"$ratios" | head -1)" "$(sort -g <<<"$ratios" | tail -1)"
-done
-echo "(capacity: a server's best level in a round, median over rounds; x Py: per round, capacity over the"
-echo " Python server's capacity in the same round; server CPU: of its core, from /proc/<pid>/stat over the"
-echo " run incl. its 1 s warm-up; h2load CPU: of the other core, under 100% = not load-generator bound)"
+}
+summary "median req/s per level" rate best
+summary "calls per CPU-second" per_cpu best_cpu
+echo "(best: a server's best level in a round, median over rounds; x Py: per round, that best over the"
+echo " Python server's best in the same round. req/s is throughput, lowered when other programs take"
+echo " the server's CPU (rows marked starved); calls per CPU-second is what one core serves, from the"
+echo " server's CPU time (/proc/<pid>/stat) over its run, less sensitive to that. h2load CPU: of the"
+echo " other core, under 100% = not load-generator bound.)"
