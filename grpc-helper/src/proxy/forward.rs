@@ -114,7 +114,10 @@ impl Proxies {
             },
         };
         match answer {
-            Ok(response) => response,
+            Ok(response) => {
+                let backend = authority(&host, port);
+                response.map(|inner| Body::new(BackendReply { inner, backend, path, ended: false }))
+            }
             Err(e) => {
                 let message = match e.downcast::<tonic::Status>() {
                     Ok(status) => status.message().to_owned(),
@@ -186,6 +189,69 @@ impl Proxies {
             let _ = tokio::time::timeout(left, changes.changed()).await;
         }
     }
+}
+
+/// A backend's reply on its way to the caller. A reply that breaks off (the backend's connection
+/// lost, its stream reset) ends with a gRPC status saying so, in trailers: passed on as a body
+/// error, it would make hyper reset the caller's stream with a bare INTERNAL_ERROR.
+struct BackendReply {
+    inner: Body,
+    backend: String,
+    path: String,
+    ended: bool,
+}
+
+impl http_body::Body for BackendReply {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(status))) => {
+                self.ended = true;
+                let status = tonic::Status::new(
+                    status.code(),
+                    format!(
+                        "Proxy error: the reply of backend {} to {} broke off: {}",
+                        self.backend,
+                        self.path,
+                        with_causes(&status)
+                    ),
+                );
+                tracing::warn!("{}", status.message());
+                let mut trailers = HeaderMap::with_capacity(2);
+                Poll::Ready(Some(status.add_header(&mut trailers).map(|()| http_body::Frame::trailers(trailers))))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A status's message, then the causes under it (where a transport failure says what broke).
+fn with_causes(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The hops so far, then this server.
