@@ -32,6 +32,8 @@ mod main_server;
 mod metered;
 mod proxy_options;
 mod request_limits;
+#[cfg(feature = "otel")]
+pub(crate) mod otel;
 mod router;
 mod setup;
 mod signals;
