@@ -49,7 +49,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 
 const METHOD1: &str = "SampleService/method1";
 const METHOD2: &str = "SampleService/method2";
-const INFO: &str = "ServerService/info";
+const INFO: &str = "RpcServerService/info";
 
 #[test]
 fn prometheus_endpoint_counts_calls_statuses_and_in_band_codes() {
@@ -83,12 +83,13 @@ fn prometheus_endpoint_counts_calls_statuses_and_in_band_codes() {
         assert_eq!(refused.code(), tonic::Code::Unimplemented);
     });
     let samples = scrape(metrics_port);
-    let names: std::collections::BTreeSet<&str> = samples.iter().map(|s| s.name.as_str()).collect();
+    let names: std::collections::BTreeSet<String> =
+        samples.iter().map(|s| format!("{} {:?}", s.name, s.labels.get("grpc_method"))).collect();
 
     // grpc.server.call.started, per method.
     let started = "grpc_server_call_started_total";
     assert_eq!(value(&samples, started, &[("grpc_method", METHOD1)]), 3.0, "{names:?}");
-    assert_eq!(value(&samples, started, &[("grpc_method", INFO)]), 4.0);
+    assert_eq!(value(&samples, started, &[("grpc_method", INFO)]), 4.0, "{names:?}");
     // grpc.server.call.duration: one observation per call, per method and wire status.
     let duration = "grpc_server_call_duration_seconds_count";
     assert_eq!(value(&samples, duration, &[("grpc_method", METHOD1), ("grpc_status", "OK")]), 3.0);
@@ -97,7 +98,10 @@ fn prometheus_endpoint_counts_calls_statuses_and_in_band_codes() {
     assert_eq!(value(&samples, duration, &[("grpc_method", METHOD2), ("grpc_status", "OK")]), 3.0);
     // ...and its in-band code says what happened.
     let codes = "grpc_helper_server_call_result_code_total";
-    assert_eq!(value(&samples, codes, &[("grpc_method", METHOD2), ("grpc_helper_result_code", "ERROR_PARAM_INVALID")]), 3.0);
+    assert_eq!(
+        value(&samples, codes, &[("grpc_method", METHOD2), ("grpc_helper_result_code", "ERROR_PARAM_INVALID")]),
+        3.0
+    );
     assert_eq!(value(&samples, codes, &[("grpc_method", METHOD2), ("grpc_helper_result_code", "OK")]), 0.0);
     assert_eq!(value(&samples, codes, &[("grpc_method", METHOD1), ("grpc_helper_result_code", "OK")]), 3.0);
     // The unknown path is folded into "other", with its wire status.

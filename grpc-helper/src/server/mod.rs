@@ -30,10 +30,10 @@ mod hosting;
 mod incoming;
 mod main_server;
 mod metered;
-mod proxy_options;
-mod request_limits;
 #[cfg(feature = "otel")]
 pub(crate) mod otel;
+mod proxy_options;
+mod request_limits;
 mod router;
 mod setup;
 mod signals;

@@ -144,7 +144,8 @@ impl CallRecord {
     /// Wraps the reply to see its status and count what it sends.
     pub(crate) fn reply(mut self, response: http::Response<Body>) -> http::Response<Body> {
         self.status = grpc_status(response.headers());
-        response.map(|body| Body::new(Counted { inner: body, frames: Frames::default(), total: None, call: Some(self) }))
+        response
+            .map(|body| Body::new(Counted { inner: body, frames: Frames::default(), total: None, call: Some(self) }))
     }
 }
 
@@ -154,11 +155,16 @@ impl Drop for CallRecord {
         // No status: the call ended before its trailers (cancelled, or the connection dropped).
         let code = self.status.unwrap_or(tonic::Code::Cancelled as i32);
         // Unknown paths would make one series each: A66 folds them into "other".
-        let method = if code == tonic::Code::Unimplemented as i32 { "other".to_owned() } else { std::mem::take(&mut self.method) };
+        let method = if code == tonic::Code::Unimplemented as i32 {
+            "other".to_owned()
+        } else {
+            std::mem::take(&mut self.method)
+        };
         let in_band = self.in_band.load(Ordering::Relaxed);
         if in_band != NO_CODE {
             let name = ResultCode::try_from(in_band).map_or("UNKNOWN", |c| c.as_str_name());
-            let attributes = [KeyValue::new("grpc.method", method.clone()), KeyValue::new("grpc_helper.result_code", name)];
+            let attributes =
+                [KeyValue::new("grpc.method", method.clone()), KeyValue::new("grpc_helper.result_code", name)];
             m.result_codes.add(1, &attributes);
         }
         let attributes = [KeyValue::new("grpc.method", method), KeyValue::new("grpc.status", status_name(code))];
@@ -303,9 +309,10 @@ impl PrometheusEndpoint {
     pub(crate) async fn start(addr: SocketAddr) -> Result<Self, RpcError> {
         use opentelemetry::metrics::MeterProvider as _;
         let registry = prometheus::Registry::new();
-        let exporter = opentelemetry_prometheus::exporter().with_registry(registry.clone()).build().map_err(|e| {
-            RpcError::new(ResultCode::Error, format!("Cannot set up the Prometheus exporter: {e}"))
-        })?;
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+            .map_err(|e| RpcError::new(ResultCode::Error, format!("Cannot set up the Prometheus exporter: {e}")))?;
         let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build();
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             RpcError::new(ResultCode::ErrorPortBusy, format!("Cannot listen for metrics on {addr}: {e}"))
