@@ -98,6 +98,10 @@ pub struct ServerArgs {
     /// Seconds a connection without a call in progress stays open; 0: no limit [default: 300].
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub idle_timeout: Option<Duration>,
+    /// Serves the server's metrics as Prometheus text on this port, at /metrics (feature `otel`).
+    #[cfg(feature = "otel")]
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
     /// Seconds of silence before TCP keep-alive probes; 0: off [default: 60].
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub tcp_keepalive: Option<Duration>,
@@ -188,6 +192,10 @@ impl RpcServerBuilder {
         }
         if let Some(ip) = args.bind {
             builder = builder.ip(ip);
+        }
+        #[cfg(feature = "otel")]
+        if let Some(port) = args.metrics_port {
+            builder = builder.metrics_port(port);
         }
         if let Some(path) = &args.auth_token_file {
             builder = builder.auth_token_file(path);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) a Python virtualenv holding the reference implementation
-# grpc-helper==2.3.1 plus grpcio-tools, grpcio-health-checking and grpcio-reflection, used by
+# grpc-helper==2.3.1 plus grpcio-tools, grpcio-health-checking, grpcio-reflection and
+# prometheus_client (its text parser checks the metrics endpoint), used by
 # the Rust<->Python interop tests.
 #
 # Usage: bash tests/python/setup-venv.sh VENV_DIR
@@ -19,7 +20,7 @@ PYTHON="${PYTHON:-python3}"
 
 venv_ok() {
     [ -x "$VENV_DIR/bin/python" ] &&
-        "$VENV_DIR/bin/python" -c 'import grpc_helper, grpc_tools, grpc_health, grpc_reflection' >/dev/null 2>&1
+        "$VENV_DIR/bin/python" -c 'import grpc_helper, grpc_tools, grpc_health, grpc_reflection, prometheus_client' >/dev/null 2>&1
 }
 
 # Fast path, no lock needed.
@@ -43,10 +44,10 @@ if [ ! -x "$VENV_DIR/bin/python" ]; then
 fi
 
 "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check \
-    "grpc-helper==2.3.1" "setuptools<70" grpcio-tools grpcio-health-checking grpcio-reflection
+    "grpc-helper==2.3.1" "setuptools<70" grpcio-tools grpcio-health-checking grpcio-reflection prometheus_client
 
 if ! venv_ok; then
-    echo "$0: venv at $VENV_DIR was set up but 'import grpc_helper, grpc_tools, grpc_health, grpc_reflection' still fails:" >&2
-    "$VENV_DIR/bin/python" -c 'import grpc_helper, grpc_tools, grpc_health, grpc_reflection' >&2 || true
+    echo "$0: venv at $VENV_DIR was set up but 'import grpc_helper, grpc_tools, grpc_health, grpc_reflection, prometheus_client' still fails:" >&2
+    "$VENV_DIR/bin/python" -c 'import grpc_helper, grpc_tools, grpc_health, grpc_reflection, prometheus_client' >&2 || true
     exit 1
 fi

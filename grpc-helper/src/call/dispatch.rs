@@ -82,7 +82,14 @@ impl<M: Manager> Hosted<M> {
         let guard = self.pending.enter(service, method, std::any::type_name::<Req>(), content, &caller);
         let checked =
             caller.check_api_version(<M::Version as ApiVersion>::SUPPORTED, <M::Version as ApiVersion>::CURRENT);
-        let call = Call { _guard: guard, service, method, traced };
+        let call = Call {
+            _guard: guard,
+            service,
+            method,
+            traced,
+            #[cfg(feature = "otel")]
+            measured: extensions.get::<crate::server::otel::Measured>().cloned(),
+        };
         let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method, peer)));
         (call, admitted)
     }
@@ -95,9 +102,21 @@ struct Call {
     method: &'static str,
     /// The caller, when the call is traced (DEBUG on at its start).
     traced: Option<String>,
+    /// The server's metrics, when they are on.
+    #[cfg(feature = "otel")]
+    measured: Option<crate::server::otel::Measured>,
 }
 
 impl Call {
+    /// Counts the in-band result code of the reply (OK for a success).
+    #[cfg(feature = "otel")]
+    fn count(&self, outcome: Result<(), &RpcError>) {
+        if let Some(measured) = &self.measured {
+            let code = outcome.map_or_else(RpcError::code, |()| ResultCode::Ok as i32);
+            measured.result_code(code);
+        }
+    }
+
     fn log_error(&self, error: &RpcError) {
         if error.is_expected() {
             tracing::debug!(target: CALL_TARGET, "{}.{} answered {error}", self.service, self.method);
@@ -161,6 +180,8 @@ where
         },
         Err(e) => Err(e),
     };
+    #[cfg(feature = "otel")]
+    call.count(outcome.as_ref().map(|_| ()));
     let reply = match outcome {
         Ok(reply) => Ok(reply),
         Err(error) => {

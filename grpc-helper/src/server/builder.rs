@@ -52,6 +52,8 @@ pub struct RpcServerBuilder {
     pub(super) tls_files: crate::tls::TlsFiles,
     pub(super) connection_limits: ConnectionLimits,
     pub(super) admin: super::admin::AdminOptions,
+    #[cfg(feature = "otel")]
+    pub(super) metrics: super::otel::MetricsOptions,
 }
 
 impl Default for RpcServerBuilder {
@@ -79,6 +81,8 @@ impl Default for RpcServerBuilder {
             tls_files: crate::tls::TlsFiles::default(),
             connection_limits: ConnectionLimits::default(),
             admin: super::admin::AdminOptions::default(),
+            #[cfg(feature = "otel")]
+            metrics: super::otel::MetricsOptions::Off,
         }
     }
 }
@@ -416,6 +420,39 @@ impl RpcServerBuilder {
     /// ```
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.connection_limits.idle_timeout = timeout;
+        self
+    }
+
+    /// Records gRFC A66 server metrics (`grpc.server.call.*`, plus `grpc_helper.server.*`)
+    /// into this OpenTelemetry meter provider, under the scope `grpc-helper` (feature `otel`).
+    /// Pass `&*opentelemetry::global::meter_provider()` for the global one. Without this
+    /// or [`metrics_port`](Self::metrics_port) nothing is measured. The last of the two wins.
+    ///
+    /// ```
+    /// let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+    /// let builder = grpc_helper::RpcServer::builder().meter_provider(&provider);
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn meter_provider(mut self, provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Self {
+        self.metrics = super::otel::MetricsOptions::Meter(super::otel::meter_of(provider));
+        self
+    }
+
+    /// Serves the server metrics as Prometheus text at `http://ADDR:PORT/metrics`, on the
+    /// server's address (see [`ip`](Self::ip)) and this port; 0 picks any free port, see
+    /// [`RpcServer::metrics_addr`](crate::RpcServer::metrics_addr) (feature `otel`). For users
+    /// without a collector: the metrics go to a meter provider of the server's own.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).metrics_port(0).start().await?;
+    /// println!("metrics at http://{}/metrics", server.metrics_addr().unwrap());
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn metrics_port(mut self, port: u16) -> Self {
+        self.metrics = super::otel::MetricsOptions::Prometheus(port);
         self
     }
 }

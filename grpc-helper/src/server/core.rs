@@ -68,6 +68,21 @@ impl RpcServer {
         self.core.local_addr
     }
 
+    /// Where the Prometheus text is served, when [`metrics_port`](RpcServerBuilder::metrics_port)
+    /// was set (feature `otel`).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
+    /// let server = grpc_helper::RpcServer::builder().port(0).start().await?;
+    /// assert!(server.metrics_addr().is_none());
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.core.metrics.as_ref().map(|m| m.addr)
+    }
+
     /// A client (named `srv-client`) on every service of this server.
     ///
     /// ```
@@ -197,6 +212,9 @@ impl RpcServer {
 
 pub(crate) struct ServerCore {
     local_addr: SocketAddr,
+    /// The Prometheus endpoint (kept for its provider and address).
+    #[cfg(feature = "otel")]
+    metrics: Option<super::otel::PrometheusEndpoint>,
     started: Instant,
     config: Config,
     auto_client: RpcClient,
@@ -267,6 +285,8 @@ impl RpcServerBuilder {
         let gate = super::admin::gate(self.guard, self.guarded, &self.admin, local_addr)?;
         let limits = self.connection_limits.resolved(self.limits.max_decoding, tls.is_some());
         let transport = transport(&limits, tls.as_ref())?;
+        #[cfg(feature = "otel")]
+        let (endpoint, server_metrics) = super::otel::start(std::mem::take(&mut self.metrics), local_addr).await?;
 
         let stop_accepting = CancelSignal::default();
         let connections = Arc::new(Connections::default());
@@ -279,9 +299,13 @@ impl RpcServerBuilder {
             let entries = std::iter::once(srv).chain(planned.into_iter().map(|p| p.host(&env)));
             let (services, routes) = entries.map(|e| (e.service, e.route)).unzip();
             let router = Router::new(reflection, routes, health_service, Arc::clone(&catalog.proxies), gate);
+            #[cfg(feature = "otel")]
+            let router = router.with_metrics(server_metrics);
             let serving = serve(transport, router, incoming, Arc::clone(&grace_over), stop_accepting.clone());
             ServerCore {
                 local_addr,
+                #[cfg(feature = "otel")]
+                metrics: endpoint,
                 started: Instant::now(),
                 config: env.config.clone(),
                 auto_client,

@@ -30,6 +30,8 @@ mod hosting;
 mod incoming;
 mod main_server;
 mod metered;
+#[cfg(feature = "otel")]
+pub(crate) mod otel;
 mod proxy_options;
 mod request_limits;
 mod router;

@@ -33,7 +33,20 @@ impl Router {
             (route.add)(&mut reflection);
         }
         reflection.add_service(health);
-        Self { routes: reflection.routes(), proxies, gate }
+        Self {
+            routes: reflection.routes(),
+            proxies,
+            gate,
+            #[cfg(feature = "otel")]
+            metrics: None,
+        }
+    }
+
+    /// Measures every call it serves (A66 server metrics).
+    #[cfg(feature = "otel")]
+    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<super::otel::ServerMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -102,6 +115,9 @@ pub(crate) struct Router {
     proxies: Arc<Proxies>,
     /// Checks the dangerous RPCs before anything else runs.
     gate: Arc<Gate>,
+    /// A66 metrics, when a meter provider or a Prometheus port was set.
+    #[cfg(feature = "otel")]
+    metrics: Option<Arc<super::otel::ServerMetrics>>,
 }
 
 type RoutesFuture = <Routes as Service<http::Request<Body>>>::Future;
@@ -139,6 +155,20 @@ impl Service<http::Request<Body>> for Router {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        #[cfg(feature = "otel")]
+        if let Some(metrics) = &self.metrics {
+            let (request, record) = metrics.start(request);
+            let routed = self.route(request);
+            return RouteFuture::Proxied {
+                future: Box::pin(async move { routed.await.map(|response| record.reply(response)) }),
+            };
+        }
+        self.route(request)
+    }
+}
+
+impl Router {
+    fn route(&mut self, request: http::Request<Body>) -> RouteFuture {
         if let Some(status) = self.gate.refuse(request.uri().path(), request.headers(), peer_of(&request)) {
             return RouteFuture::Refused { response: Some(status.into_http()) };
         }

@@ -1,0 +1,396 @@
+//! gRFC A66 server metrics through OpenTelemetry (feature `otel`), and the optional Prometheus
+//! text endpoint. Every call the router serves is measured (hosted services, health, reflection,
+//! proxied ones); the in-band result codes are counted by the call path, which knows them.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Buf;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use tonic::body::Body;
+
+use crate::RpcError;
+use crate::api::ResultCode;
+
+/// Name of the instrumentation scope (the `otel_scope_name` label in Prometheus).
+const SCOPE: &str = "grpc-helper";
+
+/// A66's latency buckets (seconds).
+const LATENCY_BOUNDS: [f64; 41] = [
+    0.0, 0.00001, 0.00005, 0.0001, 0.0003, 0.0006, 0.0008, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01,
+    0.013, 0.016, 0.02, 0.025, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.4, 0.5, 0.65, 0.8,
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0,
+];
+
+/// The server instruments, made once from the user's meter.
+pub(crate) struct ServerMetrics {
+    started: Counter<u64>,
+    duration: Histogram<f64>,
+    sent: Histogram<u64>,
+    rcvd: Histogram<u64>,
+    in_flight: UpDownCounter<i64>,
+    result_codes: Counter<u64>,
+}
+
+impl ServerMetrics {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        // A66's size buckets: 0, then powers of 4 from 1 KiB to 4 GiB.
+        let sizes: Vec<f64> = std::iter::once(0.0).chain((0..12).map(|i| 1024.0 * 4f64.powi(i))).collect();
+        let size = |name: &'static str, what: &'static str| {
+            meter.u64_histogram(name).with_unit("By").with_description(what).with_boundaries(sizes.clone()).build()
+        };
+        Self {
+            started: meter
+                .u64_counter("grpc.server.call.started")
+                .with_unit("{call}")
+                .with_description("Calls started, including those not completed.")
+                .build(),
+            duration: meter
+                .f64_histogram("grpc.server.call.duration")
+                .with_unit("s")
+                .with_description("From the request headers to the end of the reply, per method and status.")
+                .with_boundaries(LATENCY_BOUNDS.to_vec())
+                .build(),
+            sent: size(
+                "grpc.server.call.sent_total_compressed_message_size",
+                "Bytes of the reply messages of a call, compressed, without gRPC framing.",
+            ),
+            rcvd: size(
+                "grpc.server.call.rcvd_total_compressed_message_size",
+                "Bytes of the request messages of a call, compressed, without gRPC framing.",
+            ),
+            in_flight: meter
+                .i64_up_down_counter("grpc_helper.server.calls_in_flight")
+                .with_unit("{call}")
+                .with_description("Calls started and not yet ended.")
+                .build(),
+            result_codes: meter
+                .u64_counter("grpc_helper.server.call.result_code")
+                .with_unit("{call}")
+                .with_description("In-band result codes of the manager calls, per method.")
+                .build(),
+        }
+    }
+
+    /// Starts measuring a call: counts it, wraps its request body to count what arrives.
+    pub(crate) fn start(self: &Arc<Self>, request: http::Request<Body>) -> (http::Request<Body>, CallRecord) {
+        let method = request.uri().path().trim_start_matches('/').to_owned();
+        self.started.add(1, &[KeyValue::new("grpc.method", method.clone())]);
+        self.in_flight.add(1, &[]);
+        let rcvd = Arc::new(AtomicU64::new(0));
+        let mut request = request.map(|body| {
+            Body::new(Counted { inner: body, frames: Frames::default(), total: Some(Arc::clone(&rcvd)), call: None })
+        });
+        let in_band = Arc::new(AtomicI32::new(NO_CODE));
+        request.extensions_mut().insert(Measured(Arc::clone(&in_band)));
+        let record = CallRecord {
+            metrics: Arc::clone(self),
+            method,
+            start: Instant::now(),
+            rcvd,
+            in_band,
+            sent: 0,
+            status: None,
+        };
+        (request, record)
+    }
+}
+
+/// In a measured call's extensions: where the call path leaves its in-band result code.
+#[derive(Clone)]
+pub(crate) struct Measured(Arc<AtomicI32>);
+
+/// No in-band code (not a manager call, or it has not answered).
+const NO_CODE: i32 = i32::MIN;
+
+impl Measured {
+    /// Notes the in-band result code of the reply, counted when the call ends.
+    pub(crate) fn result_code(&self, code: i32) {
+        self.0.store(code, Ordering::Relaxed);
+    }
+}
+
+/// What the builder was told about metrics.
+#[derive(Default)]
+pub(crate) enum MetricsOptions {
+    /// No metrics: nothing is measured.
+    #[default]
+    Off,
+    /// Into the user's meter provider.
+    Meter(Meter),
+    /// Into a provider of our own, served as Prometheus text on this port.
+    Prometheus(u16),
+}
+
+/// One call being measured: recorded when its reply body ends or is dropped (a cancelled call).
+pub(crate) struct CallRecord {
+    metrics: Arc<ServerMetrics>,
+    method: String,
+    start: Instant,
+    rcvd: Arc<AtomicU64>,
+    in_band: Arc<AtomicI32>,
+    sent: u64,
+    /// The `grpc-status` seen (in the headers of a trailers-only reply, or the trailers).
+    status: Option<i32>,
+}
+
+impl CallRecord {
+    /// Wraps the reply to see its status and count what it sends.
+    pub(crate) fn reply(mut self, response: http::Response<Body>) -> http::Response<Body> {
+        self.status = grpc_status(response.headers());
+        response
+            .map(|body| Body::new(Counted { inner: body, frames: Frames::default(), total: None, call: Some(self) }))
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        // No status: the call ended before its trailers (cancelled, or the connection dropped).
+        let code = self.status.unwrap_or(tonic::Code::Cancelled as i32);
+        // Unknown paths would make one series each: A66 folds them into "other".
+        let method = if code == tonic::Code::Unimplemented as i32 {
+            "other".to_owned()
+        } else {
+            std::mem::take(&mut self.method)
+        };
+        let in_band = self.in_band.load(Ordering::Relaxed);
+        if in_band != NO_CODE {
+            let name = ResultCode::try_from(in_band).map_or("UNKNOWN", |c| c.as_str_name());
+            let attributes =
+                [KeyValue::new("grpc.method", method.clone()), KeyValue::new("grpc_helper.result_code", name)];
+            m.result_codes.add(1, &attributes);
+        }
+        let attributes = [KeyValue::new("grpc.method", method), KeyValue::new("grpc.status", status_name(code))];
+        m.duration.record(self.start.elapsed().as_secs_f64(), &attributes);
+        m.sent.record(self.sent, &attributes);
+        m.rcvd.record(self.rcvd.load(Ordering::Relaxed), &attributes);
+        m.in_flight.add(-1, &[]);
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
+/// A66 names the status as the canonical code string.
+fn status_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
+}
+
+/// Message bytes of a gRPC stream without its 5-byte message prefixes.
+#[derive(Default)]
+struct Frames {
+    /// Prefix bytes still to skip before the next message's payload.
+    prefix_left: u8,
+    /// The length read so far from the prefix being skipped.
+    length: u32,
+    /// Payload bytes left of the current message.
+    payload_left: u64,
+    /// Whether the stream is between messages (the next byte starts a prefix).
+    started: bool,
+}
+
+impl Frames {
+    /// Returns how many payload bytes `chunk` holds.
+    fn count(&mut self, mut chunk: &[u8]) -> u64 {
+        let mut payload = 0;
+        while !chunk.is_empty() {
+            if self.payload_left > 0 {
+                let take = self.payload_left.min(chunk.len() as u64);
+                payload += take;
+                self.payload_left -= take;
+                chunk = &chunk[take as usize..];
+                continue;
+            }
+            if !self.started {
+                self.started = true;
+                self.prefix_left = 5;
+                self.length = 0;
+            }
+            // Byte 0 is the compressed flag, bytes 1..5 the big-endian length.
+            let byte = chunk[0];
+            chunk = &chunk[1..];
+            if self.prefix_left <= 4 {
+                self.length = (self.length << 8) | u32::from(byte);
+            }
+            self.prefix_left -= 1;
+            if self.prefix_left == 0 {
+                self.payload_left = u64::from(self.length);
+                self.started = false;
+            }
+        }
+        payload
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body that counts its message bytes: into `total` (a request) or into its call record (a reply).
+    struct Counted {
+        #[pin]
+        inner: Body,
+        frames: Frames,
+        total: Option<Arc<AtomicU64>>,
+        call: Option<CallRecord>,
+    }
+}
+
+impl HttpBody for Counted {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let bytes = this.frames.count(data.chunk());
+                    if let Some(total) = this.total {
+                        total.fetch_add(bytes, Ordering::Relaxed);
+                    }
+                    if let Some(call) = this.call.as_mut() {
+                        call.sent += bytes;
+                    }
+                } else if let (Some(trailers), Some(call)) = (frame.trailers_ref(), this.call.as_mut()) {
+                    call.status = grpc_status(trailers).or(call.status);
+                }
+            }
+            // The end of the reply: record now rather than when the connection drops the body.
+            Poll::Ready(None) => drop(this.call.take()),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A MeterProvider of our own whose metrics are served as Prometheus text on `addr`.
+pub(crate) struct PrometheusEndpoint {
+    pub(crate) meter: Meter,
+    _provider: opentelemetry_sdk::metrics::SdkMeterProvider,
+    pub(crate) addr: SocketAddr,
+}
+
+impl PrometheusEndpoint {
+    /// Binds `addr` and serves `GET /metrics` there in a background task.
+    pub(crate) async fn start(addr: SocketAddr) -> Result<Self, RpcError> {
+        use opentelemetry::metrics::MeterProvider as _;
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+            .map_err(|e| RpcError::new(ResultCode::Error, format!("Cannot set up the Prometheus exporter: {e}")))?;
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build();
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            RpcError::new(ResultCode::ErrorPortBusy, format!("Cannot listen for metrics on {addr}: {e}"))
+        })?;
+        let addr = listener.local_addr().map_err(|e| RpcError::new(ResultCode::Error, e.to_string()))?;
+        tokio::spawn(serve_metrics(listener, registry));
+        Ok(Self { meter: provider.meter(SCOPE), _provider: provider, addr })
+    }
+}
+
+/// The instruments the builder asked for, and the Prometheus endpoint if any (on the server's IP).
+pub(crate) async fn start(
+    options: MetricsOptions,
+    server: SocketAddr,
+) -> Result<(Option<PrometheusEndpoint>, Option<Arc<ServerMetrics>>), RpcError> {
+    match options {
+        MetricsOptions::Off => Ok((None, None)),
+        MetricsOptions::Meter(meter) => Ok((None, Some(Arc::new(ServerMetrics::new(&meter))))),
+        MetricsOptions::Prometheus(port) => {
+            let endpoint = PrometheusEndpoint::start(SocketAddr::new(server.ip(), port)).await?;
+            let metrics = Arc::new(ServerMetrics::new(&endpoint.meter));
+            crate::logs::notice(tracing::Level::INFO, &format!("Metrics served at http://{}/metrics", endpoint.addr));
+            Ok((Some(endpoint), Some(metrics)))
+        }
+    }
+}
+
+/// The meter of a user's provider, under our scope name.
+pub(crate) fn meter_of(provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Meter {
+    provider.meter(SCOPE)
+}
+
+async fn serve_metrics(listener: tokio::net::TcpListener, registry: prometheus::Registry) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let registry = registry.clone();
+                async move { Ok::<_, std::convert::Infallible>(scrape(request.uri().path(), &registry)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+        });
+    }
+}
+
+fn scrape(path: &str, registry: &prometheus::Registry) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    use prometheus::Encoder as _;
+    let text = |status: u16, body: Vec<u8>| {
+        http::Response::builder()
+            .status(status)
+            .header("content-type", prometheus::TEXT_FORMAT)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("valid response")
+    };
+    if path != "/metrics" {
+        return text(404, b"Not found: metrics are at /metrics\n".to_vec());
+    }
+    let mut out = Vec::new();
+    match prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
+        Ok(()) => text(200, out),
+        Err(e) => text(500, format!("Cannot encode the metrics: {e}\n").into_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Frames;
+
+    #[test]
+    fn frames_count_payload_across_chunks() {
+        let mut f = Frames::default();
+        // Two messages: 3 bytes then 1 byte, split at awkward places.
+        let stream = [0u8, 0, 0, 0, 3, b'a', b'b', b'c', 1, 0, 0, 0, 1, b'x'];
+        let total: u64 = [&stream[..2], &stream[2..6], &stream[6..9], &stream[9..]].iter().map(|c| f.count(c)).sum();
+        assert_eq!(total, 4);
+        assert_eq!(super::status_name(4), "DEADLINE_EXCEEDED");
+        assert_eq!(super::status_name(99), "UNKNOWN");
+    }
+}

@@ -1,0 +1,150 @@
+//! A66 metrics (feature `otel`): the example server's Prometheus endpoint, scraped after known
+//! traffic and parsed by Python `prometheus_client`'s text parser.
+
+use std::process::Command;
+use std::time::Duration;
+
+use grpc_helper::RpcClient;
+use grpc_helper::api::{Filter, ShutdownRequest};
+use grpc_helper_tests::free_port;
+use grpc_helper_tests::process::{example, python, repo_root, run, spawn_until};
+use serde_json::Value;
+
+/// One parsed sample.
+struct Sample {
+    name: String,
+    labels: serde_json::Map<String, Value>,
+    value: f64,
+}
+
+/// Scrapes `http://127.0.0.1:PORT/metrics` through the Python parser.
+fn scrape(port: u16) -> Vec<Sample> {
+    let mut py = Command::new(python());
+    py.arg(repo_root().join("tests/python/scrape_metrics.py")).arg(format!("http://127.0.0.1:{port}/metrics"));
+    let out = run(py, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "scrape failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            Sample {
+                name: v["name"].as_str().unwrap().to_owned(),
+                labels: v["labels"].as_object().unwrap().clone(),
+                value: v["value"].as_f64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The value of the one sample named `name` whose labels include `labels` (0 when none).
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).and_then(Value::as_str) == Some(*v)))
+        .collect();
+    assert!(found.len() <= 1, "{name} {labels:?} matches {} samples", found.len());
+    found.first().map_or(0.0, |s| s.value)
+}
+
+const METHOD1: &str = "SampleService/method1";
+const METHOD2: &str = "SampleService/method2";
+const INFO: &str = "RpcServerService/info";
+
+#[test]
+fn prometheus_endpoint_counts_calls_statuses_and_in_band_codes() {
+    let (port, metrics_port) = (free_port(), free_port());
+    let workspace = tempfile::tempdir().unwrap();
+    let mut command = Command::new(example("server"));
+    command
+        .args(["--port", &port.to_string(), "--metrics-port", &metrics_port.to_string(), "-w"])
+        .arg(workspace.path())
+        .env("RUST_LOG", "warn");
+    let _server = spawn_until(command, "serving on port", Duration::from_secs(60));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = RpcClient::builder("127.0.0.1", port)
+            .name("metrics")
+            .timeout(Duration::from_secs(10))
+            .connect_lazy()
+            .unwrap();
+        // Known traffic: 3 describe tours (each: info, method4, method1, method2 failing in band, ...).
+        for _ in 0..3 {
+            grpc_helper_examples::describe(&client).await.unwrap();
+        }
+        // One more info, and one call to a path nobody serves (UNIMPLEMENTED, method "other").
+        client.server_service().info(Filter::default()).await.unwrap();
+        let mut raw = tonic::client::Grpc::new(client.channel::<grpc_helper::api::ServerApiVersion>());
+        raw.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static("/no.such.Service/nothing");
+        let codec = tonic_prost::ProstCodec::<grpc_helper::api::Empty, grpc_helper::api::Empty>::default();
+        let refused = raw.unary(tonic::Request::new(grpc_helper::api::Empty {}), path, codec).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    });
+    let samples = scrape(metrics_port);
+    let names: std::collections::BTreeSet<String> =
+        samples.iter().map(|s| format!("{} {:?}", s.name, s.labels.get("grpc_method"))).collect();
+
+    // grpc.server.call.started, per method.
+    let started = "grpc_server_call_started_total";
+    assert_eq!(value(&samples, started, &[("grpc_method", METHOD1)]), 3.0, "{names:?}");
+    assert_eq!(value(&samples, started, &[("grpc_method", INFO)]), 4.0, "{names:?}");
+    // grpc.server.call.duration: one observation per call, per method and wire status.
+    let duration = "grpc_server_call_duration_seconds_count";
+    assert_eq!(value(&samples, duration, &[("grpc_method", METHOD1), ("grpc_status", "OK")]), 3.0);
+    assert_eq!(value(&samples, duration, &[("grpc_method", INFO), ("grpc_status", "OK")]), 4.0);
+    // method2 fails in band: OK on the wire...
+    assert_eq!(value(&samples, duration, &[("grpc_method", METHOD2), ("grpc_status", "OK")]), 3.0);
+    // ...and its in-band code says what happened.
+    let codes = "grpc_helper_server_call_result_code_total";
+    assert_eq!(
+        value(&samples, codes, &[("grpc_method", METHOD2), ("grpc_helper_result_code", "ERROR_PARAM_INVALID")]),
+        3.0
+    );
+    assert_eq!(value(&samples, codes, &[("grpc_method", METHOD2), ("grpc_helper_result_code", "OK")]), 0.0);
+    assert_eq!(value(&samples, codes, &[("grpc_method", METHOD1), ("grpc_helper_result_code", "OK")]), 3.0);
+    // The unknown path is folded into "other", with its wire status.
+    assert_eq!(value(&samples, duration, &[("grpc_method", "other"), ("grpc_status", "UNIMPLEMENTED")]), 1.0);
+    assert_eq!(value(&samples, started, &[("grpc_method", "no.such.Service/nothing")]), 1.0);
+    // Message sizes: one observation per call; an info reply is not empty, its request is.
+    let sent = "grpc_server_call_sent_total_compressed_message_size_bytes";
+    let rcvd = "grpc_server_call_rcvd_total_compressed_message_size_bytes";
+    assert_eq!(value(&samples, &format!("{sent}_count"), &[("grpc_method", INFO)]), 4.0);
+    assert!(value(&samples, &format!("{sent}_sum"), &[("grpc_method", INFO)]) > 4.0 * 20.0);
+    assert_eq!(value(&samples, &format!("{rcvd}_count"), &[("grpc_method", INFO)]), 4.0);
+    assert_eq!(value(&samples, &format!("{rcvd}_sum"), &[("grpc_method", INFO)]), 0.0);
+    // Nothing in flight between scrapes (the scrape is not a gRPC call).
+    assert_eq!(value(&samples, "grpc_helper_server_calls_in_flight", &[]), 0.0);
+
+    runtime.block_on(async {
+        let client = RpcClient::builder("127.0.0.1", port).name("metrics").connect_lazy().unwrap();
+        client.server_service().shutdown(ShutdownRequest { timeout: -1 }).await.unwrap();
+    });
+}
+
+#[test]
+fn metrics_port_serves_only_its_path() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let server = grpc_helper::RpcServer::builder()
+            .port(0)
+            .ip("127.0.0.1".parse().unwrap())
+            .metrics_port(0)
+            .install_logging(false)
+            .debug_signal(false)
+            .start()
+            .await
+            .unwrap();
+        let addr = server.metrics_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply)).await.unwrap().unwrap();
+        assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+        assert!(reply.contains("metrics are at /metrics"), "{reply}");
+        server.shutdown().await;
+    });
+}
