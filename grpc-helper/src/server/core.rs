@@ -250,7 +250,7 @@ impl RpcServerBuilder {
         for warning in config.unknown_warnings() {
             crate::logs::notice(tracing::Level::WARN, warning);
         }
-        let env = host_env(&self, &config, &timings, tls.as_ref(), local_addr, server_id)?;
+        let env = host_env(&self, &config, &timings, tls.as_ref(), local_addr, server_id).await?;
         let main = MainServer::new(&config, timings.client_timeout, local_addr, self.main)?;
         let (reporter, health_service) = Health::reporter(&self.compression);
         let proxies = proxies(self.proxies, self.forward, &env, local_addr, reporter.clone())?;

@@ -25,7 +25,7 @@ pub(super) struct Timings {
 }
 
 /// What every hosted manager gets: its auto-client's target, the configuration, the events.
-pub(super) fn host_env(
+pub(super) async fn host_env(
     builder: &RpcServerBuilder,
     config: &Config,
     timings: &Timings,
@@ -36,8 +36,13 @@ pub(super) fn host_env(
     let folders = builder.sources.folders.clone();
     let events: Option<Arc<dyn crate::events::EventQueues>> = if builder.with_events {
         let limits = crate::events::EventLimits::from_config(config)?;
-        let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
-        Some(Arc::new(crate::events::LocalEvents::new(limits, persisted)?))
+        let url = config.get(&RpcConfig::EVENTS_URL).as_str().trim().to_owned();
+        if url.is_empty() {
+            let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
+            Some(Arc::new(crate::events::LocalEvents::new(limits, persisted)?))
+        } else {
+            Some(shared_events(&url, config, limits).await?)
+        }
     } else {
         None
     };
@@ -59,6 +64,33 @@ pub(super) fn host_env(
         config: config.clone(),
         folders,
     })
+}
+
+/// The events shared by replicas through the NATS of `rpc-events-url`.
+#[cfg(feature = "nats")]
+async fn shared_events(
+    url: &str,
+    config: &Config,
+    limits: crate::events::EventLimits,
+) -> Result<Arc<dyn crate::events::EventQueues>, RpcError> {
+    let wait = Duration::from_secs(u64::try_from(config.get(&RpcConfig::EVENTS_WAIT).as_int()?).unwrap_or(0));
+    Ok(Arc::new(crate::events::NatsEvents::connect(url, wait, limits).await?))
+}
+
+/// Without the `nats` feature, a server given `rpc-events-url` refuses to start.
+#[cfg(not(feature = "nats"))]
+async fn shared_events(
+    url: &str,
+    _config: &Config,
+    _limits: crate::events::EventLimits,
+) -> Result<Arc<dyn crate::events::EventQueues>, RpcError> {
+    Err(RpcError::new(
+        ResultCode::ErrorParamInvalid,
+        format!(
+            "rpc-events-url is {url:?}, but this server was built without the `nats` feature of grpc-helper: \
+             rebuild it with that feature, or leave rpc-events-url empty for in-process events"
+        ),
+    ))
 }
 
 /// The TLS of the managers' auto-clients, checked here: hosting cannot fail any more.
