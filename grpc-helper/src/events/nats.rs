@@ -6,10 +6,11 @@
 //! live in NATS, not in a process. The stream keeps a message until every consumer acked it
 //! (interest retention), within [`QUEUE_LIMIT`] messages and `rpc-event-queue-bytes`.
 //!
-//! A consumer hands out one message at a time (`max_ack_pending` 1): a stream sends it, and
-//! acks it (waiting for NATS to confirm) once the transport took it, before the next one. So
-//! every queue delivers in stream order (which is each sender's order), and a stream that
-//! ends, however, leaves the queue at its first event not yet handed to the transport.
+//! A consumer hands out one message at a time (`max_ack_pending` 1). A stream waits until the
+//! transport took the previous event, acks the message (waiting for NATS to confirm), and hands
+//! it over at once. So every queue delivers in stream order (which is each sender's order),
+//! and a stream that ends, however, leaves the queue at its first event not handed over; a
+//! crash can only lose the event it was writing to the socket at that instant.
 //! Interrupts and take-overs reach the replica that holds a stream through a core NATS subject
 //! per queue ([`CONTROL`]`.<id>`).
 
@@ -281,6 +282,19 @@ struct Delivery {
 }
 
 impl Delivery {
+    /// Hands a message to the transport once it took the previous one; false when the client
+    /// is gone or took nothing for the stall period.
+    async fn reserve(&self) -> Option<mpsc::Permit<'_, Result<ListenReply, RpcError>>> {
+        let stall = self.events.limits.stall;
+        match tokio::time::timeout(stall, self.tx.reserve()).await {
+            Ok(permit) => permit.ok(),
+            Err(_) => {
+                tracing::warn!("Event listening queue #{}: its stream took nothing for {stall:?} (stalled)", self.id);
+                None
+            }
+        }
+    }
+
     async fn run(
         self,
         mut messages: consumer::pull::Stream,
@@ -291,29 +305,16 @@ impl Delivery {
         if self.tx.send(Ok(ListenReply::greeting(id))).await.is_err() {
             return;
         }
-        let mut taken: Option<jetstream::Message> = None;
         let mut last = 0;
         loop {
-            // The transport took the previous message (or the client is gone, or stalled).
-            let permit = tokio::select! {
-                permit = self.tx.reserve() => match permit { Ok(p) => p, Err(_) => break },
-                () = tokio::time::sleep(self.events.limits.stall) => {
-                    tracing::warn!("Event listening queue #{id}: its stream took nothing for {:?} (stalled)", self.events.limits.stall);
-                    break;
-                }
-            };
-            if let Some(message) = taken.take()
-                && let Err(e) = message.double_ack().await
-            {
-                permit.send(Err(unreachable(&url, "event not acknowledged; listen again to resume", e)));
-                break;
-            }
             tokio::select! {
                 () = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
-                    permit.send(Err(RpcError::new(
-                        ResultCode::ErrorStreamShutdown,
-                        "The server is shutting down: listen again (same client_id, on any replica)",
-                    )));
+                    if let Some(permit) = self.reserve().await {
+                        permit.send(Err(RpcError::new(
+                            ResultCode::ErrorStreamShutdown,
+                            "The server is shutting down: listen again (same client_id, on any replica)",
+                        )));
+                    }
                     break;
                 }
                 request = control.next() => {
@@ -329,29 +330,52 @@ impl Delivery {
                 message = messages.next() => match message {
                     Some(Ok(message)) => {
                         let sequence = message.info().map_or(0, |info| info.stream_sequence);
-                        if sequence != 0 && sequence <= last {
-                            // Redelivered after ACK_WAIT while this stream held it: sent already.
-                            taken = Some(message);
-                            continue;
-                        }
-                        last = sequence;
                         let event = Event::decode(message.payload.clone());
-                        taken = Some(message);
-                        match event {
-                            Ok(event) if self.names.is_empty() || self.names.contains(&event.name) => {
-                                permit.send(Ok(ListenReply::event(id, SharedEvent::new(&event))));
+                        let wanted = match &event {
+                            // Redelivered while this stream held it (acked late): sent already.
+                            _ if sequence != 0 && sequence <= last => false,
+                            Ok(event) => self.names.is_empty() || self.names.contains(&event.name),
+                            Err(e) => {
+                                tracing::error!("Event listening queue #{id}: undecodable event skipped: {e}");
+                                false
                             }
-                            Ok(_) => {}
-                            Err(e) => tracing::error!("Event listening queue #{id}: undecodable event skipped: {e}"),
+                        };
+                        let permit = if wanted {
+                            // Unacked when the stream goes: NATS hands it to the next one.
+                            let Some(permit) = self.reserve().await else { break };
+                            Some(permit)
+                        } else {
+                            None
+                        };
+                        // Acked (confirmed) before the hand-over, with nothing in between: an
+                        // event is never both delivered and left in the queue.
+                        if let Err(e) = message.double_ack().await {
+                            let permit = match permit {
+                                Some(permit) => Some(permit),
+                                None => self.reserve().await,
+                            };
+                            if let Some(permit) = permit {
+                                permit.send(Err(unreachable(&url, "listening stopped; listen again (same client_id) once it is back", e)));
+                            }
+                            break;
+                        }
+                        last = last.max(sequence);
+                        if let (Some(permit), Ok(event)) = (permit, event) {
+                            permit.send(Ok(ListenReply::event(id, SharedEvent::new(&event))));
                         }
                     }
                     Some(Err(e)) => {
-                        permit.send(Err(unreachable(&url, "listening stopped; listen again (same client_id) once it is back", e)));
+                        if let Some(permit) = self.reserve().await {
+                            permit.send(Err(unreachable(&url, "listening stopped; listen again (same client_id) once it is back", e)));
+                        }
                         break;
                     }
                     None => break,
                 },
-                () = tokio::time::sleep(self.keepalive) => permit.send(Ok(ListenReply::keepalive(id))),
+                () = tokio::time::sleep(self.keepalive) => {
+                    let Some(permit) = self.reserve().await else { break };
+                    permit.send(Ok(ListenReply::keepalive(id)));
+                }
             }
         }
         control.unsubscribe().await.ok();
