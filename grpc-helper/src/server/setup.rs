@@ -25,8 +25,29 @@ pub(super) struct Timings {
 }
 
 /// What every hosted manager gets: its auto-client's target, the configuration, the events.
-pub(super) async fn host_env(
+/// The events service's queues, when enabled: in this process, or in the NATS of
+/// `rpc-events-url` (awaited before [`host_env`]: the builder is not `Sync`).
+pub(super) async fn events(
+    with_events: bool,
+    config: &Config,
+    folders: &Folders,
+) -> Result<Option<Arc<dyn crate::events::EventQueues>>, RpcError> {
+    if !with_events {
+        return Ok(None);
+    }
+    let limits = crate::events::EventLimits::from_config(config)?;
+    let url = config.get(&RpcConfig::EVENTS_URL).as_str().trim().to_owned();
+    if url.is_empty() {
+        let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
+        Ok(Some(Arc::new(crate::events::LocalEvents::new(limits, persisted)?)))
+    } else {
+        Ok(Some(shared_events(&url, config, limits).await?))
+    }
+}
+
+pub(super) fn host_env(
     builder: &RpcServerBuilder,
+    events: Option<Arc<dyn crate::events::EventQueues>>,
     config: &Config,
     timings: &Timings,
     tls: Option<&ServerTls>,
@@ -34,18 +55,6 @@ pub(super) async fn host_env(
     server_id: u64,
 ) -> Result<HostEnv, RpcError> {
     let folders = builder.sources.folders.clone();
-    let events: Option<Arc<dyn crate::events::EventQueues>> = if builder.with_events {
-        let limits = crate::events::EventLimits::from_config(config)?;
-        let url = config.get(&RpcConfig::EVENTS_URL).as_str().trim().to_owned();
-        if url.is_empty() {
-            let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
-            Some(Arc::new(crate::events::LocalEvents::new(limits, persisted)?))
-        } else {
-            Some(shared_events(&url, config, limits).await?)
-        }
-    } else {
-        None
-    };
     let loopback = match local_addr.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
         ip => ip.to_string(),
