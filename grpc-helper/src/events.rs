@@ -24,8 +24,9 @@
 //! number of listeners, and a listening stream writes the shared bytes (its codec takes
 //! [`ListenReply`]s) instead of encoding a copy per listener.
 //!
-//! `EventQueues` is the seam for another implementation (e.g. a broker shared by replicas);
-//! crate-private until that implementation plugs in through a builder method.
+//! `EventQueues` has two implementations: these in-process queues, and (feature `nats`, item
+//! `rpc-events-url`) a NATS JetStream stream shared by replicas, each queue a durable consumer
+//! (`events/nats.rs`; README, "Running several replicas: events through NATS").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,8 @@ use crate::{ReplyStream, RpcError};
 mod ids_file;
 mod listen;
 mod local;
+#[cfg(feature = "nats")]
+mod nats;
 mod queues_file;
 mod stream;
 mod usage;
@@ -44,13 +47,19 @@ mod usage;
 pub(crate) use self::listen::ListenCodec;
 pub use self::listen::{ListenReply, SharedEvent};
 pub(crate) use self::local::LocalEvents;
+#[cfg(feature = "nats")]
+pub(crate) use self::nats::NatsEvents;
 pub(crate) use self::usage::{Peer, peer_of};
 
 /// Most events kept per queue; beyond, the oldest are dropped (counted per queue: `inspect`).
 pub const QUEUE_LIMIT: usize = 100_000;
 
-/// Where events are queued and fanned out. `peer` is the caller's address ([`peer_of`]): a
-/// queue belongs to the peer that opened it, and is unknown to any other.
+/// A boxed future of the [`EventQueues`] calls (the trait is used as `dyn`).
+pub(crate) type QueueFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where events are queued and fanned out: in this process ([`LocalEvents`]) or in a NATS
+/// JetStream stream shared by replicas (`NatsEvents`, feature `nats`). `peer` is the caller's
+/// address ([`peer_of`]): a queue belongs to the peer that opened it, and is unknown to any other.
 pub(crate) trait EventQueues: Send + Sync + 'static {
     /// Opens a new queue (`client_id` 0, a random id) or resumes one of `peer`'s; the stream
     /// starts with a message carrying only the id, then delivers queued and new events whose
@@ -66,17 +75,24 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
         client_id: u32,
         names: Vec<String>,
         keepalive: Duration,
-    ) -> Result<ReplyStream<ListenReply>, RpcError>;
+    ) -> QueueFuture<'static, Result<ReplyStream<ListenReply>, RpcError>>;
 
     /// Ends the stream of one of `peer`'s queues; the queue is retained (and keeps collecting).
     ///
     /// # Errors
     /// [`ResultCode::ErrorItemUnknown`] (unknown id, or another peer's),
     /// [`ResultCode::ErrorStateUnexpected`] (already interrupted).
-    fn interrupt(&self, peer: Peer, client_id: u32) -> Result<(), RpcError>;
+    fn interrupt(&self, peer: Peer, client_id: u32) -> QueueFuture<'_, Result<(), RpcError>>;
 
-    /// Appends the event to every queue (encoded once, shared by all of them).
+    /// Appends the event to every queue (encoded once, shared by all of them), in call order;
+    /// for in-process senders that cannot wait (a failure is logged).
     fn send(&self, event: Event);
+
+    /// Appends the event to every queue, and says whether it is stored (the wire `send`).
+    ///
+    /// # Errors
+    /// [`ResultCode::ErrorStateUnreachable`] when the shared stream cannot be reached.
+    fn send_checked(&self, event: Event) -> QueueFuture<'_, Result<(), RpcError>>;
 
     /// `peer`'s queues with their counters, by id (what `inspect` answers).
     ///
@@ -91,7 +107,7 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
     /// }
     /// # Ok(()) }
     /// ```
-    fn inspect(&self, peer: Peer) -> Vec<EventQueueInfo>;
+    fn inspect(&self, peer: Peer) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>>;
 
     /// Ends every stream with a last `ERROR_STREAM_SHUTDOWN` message.
     fn shutdown(&self);

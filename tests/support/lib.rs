@@ -13,6 +13,7 @@ use grpc_helper::{
 use parking_lot::Mutex;
 use tokio_stream::StreamExt;
 
+pub mod nats;
 pub mod process;
 pub mod raw_h2;
 

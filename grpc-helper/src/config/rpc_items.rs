@@ -98,6 +98,17 @@ impl RpcConfig {
         ConfigItem::new("rpc-event-queue-bytes", "Most bytes of events held per queue", "33554432")
             .validator(Validator::PosInt);
 
+    /// Where the events service keeps its queues: empty, in this process; `nats://host:port`,
+    /// in a NATS JetStream stream shared by every replica given the same URL (feature `nats`;
+    /// README, "Running several replicas: events through NATS").
+    pub const EVENTS_URL: ConfigItem =
+        ConfigItem::new("rpc-events-url", "Events shared through NATS JetStream (nats://host:port; empty: local)", "");
+    /// How long a server waits at start for the NATS of `rpc-events-url` (s); 0: it refuses to
+    /// start at once when NATS is unreachable.
+    pub const EVENTS_WAIT: ConfigItem =
+        ConfigItem::new("rpc-events-wait", "Wait at start for the NATS of rpc-events-url (s; 0: refuse at once)", "0")
+            .validator(Validator::Int);
+
     /// Every built-in static item.
     ///
     /// ```
@@ -120,6 +131,8 @@ impl RpcConfig {
         Self::EVENT_MAX_QUEUES,
         Self::EVENT_MAX_QUEUES_PER_PEER,
         Self::EVENT_QUEUE_BYTES,
+        Self::EVENTS_URL,
+        Self::EVENTS_WAIT,
     ];
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use super::ids_file::IdsFile;
 use super::stream::ListenStream;
 use super::usage::{Peer, Slot, Usage};
-use super::{EventLimits, EventQueues, ListenReply, QUEUE_LIMIT, SharedEvent};
+use super::{EventLimits, EventQueues, ListenReply, QUEUE_LIMIT, QueueFuture, SharedEvent};
 use crate::api::{Event, EventQueueInfo, ResultCode};
 use crate::{ReplyStream, RpcError};
 
@@ -263,6 +263,40 @@ impl EventQueues for LocalEvents {
         client_id: u32,
         names: Vec<String>,
         keepalive: Duration,
+    ) -> QueueFuture<'static, Result<ReplyStream<ListenReply>, RpcError>> {
+        Box::pin(std::future::ready(LocalEvents::listen(self, peer, client_id, names, keepalive)))
+    }
+
+    fn interrupt(&self, peer: Peer, client_id: u32) -> QueueFuture<'_, Result<(), RpcError>> {
+        Box::pin(std::future::ready(LocalEvents::interrupt(self, peer, client_id)))
+    }
+
+    fn send(&self, event: Event) {
+        LocalEvents::send(self, event);
+    }
+
+    fn send_checked(&self, event: Event) -> QueueFuture<'_, Result<(), RpcError>> {
+        LocalEvents::send(self, event);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn inspect(&self, peer: Peer) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>> {
+        Box::pin(std::future::ready(Ok(LocalEvents::inspect(self, peer))))
+    }
+
+    fn shutdown(&self) {
+        LocalEvents::shutdown(self);
+    }
+}
+
+/// The synchronous calls behind [`EventQueues`] (the unit tests call them directly).
+impl LocalEvents {
+    pub(crate) fn listen(
+        self: Arc<Self>,
+        peer: Peer,
+        client_id: u32,
+        names: Vec<String>,
+        keepalive: Duration,
     ) -> Result<ReplyStream<ListenReply>, RpcError> {
         let mut inner = self.inner.lock();
         let mut changed = self.purge(&mut inner);
@@ -289,7 +323,7 @@ impl EventQueues for LocalEvents {
         Ok(ReplyStream::new(ListenStream::new(self, id, generation, notify, names, keepalive, slot)))
     }
 
-    fn interrupt(&self, peer: Peer, client_id: u32) -> Result<(), RpcError> {
+    pub(crate) fn interrupt(&self, peer: Peer, client_id: u32) -> Result<(), RpcError> {
         let mut inner = self.inner.lock();
         self.purge_and_save(&mut inner);
         let queue = inner.queues.get_mut(&client_id).ok_or_else(|| unknown(client_id))?;
@@ -310,7 +344,7 @@ impl EventQueues for LocalEvents {
         }
     }
 
-    fn send(&self, event: Event) {
+    pub(crate) fn send(&self, event: Event) {
         let event = SharedEvent::new(&event);
         let mut inner = self.inner.lock();
         self.purge_and_save(&mut inner);
@@ -346,7 +380,7 @@ impl EventQueues for LocalEvents {
         }
     }
 
-    fn inspect(&self, peer: Peer) -> Vec<EventQueueInfo> {
+    pub(crate) fn inspect(&self, peer: Peer) -> Vec<EventQueueInfo> {
         let mut inner = self.inner.lock();
         self.purge_and_save(&mut inner);
         let head = inner.head();
@@ -362,7 +396,7 @@ impl EventQueues for LocalEvents {
         inner.queues.iter().filter(|(_, q)| q.owner == Owner::Peer(peer)).map(info).collect()
     }
 
-    fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         let mut inner = self.inner.lock();
         inner.shutting_down = true;
         for queue in inner.queues.values() {

@@ -18,7 +18,7 @@ use super::hosting::{HostedService, info_of};
 use super::incoming::{CancelSignal, Connections, Incoming, bind, port_busy};
 use super::main_server::MainServer;
 use super::router::{self, Router, serve, transport};
-use super::setup::{Timings, built_in, check_unique_names, host_env, logs_dir, open_logs, proxies};
+use super::setup::{Timings, built_in, check_unique_names, events, host_env, logs_dir, open_logs, proxies};
 use crate::api::{ResultCode, ServiceInfo};
 use crate::call::{PendingCall, PendingCalls, Routable};
 use crate::config::{Config, ConfigItem, RpcConfig};
@@ -268,7 +268,9 @@ impl RpcServerBuilder {
         for warning in config.unknown_warnings() {
             crate::logs::notice(tracing::Level::WARN, warning);
         }
-        let env = host_env(&self, &config, &timings, tls.as_ref(), local_addr, server_id)?;
+        let folders = self.sources.folders.clone();
+        let events = events(self.with_events, &config, &folders).await?;
+        let env = host_env(&self, events, &config, &timings, tls.as_ref(), local_addr, server_id)?;
         let main = MainServer::new(&config, timings.client_timeout, local_addr, self.main)?;
         let (reporter, health_service) = Health::reporter(&self.compression);
         let proxies = proxies(self.proxies, self.forward, &env, local_addr, reporter.clone())?;

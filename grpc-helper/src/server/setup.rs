@@ -25,8 +25,29 @@ pub(super) struct Timings {
 }
 
 /// What every hosted manager gets: its auto-client's target, the configuration, the events.
+/// The events service's queues, when enabled: in this process, or in the NATS of
+/// `rpc-events-url` (awaited before [`host_env`]: the builder is not `Sync`).
+pub(super) async fn events(
+    with_events: bool,
+    config: &Config,
+    folders: &Folders,
+) -> Result<Option<Arc<dyn crate::events::EventQueues>>, RpcError> {
+    if !with_events {
+        return Ok(None);
+    }
+    let limits = crate::events::EventLimits::from_config(config)?;
+    let url = config.get(&RpcConfig::EVENTS_URL).as_str().trim().to_owned();
+    if url.is_empty() {
+        let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
+        Ok(Some(Arc::new(crate::events::LocalEvents::new(limits, persisted)?)))
+    } else {
+        Ok(Some(shared_events(&url, config, limits).await?))
+    }
+}
+
 pub(super) fn host_env(
     builder: &RpcServerBuilder,
+    events: Option<Arc<dyn crate::events::EventQueues>>,
     config: &Config,
     timings: &Timings,
     tls: Option<&ServerTls>,
@@ -34,13 +55,6 @@ pub(super) fn host_env(
     server_id: u64,
 ) -> Result<HostEnv, RpcError> {
     let folders = builder.sources.folders.clone();
-    let events: Option<Arc<dyn crate::events::EventQueues>> = if builder.with_events {
-        let limits = crate::events::EventLimits::from_config(config)?;
-        let persisted = folders.workspace_dir().map(|w| w.join("queues.json"));
-        Some(Arc::new(crate::events::LocalEvents::new(limits, persisted)?))
-    } else {
-        None
-    };
     let loopback = match local_addr.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
         ip => ip.to_string(),
@@ -59,6 +73,33 @@ pub(super) fn host_env(
         config: config.clone(),
         folders,
     })
+}
+
+/// The events shared by replicas through the NATS of `rpc-events-url`.
+#[cfg(feature = "nats")]
+async fn shared_events(
+    url: &str,
+    config: &Config,
+    limits: crate::events::EventLimits,
+) -> Result<Arc<dyn crate::events::EventQueues>, RpcError> {
+    let wait = Duration::from_secs(u64::try_from(config.get(&RpcConfig::EVENTS_WAIT).as_int()?).unwrap_or(0));
+    Ok(Arc::new(crate::events::NatsEvents::connect(url, wait, limits).await?))
+}
+
+/// Without the `nats` feature, a server given `rpc-events-url` refuses to start.
+#[cfg(not(feature = "nats"))]
+async fn shared_events(
+    url: &str,
+    _config: &Config,
+    _limits: crate::events::EventLimits,
+) -> Result<Arc<dyn crate::events::EventQueues>, RpcError> {
+    Err(RpcError::new(
+        ResultCode::ErrorParamInvalid,
+        format!(
+            "rpc-events-url is {url:?}, but this server was built without the `nats` feature of grpc-helper: \
+             rebuild it with that feature, or leave rpc-events-url empty for in-process events"
+        ),
+    ))
 }
 
 /// The TLS of the managers' auto-clients, checked here: hosting cannot fail any more.

@@ -52,25 +52,25 @@ impl EventsManager {
             crate::events::check_name("event", name)?;
         }
         let keepalive = cx.config().get(&RpcConfig::EVENT_KEEPALIVE_TIMEOUT).as_duration()?;
-        Arc::clone(&self.queues).listen(peer_of(cx.peer_addr()), request.client_id, request.names, keepalive)
+        Arc::clone(&self.queues).listen(peer_of(cx.peer_addr()), request.client_id, request.names, keepalive).await
     }
 
     /// Only the peer address that opened the queue may interrupt it.
     async fn interrupt(&self, request: EventInterrupt, cx: CallContext) -> Result<ResultStatus, RpcError> {
-        self.queues.interrupt(peer_of(cx.peer_addr()), request.client_id)?;
+        self.queues.interrupt(peer_of(cx.peer_addr()), request.client_id).await?;
         Ok(ResultStatus::default())
     }
 
     async fn send(&self, request: Event) -> Result<ResultStatus, RpcError> {
         crate::events::validate(&request)?;
-        self.queues.send(request);
+        self.queues.send_checked(request).await?;
         Ok(ResultStatus::default())
     }
 
     /// The ids of the caller's queues (those opened from its address: the original lists every
     /// queue), plus each queue's counters.
     async fn inspect(&self, _request: Empty, cx: CallContext) -> Result<EventQueueStatus, RpcError> {
-        let queues = self.queues.inspect(peer_of(cx.peer_addr()));
+        let queues = self.queues.inspect(peer_of(cx.peer_addr())).await?;
         Ok(EventQueueStatus { r: None, client_ids: queues.iter().map(|q| q.client_id).collect(), queues })
     }
 

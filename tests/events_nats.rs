@@ -1,0 +1,235 @@
+//! The events service shared by replicas through NATS JetStream (`rpc-events-url`): three
+//! example-server processes on one real `nats-server -js`, over loopback sockets.
+//!
+//! Needs `nats-server` (Debian package `nats-server`, installed by `.ci/run`): without it these
+//! tests fail, saying so.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use grpc_helper::api::event_service_client::EventServiceClient;
+use grpc_helper::api::{Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventProperty, ResultCode};
+use grpc_helper::{RpcChannel, RpcClient, RpcError};
+use grpc_helper_tests::nats::NatsServer;
+use grpc_helper_tests::process::{Process, example, run, spawn_until};
+use grpc_helper_tests::{bounded, free_port};
+use tonic::Streaming;
+
+type Listening = Streaming<grpc_helper::api::EventStatus>;
+
+/// One example server using the NATS at `url` for its events.
+struct Replica {
+    port: u16,
+    process: Option<Process>,
+    _workspace: tempfile::TempDir,
+}
+
+async fn replica(url: &str) -> Replica {
+    let (port, workspace) = (free_port(), tempfile::tempdir().unwrap());
+    let mut command = Command::new(example("server"));
+    command
+        .args(["--port", &port.to_string(), "-c", &format!("rpc-events-url={url}"), "-w"])
+        .arg(workspace.path())
+        .env("RUST_LOG", "warn");
+    let process =
+        tokio::task::spawn_blocking(move || spawn_until(command, "serving on port", Duration::from_secs(60)))
+            .await
+            .unwrap();
+    Replica { port, process: Some(process), _workspace: workspace }
+}
+
+impl Replica {
+    fn events(&self) -> EventServiceClient<RpcChannel> {
+        let client = RpcClient::builder("127.0.0.1", self.port).connect_lazy().unwrap();
+        EventServiceClient::new(client.channel::<EventApiVersion>())
+    }
+
+    /// SIGKILL, then waits for the process to be gone.
+    async fn kill_9(&mut self) {
+        let mut process = self.process.take().unwrap();
+        tokio::task::spawn_blocking(move || {
+            process.0.kill().unwrap();
+            process.0.wait().unwrap();
+        })
+        .await
+        .unwrap();
+    }
+}
+
+fn event(sender: &str, n: usize) -> Event {
+    Event { name: sender.into(), properties: vec![EventProperty { name: "n".into(), value: n.to_string() }] }
+}
+
+/// Sends `count` events named `sender` through `replica`, one after the other (in order).
+fn send_all(replica: &Replica, sender: &'static str, count: usize) -> tokio::task::JoinHandle<()> {
+    let mut events = replica.events();
+    tokio::spawn(async move {
+        for n in 0..count {
+            events.send(event(sender, n)).await.unwrap_or_else(|e| panic!("send {sender} #{n}: {e}"));
+        }
+    })
+}
+
+/// Opens (`client_id` 0) or resumes a queue; the id from the first message.
+async fn listen(events: &mut EventServiceClient<RpcChannel>, client_id: u32) -> Result<(u32, Listening), RpcError> {
+    let mut stream = events.listen(EventFilter { names: vec![], client_id }).await?.into_inner();
+    let first = stream.message().await?.expect("a first message with the queue id");
+    Ok((first.client_id, stream))
+}
+
+/// Records events (keep-alives aside) as (sender, n) until `total` events were received.
+async fn receive(stream: &mut Listening, received: &mut Vec<(String, usize)>, total: usize) {
+    while received.len() < total {
+        let message = stream.message().await.expect("the stream goes on").expect("the stream goes on");
+        assert!(message.r.is_none(), "unexpected end of stream: {:?}", message.r);
+        let event = message.event.expect("an event");
+        if event.name.is_empty() {
+            continue;
+        }
+        let n = event.properties[0].value.parse().unwrap();
+        received.push((event.name, n));
+    }
+}
+
+/// Every sender's events, each exactly once and in its send order.
+fn assert_in_order_once(received: &[(String, usize)], senders: &[&str], per_sender: usize) {
+    assert_eq!(received.len(), senders.len() * per_sender, "events received");
+    for sender in senders {
+        let numbers: Vec<usize> = received.iter().filter(|(s, _)| s == sender).map(|(_, n)| *n).collect();
+        let expected: Vec<usize> = (0..per_sender).collect();
+        if numbers != expected {
+            let first_bad = numbers.iter().zip(&expected).position(|(a, b)| a != b);
+            panic!("events of {sender}: {} received, first out of place at {first_bad:?}", numbers.len());
+        }
+    }
+}
+
+/// No further event arrives within a second (nothing delivered twice).
+async fn assert_quiet(stream: &mut Listening) {
+    let extra = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let message = stream.message().await.unwrap().unwrap();
+            if message.event.as_ref().is_some_and(|e| !e.name.is_empty()) {
+                return message;
+            }
+        }
+    })
+    .await;
+    assert!(extra.is_err(), "an event beyond those sent: {extra:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_deliver_10000_events_in_order_once() {
+    bounded(Duration::from_secs(240), async {
+        let nats = NatsServer::start();
+        let (r1, r2, r3) = (replica(&nats.url()).await, replica(&nats.url()).await, replica(&nats.url()).await);
+        let mut on_1 = r1.events();
+        let (id, mut stream) = listen(&mut on_1, 0).await.unwrap();
+        assert_ne!(id, 0);
+
+        // The queue is shared: another replica sees it listening.
+        let seen = r3.events().inspect(Empty {}).await.unwrap().into_inner();
+        let queue = seen.queues.iter().find(|q| q.client_id == id).expect("replica 3 lists the queue");
+        assert!(queue.listening, "replica 3 sees the stream on replica 1 listening");
+
+        let senders = [send_all(&r2, "via-2", 5_000), send_all(&r3, "via-3", 5_000)];
+        let mut received = Vec::new();
+        receive(&mut stream, &mut received, 10_000).await;
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        assert_in_order_once(&received, &["via-2", "via-3"], 5_000);
+        assert_quiet(&mut stream).await;
+
+        // Interrupted from another replica: the stream on replica 1 ends quietly.
+        r3.events().interrupt(EventInterrupt { client_id: id }).await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("stream ends");
+        assert!(matches!(end, Ok(None)), "a quiet end after the interrupt: {end:?}");
+        let again = r2.events().interrupt(EventInterrupt { client_id: id }).await.unwrap_err();
+        assert_eq!(RpcError::from(again).code(), ResultCode::ErrorStateUnexpected as i32);
+
+        // Retained: events sent meanwhile wait in NATS, and a resume on replica 2 gets them.
+        send_all(&r3, "later", 3).await.unwrap();
+        let (resumed, mut stream) = listen(&mut r2.events(), id).await.unwrap();
+        assert_eq!(resumed, id);
+        let mut later = Vec::new();
+        receive(&mut stream, &mut later, 3).await;
+        assert_in_order_once(&later, &["later"], 3);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_listening_replica_resumes_on_another_without_loss_or_duplicate() {
+    bounded(Duration::from_secs(240), async {
+        let nats = NatsServer::start();
+        let (mut r1, r2, r3) = (replica(&nats.url()).await, replica(&nats.url()).await, replica(&nats.url()).await);
+        let (id, mut stream) = listen(&mut r1.events(), 0).await.unwrap();
+        let senders = [send_all(&r2, "via-2", 2_000), send_all(&r3, "via-3", 2_000)];
+        let mut received = Vec::new();
+        receive(&mut stream, &mut received, 1_000).await;
+        // Mid-stream: the senders go on while replica 1 dies.
+        r1.kill_9().await;
+        drop(stream);
+        let (resumed, mut stream) = listen(&mut r2.events(), id).await.expect("the queue resumes on replica 2");
+        assert_eq!(resumed, id);
+        receive(&mut stream, &mut received, 4_000).await;
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        assert_in_order_once(&received, &["via-2", "via-3"], 2_000);
+        assert_quiet(&mut stream).await;
+    })
+    .await;
+}
+
+/// The example server's exit and output, started with these config items.
+fn start_failing(items: &[String], workspace: &Path) -> std::process::Output {
+    let mut command = Command::new(example("server"));
+    command.args(["--port", &free_port().to_string(), "-w"]).arg(workspace);
+    for item in items {
+        command.args(["-c", item]);
+    }
+    run(command, Duration::from_secs(60))
+}
+
+#[tokio::test]
+async fn a_server_refuses_to_start_when_nats_is_unreachable() {
+    let workspace = tempfile::tempdir().unwrap();
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let output = tokio::task::spawn_blocking({
+        let (url, path) = (url.clone(), workspace.path().to_owned());
+        move || start_failing(&[format!("rpc-events-url={url}")], &path)
+    })
+    .await
+    .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "the server started without its NATS: {text}");
+    assert!(text.contains(&format!("Cannot reach NATS at {url} (rpc-events-url)")), "unclear failure: {text}");
+    assert!(text.contains("rpc-events-wait"), "the message names the wait item: {text}");
+}
+
+#[tokio::test]
+async fn a_server_waits_for_nats_when_told_to() {
+    bounded(Duration::from_secs(120), async {
+        let port = free_port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let (server_port, workspace) = (free_port(), tempfile::tempdir().unwrap());
+        let mut command = Command::new(example("server"));
+        command
+            .args(["--port", &server_port.to_string(), "-c", &format!("rpc-events-url={url}")])
+            .args(["-c", "rpc-events-wait=60", "-w"])
+            .arg(workspace.path())
+            .env("RUST_LOG", "warn");
+        let server = tokio::task::spawn_blocking(move || spawn_until(command, "serving on port", Duration::from_secs(90)));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!server.is_finished(), "the server is waiting for NATS, not serving");
+        let _nats = NatsServer::start_on(port);
+        let _server = server.await.unwrap();
+        let client = RpcClient::builder("127.0.0.1", server_port).connect_lazy().unwrap();
+        let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+        events.send(event("after-wait", 0)).await.expect("send through NATS once it is up");
+    })
+    .await;
+}
