@@ -64,9 +64,8 @@ impl NatsEvents {
     pub(crate) async fn connect(url: &str, wait: Duration, limits: EventLimits) -> Result<Self, RpcError> {
         let deadline = tokio::time::Instant::now() + wait;
         let client = loop {
-            let options = async_nats::ConnectOptions::new()
-                .name("grpc-helper events")
-                .connection_timeout(Duration::from_secs(2));
+            let options =
+                async_nats::ConnectOptions::new().name("grpc-helper events").connection_timeout(Duration::from_secs(2));
             match options.connect(url).await {
                 Ok(client) => break client,
                 Err(e) if tokio::time::Instant::now() >= deadline => {
@@ -95,9 +94,10 @@ impl NatsEvents {
             max_bytes: i64::try_from(limits.queue_bytes).unwrap_or(i64::MAX),
             ..Default::default()
         };
-        let stream = js.get_or_create_stream(config).await.map_err(|e| {
-            unreachable(url, "no JetStream stream for the events (is the server started with -js?)", e)
-        })?;
+        let stream = js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| unreachable(url, "no JetStream stream for the events (is the server started with -js?)", e))?;
         tracing::info!("Events shared through NATS at {url} (stream {STREAM})");
         let (background, mut queued) = mpsc::unbounded_channel::<Event>();
         let (publisher, url_owned) = (js.clone(), url.to_owned());
@@ -153,7 +153,8 @@ impl NatsEvents {
             inactive_threshold: self.limits.retain,
             ..Default::default()
         };
-        let consumer = self.stream.create_consumer(config).await.map_err(|e| unreachable(&self.url, "no consumer", e))?;
+        let consumer =
+            self.stream.create_consumer(config).await.map_err(|e| unreachable(&self.url, "no consumer", e))?;
         tracing::info!("Starting new event listening queue #{id} (NATS consumer {})", consumer_name(id));
         Ok((id, consumer))
     }
@@ -166,7 +167,8 @@ impl NatsEvents {
 }
 
 async fn publish(js: &jetstream::Context, url: &str, event: &Event) -> Result<(), RpcError> {
-    let ack = js.publish(SUBJECT, event.encode_to_vec().into()).await.map_err(|e| unreachable(url, "event not sent", e))?;
+    let ack =
+        js.publish(SUBJECT, event.encode_to_vec().into()).await.map_err(|e| unreachable(url, "event not sent", e))?;
     ack.await.map_err(|e| unreachable(url, "event not stored", e))?;
     Ok(())
 }
