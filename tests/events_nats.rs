@@ -208,3 +208,28 @@ async fn a_server_refuses_to_start_when_nats_is_unreachable() {
     assert!(text.contains(&format!("Cannot reach NATS at {url} (rpc-events-url)")), "unclear failure: {text}");
     assert!(text.contains("rpc-events-wait"), "the message names the wait item: {text}");
 }
+
+#[tokio::test]
+async fn a_server_waits_for_nats_when_told_to() {
+    bounded(Duration::from_secs(120), async {
+        let port = free_port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let (server_port, workspace) = (free_port(), tempfile::tempdir().unwrap());
+        let mut command = Command::new(example("server"));
+        command
+            .args(["--port", &server_port.to_string(), "-c", &format!("rpc-events-url={url}")])
+            .args(["-c", "rpc-events-wait=60", "-w"])
+            .arg(workspace.path())
+            .env("RUST_LOG", "warn");
+        let server =
+            tokio::task::spawn_blocking(move || spawn_until(command, "serving on port", Duration::from_secs(90)));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!server.is_finished(), "the server is waiting for NATS, not serving");
+        let _nats = tokio::task::spawn_blocking(move || NatsServer::start_on(port)).await.unwrap();
+        let _server = server.await.unwrap();
+        let client = RpcClient::builder("127.0.0.1", server_port).connect_lazy().unwrap();
+        let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
+        events.send(event("after-wait", 0)).await.expect("send through NATS once it is up");
+    })
+    .await;
+}

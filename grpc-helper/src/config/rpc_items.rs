@@ -102,7 +102,8 @@ impl RpcConfig {
     /// in a NATS JetStream stream shared by every replica given the same URL (feature `nats`;
     /// README, "Running several replicas: events through NATS").
     pub const EVENTS_URL: ConfigItem =
-        ConfigItem::new("rpc-events-url", "Events shared through NATS JetStream (nats://host:port; empty: local)", "");
+        ConfigItem::new("rpc-events-url", "Events shared through NATS JetStream (nats://host:port; empty: local)", "")
+            .can_be_empty();
     /// How long a server waits at start for the NATS of `rpc-events-url` (s); 0: it refuses to
     /// start at once when NATS is unreachable.
     pub const EVENTS_WAIT: ConfigItem =

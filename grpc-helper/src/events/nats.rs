@@ -63,6 +63,7 @@ impl NatsEvents {
     /// has no JetStream.
     pub(crate) async fn connect(url: &str, wait: Duration, limits: EventLimits) -> Result<Self, RpcError> {
         let deadline = tokio::time::Instant::now() + wait;
+        let mut attempts = 0u32;
         let client = loop {
             let options =
                 async_nats::ConnectOptions::new().name("grpc-helper events").connection_timeout(Duration::from_secs(2));
@@ -78,7 +79,13 @@ impl NatsEvents {
                     ));
                 }
                 Err(e) => {
-                    tracing::warn!("Waiting for NATS at {url} (rpc-events-wait): {e}");
+                    // Said once; the retries every 250 ms go to DEBUG.
+                    if attempts == 0 {
+                        tracing::warn!("Waiting up to {wait:?} for NATS at {url} (rpc-events-wait): {e}");
+                    } else {
+                        tracing::debug!("Still waiting for NATS at {url}: {e}");
+                    }
+                    attempts += 1;
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }

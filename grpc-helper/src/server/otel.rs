@@ -36,7 +36,13 @@ pub(crate) struct ServerMetrics {
     rcvd: Histogram<u64>,
     in_flight: UpDownCounter<i64>,
     result_codes: Counter<u64>,
+    /// The method labels given so far: past [`MAX_METHODS`], new paths are labelled `other`, so
+    /// that a client sending made-up paths cannot make one series each.
+    methods: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Most distinct `grpc.method` labels (a server's real methods are far fewer).
+const MAX_METHODS: usize = 1024;
 
 impl ServerMetrics {
     pub(crate) fn new(meter: &Meter) -> Self {
@@ -46,6 +52,7 @@ impl ServerMetrics {
             meter.u64_histogram(name).with_unit("By").with_description(what).with_boundaries(sizes.clone()).build()
         };
         Self {
+            methods: parking_lot::Mutex::default(),
             started: meter
                 .u64_counter("grpc.server.call.started")
                 .with_unit("{call}")
@@ -78,9 +85,19 @@ impl ServerMetrics {
         }
     }
 
+    /// The `grpc.method` label of a path: itself, or `other` once [`MAX_METHODS`] are known.
+    fn label(&self, path: &str) -> String {
+        let mut methods = self.methods.lock();
+        if methods.contains(path) || (methods.len() < MAX_METHODS && methods.insert(path.to_owned())) {
+            path.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
     /// Starts measuring a call: counts it, wraps its request body to count what arrives.
     pub(crate) fn start(self: &Arc<Self>, request: http::Request<Body>) -> (http::Request<Body>, CallRecord) {
-        let method = request.uri().path().trim_start_matches('/').to_owned();
+        let method = self.label(request.uri().path().trim_start_matches('/'));
         self.started.add(1, &[KeyValue::new("grpc.method", method.clone())]);
         self.in_flight.add(1, &[]);
         let rcvd = Arc::new(AtomicU64::new(0));
