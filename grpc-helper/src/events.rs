@@ -26,7 +26,7 @@
 //!
 //! `EventQueues` has two implementations: these in-process queues, and (feature `nats`, item
 //! `rpc-events-url`) a NATS JetStream stream shared by replicas, each queue a durable consumer
-//! (`events/nats.rs`; README, "Running several replicas: events through NATS").
+//! (`events/nats.rs`; README, "Running several replicas").
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -100,7 +100,7 @@ impl RpcConfig {
 
     /// Where the events service keeps its queues: empty, in this process; `nats://host:port`,
     /// in a NATS JetStream stream shared by every replica given the same URL (feature `nats`;
-    /// README, "Running several replicas: events through NATS").
+    /// README, "Running several replicas").
     pub const EVENTS_URL: ConfigItem =
         ConfigItem::new("rpc-events-url", "Events shared through NATS JetStream (nats://host:port; empty: local)", "")
             .can_be_empty();
