@@ -56,10 +56,20 @@ async fn every_server_holds_the_twelve_rpc_items_with_the_originals_defaults_and
     bounded(LIMIT, async {
         let server = plain().start().await.unwrap();
         let all = statics(&server);
-        // The original's twelve come first; then this crate's own (the events caps).
+        // The original's twelve come first; then this crate's own (the events caps, the NATS
+        // events backend).
         let (items, ours) = all.split_at(RPC_ITEMS.len());
         let ours: Vec<_> = ours.iter().map(|i| i.name()).collect();
-        assert_eq!(ours, ["rpc-event-max-queues", "rpc-event-max-queues-per-peer", "rpc-event-queue-bytes"]);
+        assert_eq!(
+            ours,
+            [
+                "rpc-event-max-queues",
+                "rpc-event-max-queues-per-peer",
+                "rpc-event-queue-bytes",
+                "rpc-events-url",
+                "rpc-events-wait"
+            ]
+        );
         let held: Vec<_> = items.iter().map(|i| (i.name(), server.config().get(i).as_str().to_owned())).collect();
         let expected: Vec<_> = RPC_ITEMS.iter().map(|(n, d, ..)| (*n, d.to_string())).collect();
         assert_eq!(held, expected);
