@@ -24,7 +24,6 @@ pub(super) struct Timings {
     pub(super) shutdown_timeout: Duration,
 }
 
-/// What every hosted manager gets: its auto-client's target, the configuration, the events.
 /// The events service's queues, when enabled: in this process, or in the NATS of
 /// `rpc-events-url` (awaited before [`host_env`]: the builder is not `Sync`).
 pub(super) async fn events(
@@ -45,6 +44,7 @@ pub(super) async fn events(
     }
 }
 
+/// What every hosted manager gets: its auto-client's target, the configuration, the events.
 pub(super) fn host_env(
     builder: &RpcServerBuilder,
     events: Option<Arc<dyn crate::events::EventQueues>>,
