@@ -269,3 +269,45 @@ async fn a_server_waits_for_nats_when_told_to() {
     })
     .await;
 }
+
+/// Runs a Python (grpc-helper 2.3.1) script of `tests/python` against the replica on `port`;
+/// what it printed (it must succeed).
+fn python_against(port: u16, script: &'static str) -> tokio::task::JoinHandle<String> {
+    tokio::task::spawn_blocking(move || python_script(port, script))
+}
+
+fn python_script(port: u16, script: &str) -> String {
+    use grpc_helper_tests::process::{python, repo_root};
+    let mut py = Command::new(python());
+    py.arg(repo_root().join("tests/python").join(script)).args(["--host", "127.0.0.1", "--port"]);
+    py.arg(port.to_string());
+    let out = run(py, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_python_originals_client_works_against_the_shared_backend() {
+    bounded(Duration::from_secs(240), async {
+        let nats = NatsServer::start();
+        let (r1, r2) = (replica(&nats.url()).await, replica(&nats.url()).await);
+        let stdout = python_against(r1.port, "py_events.py").await.unwrap();
+        // The same wire test as against the local backend (tests/interop.rs).
+        let id: u32 =
+            stdout.lines().next().and_then(|l| l.strip_prefix("LISTENING id=")).and_then(|id| id.parse().ok()).unwrap();
+        let (listening, inspect) = (format!("LISTENING id={id}"), format!("INSPECT ids={id}"));
+        let expected =
+            [listening.as_str(), "RECEIVED name=py-event props=origin=python", "ENDED", inspect.as_str(), "OK"];
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
+        // The queue the Python client left is retained in NATS: replica 2 lists it.
+        let seen = r2.events().inspect(Empty {}).await.unwrap().into_inner();
+        assert!(seen.queues.iter().any(|q| q.client_id == id && !q.listening), "replica 2 lists queue {id}: {seen:?}");
+
+        let stdout = python_against(r2.port, "py_events_listener.py").await.unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(lines.first().is_some_and(|l| l.starts_with("READY id=")), "{stdout}");
+        assert_eq!(lines[1..], ["RECEIVED name=py-event props=n=1", "STOPPED", "OK"], "{stdout}");
+    })
+    .await;
+}
