@@ -12,7 +12,7 @@ use grpc_helper::api::event_service_client::EventServiceClient;
 use grpc_helper::api::{Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventProperty, ResultCode};
 use grpc_helper::{RpcChannel, RpcClient, RpcError};
 use grpc_helper_tests::nats::NatsServer;
-use grpc_helper_tests::process::{Process, example, run, spawn_until};
+use grpc_helper_tests::process::{Process, example, python_client, run, spawn_until};
 use grpc_helper_tests::{bounded, free_port};
 use tonic::Streaming;
 
@@ -92,21 +92,22 @@ async fn receive(stream: &mut Listening, received: &mut Vec<(String, usize)>, to
         };
         let message = next.expect("the stream goes on").expect("the stream goes on");
         assert!(message.r.is_none(), "unexpected end of stream: {:?}", message.r);
-        let event = message.event.expect("an event");
-        if event.name.is_empty() {
-            continue;
-        }
-        let n = event.properties[0].value.parse().unwrap();
-        received.push((event.name, n));
+        assert!(message.event.is_some(), "an event");
+        record(message, received);
+    }
+}
+
+/// Records an event as (sender, n); keep-alives aside.
+fn record(message: grpc_helper::api::EventStatus, received: &mut Vec<(String, usize)>) {
+    if let Some(event) = message.event.filter(|e| !e.name.is_empty()) {
+        received.push((event.name, event.properties[0].value.parse().unwrap()));
     }
 }
 
 /// Records the events still buffered in a stream whose server died, until the stream breaks.
 async fn drain(stream: &mut Listening, received: &mut Vec<(String, usize)>) {
     while let Ok(Ok(Some(message))) = tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
-        if let Some(event) = message.event.filter(|e| !e.name.is_empty()) {
-            received.push((event.name, event.properties[0].value.parse().unwrap()));
-        }
+        record(message, received);
     }
 }
 
@@ -201,9 +202,7 @@ async fn kill_9_of_the_listening_replica_resumes_on_another_without_duplicate_lo
             let Ok(next) = tokio::time::timeout(Duration::from_secs(15), stream.message()).await else { break };
             let message = next.expect("the stream goes on").expect("the stream goes on");
             assert!(message.r.is_none(), "unexpected end of stream: {:?}", message.r);
-            if let Some(event) = message.event.filter(|e| !e.name.is_empty()) {
-                received.push((event.name, event.properties[0].value.parse().unwrap()));
-            }
+            record(message, &mut received);
         }
         // The wire has no client ack: an event acked and being written at the instant of the
         // kill is the one that may be lost (never duplicated), as the README says.
@@ -270,21 +269,9 @@ async fn a_server_waits_for_nats_when_told_to() {
     .await;
 }
 
-/// Runs a Python (grpc-helper 2.3.1) script of `tests/python` against the replica on `port`;
-/// what it printed (it must succeed).
+/// A Python client script against the replica on `port`, off the runtime's threads.
 fn python_against(port: u16, script: &'static str) -> tokio::task::JoinHandle<String> {
-    tokio::task::spawn_blocking(move || python_script(port, script))
-}
-
-fn python_script(port: u16, script: &str) -> String {
-    use grpc_helper_tests::process::{python, repo_root};
-    let mut py = Command::new(python());
-    py.arg(repo_root().join("tests/python").join(script)).args(["--host", "127.0.0.1", "--port"]);
-    py.arg(port.to_string());
-    let out = run(py, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
+    tokio::task::spawn_blocking(move || python_client(script, port))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

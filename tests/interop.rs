@@ -11,7 +11,7 @@ use std::time::Duration;
 use grpc_helper::api::{Filter, ResultCode, ShutdownRequest};
 use grpc_helper::{RpcClient, RpcError};
 use grpc_helper_tests::free_port;
-use grpc_helper_tests::process::{example, python, repo_root, run, spawn_until};
+use grpc_helper_tests::process::{example, python, python_client, repo_root, run, spawn_until};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
@@ -40,17 +40,7 @@ impl ExampleServer {
 
     /// Runs a Python script of `tests/python` against it; returns what it printed (it must succeed).
     fn python(&self, script: &str) -> String {
-        let mut py = Command::new(python());
-        py.arg(repo_root().join("tests/python").join(script)).args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &self.port.to_string(),
-        ]);
-        let out = run(py, Duration::from_secs(120));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        stdout
+        python_client(script, self.port)
     }
 
     /// Stops it with the remote shutdown RPC: the process must end by itself. Returns the workspace.

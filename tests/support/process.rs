@@ -104,6 +104,17 @@ pub fn spawn_until(mut command: Command, ready: &str, limit: Duration) -> Proces
     process
 }
 
+/// Runs a Python (grpc-helper 2.3.1) client script of `tests/python` against the server on
+/// 127.0.0.1:`port`; what it printed (it must succeed).
+pub fn python_client(script: &str, port: u16) -> String {
+    let mut py = Command::new(python());
+    py.arg(repo_root().join("tests/python").join(script)).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    let out = run(py, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
 /// Runs a command to completion, bounded in time.
 pub fn run(mut command: Command, limit: Duration) -> Output {
     let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
