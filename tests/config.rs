@@ -322,7 +322,10 @@ async fn unknown_items_on_the_command_line_or_in_the_workspace_start_with_a_warn
         let cli = "WARN  grpc_helper::logs: Unknown config item \"no-such-cli-item\" given on the command line \
                    (-c no-such-cli-item=...), ignored; ";
         assert!(log.contains(cli) && log.contains(known), "{log}");
-        assert!(log.contains("rpc-events-url, rpc-events-wait, my-int-config, my-pos-float, my-text\n"), "{log}");
+        assert!(
+            log.contains("rpc-events-url, rpc-events-wait, rpc-config-url, my-int-config, my-pos-float, my-text\n"),
+            "{log}"
+        );
         let file = format!(
             "Unknown config item \"no-such-item\" in {}, ignored (kept in the file); known items: ",
             dir.path().join("wks/config.json").display()

@@ -11,49 +11,20 @@ use std::time::Duration;
 use grpc_helper::api::event_service_client::EventServiceClient;
 use grpc_helper::api::{Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventProperty, ResultCode};
 use grpc_helper::{RpcChannel, RpcClient, RpcError};
-use grpc_helper_tests::nats::NatsServer;
-use grpc_helper_tests::process::{Process, example, python_client, run, spawn_until};
+use grpc_helper_tests::nats::{NatsServer, Replica};
+use grpc_helper_tests::process::{example, python_client, run, spawn_until};
 use grpc_helper_tests::{bounded, free_port};
 use tonic::Streaming;
 
 type Listening = Streaming<grpc_helper::api::EventStatus>;
 
 /// One example server using the NATS at `url` for its events.
-struct Replica {
-    port: u16,
-    process: Option<Process>,
-    _workspace: tempfile::TempDir,
-}
-
 async fn replica(url: &str) -> Replica {
-    let (port, workspace) = (free_port(), tempfile::tempdir().unwrap());
-    let mut command = Command::new(example("server"));
-    command
-        .args(["--port", &port.to_string(), "-c", &format!("rpc-events-url={url}"), "-w"])
-        .arg(workspace.path())
-        .env("RUST_LOG", "warn");
-    let process = tokio::task::spawn_blocking(move || spawn_until(command, "serving on port", Duration::from_secs(60)))
-        .await
-        .unwrap();
-    Replica { port, process: Some(process), _workspace: workspace }
+    Replica::start(&[format!("rpc-events-url={url}")]).await
 }
 
-impl Replica {
-    fn events(&self) -> EventServiceClient<RpcChannel> {
-        let client = RpcClient::builder("127.0.0.1", self.port).connect_lazy().unwrap();
-        EventServiceClient::new(client.channel::<EventApiVersion>())
-    }
-
-    /// SIGKILL, then waits for the process to be gone.
-    async fn kill_9(&mut self) {
-        let mut process = self.process.take().unwrap();
-        tokio::task::spawn_blocking(move || {
-            process.0.kill().unwrap();
-            process.0.wait().unwrap();
-        })
-        .await
-        .unwrap();
-    }
+fn events(replica: &Replica) -> EventServiceClient<RpcChannel> {
+    EventServiceClient::new(replica.client().channel::<EventApiVersion>())
 }
 
 fn event(sender: &str, n: usize) -> Event {
@@ -62,7 +33,7 @@ fn event(sender: &str, n: usize) -> Event {
 
 /// Sends `count` events named `sender` through `replica`, one after the other (in order).
 fn send_all(replica: &Replica, sender: &'static str, count: usize) -> tokio::task::JoinHandle<()> {
-    let mut events = replica.events();
+    let mut events = events(replica);
     tokio::spawn(async move {
         for n in 0..count {
             events.send(event(sender, n)).await.unwrap_or_else(|e| panic!("send {sender} #{n}: {e}"));
@@ -143,12 +114,12 @@ async fn three_replicas_deliver_10000_events_in_order_once() {
     bounded(Duration::from_secs(240), async {
         let nats = NatsServer::start();
         let (r1, r2, r3) = (replica(&nats.url()).await, replica(&nats.url()).await, replica(&nats.url()).await);
-        let mut on_1 = r1.events();
+        let mut on_1 = events(&r1);
         let (id, mut stream) = listen(&mut on_1, 0).await.unwrap();
         assert_ne!(id, 0);
 
         // The queue is shared: another replica sees it listening.
-        let seen = r3.events().inspect(Empty {}).await.unwrap().into_inner();
+        let seen = events(&r3).inspect(Empty {}).await.unwrap().into_inner();
         let queue = seen.queues.iter().find(|q| q.client_id == id).expect("replica 3 lists the queue");
         assert!(queue.listening, "replica 3 sees the stream on replica 1 listening");
 
@@ -162,15 +133,15 @@ async fn three_replicas_deliver_10000_events_in_order_once() {
         assert_quiet(&mut stream).await;
 
         // Interrupted from another replica: the stream on replica 1 ends quietly.
-        r3.events().interrupt(EventInterrupt { client_id: id }).await.unwrap();
+        events(&r3).interrupt(EventInterrupt { client_id: id }).await.unwrap();
         let end = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("stream ends");
         assert!(matches!(end, Ok(None)), "a quiet end after the interrupt: {end:?}");
-        let again = r2.events().interrupt(EventInterrupt { client_id: id }).await.unwrap_err();
+        let again = events(&r2).interrupt(EventInterrupt { client_id: id }).await.unwrap_err();
         assert_eq!(RpcError::from(again).code(), ResultCode::ErrorStateUnexpected as i32);
 
         // Retained: events sent meanwhile wait in NATS, and a resume on replica 2 gets them.
         send_all(&r3, "later", 3).await.unwrap();
-        let (resumed, mut stream) = listen(&mut r2.events(), id).await.unwrap();
+        let (resumed, mut stream) = listen(&mut events(&r2), id).await.unwrap();
         assert_eq!(resumed, id);
         let mut later = Vec::new();
         receive(&mut stream, &mut later, 3).await;
@@ -184,7 +155,7 @@ async fn kill_9_of_the_listening_replica_resumes_on_another_without_duplicate_lo
     bounded(Duration::from_secs(240), async {
         let nats = NatsServer::start();
         let (mut r1, r2, r3) = (replica(&nats.url()).await, replica(&nats.url()).await, replica(&nats.url()).await);
-        let (id, mut stream) = listen(&mut r1.events(), 0).await.unwrap();
+        let (id, mut stream) = listen(&mut events(&r1), 0).await.unwrap();
         let senders = [send_all(&r2, "via-2", 2_000), send_all(&r3, "via-3", 2_000)];
         let mut received = Vec::new();
         receive(&mut stream, &mut received, 1_000).await;
@@ -192,7 +163,7 @@ async fn kill_9_of_the_listening_replica_resumes_on_another_without_duplicate_lo
         r1.kill_9().await;
         // What reached this client before the connection broke was delivered: keep it.
         drain(&mut stream, &mut received).await;
-        let (resumed, mut stream) = listen(&mut r2.events(), id).await.expect("the queue resumes on replica 2");
+        let (resumed, mut stream) = listen(&mut events(&r2), id).await.expect("the queue resumes on replica 2");
         assert_eq!(resumed, id);
         for sender in senders {
             sender.await.unwrap();
@@ -288,7 +259,7 @@ async fn the_python_originals_client_works_against_the_shared_backend() {
             [listening.as_str(), "RECEIVED name=py-event props=origin=python", "ENDED", inspect.as_str(), "OK"];
         assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
         // The queue the Python client left is retained in NATS: replica 2 lists it.
-        let seen = r2.events().inspect(Empty {}).await.unwrap().into_inner();
+        let seen = events(&r2).inspect(Empty {}).await.unwrap().into_inner();
         assert!(seen.queues.iter().any(|q| q.client_id == id && !q.listening), "replica 2 lists queue {id}: {seen:?}");
 
         let stdout = python_against(r2.port, "py_events_listener.py").await.unwrap();

@@ -67,7 +67,8 @@ async fn every_server_holds_the_twelve_rpc_items_with_the_originals_defaults_and
                 "rpc-event-max-queues-per-peer",
                 "rpc-event-queue-bytes",
                 "rpc-events-url",
-                "rpc-events-wait"
+                "rpc-events-wait",
+                "rpc-config-url"
             ]
         );
         let held: Vec<_> = items.iter().map(|i| (i.name(), server.config().get(i).as_str().to_owned())).collect();

@@ -66,6 +66,8 @@ pub mod logs;
 mod manager;
 mod message;
 mod metadata;
+#[cfg(feature = "nats")]
+mod nats;
 mod persist;
 mod proxy;
 mod reply;

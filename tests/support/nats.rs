@@ -45,31 +45,87 @@ impl NatsServer {
     pub fn start_on(port: u16) -> Self {
         let store = std::env::temp_dir().join(format!("grpc-helper-nats-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&store).unwrap();
-        let mut child = Command::new(nats_server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&store)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nats-server starts");
-        let stderr = child.stderr.take().unwrap();
-        let process = Process(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Server is ready") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(20)).expect("nats-server ready within 20 s");
-        Self { port, process: Some(process), store }
+        let process = Some(spawn(port, &store));
+        Self { port, process, store }
     }
 
     /// `nats://127.0.0.1:<port>`, for `rpc-events-url`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL), keeping its store for [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        drop(self.process.take());
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.process = Some(spawn(self.port, &self.store));
+    }
+}
+
+fn spawn(port: u16, store: &std::path::Path) -> Process {
+    let mut child = Command::new(nats_server_binary())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nats-server starts");
+    let stderr = child.stderr.take().unwrap();
+    let process = Process(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Server is ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20)).expect("nats-server ready within 20 s");
+    process
+}
+
+/// One example-server process, given these `-c` config items (the NATS URLs), with its own
+/// empty workspace; killed on drop.
+pub struct Replica {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    process: Option<Process>,
+    _workspace: tempfile::TempDir,
+}
+
+impl Replica {
+    /// Starts the example server and waits (bounded) until it serves.
+    pub async fn start(items: &[String]) -> Self {
+        let (port, workspace) = (crate::free_port(), tempfile::tempdir().unwrap());
+        let mut command = std::process::Command::new(crate::process::example("server"));
+        command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
+        for item in items {
+            command.args(["-c", item]);
+        }
+        let ready = move || crate::process::spawn_until(command, "serving on port", Duration::from_secs(60));
+        let process = tokio::task::spawn_blocking(ready).await.unwrap();
+        Self { port, process: Some(process), _workspace: workspace }
+    }
+
+    /// A client of this replica (lazy).
+    pub fn client(&self) -> grpc_helper::RpcClient {
+        grpc_helper::RpcClient::builder("127.0.0.1", self.port).connect_lazy().unwrap()
+    }
+
+    /// SIGKILL, then waits for the process to be gone.
+    pub async fn kill_9(&mut self) {
+        let mut process = self.process.take().unwrap();
+        tokio::task::spawn_blocking(move || {
+            process.0.kill().unwrap();
+            process.0.wait().unwrap();
+        })
+        .await
+        .unwrap();
     }
 }
 

@@ -24,6 +24,8 @@
 
 mod item;
 mod rpc_items;
+#[cfg(feature = "nats")]
+mod shared;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +78,12 @@ struct Inner {
     /// Serialises updates with their persistence.
     update: Mutex<()>,
     changes: watch::Sender<u64>,
+    /// The bucket of `rpc-config-url`, once [`share`](Config::share)d.
+    #[cfg(feature = "nats")]
+    shared: std::sync::OnceLock<shared::Shared>,
+    /// The bucket's revision whose values the user items hold.
+    #[cfg(feature = "nats")]
+    applied_revision: Mutex<u64>,
 }
 
 struct Entry {
@@ -127,7 +135,19 @@ impl Config {
         }
         let (changes, _) = watch::channel(0);
         let update = Mutex::new(());
-        Ok(Self(Arc::new(Inner { entries, index, persisted, static_overrides, unknown_warnings, update, changes })))
+        Ok(Self(Arc::new(Inner {
+            entries,
+            index,
+            persisted,
+            static_overrides,
+            unknown_warnings,
+            update,
+            changes,
+            #[cfg(feature = "nats")]
+            shared: std::sync::OnceLock::new(),
+            #[cfg(feature = "nats")]
+            applied_revision: Mutex::new(0),
+        })))
     }
 
     /// What the server logs as warnings once its log files are open: each item named on the
@@ -228,6 +248,23 @@ impl Config {
             None => format!("Unknown config item: {name}"),
         };
         RpcError::new(ResultCode::ErrorItemUnknown, message)
+    }
+
+    /// Validates every new value (`None`: back to the default), then applies them all (all or
+    /// nothing): stored in the shared bucket of `rpc-config-url` when there is one, else here
+    /// and persisted in the workspace.
+    pub(crate) async fn change(&self, values: &[(String, Option<String>)]) -> Result<(), RpcError> {
+        #[cfg(feature = "nats")]
+        if self.0.shared.get().is_some() {
+            for (name, value) in values {
+                let entry = self.entry(name).filter(|e| e.user).ok_or_else(|| self.not_a_user_item(name))?;
+                if let Some(value) = value {
+                    entry.item.validate(value)?;
+                }
+            }
+            return self.store_shared(values).await;
+        }
+        self.update(values)
     }
 
     /// Validates every new value, then applies them all and persists (all or nothing).

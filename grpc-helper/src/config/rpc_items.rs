@@ -104,11 +104,24 @@ impl RpcConfig {
     pub const EVENTS_URL: ConfigItem =
         ConfigItem::new("rpc-events-url", "Events shared through NATS JetStream (nats://host:port; empty: local)", "")
             .can_be_empty();
-    /// How long a server waits at start for the NATS of `rpc-events-url` (s); 0: it refuses to
-    /// start at once when NATS is unreachable.
-    pub const EVENTS_WAIT: ConfigItem =
-        ConfigItem::new("rpc-events-wait", "Wait at start for the NATS of rpc-events-url (s; 0: refuse at once)", "0")
-            .validator(Validator::Int);
+    /// How long a server waits at start for the NATS of `rpc-events-url` and `rpc-config-url`
+    /// (s); 0: it refuses to start at once when NATS is unreachable.
+    pub const EVENTS_WAIT: ConfigItem = ConfigItem::new(
+        "rpc-events-wait",
+        "Wait at start for the NATS of rpc-events-url and rpc-config-url (s; 0: refuse at once)",
+        "0",
+    )
+    .validator(Validator::Int);
+    /// Where the user items' values live: empty, in the workspace `config.json`;
+    /// `nats://host:port`, in a NATS JetStream key-value bucket shared by every replica given
+    /// the same URL, so that a `config.set` on one is applied by all (feature `nats`; README,
+    /// "Running several replicas").
+    pub const CONFIG_URL: ConfigItem = ConfigItem::new(
+        "rpc-config-url",
+        "User config items shared through a NATS JetStream key-value bucket (nats://host:port; empty: local)",
+        "",
+    )
+    .can_be_empty();
 
     /// Every built-in static item.
     ///
@@ -134,6 +147,7 @@ impl RpcConfig {
         Self::EVENT_QUEUE_BYTES,
         Self::EVENTS_URL,
         Self::EVENTS_WAIT,
+        Self::CONFIG_URL,
     ];
 }
 

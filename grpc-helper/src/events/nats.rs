@@ -52,7 +52,7 @@ pub(crate) struct NatsEvents {
 }
 
 fn unreachable(url: &str, what: &str, e: impl std::fmt::Display) -> RpcError {
-    RpcError::new(ResultCode::ErrorStateUnreachable, format!("NATS at {url} (rpc-events-url): {what}: {e}"))
+    crate::nats::unreachable(url, "rpc-events-url", what, e)
 }
 
 impl NatsEvents {
@@ -62,34 +62,7 @@ impl NatsEvents {
     /// [`ResultCode::ErrorStateUnreachable`] when NATS cannot be reached within `wait`, or
     /// has no JetStream.
     pub(crate) async fn connect(url: &str, wait: Duration, limits: EventLimits) -> Result<Self, RpcError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut attempts = 0u32;
-        let client = loop {
-            let options =
-                async_nats::ConnectOptions::new().name("grpc-helper events").connection_timeout(Duration::from_secs(2));
-            match options.connect(url).await {
-                Ok(client) => break client,
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Err(RpcError::new(
-                        ResultCode::ErrorStateUnreachable,
-                        format!(
-                            "Cannot reach NATS at {url} (rpc-events-url) for the events service: {e}; start \
-                             `nats-server -js` there, fix the URL, or set rpc-events-wait to wait for it at start"
-                        ),
-                    ));
-                }
-                Err(e) => {
-                    // Said once; the retries every 250 ms go to DEBUG.
-                    if attempts == 0 {
-                        tracing::warn!("Waiting up to {wait:?} for NATS at {url} (rpc-events-wait): {e}");
-                    } else {
-                        tracing::debug!("Still waiting for NATS at {url}: {e}");
-                    }
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        };
+        let client = crate::nats::connect(url, wait, "rpc-events-url", "events service").await?;
         let js = jetstream::new(client.clone());
         let config = stream::Config {
             name: STREAM.into(),

@@ -18,7 +18,9 @@ use super::hosting::{HostedService, info_of};
 use super::incoming::{CancelSignal, Connections, Incoming, bind, port_busy};
 use super::main_server::MainServer;
 use super::router::{self, Router, serve, transport};
-use super::setup::{Timings, built_in, check_unique_names, events, host_env, logs_dir, open_logs, proxies};
+use super::setup::{
+    Timings, built_in, check_unique_names, events, host_env, logs_dir, open_logs, proxies, share_config,
+};
 use crate::api::{ResultCode, ServiceInfo};
 use crate::call::{PendingCall, PendingCalls, Routable};
 use crate::config::{Config, ConfigItem, RpcConfig};
@@ -268,6 +270,7 @@ impl RpcServerBuilder {
         for warning in config.unknown_warnings() {
             crate::logs::notice(tracing::Level::WARN, warning);
         }
+        share_config(&config).await?;
         let folders = self.sources.folders.clone();
         let events = events(self.with_events, &config, &folders).await?;
         let env = host_env(&self, events, &config, &timings, tls.as_ref(), local_addr, server_id)?;
@@ -409,6 +412,8 @@ impl ServerCore {
             service.context().end_streams();
         }
         self.drain.finish(&self.pending).await;
+        #[cfg(feature = "nats")]
+        self.config.stop_sharing();
         if let Some(delay) = remote_timeout.and_then(|t| remote_delay(t, self.shutdown_timeout)) {
             tracing::warn!("!!! Will shutdown in {}s !!!", delay.as_secs_f64());
             tokio::time::sleep(delay).await;

@@ -44,6 +44,33 @@ pub(super) async fn events(
     }
 }
 
+/// With `rpc-config-url`, the user items live in the NATS key-value bucket shared by the
+/// replicas (before anything reads them).
+pub(super) async fn share_config(config: &Config) -> Result<(), RpcError> {
+    let url = config.get(&RpcConfig::CONFIG_URL).as_str().trim().to_owned();
+    if url.is_empty() {
+        return Ok(());
+    }
+    #[cfg(feature = "nats")]
+    {
+        config.share(&url, nats_wait(config)?).await
+    }
+    #[cfg(not(feature = "nats"))]
+    Err(RpcError::new(
+        ResultCode::ErrorParamInvalid,
+        format!(
+            "rpc-config-url is {url:?}, but this server was built without the `nats` feature of grpc-helper: \
+             rebuild it with that feature, or leave rpc-config-url empty for config items kept in the workspace"
+        ),
+    ))
+}
+
+/// `rpc-events-wait`: how long to wait for NATS at start.
+#[cfg(feature = "nats")]
+fn nats_wait(config: &Config) -> Result<Duration, RpcError> {
+    Ok(Duration::from_secs(u64::try_from(config.get(&RpcConfig::EVENTS_WAIT).as_int()?).unwrap_or(0)))
+}
+
 /// What every hosted manager gets: its auto-client's target, the configuration, the events.
 pub(super) fn host_env(
     builder: &RpcServerBuilder,
@@ -82,8 +109,7 @@ async fn shared_events(
     config: &Config,
     limits: crate::events::EventLimits,
 ) -> Result<Arc<dyn crate::events::EventQueues>, RpcError> {
-    let wait = Duration::from_secs(u64::try_from(config.get(&RpcConfig::EVENTS_WAIT).as_int()?).unwrap_or(0));
-    Ok(Arc::new(crate::events::NatsEvents::connect(url, wait, limits).await?))
+    Ok(Arc::new(crate::events::NatsEvents::connect(url, nats_wait(config)?, limits).await?))
 }
 
 /// Without the `nats` feature, a server given `rpc-events-url` refuses to start.

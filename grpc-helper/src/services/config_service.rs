@@ -144,7 +144,7 @@ impl ConfigManager {
         self.fan_out(Some(&request.items), &names).await?;
         if !ours.is_empty() {
             let update: Vec<(String, Option<String>)> = ours.into_iter().map(|(n, v)| (n, Some(v))).collect();
-            self.config.update(&update)?;
+            self.config.change(&update).await?;
         }
         let merged = self.merged(&names, true).await?;
         Ok(ConfigStatus { r: None, items: merged.into_iter().filter(|i| names.contains(&i.name)).collect() })
@@ -157,7 +157,7 @@ impl ConfigManager {
         self.fan_out(None, &request.names).await?;
         let local: Vec<(String, Option<String>)> = self.local(&request.names).into_iter().map(|n| (n, None)).collect();
         if !local.is_empty() {
-            self.config.update(&local)?;
+            self.config.change(&local).await?;
         }
         let merged = self.merged(&request.names, true).await?;
         Ok(ConfigStatus { r: None, items: merged.into_iter().filter(|i| request.names.contains(&i.name)).collect() })
