@@ -189,6 +189,82 @@ async fn kill_9_of_the_listening_replica_resumes_on_another_without_duplicate_lo
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarting_nats_mid_stream_loses_no_event_that_it_had_accepted() {
+    bounded(Duration::from_secs(240), async {
+        let mut nats = NatsServer::start();
+        let (r1, r2) = (replica(&nats.url()).await, replica(&nats.url()).await);
+        let (id, mut stream) = listen(&mut events(&r1), 0).await.unwrap();
+        // Sends go on through the outage: the accepted ones (answered OK) are those NATS stored.
+        let total = 3_000;
+        let sender = {
+            let mut events = events(&r2);
+            tokio::spawn(async move {
+                let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+                for n in 0..total {
+                    match events.send(event("sender", n)).await {
+                        Ok(_) => accepted.push(n),
+                        Err(e) => {
+                            let e = RpcError::from(e);
+                            assert_eq!(e.result_code(), Some(ResultCode::ErrorStateUnreachable), "{e}");
+                            refused.push(n);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                (accepted, refused)
+            })
+        };
+        let mut received = Vec::new();
+        receive(&mut stream, &mut received, 500).await;
+        // Down long enough (6 s) for a send to time out: it must say so, not hang or lie.
+        let restart = tokio::task::spawn_blocking(move || {
+            nats.stop();
+            std::thread::sleep(Duration::from_secs(6));
+            nats.restart();
+            nats
+        });
+        // Until the sender is done and nothing more comes for 10 s; a stream ended in band
+        // (NATS gone) is resumed with the same id once NATS answers again.
+        let (mut ended, mut resumes) = (Vec::new(), 0);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+                Ok(Ok(Some(message))) if message.r.is_none() => record(message, &mut received),
+                Err(_) if sender.is_finished() => break,
+                Err(_) => {}
+                other => {
+                    ended.push(format!("{other:?}"));
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                    stream = loop {
+                        match listen(&mut events(&r1), id).await {
+                            Ok((_, stream)) => break stream,
+                            Err(e) => {
+                                assert!(tokio::time::Instant::now() < deadline, "no resume 60 s after: {e}");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                        }
+                    };
+                    resumes += 1;
+                }
+            }
+        }
+        let _nats = restart.await.unwrap();
+        let (accepted, refused) = sender.await.unwrap();
+        assert!(!refused.is_empty(), "no send refused while NATS was down for 6 s");
+        let numbers: Vec<usize> = received.iter().map(|(_, n)| *n).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "events duplicated or out of order");
+        let lost: Vec<usize> = accepted.iter().copied().filter(|n| numbers.binary_search(n).is_err()).collect();
+        assert!(lost.is_empty(), "accepted events lost across the NATS restart: {lost:?}");
+        println!(
+            "{} accepted, {} refused during the outage, {} received; stream ended {resumes} times: {ended:?}",
+            accepted.len(),
+            refused.len(),
+            numbers.len()
+        );
+    })
+    .await;
+}
+
 /// The example server's exit and output, started with these config items.
 fn start_failing(items: &[String], workspace: &Path) -> std::process::Output {
     let mut command = Command::new(example("server"));
