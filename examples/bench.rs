@@ -30,6 +30,8 @@ mod h2load;
 mod hotpath;
 #[path = "bench/load.rs"]
 mod load;
+#[path = "bench/replicas.rs"]
+mod replicas;
 #[path = "bench/targets.rs"]
 mod targets;
 
@@ -92,8 +94,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Logging::Helper)]
     logging: Logging,
     /// Run only these targets (comma-separated keys: h2load, bare, bare-md, srv, srv-md, cli, helper,
-    /// python, stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, startup,
-    /// rss, capacity).
+    /// python, stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, replicas,
+    /// startup, rss, capacity).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Instead of the tables: `--calls` sequential calls of this unary target (bare, srv,
@@ -431,6 +433,12 @@ async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
         let (listeners, events) =
             if settings.spec.duration < Duration::from_secs(1) { (10, 500) } else { (100, 10_000) };
         ok &= fanout::section(listeners, events).await;
+    }
+
+    if settings.wants("replicas") {
+        let (listeners, events) =
+            if settings.spec.duration < Duration::from_secs(1) { (10, 200) } else { (100, 2_000) };
+        ok &= replicas::section(listeners, events).await;
     }
 
     if settings.wants("startup") {
