@@ -265,6 +265,28 @@ async fn restarting_nats_mid_stream_loses_no_event_that_it_had_accepted() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_per_peer_cap_counts_the_queues_of_a_peer_on_every_replica() {
+    bounded(Duration::from_secs(120), async {
+        let nats = NatsServer::start();
+        let items = [format!("rpc-events-url={}", nats.url()), "rpc-event-max-queues-per-peer=2".to_owned()];
+        let (r1, r2) = (Replica::start(&items).await, Replica::start(&items).await);
+        // One queue listening on replica 1, one retained (interrupted) on replica 2.
+        let (_, _listening) = listen(&mut events(&r1), 0).await.unwrap();
+        let (retained, _stream) = listen(&mut events(&r2), 0).await.unwrap();
+        events(&r2).interrupt(EventInterrupt { client_id: retained }).await.unwrap();
+
+        let Err(refused) = listen(&mut events(&r2), 0).await else { panic!("a third queue from 127.0.0.1 opened") };
+        assert_eq!(refused.result_code(), Some(ResultCode::ErrorItemBusy), "{refused}");
+        let message = refused.message();
+        assert!(message.contains("from 127.0.0.1") && message.contains("rpc-event-max-queues-per-peer"), "{message}");
+        // Resuming a queue of its own is not a new queue.
+        let (resumed, _again) = listen(&mut events(&r1), retained).await.expect("the retained queue resumes");
+        assert_eq!(resumed, retained);
+    })
+    .await;
+}
+
 /// The example server's exit and output, started with these config items.
 fn start_failing(items: &[String], workspace: &Path) -> std::process::Output {
     let mut command = Command::new(example("server"));

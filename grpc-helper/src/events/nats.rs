@@ -115,6 +115,20 @@ impl NatsEvents {
                 ),
             ));
         }
+        if self.limits.max_per_peer < self.limits.max_queues {
+            let mine = self.held_by(peer).await?;
+            if mine >= self.limits.max_per_peer {
+                let who = peer.map_or_else(|| "this process".to_owned(), |ip| ip.to_string());
+                return Err(RpcError::new(
+                    ResultCode::ErrorItemBusy,
+                    format!(
+                        "Too many event listening queues from {who}: {mine} are open or retained in NATS, the most \
+                         per peer address is {} (rpc-event-max-queues-per-peer; raise it, or interrupt unused queues)",
+                        self.limits.max_per_peer
+                    ),
+                ));
+            }
+        }
         let id = loop {
             let id = getrandom::u32().map_err(|e| {
                 RpcError::new(ResultCode::ErrorStateUnreachable, format!("No random queue id from the system: {e}"))
@@ -137,6 +151,18 @@ impl NatsEvents {
             self.stream.create_consumer(config).await.map_err(|e| unreachable(&self.url, "no consumer", e))?;
         tracing::info!("Starting new event listening queue #{id} (NATS consumer {})", consumer_name(id));
         Ok((id, consumer))
+    }
+
+    /// How many queues, on any replica, belong to `peer` (their consumers name it).
+    async fn held_by(&self, peer: Peer) -> Result<usize, RpcError> {
+        let mine = owner(peer);
+        let mut consumers = self.stream.consumers();
+        let mut held = 0;
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|e| unreachable(&self.url, "no consumer list", e))?;
+            held += usize::from(info.config.description.as_deref() == Some(mine.as_str()));
+        }
+        Ok(held)
     }
 
     /// A request to the stream of queue `id`, wherever it runs: true when one answered.
