@@ -150,3 +150,75 @@ fn metrics_port_serves_only_its_path() {
         server.shutdown().await;
     });
 }
+
+/// The client's A66 instruments, read from a Prometheus registry fed by its meter provider.
+struct ClientSamples(Vec<prometheus::proto::MetricFamily>);
+
+impl ClientSamples {
+    /// The counter value, or the histogram's count, of `family` with these labels (0: none).
+    fn count(&self, family: &str, labels: &[(&str, &str)]) -> u64 {
+        let counter = family.ends_with("_total");
+        let Some(family) = self.0.iter().find(|f| f.name() == family) else { return 0 };
+        family
+            .get_metric()
+            .iter()
+            .filter(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
+            .map(|m| if counter { m.get_counter().get_value() as u64 } else { m.get_histogram().get_sample_count() })
+            .sum()
+    }
+}
+
+#[test]
+fn client_metrics_count_one_call_and_every_attempt_of_a_retried_call() {
+    let registry = prometheus::Registry::new();
+    let exporter = opentelemetry_prometheus::exporter().with_registry(registry.clone()).build().unwrap();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let port = free_port();
+    let target = format!("127.0.0.1:{port}");
+    runtime.block_on(async {
+        let client = RpcClient::builder("127.0.0.1", port).meter_provider(&provider).connect_lazy().unwrap();
+        // No server yet: the call is retried until one listens on the port.
+        let call = tokio::spawn({
+            let client = client.clone();
+            async move { client.server_service().info(Filter::default()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let server = grpc_helper::RpcServer::builder()
+            .port(port)
+            .ip("127.0.0.1".parse().unwrap())
+            .install_logging(false)
+            .debug_signal(false)
+            .start()
+            .await
+            .unwrap();
+        call.await.unwrap().expect("the retried call succeeds once the server listens");
+        // Two more plain calls, and one that fails on the wire.
+        client.server_service().info(Filter::default()).await.unwrap();
+        client.server_service().info(Filter::default()).await.unwrap();
+        let mut raw = tonic::client::Grpc::new(client.channel::<grpc_helper::api::ServerApiVersion>());
+        raw.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static("/no.such.Service/nothing");
+        let codec = tonic_prost::ProstCodec::<grpc_helper::api::Empty, grpc_helper::api::Empty>::default();
+        raw.unary(tonic::Request::new(grpc_helper::api::Empty {}), path, codec).await.unwrap_err();
+        server.shutdown().await;
+        // A client that does not retry, with no server: one call, one attempt, UNAVAILABLE.
+        let once = RpcClient::builder("127.0.0.1", port).meter_provider(&provider).no_retry().connect_lazy().unwrap();
+        once.server_service().info(Filter::default()).await.unwrap_err();
+    });
+    let samples = ClientSamples(registry.gather());
+    let names: Vec<&str> = samples.0.iter().map(|f| f.name()).collect();
+    let info = [("grpc_method", INFO), ("grpc_target", target.as_str())];
+    let with = |status: &'static str| [info[0], info[1], ("grpc_status", status)];
+    let calls = "grpc_client_call_duration_seconds";
+    let attempts = "grpc_client_attempt_duration_seconds";
+    let started = "grpc_client_attempt_started_total";
+    assert_eq!(samples.count(calls, &with("OK")), 3, "one call each, the retried one included: {names:?}");
+    assert_eq!(samples.count(calls, &with("UNAVAILABLE")), 1, "the call that did not retry");
+    assert_eq!(samples.count(attempts, &with("OK")), 3);
+    let retried = samples.count(attempts, &with("UNAVAILABLE"));
+    assert!(retried >= 2, "the failed attempts of the retried call, and the one of the no-retry call: {retried}");
+    assert_eq!(samples.count(started, &info), retried + 3, "every attempt started is counted once it ends");
+    let unknown = [("grpc_method", "no.such.Service/nothing"), ("grpc_status", "UNIMPLEMENTED")];
+    assert_eq!(samples.count(calls, &unknown), 1, "a wire error has its status: {names:?}");
+}

@@ -47,6 +47,9 @@ pub struct RpcClientBuilder {
     /// Resolve the hosts periodically (`None`: tonic resolves once per connection).
     resolver: Option<SharedResolver>,
     resolve_every: Option<Duration>,
+    /// The meter of the A66 client instruments (feature `otel`).
+    #[cfg(feature = "otel")]
+    meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl RpcClientBuilder {
@@ -62,12 +65,30 @@ impl RpcClientBuilder {
             compression: None,
             resolver: None,
             resolve_every: None,
+            #[cfg(feature = "otel")]
+            meter: None,
         }
     }
 
     fn endpoint_of(&self, host: &str, port: u16) -> Result<Endpoint, RpcError> {
         endpoint(self.tls.as_ref(), host, port, None)
             .map_err(|e| RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid server address: {e}")))
+    }
+
+    /// Records gRFC A66 client metrics into this OpenTelemetry meter provider, under the scope
+    /// `grpc-helper` (feature `otel`): `grpc.client.attempt.started`,
+    /// `grpc.client.attempt.duration` and `grpc.client.call.duration`, with `grpc.method`,
+    /// `grpc.target` and (on the durations) `grpc.status`. A retried call is one call and
+    /// several attempts. Without this, nothing is measured.
+    ///
+    /// ```
+    /// let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+    /// let builder = grpc_helper::RpcClient::builder("127.0.0.1", 54321).meter_provider(&provider);
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn meter_provider(mut self, provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Self {
+        self.meter = Some(crate::server::otel::meter_of(provider));
+        self
     }
 
     /// The name sent as `client` metadata (not sent when empty).
@@ -278,7 +299,18 @@ impl RpcClientBuilder {
             }
         }
         let next_notice = parking_lot::Mutex::new(None);
-        Ok(RpcClient::new(Shared { channel, target, fixed, retry: self.retry, next_notice }, self.compression, dns))
+        #[cfg(feature = "otel")]
+        let metrics = self.meter.as_ref().map(|meter| Arc::new(super::otel::ClientMetrics::new(meter, &target)));
+        let shared = Shared {
+            channel,
+            target,
+            fixed,
+            retry: self.retry,
+            next_notice,
+            #[cfg(feature = "otel")]
+            metrics,
+        };
+        Ok(RpcClient::new(shared, self.compression, dns))
     }
 
     /// A balanced channel fed by a background task resolving the hosts.

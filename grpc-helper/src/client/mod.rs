@@ -70,6 +70,8 @@ mod builder;
 mod channel;
 mod compress;
 mod listener;
+#[cfg(feature = "otel")]
+mod otel;
 mod resolve;
 mod retry;
 

@@ -31,6 +31,9 @@ pub(super) struct Shared {
     /// When the next INFO line about retrying may be logged (one per client every few seconds,
     /// however many calls wait).
     pub(super) next_notice: Mutex<Option<Instant>>,
+    /// The A66 client instruments, when a meter provider was given.
+    #[cfg(feature = "otel")]
+    pub(super) metrics: Option<Arc<super::otel::ClientMetrics>>,
 }
 
 /// How often a client waiting for its server says so at INFO.
@@ -69,6 +72,35 @@ impl RetryPolicy {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The measures of one call (feature `otel`); nothing without it.
+#[cfg(feature = "otel")]
+type Meter = Option<super::otel::CallMeter>;
+#[cfg(not(feature = "otel"))]
+type Meter = NoMeter;
+/// Without `otel`: nothing to measure, nothing stored.
+#[cfg(not(feature = "otel"))]
+struct NoMeter;
+
+fn start_meter(shared: &Shared, path: &str) -> Meter {
+    #[cfg(feature = "otel")]
+    return shared.metrics.as_ref().map(|m| m.start(path));
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = (shared, path);
+        NoMeter
+    }
+}
+
+/// Ends the call's measures with this status (a call that failed before any reply).
+fn end_meter(meter: &mut Meter, code: tonic::Code) {
+    #[cfg(feature = "otel")]
+    if let Some(meter) = meter {
+        meter.end(code as i32);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (meter, code);
+}
 type CallResult = Result<http::Response<Body>, BoxError>;
 
 /// What [`RpcChannel`](super::RpcChannel) returns: the first attempt started at once on the
@@ -78,13 +110,18 @@ pub(super) fn call(
     request: http::Request<Body>,
     shared: &Arc<Shared>,
 ) -> Pin<Box<dyn Future<Output = CallResult> + Send>> {
+    let mut meter = start_meter(shared, request.uri().path());
     let Some(window) = shared.retry.window else {
         let first = channel.call(request);
         let shared = Arc::clone(shared);
         return Box::pin(async move {
             match first.await {
-                Ok(response) => Ok(reply(response, shared)),
-                Err(e) => Err(Box::new(failure_status(e)) as BoxError),
+                Ok(response) => Ok(reply(response, shared, meter)),
+                Err(e) => {
+                    let status = failure_status(e);
+                    end_meter(&mut meter, status.code());
+                    Err(Box::new(status) as BoxError)
+                }
             }
         });
     };
@@ -98,7 +135,7 @@ pub(super) fn call(
     // cloning them saves allocations on every call.
     *first.extensions_mut() = std::mem::take(&mut parts.extensions);
     let first = channel.call(first);
-    let attempts = Attempts { parts, replay, start, deadline, limit, shared: Arc::clone(shared) };
+    let attempts = Attempts { parts, replay, start, deadline, limit, shared: Arc::clone(shared), meter };
     Box::pin(attempts.run(first))
 }
 
@@ -112,12 +149,13 @@ struct Attempts {
     /// The deadline or the end of the retry window, whichever comes first.
     limit: Instant,
     shared: Arc<Shared>,
+    meter: Meter,
 }
 
 type Attempt = Result<http::Response<Body>, tonic::transport::Error>;
 
 impl Attempts {
-    async fn run(self, first: impl Future<Output = Attempt>) -> CallResult {
+    async fn run(mut self, first: impl Future<Output = Attempt>) -> CallResult {
         let mut attempt = 0u32;
         let mut result = first.await;
         loop {
@@ -125,17 +163,24 @@ impl Attempts {
                 Ok(response) if !is_unavailable(response.headers()) || refuses_retry(response.headers()) => {
                     // Committed: stop recording, free what was kept for replays.
                     self.replay.lock().stop_recording();
-                    return Ok(reply(response, self.shared));
+                    return Ok(reply(response, self.shared, self.meter));
                 }
                 Ok(response) => Retry::Response(response),
                 Err(e) => match failure_status(e) {
                     status if status.code() == tonic::Code::Unavailable => Retry::Status(status),
-                    status => return Err(Box::new(status) as BoxError),
+                    status => {
+                        end_meter(&mut self.meter, status.code());
+                        return Err(Box::new(status) as BoxError);
+                    }
                 },
             };
             let now = Instant::now();
             if now >= self.limit || !self.replay.lock().replayable {
                 return self.give_up(failure, attempt, now);
+            }
+            #[cfg(feature = "otel")]
+            if let Some(meter) = &mut self.meter {
+                meter.retrying(tonic::Code::Unavailable as i32);
             }
             let delay = self.shared.retry.delay(attempt).min(self.limit - now);
             let details = match &failure {
@@ -152,6 +197,10 @@ impl Attempts {
             self.notice(now, &details);
             tokio::time::sleep(delay).await;
             attempt += 1;
+            #[cfg(feature = "otel")]
+            if let Some(meter) = &mut self.meter {
+                meter.next_attempt();
+            }
             result = self.next().await;
         }
     }
@@ -176,16 +225,19 @@ impl Attempts {
     }
 
     /// The last failure as the call's answer (an UNAVAILABLE error says how long it tried).
-    fn give_up(&self, failure: Retry, attempt: u32, now: Instant) -> CallResult {
+    fn give_up(mut self, failure: Retry, attempt: u32, now: Instant) -> CallResult {
         match failure {
-            Retry::Response(response) => Ok(response),
-            Retry::Status(status) => Err(Box::new(tonic::Status::unavailable(format!(
-                "{} unavailable after {} attempt(s) in {:.1}s: {}",
-                self.shared.target,
-                attempt + 1,
-                now.duration_since(self.start).as_secs_f64(),
-                status.message()
-            )))),
+            Retry::Response(response) => Ok(reply(response, self.shared, self.meter)),
+            Retry::Status(status) => {
+                end_meter(&mut self.meter, tonic::Code::Unavailable);
+                Err(Box::new(tonic::Status::unavailable(format!(
+                    "{} unavailable after {} attempt(s) in {:.1}s: {}",
+                    self.shared.target,
+                    attempt + 1,
+                    now.duration_since(self.start).as_secs_f64(),
+                    status.message()
+                ))))
+            }
         }
     }
 
@@ -208,8 +260,23 @@ impl Attempts {
 }
 
 /// The committed answer, its body watched for a connection lost in the middle of it.
-fn reply(response: http::Response<Body>, shared: Arc<Shared>) -> http::Response<Body> {
-    response.map(|inner| Body::new(ReplyBody { inner, shared }))
+#[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+fn reply(response: http::Response<Body>, shared: Arc<Shared>, mut meter: Meter) -> http::Response<Body> {
+    // A trailers-only reply (an error, or any reply of a grpc-helper server's in-band path
+    // with no message) has its status in the headers.
+    #[cfg(feature = "otel")]
+    if let Some(m) = &mut meter
+        && let Some(code) = response.headers().get(GRPC_STATUS).and_then(status_code)
+    {
+        m.end(code as i32);
+    }
+    response.map(|inner| Body::new(ReplyBody { inner, shared, meter }))
+}
+
+#[cfg(feature = "otel")]
+fn status_code(value: &HeaderValue) -> Option<tonic::Code> {
+    let code: i32 = value.to_str().ok()?.parse().ok()?;
+    Some(tonic::Code::from_i32(code))
 }
 
 /// A reply body whose connection broke after the server started answering ends with
@@ -218,6 +285,9 @@ fn reply(response: http::Response<Body>, shared: Arc<Shared>) -> http::Response<
 struct ReplyBody {
     inner: Body,
     shared: Arc<Shared>,
+    /// Ended by the trailers' status (or as CANCELLED when the body is dropped before them).
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    meter: Meter,
 }
 
 impl HttpBody for ReplyBody {
@@ -225,7 +295,7 @@ impl HttpBody for ReplyBody {
     type Error = tonic::Status;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let polled = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Err(status))) if broken_connection(&status) => {
                 Poll::Ready(Some(Err(tonic::Status::unavailable(format!(
                     "connection to {} lost while the reply was coming in (the server may have processed the call): {}",
@@ -234,7 +304,21 @@ impl HttpBody for ReplyBody {
                 )))))
             }
             other => other,
+        };
+        #[cfg(feature = "otel")]
+        if self.meter.is_some() {
+            let code = match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    frame.trailers_ref().and_then(|t| t.get(GRPC_STATUS)).and_then(status_code)
+                }
+                Poll::Ready(Some(Err(status))) => Some(status.code()),
+                _ => None,
+            };
+            if let Some(code) = code {
+                end_meter(&mut self.meter, code);
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -22,7 +22,7 @@ use crate::api::ResultCode;
 const SCOPE: &str = "grpc-helper";
 
 /// A66's latency buckets (seconds).
-const LATENCY_BOUNDS: [f64; 41] = [
+pub(crate) const LATENCY_BOUNDS: [f64; 41] = [
     0.0, 0.00001, 0.00005, 0.0001, 0.0003, 0.0006, 0.0008, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01,
     0.013, 0.016, 0.02, 0.025, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.4, 0.5, 0.65, 0.8,
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0,
@@ -36,9 +36,24 @@ pub(crate) struct ServerMetrics {
     rcvd: Histogram<u64>,
     in_flight: UpDownCounter<i64>,
     result_codes: Counter<u64>,
-    /// The method labels given so far: past [`MAX_METHODS`], new paths are labelled `other`, so
-    /// that a client sending made-up paths cannot make one series each.
-    methods: parking_lot::Mutex<std::collections::HashSet<String>>,
+    methods: MethodLabels,
+}
+
+/// The `grpc.method` labels given so far: past [`MAX_METHODS`], new paths are labelled
+/// `other`, so that made-up paths cannot make one series each.
+#[derive(Default)]
+pub(crate) struct MethodLabels(parking_lot::Mutex<std::collections::HashSet<String>>);
+
+impl MethodLabels {
+    /// The label of a path: itself, or `other` once [`MAX_METHODS`] are known.
+    pub(crate) fn label(&self, path: &str) -> String {
+        let mut methods = self.0.lock();
+        if methods.contains(path) || (methods.len() < MAX_METHODS && methods.insert(path.to_owned())) {
+            path.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
 }
 
 /// Most distinct `grpc.method` labels (a server's real methods are far fewer).
@@ -52,7 +67,7 @@ impl ServerMetrics {
             meter.u64_histogram(name).with_unit("By").with_description(what).with_boundaries(sizes.clone()).build()
         };
         Self {
-            methods: parking_lot::Mutex::default(),
+            methods: MethodLabels::default(),
             started: meter
                 .u64_counter("grpc.server.call.started")
                 .with_unit("{call}")
@@ -85,19 +100,9 @@ impl ServerMetrics {
         }
     }
 
-    /// The `grpc.method` label of a path: itself, or `other` once [`MAX_METHODS`] are known.
-    fn label(&self, path: &str) -> String {
-        let mut methods = self.methods.lock();
-        if methods.contains(path) || (methods.len() < MAX_METHODS && methods.insert(path.to_owned())) {
-            path.to_owned()
-        } else {
-            "other".to_owned()
-        }
-    }
-
     /// Starts measuring a call: counts it, wraps its request body to count what arrives.
     pub(crate) fn start(self: &Arc<Self>, request: http::Request<Body>) -> (http::Request<Body>, CallRecord) {
-        let method = self.label(request.uri().path().trim_start_matches('/'));
+        let method = self.methods.label(request.uri().path().trim_start_matches('/'));
         self.started.add(1, &[KeyValue::new("grpc.method", method.clone())]);
         self.in_flight.add(1, &[]);
         let rcvd = Arc::new(AtomicU64::new(0));
@@ -197,7 +202,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
 }
 
 /// A66 names the status as the canonical code string.
-fn status_name(code: i32) -> &'static str {
+pub(crate) fn status_name(code: i32) -> &'static str {
     const NAMES: [&str; 17] = [
         "OK",
         "CANCELLED",
