@@ -74,6 +74,8 @@ mod reply;
 pub mod server;
 mod services;
 pub mod tls;
+#[cfg(feature = "otel")]
+mod trace_context;
 mod version;
 mod wire;
 

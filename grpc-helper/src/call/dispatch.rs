@@ -71,6 +71,20 @@ impl<M: Manager> Hosted<M> {
         }
         let caller = CallerMetadata::from_headers(metadata.as_ref());
         let service = self.grpc_name;
+        // Its own span, in its manager's span, when the caller sent a trace context.
+        #[cfg(feature = "otel")]
+        let span = crate::trace_context::remote_child(metadata.as_ref(), || {
+            tracing::info_span!(
+                target: crate::trace_context::TARGET,
+                parent: self.context.span(),
+                "grpc.server",
+                otel.name = %format_args!("{service}/{method}"),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+            )
+        });
         let traced = tracing_calls().then(|| {
             let caller = caller.to_string();
             self.context.span().in_scope(|| {
@@ -89,6 +103,8 @@ impl<M: Manager> Hosted<M> {
             traced,
             #[cfg(feature = "otel")]
             measured: extensions.get::<crate::server::otel::Measured>().cloned(),
+            #[cfg(feature = "otel")]
+            span,
         };
         let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method, peer)));
         (call, admitted)
@@ -105,9 +121,21 @@ struct Call {
     /// The server's metrics, when they are on.
     #[cfg(feature = "otel")]
     measured: Option<crate::server::otel::Measured>,
+    /// The call's own span, when the caller sent a trace context.
+    #[cfg(feature = "otel")]
+    span: Option<tracing::Span>,
 }
 
 impl Call {
+    /// The span the handler runs in: the call's own, or its manager's.
+    fn span<'s>(&'s self, manager: &'s tracing::Span) -> &'s tracing::Span {
+        #[cfg(feature = "otel")]
+        if let Some(span) = &self.span {
+            return span;
+        }
+        manager
+    }
+
     /// Counts the in-band result code of the reply (OK for a success).
     #[cfg(feature = "otel")]
     fn count(&self, outcome: Result<(), &RpcError>) {
@@ -168,7 +196,7 @@ where
     Fut: Future<Output = Result<Rep, RpcError>>,
 {
     let (call, admitted) = hosted.enter(request, method, snapshot);
-    let span = hosted.context.span();
+    let span = call.span(hosted.context.span());
     let outcome = match admitted {
         Ok((message, cx)) => match (InSpan { span, inner: handler(&hosted.manager, message, cx) }).await {
             Ok(outcome) => outcome,
@@ -210,7 +238,7 @@ where
     Fut: Future<Output = Result<ReplyStream<Item>, RpcError>>,
 {
     let (call, admitted) = hosted.enter(request, method, snapshot);
-    let span = hosted.context.span();
+    let span = call.span(hosted.context.span());
     let outcome = match admitted {
         Ok((message, cx)) => match (InSpan { span, inner: handler(&hosted.manager, message, cx) }).await {
             Ok(outcome) => outcome,
@@ -223,10 +251,11 @@ where
         Err(error) => ReplyStream::new(tokio_stream::once(Err(error))),
     };
     let end = Arc::clone(hosted.context.streams_end());
+    let span = span.clone();
     Ok(Response::new(Box::pin(OutStream {
         replies: stream,
         call: Some(call),
-        span: span.clone(),
+        span,
         end,
         end_registered: None,
         last_look: false,

@@ -107,9 +107,11 @@ type CallResult = Result<http::Response<Body>, BoxError>;
 /// channel it was handed ready (tower's contract), later ones on clones of the shared channel.
 pub(super) fn call(
     channel: &mut Channel,
-    request: http::Request<Body>,
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))] mut request: http::Request<Body>,
     shared: &Arc<Shared>,
 ) -> Pin<Box<dyn Future<Output = CallResult> + Send>> {
+    #[cfg(feature = "otel")]
+    crate::trace_context::inject_current(request.headers_mut());
     let mut meter = start_meter(shared, request.uri().path());
     let Some(window) = shared.retry.window else {
         let first = channel.call(request);

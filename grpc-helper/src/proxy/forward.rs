@@ -94,6 +94,19 @@ impl Proxies {
             headers.remove(http::header::AUTHORIZATION);
         }
         let deadline = crate::client::grpc_timeout(headers).or(options.deadline);
+        // A traced call: the backend's span is a child of this server's forwarding span.
+        #[cfg(feature = "otel")]
+        let _forwarding = crate::trace_context::remote_child(headers, || {
+            tracing::info_span!(
+                target: crate::trace_context::TARGET,
+                "grpc.proxy",
+                otel.name = %format_args!("proxy {}", path.trim_start_matches('/')),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                grpc.proxy.service = service.name,
+            )
+        })
+        .inspect(|span| crate::trace_context::inject(span, headers));
 
         let (host, port) = match self.registered(service, &path).await {
             Ok(target) => target,
