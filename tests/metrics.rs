@@ -222,3 +222,90 @@ fn client_metrics_count_one_call_and_every_attempt_of_a_retried_call() {
     let unknown = [("grpc_method", "no.such.Service/nothing"), ("grpc_status", "UNIMPLEMENTED")];
     assert_eq!(samples.count(calls, &unknown), 1, "a wire error has its status: {names:?}");
 }
+
+#[test]
+fn proxy_forwards_and_events_queues_are_measured() {
+    use grpc_helper::api::event_service_client::EventServiceClient;
+    use grpc_helper::api::{Event, EventApiVersion, EventFilter, EventInterrupt, ProxyRegisterRequest};
+    use grpc_helper_tests::api::SampleApiVersion;
+    use grpc_helper_tests::{EventLog, Sample, client_of, sample_stub, server_builder};
+
+    let registry = prometheus::Registry::new();
+    let exporter = opentelemetry_prometheus::exporter().with_registry(registry.clone()).build().unwrap();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (backend_addr, samples) = runtime.block_on(async {
+        let workspace = tempfile::tempdir().unwrap();
+        // Queues of 60 bytes: a retained queue drops the oldest of 10 events of ~20 bytes.
+        let items = [("rpc-client-timeout", "1"), ("rpc-event-queue-bytes", "60")];
+        let main = server_builder()
+            .folders(grpc_helper::Folders::default().workspace(workspace.path()))
+            .proxy::<SampleApiVersion>("sample", "SampleService")
+            .with_events()
+            .cli_config(items.map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .meter_provider(&provider)
+            .install_logging(false)
+            .start()
+            .await
+            .unwrap();
+        let stub = || sample_stub(&client_of(&main));
+        let unregistered = grpc_helper::RpcError::from(stub().method1(grpc_helper::api::Empty {}).await.unwrap_err());
+        assert_eq!(unregistered.result_code(), Some(grpc_helper::ResultCode::ErrorProxyUnregistered), "{unregistered}");
+        let backend =
+            server_builder().manager(Sample::new(&EventLog::default(), Duration::ZERO)).start().await.unwrap();
+        let registration = ProxyRegisterRequest {
+            names: vec!["sample".into()],
+            version: "1".into(),
+            host: "127.0.0.1".into(),
+            port: u32::from(backend.local_addr().port()),
+        };
+        client_of(&main).server_service().proxy_register(registration).await.unwrap();
+        stub().method1(grpc_helper::api::Empty {}).await.unwrap();
+        stub().method1(grpc_helper::api::Empty {}).await.unwrap();
+
+        let mut events = EventServiceClient::new(client_of(&main).channel::<EventApiVersion>());
+        let mut listening = events.listen(EventFilter::default()).await.unwrap().into_inner();
+        listening.message().await.unwrap();
+        let mut retained = events.listen(EventFilter::default()).await.unwrap().into_inner();
+        let id = retained.message().await.unwrap().unwrap().client_id;
+        events.interrupt(EventInterrupt { client_id: id }).await.unwrap();
+        for n in 0..10 {
+            events.send(Event { name: format!("metrics-event-{n}"), properties: vec![] }).await.unwrap();
+        }
+        // The listening queue is read up to date: what stays pending is the retained one's.
+        for _ in 0..10 {
+            listening.message().await.unwrap();
+        }
+        let samples = ClientSamples(registry.gather());
+        let addr = format!("127.0.0.1:{}", backend.local_addr().port());
+        backend.shutdown().await;
+        main.shutdown().await;
+        (addr, samples)
+    });
+    let names: Vec<&str> = samples.0.iter().map(|f| f.name()).collect();
+    let forwards = "grpc_helper_proxy_forwards_total";
+    let method = ("grpc_method", "SampleService/method1");
+    let to_backend = [method, ("grpc_helper_backend", backend_addr.as_str()), ("grpc_helper_result_code", "OK")];
+    assert_eq!(samples.count(forwards, &to_backend), 2, "{names:?}");
+    let nowhere = [method, ("grpc_helper_backend", "none"), ("grpc_helper_result_code", "ERROR_PROXY_UNREGISTERED")];
+    assert_eq!(samples.count(forwards, &nowhere), 1);
+
+    let gauge = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let family = samples.0.iter().find(|f| f.name() == name).unwrap_or_else(|| panic!("no {name} in {names:?}"));
+        let matching = family
+            .get_metric()
+            .iter()
+            .filter(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)));
+        matching
+            .map(|m| if name.ends_with("_total") { m.get_counter().get_value() } else { m.get_gauge().get_value() })
+            .sum()
+    };
+    assert_eq!(gauge("grpc_helper_events_queues", &[("grpc_helper_state", "listening")]), 1.0);
+    assert_eq!(gauge("grpc_helper_events_queues", &[("grpc_helper_state", "retained")]), 1.0);
+    let (pending, dropped) = (gauge("grpc_helper_events_pending", &[]), gauge("grpc_helper_events_dropped_total", &[]));
+    assert!(
+        pending >= 1.0 && dropped >= 1.0,
+        "the retained queue holds some and dropped the oldest: {pending} {dropped}"
+    );
+    assert_eq!(pending + dropped, 10.0, "every event sent is either pending in the retained queue or dropped from it");
+}

@@ -111,6 +111,26 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
 
     /// Ends every stream with a last `ERROR_STREAM_SHUTDOWN` message.
     fn shutdown(&self);
+
+    /// Every queue's counters added up, for the metrics; `None` when they live elsewhere (NATS).
+    #[cfg(feature = "otel")]
+    fn totals(&self) -> Option<EventTotals> {
+        None
+    }
+}
+
+/// The queues of a server, added up (the events metrics).
+#[cfg(feature = "otel")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EventTotals {
+    /// Queues open or retained.
+    pub(crate) queues: u64,
+    /// Of which listening.
+    pub(crate) listening: u64,
+    /// Events waiting in them, all queues together (one event in two queues counts twice).
+    pub(crate) pending: u64,
+    /// Events dropped from full queues since the server started.
+    pub(crate) dropped: u64,
 }
 
 /// The limits of the queues, from the `rpc-event-*` items.

@@ -61,6 +61,9 @@ pub(super) struct Inner {
     bytes: u64,
     pub(super) queues: BTreeMap<u32, Queue>,
     pub(super) shutting_down: bool,
+    /// Events dropped from full queues since the start, all queues together (the metrics).
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    dropped: u64,
 }
 
 impl Inner {
@@ -119,7 +122,7 @@ impl LocalEvents {
                 queues.insert(id, queue);
             }
         }
-        let inner = Inner { log: VecDeque::new(), base: 0, bytes: 0, queues, shutting_down: false };
+        let inner = Inner { log: VecDeque::new(), base: 0, bytes: 0, queues, shutting_down: false, dropped: 0 };
         Ok(Self { inner: Mutex::new(inner), limits, usage, file: persisted.map(IdsFile::new) })
     }
 
@@ -287,6 +290,20 @@ impl EventQueues for LocalEvents {
     fn shutdown(&self) {
         LocalEvents::shutdown(self);
     }
+
+    #[cfg(feature = "otel")]
+    fn totals(&self) -> Option<super::EventTotals> {
+        let inner = self.inner.lock();
+        let head = inner.head();
+        let mut totals = super::EventTotals::default();
+        for queue in inner.queues.values() {
+            totals.queues += 1;
+            totals.listening += u64::from(matches!(queue.state, State::Listening(_)));
+            totals.pending += head - queue.next;
+        }
+        totals.dropped = inner.dropped;
+        Some(totals)
+    }
 }
 
 /// The synchronous calls behind [`EventQueues`] (the unit tests call them directly).
@@ -354,10 +371,11 @@ impl LocalEvents {
         inner.log.push_back(Entry { event, start });
         let cutoff = inner.cutoff(self.limits.queue_bytes);
         let newest = inner.head() - 1;
-        let mut skipped = false;
+        let (mut skipped, mut dropped) = (false, 0);
         for (id, queue) in &mut inner.queues {
             if queue.next < cutoff {
                 let before = queue.dropped;
+                dropped += cutoff - queue.next;
                 queue.dropped += cutoff - queue.next;
                 queue.next = cutoff;
                 // At the 1st, 2nd, 4th, 8th... drop.
@@ -374,6 +392,7 @@ impl LocalEvents {
                 queue.notify.notify_one();
             }
         }
+        inner.dropped += dropped;
         // Dropped or skipped events, or no queue at all, can leave the oldest event unwanted.
         if skipped || cutoff > inner.base || inner.queues.is_empty() {
             inner.trim();

@@ -65,10 +65,24 @@ fn loop_error(via: &[String], id: &str, what: &str, registration: &str) -> Optio
 
 impl Proxies {
     /// Forwards one call to the service's backend, waiting for a registration if needed.
-    pub(crate) async fn forward(
-        self: Arc<Self>,
+    pub(crate) async fn forward(self: Arc<Self>, index: usize, request: http::Request<Body>) -> http::Response<Body> {
+        #[cfg(feature = "otel")]
+        if let Some(measured) = request.extensions().get::<crate::server::otel::Measured>().cloned() {
+            let path = request.uri().path().to_owned();
+            let mut outcome = Outcome::default();
+            let response = self.forward_noting(index, request, &mut outcome).await;
+            let backend = outcome.backend.as_deref().unwrap_or("none");
+            measured.metrics().forwarded(&path, backend, outcome.code);
+            return response;
+        }
+        self.forward_noting(index, request, &mut Outcome::default()).await
+    }
+
+    async fn forward_noting(
+        &self,
         index: usize,
         mut request: http::Request<Body>,
+        outcome: &mut Outcome,
     ) -> http::Response<Body> {
         let started = Instant::now();
         let service = &self.services[index];
@@ -76,11 +90,11 @@ impl Proxies {
         let headers = request.headers_mut();
         let caller = CallerMetadata::from_headers(headers);
         if let Err(e) = caller.check_api_version(service.supported, service.current) {
-            return in_band(&e);
+            return outcome.failed(&e);
         }
         if let Err(e) = self.mark_hop(headers, service, &path) {
             tracing::warn!("{}", e.message());
-            return in_band(&e);
+            return outcome.failed(&e);
         }
         if let Ok(value) = HeaderValue::from_str(&format!("{}(proxied)", caller.client())) {
             headers.insert(wire::CLIENT, value);
@@ -110,11 +124,12 @@ impl Proxies {
 
         let (host, port) = match self.registered(service, &path).await {
             Ok(target) => target,
-            Err(e) => return in_band(&e),
+            Err(e) => return outcome.failed(&e),
         };
+        outcome.backend = Some(authority(&host, port));
         let client = match self.backends.client(&host, port) {
             Ok(client) => client,
-            Err(e) => return in_band(&e),
+            Err(e) => return outcome.failed(&e),
         };
         // The client retries an unreachable backend within `rpc-client-timeout`, replaying the
         // request, as the original's forwarding client does.
@@ -123,7 +138,10 @@ impl Proxies {
             None => call.await,
             Some(deadline) => match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), call).await {
                 Ok(answer) => answer,
-                Err(_) => return deadline_exceeded(service, &path, &host, port, deadline),
+                Err(_) => {
+                    outcome.code = "DEADLINE_EXCEEDED";
+                    return deadline_exceeded(service, &path, &host, port, deadline);
+                }
             },
         };
         match answer {
@@ -145,7 +163,7 @@ impl Proxies {
                     ),
                 );
                 tracing::warn!("{}", error.message());
-                in_band(&error)
+                outcome.failed(&error)
             }
         }
     }
@@ -256,6 +274,28 @@ impl http_body::Body for BackendReply {
 }
 
 /// A status's message, then the causes under it (where a transport failure says what broke).
+/// What became of a forwarded call (the proxy metrics): where it went, and `OK` when the
+/// backend answered, else the in-band code the proxy answered with
+/// (`DEADLINE_EXCEEDED` when it did not answer in time).
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+struct Outcome {
+    backend: Option<String>,
+    code: &'static str,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self { backend: None, code: "OK" }
+    }
+}
+
+impl Outcome {
+    fn failed(&mut self, error: &RpcError) -> http::Response<Body> {
+        self.code = ResultCode::try_from(error.code()).map_or("ERROR", |c| c.as_str_name());
+        in_band(error)
+    }
+}
+
 fn with_causes(status: &tonic::Status) -> String {
     let mut text = status.message().to_owned();
     let mut source = std::error::Error::source(status);

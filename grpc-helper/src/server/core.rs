@@ -291,7 +291,8 @@ impl RpcServerBuilder {
         let limits = self.connection_limits.resolved(self.limits.max_decoding, tls.is_some());
         let transport = transport(&limits, tls.as_ref())?;
         #[cfg(feature = "otel")]
-        let (endpoint, server_metrics) = super::otel::start(std::mem::take(&mut self.metrics), local_addr).await?;
+        let (endpoint, server_metrics) =
+            super::otel::start(std::mem::take(&mut self.metrics), local_addr, env.events.as_ref()).await?;
 
         let stop_accepting = CancelSignal::default();
         let connections = Arc::new(Connections::default());

@@ -12,11 +12,12 @@ use std::time::Instant;
 use bytes::Buf;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableCounter, ObservableGauge, UpDownCounter};
 use tonic::body::Body;
 
 use crate::RpcError;
 use crate::api::ResultCode;
+use crate::events::EventQueues;
 
 /// Name of the instrumentation scope (the `otel_scope_name` label in Prometheus).
 const SCOPE: &str = "grpc-helper";
@@ -36,7 +37,10 @@ pub(crate) struct ServerMetrics {
     rcvd: Histogram<u64>,
     in_flight: UpDownCounter<i64>,
     result_codes: Counter<u64>,
+    forwards: Counter<u64>,
     methods: MethodLabels,
+    /// The events instruments, read from the queues at each collection (kept for their callbacks).
+    _events: Option<(ObservableGauge<u64>, ObservableGauge<u64>, ObservableCounter<u64>)>,
 }
 
 /// The `grpc.method` labels given so far: past [`MAX_METHODS`], new paths are labelled
@@ -60,7 +64,7 @@ impl MethodLabels {
 const MAX_METHODS: usize = 1024;
 
 impl ServerMetrics {
-    pub(crate) fn new(meter: &Meter) -> Self {
+    pub(crate) fn new(meter: &Meter, events: Option<&Arc<dyn EventQueues>>) -> Self {
         // A66's size buckets: 0, then powers of 4 from 1 KiB to 4 GiB.
         let sizes: Vec<f64> = std::iter::once(0.0).chain((0..12).map(|i| 1024.0 * 4f64.powi(i))).collect();
         let size = |name: &'static str, what: &'static str| {
@@ -97,7 +101,26 @@ impl ServerMetrics {
                 .with_unit("{call}")
                 .with_description("In-band result codes of the manager calls, per method.")
                 .build(),
+            forwards: meter
+                .u64_counter("grpc_helper.proxy.forwards")
+                .with_unit("{call}")
+                .with_description(
+                    "Calls of proxied services, per method, backend and outcome (OK: the backend answered).",
+                )
+                .build(),
+            _events: events.map(|events| events_instruments(meter, events)),
         }
+    }
+
+    /// Counts one call of a proxied service: sent to `backend` (`none` when no backend was
+    /// registered), with `outcome` (`OK` when the backend answered, else the in-band code).
+    pub(crate) fn forwarded(&self, path: &str, backend: &str, outcome: &'static str) {
+        let attributes = [
+            KeyValue::new("grpc.method", self.methods.label(path.trim_start_matches('/'))),
+            KeyValue::new("grpc_helper.backend", backend.to_owned()),
+            KeyValue::new("grpc_helper.result_code", outcome),
+        ];
+        self.forwards.add(1, &attributes);
     }
 
     /// Starts measuring a call: counts it, wraps its request body to count what arrives.
@@ -110,7 +133,7 @@ impl ServerMetrics {
             Body::new(Counted { inner: body, frames: Frames::default(), total: Some(Arc::clone(&rcvd)), call: None })
         });
         let in_band = Arc::new(AtomicI32::new(NO_CODE));
-        request.extensions_mut().insert(Measured(Arc::clone(&in_band)));
+        request.extensions_mut().insert(Measured(Arc::clone(&in_band), Arc::clone(self)));
         let record = CallRecord {
             metrics: Arc::clone(self),
             method,
@@ -124,9 +147,53 @@ impl ServerMetrics {
     }
 }
 
-/// In a measured call's extensions: where the call path leaves its in-band result code.
+/// The events queues' instruments (local queues only: NATS keeps its own counters), read
+/// at each collection through a weak reference (the metrics do not keep the queues alive).
+fn events_instruments(
+    meter: &Meter,
+    events: &Arc<dyn EventQueues>,
+) -> (ObservableGauge<u64>, ObservableGauge<u64>, ObservableCounter<u64>) {
+    let weak = Arc::downgrade(events);
+    let totals = move || weak.upgrade().and_then(|events| events.totals());
+    let (queues, pending, dropped) = (totals.clone(), totals.clone(), totals);
+    let queues = meter
+        .u64_observable_gauge("grpc_helper.events.queues")
+        .with_unit("{queue}")
+        .with_description("Events listening queues, listening or retained (interrupted).")
+        .with_callback(move |observer| {
+            if let Some(t) = queues() {
+                observer.observe(t.listening, &[KeyValue::new("grpc_helper.state", "listening")]);
+                observer.observe(t.queues - t.listening, &[KeyValue::new("grpc_helper.state", "retained")]);
+            }
+        })
+        .build();
+    let pending = meter
+        .u64_observable_gauge("grpc_helper.events.pending")
+        .with_unit("{event}")
+        .with_description("Events waiting in the queues, all queues together.")
+        .with_callback(move |observer| {
+            if let Some(t) = pending() {
+                observer.observe(t.pending, &[]);
+            }
+        })
+        .build();
+    let dropped = meter
+        .u64_observable_counter("grpc_helper.events.dropped")
+        .with_unit("{event}")
+        .with_description("Events dropped from full queues (oldest first) since the server started.")
+        .with_callback(move |observer| {
+            if let Some(t) = dropped() {
+                observer.observe(t.dropped, &[]);
+            }
+        })
+        .build();
+    (queues, pending, dropped)
+}
+
+/// In a measured call's extensions: where the call path leaves its in-band result code, and
+/// the server's instruments (for the proxy's forwards).
 #[derive(Clone)]
-pub(crate) struct Measured(Arc<AtomicI32>);
+pub(crate) struct Measured(Arc<AtomicI32>, Arc<ServerMetrics>);
 
 /// No in-band code (not a manager call, or it has not answered).
 const NO_CODE: i32 = i32::MIN;
@@ -135,6 +202,11 @@ impl Measured {
     /// Notes the in-band result code of the reply, counted when the call ends.
     pub(crate) fn result_code(&self, code: i32) {
         self.0.store(code, Ordering::Relaxed);
+    }
+
+    /// The server's instruments.
+    pub(crate) fn metrics(&self) -> &ServerMetrics {
+        &self.1
     }
 }
 
@@ -349,13 +421,14 @@ impl PrometheusEndpoint {
 pub(crate) async fn start(
     options: MetricsOptions,
     server: SocketAddr,
+    events: Option<&Arc<dyn EventQueues>>,
 ) -> Result<(Option<PrometheusEndpoint>, Option<Arc<ServerMetrics>>), RpcError> {
     match options {
         MetricsOptions::Off => Ok((None, None)),
-        MetricsOptions::Meter(meter) => Ok((None, Some(Arc::new(ServerMetrics::new(&meter))))),
+        MetricsOptions::Meter(meter) => Ok((None, Some(Arc::new(ServerMetrics::new(&meter, events))))),
         MetricsOptions::Prometheus(port) => {
             let endpoint = PrometheusEndpoint::start(SocketAddr::new(server.ip(), port)).await?;
-            let metrics = Arc::new(ServerMetrics::new(&endpoint.meter));
+            let metrics = Arc::new(ServerMetrics::new(&endpoint.meter, events));
             crate::logs::notice(tracing::Level::INFO, &format!("Metrics served at http://{}/metrics", endpoint.addr));
             Ok((Some(endpoint), Some(metrics)))
         }
