@@ -93,13 +93,13 @@ struct Args {
     /// written to a sink). With a subscriber, the managers' `rpc` spans are live.
     #[arg(long, value_enum, default_value_t = Logging::Helper)]
     logging: Logging,
-    /// Run only these targets (comma-separated keys: h2load, bare, bare-md, srv, srv-md, cli, helper,
+    /// Run only these targets (comma-separated keys: h2load, bare, bare-md, srv, srv-md, srv-metrics, cli, helper,
     /// python, stream-bare, stream-srv, stream-helper, stream-python, reconnect, fanout, replicas,
     /// startup, rss, capacity).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Instead of the tables: `--calls` sequential calls of this unary target (bare, srv,
-    /// srv-md, cli, helper) on one current-thread runtime, for callgrind (see bench/hotpath.rs).
+    /// srv-md, srv-metrics, cli, helper) on one current-thread runtime, for callgrind (see bench/hotpath.rs).
     #[arg(long, value_name = "KEY")]
     hotpath: Option<String>,
     /// Calls of `--hotpath`.
@@ -173,7 +173,7 @@ struct Target {
     client: ClientKind,
 }
 
-const UNARY: [Target; 7] = [
+const UNARY: [Target; 8] = [
     Target {
         key: "bare",
         label: "(a)  bare tonic srv   <- tonic client",
@@ -197,6 +197,12 @@ const UNARY: [Target; 7] = [
         label: "     helper srv       <- tonic + helper metadata",
         server: ServerKind::Helper,
         client: ClientKind::BareWithMetadata,
+    },
+    Target {
+        key: "srv-metrics",
+        label: "     helper srv + A66 metrics <- tonic client",
+        server: ServerKind::HelperMetrics,
+        client: ClientKind::Bare,
     },
     Target {
         key: "cli",
@@ -310,7 +316,9 @@ fn main() -> ExitCode {
     }
     if let Some(key) = &args.hotpath {
         let Some(target) = UNARY.iter().find(|t| t.key == key && t.server != ServerKind::Python) else {
-            eprintln!("--hotpath: unknown target {key:?} (expected one of bare, bare-md, srv, srv-md, cli, helper)");
+            eprintln!(
+                "--hotpath: unknown target {key:?} (expected one of bare, bare-md, srv, srv-md, srv-metrics, cli, helper)"
+            );
             return ExitCode::FAILURE;
         };
         args.logging.install();

@@ -99,6 +99,8 @@ impl BenchManager {
 pub enum ServerKind {
     Bare,
     Helper,
+    /// The helper server with its A66 metrics on (a Prometheus endpoint of its own, unscraped).
+    HelperMetrics,
     Python,
 }
 
@@ -114,7 +116,8 @@ impl EchoServer {
     pub async fn start(runtime: &Handle, kind: ServerKind, port: u16, items: usize) -> Result<Self, String> {
         let started = match kind {
             ServerKind::Bare => runtime.spawn(start_bare(port, items)),
-            ServerKind::Helper => runtime.spawn(start_helper(port, items)),
+            ServerKind::Helper => runtime.spawn(start_helper(port, items, false)),
+            ServerKind::HelperMetrics => runtime.spawn(start_helper(port, items, true)),
             ServerKind::Python => return Err("the Python server is started with EchoServer::python".into()),
         };
         started.await.map_err(|e| format!("server start task failed: {e}"))?
@@ -186,7 +189,7 @@ async fn start_bare(port: u16, items: usize) -> Result<EchoServer, String> {
     Ok(EchoServer::Bare { port, stop, task })
 }
 
-async fn start_helper(port: u16, items: usize) -> Result<EchoServer, String> {
+async fn start_helper(port: u16, items: usize, metrics: bool) -> Result<EchoServer, String> {
     // The process's logging is chosen once by the bench (`--logging`), for every target alike:
     // the server does not install its own. Its files (config, logs) go to a private temporary
     // workspace; no SIGUSR2 handler per (re)start.
@@ -197,10 +200,9 @@ async fn start_helper(port: u16, items: usize) -> Result<EchoServer, String> {
         .install_logging(false)
         .debug_signal(false)
         .shutdown_grace(Duration::from_secs(2))
-        .manager(BenchManager { items })
-        .start()
-        .await
-        .map_err(|e| format!("helper server: {e}"))?;
+        .manager(BenchManager { items });
+    let server = if metrics { server.metrics_port(0) } else { server };
+    let server = server.start().await.map_err(|e| format!("helper server: {e}"))?;
     Ok(EchoServer::Helper { server })
 }
 

@@ -11,8 +11,8 @@ use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// The header of the W3C trace context.
-const TRACEPARENT: &str = "traceparent";
+/// The header of the W3C trace context (a `HeaderName`: looking it up parses nothing).
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The target of the call spans (`grpc_helper::trace=off` in the levels turns them off).
 pub(crate) const TARGET: &str = "grpc_helper::trace";
@@ -43,7 +43,7 @@ impl Injector for Write<'_> {
 /// parent set to the caller's span. `None` (and no span made) otherwise: the common case
 /// costs one header lookup.
 pub(crate) fn remote_child(headers: &HeaderMap, make: impl FnOnce() -> tracing::Span) -> Option<tracing::Span> {
-    if !headers.contains_key(TRACEPARENT) {
+    if !headers.contains_key(&TRACEPARENT) {
         return None;
     }
     let parent = TraceContextPropagator::new().extract(&Read(headers));
@@ -68,7 +68,7 @@ pub(crate) fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
 /// forwarded call) or the current span is a manager's long-lived `rpc` span, which is no
 /// call's parent.
 pub(crate) fn inject_current(headers: &mut HeaderMap) {
-    if headers.contains_key(TRACEPARENT) {
+    if headers.contains_key(&TRACEPARENT) {
         return;
     }
     let current = tracing::Span::current();

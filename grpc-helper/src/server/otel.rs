@@ -5,14 +5,14 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Buf;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableCounter, ObservableGauge, UpDownCounter};
+use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableCounter, ObservableGauge, ObservableUpDownCounter};
 use tonic::body::Body;
 
 use crate::RpcError;
@@ -29,18 +29,64 @@ pub(crate) const LATENCY_BOUNDS: [f64; 41] = [
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0,
 ];
 
-/// The server instruments, made once from the user's meter.
+/// The server instruments, made once from the user's meter. Per call, only the three
+/// histograms go through the SDK (with attributes built once per method); the counters are
+/// atomics of ours, read by observable instruments when the metrics are collected.
 pub(crate) struct ServerMetrics {
-    started: Counter<u64>,
     duration: Histogram<f64>,
     sent: Histogram<u64>,
     rcvd: Histogram<u64>,
-    in_flight: UpDownCounter<i64>,
-    result_codes: Counter<u64>,
     forwards: Counter<u64>,
     methods: MethodLabels,
+    series: Arc<SeriesMap>,
+    in_flight: Arc<AtomicI64>,
+    /// Kept for their callbacks: started, in flight, result codes.
+    _observed: (ObservableCounter<u64>, ObservableUpDownCounter<i64>, ObservableCounter<u64>),
     /// The events instruments, read from the queues at each collection (kept for their callbacks).
     _events: Option<(ObservableGauge<u64>, ObservableGauge<u64>, ObservableCounter<u64>)>,
+}
+
+/// What is counted per method, and its attributes, made once.
+pub(crate) struct Series {
+    method: opentelemetry::StringValue,
+    started: AtomicU64,
+    /// In-band result codes, by code (the last slot: codes beyond the table).
+    codes: [AtomicU64; CODES],
+    /// `grpc.method` and `grpc.status` OK: the attributes of nearly every call.
+    ok: [KeyValue; 2],
+}
+
+/// Result codes counted one by one (the protocol's are fewer).
+const CODES: usize = 32;
+
+impl Series {
+    fn new(method: &str) -> Self {
+        let method = opentelemetry::StringValue::from(method.to_owned());
+        let ok = [KeyValue::new("grpc.method", method.clone()), KeyValue::new("grpc.status", "OK")];
+        Self { method, started: AtomicU64::new(0), codes: std::array::from_fn(|_| AtomicU64::new(0)), ok }
+    }
+}
+
+/// The series of every method seen: past [`MAX_METHODS`], new paths share `other`'s, so that
+/// made-up paths cannot make one series each.
+#[derive(Default)]
+struct SeriesMap(parking_lot::RwLock<std::collections::HashMap<Box<str>, Arc<Series>>>);
+
+impl SeriesMap {
+    fn get(&self, method: &str) -> Arc<Series> {
+        if let Some(series) = self.0.read().get(method) {
+            return Arc::clone(series);
+        }
+        let mut map = self.0.write();
+        let key = if map.len() < MAX_METHODS || map.contains_key(method) { method } else { "other" };
+        Arc::clone(map.entry(key.into()).or_insert_with(|| Arc::new(Series::new(key))))
+    }
+
+    fn each(&self, mut f: impl FnMut(&Series)) {
+        for series in self.0.read().values() {
+            f(series);
+        }
+    }
 }
 
 /// The `grpc.method` labels given so far: past [`MAX_METHODS`], new paths are labelled
@@ -70,13 +116,54 @@ impl ServerMetrics {
         let size = |name: &'static str, what: &'static str| {
             meter.u64_histogram(name).with_unit("By").with_description(what).with_boundaries(sizes.clone()).build()
         };
+        let (series, in_flight) = (Arc::new(SeriesMap::default()), Arc::new(AtomicI64::new(0)));
+        let (for_started, for_codes, for_in_flight) =
+            (Arc::clone(&series), Arc::clone(&series), Arc::clone(&in_flight));
+        let started = meter
+            .u64_observable_counter("grpc.server.call.started")
+            .with_unit("{call}")
+            .with_description("Calls started, including those not completed.")
+            .with_callback(move |observer| {
+                for_started.each(|s| {
+                    observer
+                        .observe(s.started.load(Ordering::Relaxed), &[KeyValue::new("grpc.method", s.method.clone())]);
+                });
+            })
+            .build();
+        let calls_in_flight = meter
+            .i64_observable_up_down_counter("grpc_helper.server.calls_in_flight")
+            .with_unit("{call}")
+            .with_description("Calls started and not yet ended.")
+            .with_callback(move |observer| observer.observe(for_in_flight.load(Ordering::Relaxed), &[]))
+            .build();
+        let result_codes = meter
+            .u64_observable_counter("grpc_helper.server.call.result_code")
+            .with_unit("{call}")
+            .with_description("In-band result codes of the manager calls, per method.")
+            .with_callback(move |observer| {
+                for_codes.each(|s| {
+                    for (code, count) in s.codes.iter().enumerate() {
+                        let count = count.load(Ordering::Relaxed);
+                        if count > 0 {
+                            let name = i32::try_from(code)
+                                .ok()
+                                .and_then(|c| ResultCode::try_from(c).ok())
+                                .map_or("UNKNOWN", |c| c.as_str_name());
+                            let attributes = [
+                                KeyValue::new("grpc.method", s.method.clone()),
+                                KeyValue::new("grpc_helper.result_code", name),
+                            ];
+                            observer.observe(count, &attributes);
+                        }
+                    }
+                });
+            })
+            .build();
         Self {
             methods: MethodLabels::default(),
-            started: meter
-                .u64_counter("grpc.server.call.started")
-                .with_unit("{call}")
-                .with_description("Calls started, including those not completed.")
-                .build(),
+            series,
+            in_flight,
+            _observed: (started, calls_in_flight, result_codes),
             duration: meter
                 .f64_histogram("grpc.server.call.duration")
                 .with_unit("s")
@@ -91,16 +178,6 @@ impl ServerMetrics {
                 "grpc.server.call.rcvd_total_compressed_message_size",
                 "Bytes of the request messages of a call, compressed, without gRPC framing.",
             ),
-            in_flight: meter
-                .i64_up_down_counter("grpc_helper.server.calls_in_flight")
-                .with_unit("{call}")
-                .with_description("Calls started and not yet ended.")
-                .build(),
-            result_codes: meter
-                .u64_counter("grpc_helper.server.call.result_code")
-                .with_unit("{call}")
-                .with_description("In-band result codes of the manager calls, per method.")
-                .build(),
             forwards: meter
                 .u64_counter("grpc_helper.proxy.forwards")
                 .with_unit("{call}")
@@ -125,9 +202,9 @@ impl ServerMetrics {
 
     /// Starts measuring a call: counts it, wraps its request body to count what arrives.
     pub(crate) fn start(self: &Arc<Self>, request: http::Request<Body>) -> (http::Request<Body>, CallRecord) {
-        let method = self.methods.label(request.uri().path().trim_start_matches('/'));
-        self.started.add(1, &[KeyValue::new("grpc.method", method.clone())]);
-        self.in_flight.add(1, &[]);
+        let series = self.series.get(request.uri().path().trim_start_matches('/'));
+        series.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         let rcvd = Arc::new(AtomicU64::new(0));
         let mut request = request.map(|body| {
             Body::new(Counted { inner: body, frames: Frames::default(), total: Some(Arc::clone(&rcvd)), call: None })
@@ -136,7 +213,7 @@ impl ServerMetrics {
         request.extensions_mut().insert(Measured(Arc::clone(&in_band), Arc::clone(self)));
         let record = CallRecord {
             metrics: Arc::clone(self),
-            method,
+            series,
             start: Instant::now(),
             rcvd,
             in_band,
@@ -225,7 +302,7 @@ pub(crate) enum MetricsOptions {
 /// One call being measured: recorded when its reply body ends or is dropped (a cancelled call).
 pub(crate) struct CallRecord {
     metrics: Arc<ServerMetrics>,
-    method: String,
+    series: Arc<Series>,
     start: Instant,
     rcvd: Arc<AtomicU64>,
     in_band: Arc<AtomicI32>,
@@ -248,24 +325,28 @@ impl Drop for CallRecord {
         let m = &self.metrics;
         // No status: the call ended before its trailers (cancelled, or the connection dropped).
         let code = self.status.unwrap_or(tonic::Code::Cancelled as i32);
-        // Unknown paths would make one series each: A66 folds them into "other".
-        let method = if code == tonic::Code::Unimplemented as i32 {
-            "other".to_owned()
-        } else {
-            std::mem::take(&mut self.method)
-        };
         let in_band = self.in_band.load(Ordering::Relaxed);
         if in_band != NO_CODE {
-            let name = ResultCode::try_from(in_band).map_or("UNKNOWN", |c| c.as_str_name());
-            let attributes =
-                [KeyValue::new("grpc.method", method.clone()), KeyValue::new("grpc_helper.result_code", name)];
-            m.result_codes.add(1, &attributes);
+            let slot = usize::try_from(in_band).map_or(CODES - 1, |c| c.min(CODES - 1));
+            self.series.codes[slot].fetch_add(1, Ordering::Relaxed);
         }
-        let attributes = [KeyValue::new("grpc.method", method), KeyValue::new("grpc.status", status_name(code))];
-        m.duration.record(self.start.elapsed().as_secs_f64(), &attributes);
-        m.sent.record(self.sent, &attributes);
-        m.rcvd.record(self.rcvd.load(Ordering::Relaxed), &attributes);
-        m.in_flight.add(-1, &[]);
+        let other;
+        let attributes: &[KeyValue] = if code == 0 {
+            &self.series.ok
+        } else {
+            // Unknown paths would make one series each: A66 folds them into "other".
+            let method = if code == tonic::Code::Unimplemented as i32 {
+                opentelemetry::StringValue::from("other")
+            } else {
+                self.series.method.clone()
+            };
+            other = [KeyValue::new("grpc.method", method), KeyValue::new("grpc.status", status_name(code))];
+            &other
+        };
+        m.duration.record(self.start.elapsed().as_secs_f64(), attributes);
+        m.sent.record(self.sent, attributes);
+        m.rcvd.record(self.rcvd.load(Ordering::Relaxed), attributes);
+        m.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
