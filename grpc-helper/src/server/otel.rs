@@ -12,7 +12,9 @@ use std::time::Instant;
 use bytes::Buf;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableCounter, ObservableGauge, ObservableUpDownCounter};
+use opentelemetry::metrics::{
+    BoundHistogram, Counter, Histogram, Meter, ObservableCounter, ObservableGauge, ObservableUpDownCounter,
+};
 use tonic::body::Body;
 
 use crate::RpcError;
@@ -33,9 +35,7 @@ pub(crate) const LATENCY_BOUNDS: [f64; 41] = [
 /// histograms go through the SDK (with attributes built once per method); the counters are
 /// atomics of ours, read by observable instruments when the metrics are collected.
 pub(crate) struct ServerMetrics {
-    duration: Histogram<f64>,
-    sent: Histogram<u64>,
-    rcvd: Histogram<u64>,
+    histograms: Histograms,
     forwards: Counter<u64>,
     methods: MethodLabels,
     series: Arc<SeriesMap>,
@@ -52,38 +52,60 @@ pub(crate) struct Series {
     started: AtomicU64,
     /// In-band result codes, by code (the last slot: codes beyond the table).
     codes: [AtomicU64; CODES],
-    /// `grpc.method` and `grpc.status` OK: the attributes of nearly every call.
-    ok: [KeyValue; 2],
+    /// The three histograms bound to `grpc.method` and `grpc.status` OK, the attributes of
+    /// nearly every call: recorded without hashing them each time.
+    ok: BoundHistograms,
+}
+
+struct BoundHistograms {
+    duration: BoundHistogram<f64>,
+    sent: BoundHistogram<u64>,
+    rcvd: BoundHistogram<u64>,
+}
+
+/// The per-call histograms (cloned into the series map, to bind them per method).
+#[derive(Clone)]
+struct Histograms {
+    duration: Histogram<f64>,
+    sent: Histogram<u64>,
+    rcvd: Histogram<u64>,
 }
 
 /// Result codes counted one by one (the protocol's are fewer).
 const CODES: usize = 32;
 
 impl Series {
-    fn new(method: &str) -> Self {
+    fn new(method: &str, histograms: &Histograms) -> Self {
         let method = opentelemetry::StringValue::from(method.to_owned());
-        let ok = [KeyValue::new("grpc.method", method.clone()), KeyValue::new("grpc.status", "OK")];
+        let attributes = [KeyValue::new("grpc.method", method.clone()), KeyValue::new("grpc.status", "OK")];
+        let ok = BoundHistograms {
+            duration: histograms.duration.bind(&attributes),
+            sent: histograms.sent.bind(&attributes),
+            rcvd: histograms.rcvd.bind(&attributes),
+        };
         Self { method, started: AtomicU64::new(0), codes: std::array::from_fn(|_| AtomicU64::new(0)), ok }
     }
 }
 
 /// The series of every method seen: past [`MAX_METHODS`], new paths share `other`'s, so that
 /// made-up paths cannot make one series each.
-#[derive(Default)]
-struct SeriesMap(parking_lot::RwLock<std::collections::HashMap<Box<str>, Arc<Series>>>);
+struct SeriesMap {
+    map: parking_lot::RwLock<std::collections::HashMap<Box<str>, Arc<Series>>>,
+    histograms: Histograms,
+}
 
 impl SeriesMap {
     fn get(&self, method: &str) -> Arc<Series> {
-        if let Some(series) = self.0.read().get(method) {
+        if let Some(series) = self.map.read().get(method) {
             return Arc::clone(series);
         }
-        let mut map = self.0.write();
+        let mut map = self.map.write();
         let key = if map.len() < MAX_METHODS || map.contains_key(method) { method } else { "other" };
-        Arc::clone(map.entry(key.into()).or_insert_with(|| Arc::new(Series::new(key))))
+        Arc::clone(map.entry(key.into()).or_insert_with(|| Arc::new(Series::new(key, &self.histograms))))
     }
 
     fn each(&self, mut f: impl FnMut(&Series)) {
-        for series in self.0.read().values() {
+        for series in self.map.read().values() {
             f(series);
         }
     }
@@ -116,7 +138,25 @@ impl ServerMetrics {
         let size = |name: &'static str, what: &'static str| {
             meter.u64_histogram(name).with_unit("By").with_description(what).with_boundaries(sizes.clone()).build()
         };
-        let (series, in_flight) = (Arc::new(SeriesMap::default()), Arc::new(AtomicI64::new(0)));
+        let histograms = Histograms {
+            duration: meter
+                .f64_histogram("grpc.server.call.duration")
+                .with_unit("s")
+                .with_description("From the request headers to the end of the reply, per method and status.")
+                .with_boundaries(LATENCY_BOUNDS.to_vec())
+                .build(),
+            sent: size(
+                "grpc.server.call.sent_total_compressed_message_size",
+                "Bytes of the reply messages of a call, compressed, without gRPC framing.",
+            ),
+            rcvd: size(
+                "grpc.server.call.rcvd_total_compressed_message_size",
+                "Bytes of the request messages of a call, compressed, without gRPC framing.",
+            ),
+        };
+        let map = parking_lot::RwLock::default();
+        let series = Arc::new(SeriesMap { map, histograms: histograms.clone() });
+        let in_flight = Arc::new(AtomicI64::new(0));
         let (for_started, for_codes, for_in_flight) =
             (Arc::clone(&series), Arc::clone(&series), Arc::clone(&in_flight));
         let started = meter
@@ -164,20 +204,7 @@ impl ServerMetrics {
             series,
             in_flight,
             _observed: (started, calls_in_flight, result_codes),
-            duration: meter
-                .f64_histogram("grpc.server.call.duration")
-                .with_unit("s")
-                .with_description("From the request headers to the end of the reply, per method and status.")
-                .with_boundaries(LATENCY_BOUNDS.to_vec())
-                .build(),
-            sent: size(
-                "grpc.server.call.sent_total_compressed_message_size",
-                "Bytes of the reply messages of a call, compressed, without gRPC framing.",
-            ),
-            rcvd: size(
-                "grpc.server.call.rcvd_total_compressed_message_size",
-                "Bytes of the request messages of a call, compressed, without gRPC framing.",
-            ),
+            histograms,
             forwards: meter
                 .u64_counter("grpc_helper.proxy.forwards")
                 .with_unit("{call}")
@@ -205,21 +232,14 @@ impl ServerMetrics {
         let series = self.series.get(request.uri().path().trim_start_matches('/'));
         series.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let rcvd = Arc::new(AtomicU64::new(0));
+        // One allocation for what the request body and the call path report back.
+        let shared = Arc::new(CallShared { rcvd: AtomicU64::new(0), in_band: AtomicI32::new(NO_CODE) });
         let mut request = request.map(|body| {
-            Body::new(Counted { inner: body, frames: Frames::default(), total: Some(Arc::clone(&rcvd)), call: None })
+            Body::new(Counted { inner: body, frames: Frames::default(), total: Some(Arc::clone(&shared)), call: None })
         });
-        let in_band = Arc::new(AtomicI32::new(NO_CODE));
-        request.extensions_mut().insert(Measured(Arc::clone(&in_band), Arc::clone(self)));
-        let record = CallRecord {
-            metrics: Arc::clone(self),
-            series,
-            start: Instant::now(),
-            rcvd,
-            in_band,
-            sent: 0,
-            status: None,
-        };
+        request.extensions_mut().insert(Measured(Arc::clone(&shared), Arc::clone(self)));
+        let record =
+            CallRecord { metrics: Arc::clone(self), series, start: Instant::now(), shared, sent: 0, status: None };
         (request, record)
     }
 }
@@ -270,7 +290,13 @@ fn events_instruments(
 /// In a measured call's extensions: where the call path leaves its in-band result code, and
 /// the server's instruments (for the proxy's forwards).
 #[derive(Clone)]
-pub(crate) struct Measured(Arc<AtomicI32>, Arc<ServerMetrics>);
+pub(crate) struct Measured(Arc<CallShared>, Arc<ServerMetrics>);
+
+/// What a call's request body (bytes received) and call path (in-band code) report.
+pub(crate) struct CallShared {
+    rcvd: AtomicU64,
+    in_band: AtomicI32,
+}
 
 /// No in-band code (not a manager call, or it has not answered).
 const NO_CODE: i32 = i32::MIN;
@@ -278,7 +304,7 @@ const NO_CODE: i32 = i32::MIN;
 impl Measured {
     /// Notes the in-band result code of the reply, counted when the call ends.
     pub(crate) fn result_code(&self, code: i32) {
-        self.0.store(code, Ordering::Relaxed);
+        self.0.in_band.store(code, Ordering::Relaxed);
     }
 
     /// The server's instruments.
@@ -304,8 +330,7 @@ pub(crate) struct CallRecord {
     metrics: Arc<ServerMetrics>,
     series: Arc<Series>,
     start: Instant,
-    rcvd: Arc<AtomicU64>,
-    in_band: Arc<AtomicI32>,
+    shared: Arc<CallShared>,
     sent: u64,
     /// The `grpc-status` seen (in the headers of a trailers-only reply, or the trailers).
     status: Option<i32>,
@@ -325,14 +350,17 @@ impl Drop for CallRecord {
         let m = &self.metrics;
         // No status: the call ended before its trailers (cancelled, or the connection dropped).
         let code = self.status.unwrap_or(tonic::Code::Cancelled as i32);
-        let in_band = self.in_band.load(Ordering::Relaxed);
+        let in_band = self.shared.in_band.load(Ordering::Relaxed);
         if in_band != NO_CODE {
             let slot = usize::try_from(in_band).map_or(CODES - 1, |c| c.min(CODES - 1));
             self.series.codes[slot].fetch_add(1, Ordering::Relaxed);
         }
-        let other;
-        let attributes: &[KeyValue] = if code == 0 {
-            &self.series.ok
+        let (elapsed, rcvd) = (self.start.elapsed().as_secs_f64(), self.shared.rcvd.load(Ordering::Relaxed));
+        if code == 0 {
+            let ok = &self.series.ok;
+            ok.duration.record(elapsed);
+            ok.sent.record(self.sent);
+            ok.rcvd.record(rcvd);
         } else {
             // Unknown paths would make one series each: A66 folds them into "other".
             let method = if code == tonic::Code::Unimplemented as i32 {
@@ -340,18 +368,19 @@ impl Drop for CallRecord {
             } else {
                 self.series.method.clone()
             };
-            other = [KeyValue::new("grpc.method", method), KeyValue::new("grpc.status", status_name(code))];
-            &other
-        };
-        m.duration.record(self.start.elapsed().as_secs_f64(), attributes);
-        m.sent.record(self.sent, attributes);
-        m.rcvd.record(self.rcvd.load(Ordering::Relaxed), attributes);
+            let attributes = [KeyValue::new("grpc.method", method), KeyValue::new("grpc.status", status_name(code))];
+            let h = &m.histograms;
+            h.duration.record(elapsed, &attributes);
+            h.sent.record(self.sent, &attributes);
+            h.rcvd.record(rcvd, &attributes);
+        }
         m.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
-    headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+    // By its `HeaderName`: a lookup by `&str` would parse the name on every call.
+    headers.get(crate::wire::GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
 /// A66 names the status as the canonical code string.
@@ -430,7 +459,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         frames: Frames,
-        total: Option<Arc<AtomicU64>>,
+        total: Option<Arc<CallShared>>,
         call: Option<CallRecord>,
     }
 }
@@ -447,7 +476,7 @@ impl HttpBody for Counted {
                 if let Some(data) = frame.data_ref() {
                     let bytes = this.frames.count(data.chunk());
                     if let Some(total) = this.total {
-                        total.fetch_add(bytes, Ordering::Relaxed);
+                        total.rcvd.fetch_add(bytes, Ordering::Relaxed);
                     }
                     if let Some(call) = this.call.as_mut() {
                         call.sent += bytes;
