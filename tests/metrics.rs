@@ -168,11 +168,16 @@ impl ClientSamples {
     }
 }
 
-#[test]
-fn client_metrics_count_one_call_and_every_attempt_of_a_retried_call() {
+/// A meter provider whose metrics land in a Prometheus registry, read with `gather()`.
+fn prometheus_provider() -> (prometheus::Registry, opentelemetry_sdk::metrics::SdkMeterProvider) {
     let registry = prometheus::Registry::new();
     let exporter = opentelemetry_prometheus::exporter().with_registry(registry.clone()).build().unwrap();
-    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build();
+    (registry, opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build())
+}
+
+#[test]
+fn client_metrics_count_one_call_and_every_attempt_of_a_retried_call() {
+    let (registry, provider) = prometheus_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let port = free_port();
     let target = format!("127.0.0.1:{port}");
@@ -226,13 +231,11 @@ fn client_metrics_count_one_call_and_every_attempt_of_a_retried_call() {
 #[test]
 fn proxy_forwards_and_events_queues_are_measured() {
     use grpc_helper::api::event_service_client::EventServiceClient;
-    use grpc_helper::api::{Event, EventApiVersion, EventFilter, EventInterrupt, ProxyRegisterRequest};
+    use grpc_helper::api::{Event, EventApiVersion, EventFilter, EventInterrupt};
     use grpc_helper_tests::api::SampleApiVersion;
-    use grpc_helper_tests::{EventLog, Sample, client_of, sample_stub, server_builder};
+    use grpc_helper_tests::{EventLog, Sample, client_of, register_sample_backend, sample_stub, server_builder};
 
-    let registry = prometheus::Registry::new();
-    let exporter = opentelemetry_prometheus::exporter().with_registry(registry.clone()).build().unwrap();
-    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build();
+    let (registry, provider) = prometheus_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (backend_addr, samples) = runtime.block_on(async {
         let workspace = tempfile::tempdir().unwrap();
@@ -253,13 +256,7 @@ fn proxy_forwards_and_events_queues_are_measured() {
         assert_eq!(unregistered.result_code(), Some(grpc_helper::ResultCode::ErrorProxyUnregistered), "{unregistered}");
         let backend =
             server_builder().manager(Sample::new(&EventLog::default(), Duration::ZERO)).start().await.unwrap();
-        let registration = ProxyRegisterRequest {
-            names: vec!["sample".into()],
-            version: "1".into(),
-            host: "127.0.0.1".into(),
-            port: u32::from(backend.local_addr().port()),
-        };
-        client_of(&main).server_service().proxy_register(registration).await.unwrap();
+        register_sample_backend(&main, &backend).await;
         stub().method1(grpc_helper::api::Empty {}).await.unwrap();
         stub().method1(grpc_helper::api::Empty {}).await.unwrap();
 

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use grpc_helper::api::{Empty, ProxyRegisterRequest};
+use grpc_helper::api::Empty;
 use grpc_helper::{Folders, RpcServer};
 use grpc_helper_tests::api::SampleApiVersion;
-use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
+use grpc_helper_tests::{EventLog, Sample, bounded, client_of, register_sample_backend, sample_stub, server_builder};
 use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing::Instrument as _;
@@ -49,13 +49,7 @@ fn one_trace_links_client_proxy_backend_and_the_backends_own_call() {
             .start()
             .await
             .unwrap();
-        let registration = ProxyRegisterRequest {
-            names: vec!["sample".into()],
-            version: "1".into(),
-            host: "127.0.0.1".into(),
-            port: u32::from(backend.local_addr().port()),
-        };
-        client_of(&main).server_service().proxy_register(registration).await.unwrap();
+        register_sample_backend(&main, &backend).await;
         // An untraced call first: no span of ours without a caller's context.
         sample_stub(&client_of(&main)).method1(Empty {}).await.unwrap();
         let before: Vec<_> = exporter.get_finished_spans().unwrap().into_iter().map(|s| s.name).collect();

@@ -213,6 +213,17 @@ pub fn sample_stub(client: &RpcClient) -> api::sample_service_client::SampleServ
     api::sample_service_client::SampleServiceClient::new(client.channel::<SampleApiVersion>())
 }
 
+/// Registers `backend` (on 127.0.0.1) with `main` as the backend of its `sample` proxy.
+pub async fn register_sample_backend(main: &RpcServer, backend: &RpcServer) {
+    let registration = grpc_helper::api::ProxyRegisterRequest {
+        names: vec!["sample".into()],
+        version: "1".into(),
+        host: "127.0.0.1".into(),
+        port: u32::from(backend.local_addr().port()),
+    };
+    client_of(main).server_service().proxy_register(registration).await.unwrap();
+}
+
 /// Starts `long_method` on `server` and returns once the manager is running it.
 pub async fn start_long_call(
     server: &RpcServer,
