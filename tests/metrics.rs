@@ -305,4 +305,18 @@ fn proxy_forwards_and_events_queues_are_measured() {
         "the retained queue holds some and dropped the oldest: {pending} {dropped}"
     );
     assert_eq!(pending + dropped, 10.0, "every event sent is either pending in the retained queue or dropped from it");
+
+    // The bytes received: the 10 events' messages, without their 5-byte prefixes.
+    let rcvd = samples.0.iter().find(|f| f.name() == "grpc_server_call_rcvd_total_compressed_message_size_bytes");
+    let sends = rcvd
+        .expect("the rcvd histogram")
+        .get_metric()
+        .iter()
+        .find(|m| m.get_label().iter().any(|l| l.name() == "grpc_method" && l.value() == "EventService/send"));
+    let expected: usize = (0..10)
+        .map(|n| prost::Message::encoded_len(&Event { name: format!("metrics-event-{n}"), properties: vec![] }))
+        .sum();
+    let histogram = sends.expect("EventService/send is measured").get_histogram();
+    assert_eq!(histogram.get_sample_count(), 10);
+    assert_eq!(histogram.get_sample_sum(), expected as f64, "message bytes received by the 10 sends");
 }

@@ -73,13 +73,34 @@ pub fn hook_output<T, O: HookOutput<T>>(output: O) -> T {
 /// Whether a request body may wait between its messages: the server reads every request under
 /// a deadline, and the call path relaxes it for client streams (where a pause between messages
 /// is the caller's right) once it sees one. Travels in the request's extensions.
+/// With metrics (feature `otel`) it also counts the request's message bytes, which the
+/// request body's meter sees anyway: the metrics need no body wrapper of their own.
 #[derive(Clone, Default)]
-pub(crate) struct ReadDeadline(Arc<AtomicBool>);
+pub(crate) struct ReadDeadline(Arc<DeadlineState>);
+
+#[derive(Default)]
+pub(crate) struct DeadlineState {
+    relaxed: AtomicBool,
+    #[cfg(feature = "otel")]
+    received: std::sync::atomic::AtomicU64,
+}
 
 impl ReadDeadline {
     /// From now on, only a message begun must arrive whole within the deadline.
     pub(crate) fn relax(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.relaxed.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts message bytes (prefixes aside) of the request.
+    #[cfg(feature = "otel")]
+    pub(crate) fn add_received(&self, bytes: usize) {
+        self.0.received.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The request's message bytes so far.
+    #[cfg(feature = "otel")]
+    pub(crate) fn received(&self) -> u64 {
+        self.0.received.load(Ordering::Relaxed)
     }
 
     /// Relaxes the deadline of the request these extensions belong to, if it has one.
@@ -90,6 +111,6 @@ impl ReadDeadline {
     }
 
     pub(crate) fn is_relaxed(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.relaxed.load(Ordering::Relaxed)
     }
 }

@@ -234,12 +234,26 @@ impl ServerMetrics {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         // One allocation for what the request body and the call path report back.
         let shared = Arc::new(CallShared { rcvd: AtomicU64::new(0), in_band: AtomicI32::new(NO_CODE) });
-        let mut request = request.map(|body| {
-            Body::new(Counted { inner: body, frames: Frames::default(), total: Some(Arc::clone(&shared)), call: None })
-        });
+        // The request's meter counts its message bytes; a body without one is counted here.
+        let received = request.extensions().get::<crate::call::ReadDeadline>().cloned();
+        let mut request = if received.is_some() || HttpBody::is_end_stream(request.body()) {
+            request
+        } else {
+            request.map(|body| {
+                let total = Some(Arc::clone(&shared));
+                Body::new(Counted { inner: body, frames: Frames::default(), total, call: None })
+            })
+        };
         request.extensions_mut().insert(Measured(Arc::clone(&shared), Arc::clone(self)));
-        let record =
-            CallRecord { metrics: Arc::clone(self), series, start: Instant::now(), shared, sent: 0, status: None };
+        let record = CallRecord {
+            metrics: Arc::clone(self),
+            series,
+            start: Instant::now(),
+            shared,
+            received,
+            sent: 0,
+            status: None,
+        };
         (request, record)
     }
 }
@@ -331,6 +345,8 @@ pub(crate) struct CallRecord {
     series: Arc<Series>,
     start: Instant,
     shared: Arc<CallShared>,
+    /// The request meter's count of the bytes received, when the request has one.
+    received: Option<crate::call::ReadDeadline>,
     sent: u64,
     /// The `grpc-status` seen (in the headers of a trailers-only reply, or the trailers).
     status: Option<i32>,
@@ -355,7 +371,10 @@ impl Drop for CallRecord {
             let slot = usize::try_from(in_band).map_or(CODES - 1, |c| c.min(CODES - 1));
             self.series.codes[slot].fetch_add(1, Ordering::Relaxed);
         }
-        let (elapsed, rcvd) = (self.start.elapsed().as_secs_f64(), self.shared.rcvd.load(Ordering::Relaxed));
+        let (elapsed, rcvd) = (
+            self.start.elapsed().as_secs_f64(),
+            self.received.as_ref().map_or_else(|| self.shared.rcvd.load(Ordering::Relaxed), |r| r.received()),
+        );
         if code == 0 {
             let ok = &self.series.ok;
             ok.duration.record(elapsed);
