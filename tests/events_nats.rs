@@ -251,8 +251,12 @@ async fn restarting_nats_mid_stream_loses_no_event_that_it_had_accepted() {
         let _nats = restart.await.unwrap();
         let (accepted, refused) = sender.await.unwrap();
         assert!(!refused.is_empty(), "no send refused while NATS was down for 6 s");
-        let numbers: Vec<usize> = received.iter().map(|(_, n)| *n).collect();
-        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "events duplicated or out of order");
+        let mut numbers: Vec<usize> = received.iter().map(|(_, n)| *n).collect();
+        // In order; the one event whose ack NATS took down with it may come twice, no other.
+        let again: Vec<usize> = numbers.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+        assert!(again.len() <= 1 && resumes >= again.len(), "events delivered twice: {again:?}");
+        numbers.dedup();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "events out of order");
         let lost: Vec<usize> = accepted.iter().copied().filter(|n| numbers.binary_search(n).is_err()).collect();
         assert!(lost.is_empty(), "accepted events lost across the NATS restart: {lost:?}");
         println!(

@@ -10,7 +10,9 @@
 //! transport took the previous event, acks the message (waiting for NATS to confirm), and hands
 //! it over at once. So every queue delivers in stream order (which is each sender's order),
 //! and a stream that ends, however, leaves the queue at its first event not handed over; a
-//! crash can only lose the event it was writing to the socket at that instant.
+//! crash can only lose the event it was writing to the socket at that instant. When NATS goes
+//! away during the ack, the event is handed over anyway and the stream ends: it may come again
+//! after the resume (the ack lost), never be lost (the ack kept by the client and sent later).
 //! Interrupts and take-overs reach the replica that holds a stream through a core NATS subject
 //! per queue ([`CONTROL`]`.<id>`).
 
@@ -358,11 +360,13 @@ impl Delivery {
                         // Acked (confirmed) before the hand-over, with nothing in between: an
                         // event is never both delivered and left in the queue.
                         if let Err(e) = message.double_ack().await {
-                            let permit = match permit {
-                                Some(permit) => Some(permit),
-                                None => self.reserve().await,
-                            };
-                            if let Some(permit) = permit {
+                            // Unconfirmed is not undone: the client keeps the ack while NATS is
+                            // away and sends it once back. Handed over, the event may come again
+                            // after a resume (if the ack was lost after all), but is never lost.
+                            if let (Some(permit), Ok(event)) = (permit, &event) {
+                                permit.send(Ok(ListenReply::event(id, SharedEvent::new(event))));
+                            }
+                            if let Some(permit) = self.reserve().await {
                                 permit.send(Err(unreachable(&url, "listening stopped; listen again (same client_id) once it is back", e)));
                             }
                             break;
