@@ -37,7 +37,6 @@ pub(crate) const LATENCY_BOUNDS: [f64; 41] = [
 pub(crate) struct ServerMetrics {
     histograms: Histograms,
     forwards: Counter<u64>,
-    methods: MethodLabels,
     series: Arc<SeriesMap>,
     in_flight: Arc<AtomicI64>,
     /// Kept for their callbacks: started, in flight, result codes.
@@ -200,7 +199,6 @@ impl ServerMetrics {
             })
             .build();
         Self {
-            methods: MethodLabels::default(),
             series,
             in_flight,
             _observed: (started, calls_in_flight, result_codes),
@@ -220,7 +218,8 @@ impl ServerMetrics {
     /// registered), with `outcome` (`OK` when the backend answered, else the in-band code).
     pub(crate) fn forwarded(&self, path: &str, backend: &str, outcome: &'static str) {
         let attributes = [
-            KeyValue::new("grpc.method", self.methods.label(path.trim_start_matches('/'))),
+            // The router made this path's series when the call started: its label, no new one.
+            KeyValue::new("grpc.method", self.series.get(path.trim_start_matches('/')).method.clone()),
             KeyValue::new("grpc_helper.backend", backend.to_owned()),
             KeyValue::new("grpc_helper.result_code", outcome),
         ];
