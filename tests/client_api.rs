@@ -126,7 +126,7 @@ async fn keep_alive_messages_never_reach_the_callback() {
         listener.ready().await;
         // A raw stream opened after the listener's, silent as long: once it got two keep-alives,
         // the listener's stream got at least one.
-        let filter = EventFilter { names: Vec::new(), client_id: 0 };
+        let filter = EventFilter { names: Vec::new(), client_id: 0, after: None };
         let mut raw = stub(&server).listen(filter).await.unwrap().into_inner();
         raw.message().await.unwrap().unwrap();
         for _ in 0..2 {
@@ -173,7 +173,7 @@ async fn keep_in_band_returns_the_error_item_of_a_reply_stream() {
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = events_server(dir.path(), &[]).await;
-        let filter = EventFilter { names: vec![String::new()], client_id: 0 };
+        let filter = EventFilter { names: vec![String::new()], client_id: 0, after: None };
         let mut stream = stub(&server).listen(filter).await.unwrap().into_inner();
         let item = stream.message().await.keep_in_band().unwrap().expect("one item");
         let r = item.r.expect("the in-band result");

@@ -41,7 +41,8 @@ fn event(name: &str) -> Event {
 
 /// A well-behaved listener (from 127.0.0.1): its stream and id.
 async fn listen(events: &mut EventServiceClient<RpcChannel>, client_id: u32) -> (Streaming<EventStatus>, u32) {
-    let mut stream = events.listen(EventFilter { names: Vec::new(), client_id }).await.unwrap().into_inner();
+    let mut stream =
+        events.listen(EventFilter { names: Vec::new(), client_id, after: None }).await.unwrap().into_inner();
     let id = stream.message().await.unwrap().unwrap().client_id;
     (stream, id)
 }
@@ -59,7 +60,7 @@ async fn next_name(stream: &mut Streaming<EventStatus>) -> String {
 /// `listen` from a raw connection: the first message (the greeting, or an error in band).
 async fn raw_listen(connection: &H2Connection, port: u16, client_id: u32) -> (EventStatus, h2::RecvStream) {
     let mut send = connection.send.clone().ready().await.unwrap();
-    let filter = EventFilter { names: Vec::new(), client_id };
+    let filter = EventFilter { names: Vec::new(), client_id, after: None };
     let response = raw_h2::start(&mut send, raw_h2::request(port, "/EventService/listen"), raw_h2::frame(&filter));
     let mut body = response.unwrap().await.unwrap().into_body();
     let first = raw_h2::next_message(&mut body, &mut BytesMut::new()).await.expect("a first message");
@@ -413,7 +414,7 @@ async fn a_flood_of_new_queues_is_persisted_without_holding_up_the_listeners() {
                     let request = raw_h2::request(port, "/EventService/listen");
                     // Listening to nothing that is sent: thousands of unread DATA frames would make
                     // the attacker's own h2 give up.
-                    let filter = EventFilter { names: vec!["never-sent".into()], client_id: 0 };
+                    let filter = EventFilter { names: vec!["never-sent".into()], client_id: 0, after: None };
                     pending.push(raw_h2::start(&mut send, request, raw_h2::frame(&filter)).unwrap());
                 }
                 let mut bodies = Vec::new();

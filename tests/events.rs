@@ -32,7 +32,7 @@ fn event(name: &str) -> Event {
 }
 
 fn filter(names: &[&str], client_id: u32) -> EventFilter {
-    EventFilter { names: names.iter().map(|n| n.to_string()).collect(), client_id }
+    EventFilter { names: names.iter().map(|n| n.to_string()).collect(), client_id, after: None }
 }
 
 /// Opens a listening stream and returns it with its client id (from the first message).
@@ -187,7 +187,7 @@ async fn keepalive_arrives_after_the_configured_silence() {
         let (mut stream, id) = listen(&mut stub(&server), &["only-this"], 0).await;
         let started = std::time::Instant::now();
         let keepalive = stream.message().await.unwrap().unwrap();
-        assert_eq!(keepalive, EventStatus { r: None, event: Some(Event::default()), client_id: id });
+        assert_eq!(keepalive, EventStatus { r: None, event: Some(Event::default()), client_id: id, sequence: 0 });
         assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
         server.shutdown().await;
     })
@@ -465,7 +465,7 @@ async fn listen_writes_the_bytes_prost_writes_for_each_event_status() {
         let greeting = raw_message(&mut body, &mut buffer).await;
         let id = EventStatus::decode(greeting.as_slice()).unwrap().client_id;
         assert_ne!(id, 0);
-        assert_eq!(greeting, EventStatus { r: None, event: None, client_id: id }.encode_to_vec());
+        assert_eq!(greeting, EventStatus { r: None, event: None, client_id: id, sequence: 0 }.encode_to_vec());
         let wanted = Event {
             name: "wanted".into(),
             properties: vec![
@@ -477,9 +477,12 @@ async fn listen_writes_the_bytes_prost_writes_for_each_event_status() {
         events.send(event("unwanted")).await.unwrap();
         events.send(wanted.clone()).await.unwrap();
         let delivered = raw_message(&mut body, &mut buffer).await;
-        assert_eq!(delivered, EventStatus { r: None, event: Some(wanted), client_id: id }.encode_to_vec());
+        assert_eq!(delivered, EventStatus { r: None, event: Some(wanted), client_id: id, sequence: 0 }.encode_to_vec());
         let keepalive = raw_message(&mut body, &mut buffer).await;
-        assert_eq!(keepalive, EventStatus { r: None, event: Some(Event::default()), client_id: id }.encode_to_vec());
+        assert_eq!(
+            keepalive,
+            EventStatus { r: None, event: Some(Event::default()), client_id: id, sequence: 0 }.encode_to_vec()
+        );
 
         let shutdown = tokio::spawn({
             let server = server.clone();

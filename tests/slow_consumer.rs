@@ -80,7 +80,7 @@ async fn a_listener_that_never_reads_is_bounded_and_visible_in_inspect() {
         };
 
         // The normal listener: only markers, read as they come.
-        let markers_only = EventFilter { names: vec!["marker".into()], client_id: 0 };
+        let markers_only = EventFilter { names: vec!["marker".into()], client_id: 0, after: None };
         let mut normal_stream = stub(&server).listen(markers_only).await.unwrap().into_inner();
         let normal_id = normal_stream.message().await.unwrap().unwrap().client_id;
         let markers_seen = Arc::new(AtomicUsize::new(0));

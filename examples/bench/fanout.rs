@@ -262,7 +262,8 @@ pub async fn queued_memory(queues: usize, events: usize, size: usize) -> Result<
         let value = format!("{seq:010}").repeat(size / 10 + 1)[..size].to_owned();
         Event { name: "bench".into(), properties: vec![EventProperty { name: "payload".into(), value }] }
     };
-    let event_bytes = prost::Message::encoded_len(&EventStatus { r: None, event: Some(event(0)), client_id: 0 });
+    let event_bytes =
+        prost::Message::encoded_len(&EventStatus { r: None, event: Some(event(0)), client_id: 0, sequence: 0 });
     let settle = || tokio::time::sleep(Duration::from_millis(300));
     settle().await;
     let rss_before_kib = rss_kib()?;

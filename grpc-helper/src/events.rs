@@ -64,7 +64,9 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
     /// Opens a new queue (`client_id` 0, a random id) or resumes one of `peer`'s; the stream
     /// starts with a message carrying only the id, then delivers queued and new events whose
     /// name is in `names` (all when empty), with a keep-alive (empty name) after `keepalive` of
-    /// silence.
+    /// silence. `after` (`EventFilter.after`): the listener has every event up to that
+    /// sequence; a backend with sequences (NATS) resumes after it and confirms events only
+    /// once the listener surely has them; the local queues have no sequences and ignore it.
     ///
     /// # Errors
     /// [`ResultCode::ErrorItemUnknown`] for an id that is not (or no longer) known, or is
@@ -75,6 +77,7 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
         client_id: u32,
         names: Vec<String>,
         keepalive: Duration,
+        after: Option<u64>,
     ) -> QueueFuture<'static, Result<ReplyStream<ListenReply>, RpcError>>;
 
     /// Ends the stream of one of `peer`'s queues; the queue is retained (and keeps collecting).

@@ -258,7 +258,7 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
         }
         Command::Events(EventsCommand::Listen { names, count, client_id }) => {
             let mut events = client.events_service();
-            let filter = EventFilter { names: names.clone(), client_id: *client_id };
+            let filter = EventFilter { names: names.clone(), client_id: *client_id, after: None };
             let mut stream = events.listen(filter).await?.into_inner();
             let mut seen = 0;
             while count.is_none_or(|count| seen < count) {

@@ -71,6 +71,12 @@ impl EventListener {
     /// opens a new queue, logs a warning naming both ids, and reports the lost one in
     /// [`expired_queue`](Self::expired_queue). `client_id` 0 is [`start`](Self::start).
     ///
+    /// Within one listener, a resume says which events it has (`EventFilter.after`), so that a
+    /// server sharing its events through NATS repeats none and loses none, even when the
+    /// replica it listened on crashed. A queue saved by an earlier run resumes after the last
+    /// event that server confirmed: up to a second of events before the earlier run stopped
+    /// may come again.
+    ///
     /// ```no_run
     /// # async fn demo(client: grpc_helper::RpcClient) -> std::io::Result<()> {
     /// use grpc_helper::client::EventListener;
@@ -196,8 +202,15 @@ async fn run<F: FnMut(Event)>(
 ) {
     let mut events = EventServiceClient::new(client.channel::<EventApiVersion>());
     let mut pause = Duration::from_millis(100);
+    // The last event's place in a shared stream (0: none yet, or queues without sequences):
+    // given back on each resume, so that the server repeats nothing and confirms late.
+    let mut after = 0;
     loop {
-        let filter = EventFilter { names: names.clone(), client_id: ids.current.load(Ordering::Acquire) };
+        let client_id = ids.current.load(Ordering::Acquire);
+        if client_id == 0 {
+            after = 0;
+        }
+        let filter = EventFilter { names: names.clone(), client_id, after: Some(after) };
         let opened = tokio::select! {
             opened = events.listen(filter) => opened,
             _ = stop.wait_for(|stop| *stop) => return,
@@ -221,7 +234,10 @@ async fn run<F: FnMut(Event)>(
                                 pause = Duration::from_millis(100);
                             }
                             Some(event) if event.name.is_empty() => {}
-                            Some(event) => on_event(event),
+                            Some(event) => {
+                                after = after.max(status.sequence);
+                                on_event(event);
+                            }
                         },
                         Ok(None) => break Ok(()),
                         Err(status) => break Err(status),

@@ -37,9 +37,10 @@ struct Encoded {
     field: Box<[u8]>,
 }
 
-/// `EventStatus` field numbers (spec: 1 r, 2 event, 3 client_id).
+/// `EventStatus` field numbers (spec: 1 r, 2 event, 3 client_id; ours: 4 sequence).
 const EVENT_FIELD: u32 = 2;
 const CLIENT_ID_FIELD: u32 = 3;
+const SEQUENCE_FIELD: u32 = 4;
 
 impl SharedEvent {
     /// Encodes the event.
@@ -73,12 +74,13 @@ impl SharedEvent {
 /// let event = Event { name: "started".into(), properties: vec![] };
 /// let mut bytes = Vec::new();
 /// ListenReply::event(7, SharedEvent::new(&event)).encode(&mut bytes);
-/// assert_eq!(bytes, EventStatus { r: None, event: Some(event), client_id: 7 }.encode_to_vec());
+/// assert_eq!(bytes, EventStatus { r: None, event: Some(event), client_id: 7, sequence: 0 }.encode_to_vec());
 /// ```
 #[derive(Clone, Debug)]
 pub struct ListenReply {
     client_id: u32,
     body: ReplyBody,
+    sequence: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -95,17 +97,36 @@ enum ReplyBody {
 impl ListenReply {
     /// The first message of a stream: only the queue's id.
     pub fn greeting(client_id: u32) -> Self {
-        Self { client_id, body: ReplyBody::Greeting }
+        Self { client_id, body: ReplyBody::Greeting, sequence: 0 }
     }
 
     /// An event of the queue.
     pub fn event(client_id: u32, event: SharedEvent) -> Self {
-        Self { client_id, body: ReplyBody::Event(event) }
+        Self { client_id, body: ReplyBody::Event(event), sequence: 0 }
+    }
+
+    /// The same message with the event's place in the shared stream (`EventStatus.sequence`),
+    /// which a listener gives back as `EventFilter.after` when it resumes.
+    ///
+    /// ```
+    /// use grpc_helper::api::{Event, EventStatus};
+    /// use grpc_helper::events::{ListenReply, SharedEvent};
+    /// use prost::Message;
+    ///
+    /// let event = Event { name: "started".into(), properties: vec![] };
+    /// let mut bytes = Vec::new();
+    /// ListenReply::event(7, SharedEvent::new(&event)).at(1234).encode(&mut bytes);
+    /// assert_eq!(bytes, EventStatus { r: None, event: Some(event), client_id: 7, sequence: 1234 }.encode_to_vec());
+    /// ```
+    #[must_use]
+    pub fn at(mut self, sequence: u64) -> Self {
+        self.sequence = sequence;
+        self
     }
 
     /// A keep-alive: an event with an empty name.
     pub fn keepalive(client_id: u32) -> Self {
-        Self { client_id, body: ReplyBody::Keepalive }
+        Self { client_id, body: ReplyBody::Keepalive, sequence: 0 }
     }
 
     /// Writes the message as prost would write the `EventStatus` (fields in number order).
@@ -119,6 +140,9 @@ impl ListenReply {
         if self.client_id != 0 {
             prost::encoding::uint32::encode(CLIENT_ID_FIELD, &self.client_id, buf);
         }
+        if self.sequence != 0 {
+            prost::encoding::uint64::encode(SEQUENCE_FIELD, &self.sequence, buf);
+        }
     }
 }
 
@@ -131,7 +155,7 @@ impl RpcMessage for ListenReply {
     }
 
     fn from_result(result: api::Result) -> Option<Self> {
-        Some(Self { client_id: 0, body: ReplyBody::Error(result) })
+        Some(Self { client_id: 0, body: ReplyBody::Error(result), sequence: 0 })
     }
 }
 

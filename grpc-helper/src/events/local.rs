@@ -266,6 +266,7 @@ impl EventQueues for LocalEvents {
         client_id: u32,
         names: Vec<String>,
         keepalive: Duration,
+        _after: Option<u64>,
     ) -> QueueFuture<'static, Result<ReplyStream<ListenReply>, RpcError>> {
         Box::pin(std::future::ready(LocalEvents::listen(self, peer, client_id, names, keepalive)))
     }

@@ -4,18 +4,28 @@
 //! of the `Event`); every queue is a durable pull consumer of it, named `q<client_id>`, with
 //! the owner's peer address as its description. So any replica resumes any queue, and events
 //! live in NATS, not in a process. The stream keeps a message until every consumer acked it
-//! (interest retention), within [`QUEUE_LIMIT`] messages and `rpc-event-queue-bytes`.
+//! (interest retention), within [`QUEUE_LIMIT`] messages and `rpc-event-queue-bytes`. Each
+//! event goes out with its stream sequence (`EventStatus.sequence`).
 //!
-//! A consumer hands out one message at a time (`max_ack_pending` 1). A stream waits until the
-//! transport took the previous event, acks the message (waiting for NATS to confirm), and hands
-//! it over at once. So every queue delivers in stream order (which is each sender's order),
-//! and a stream that ends, however, leaves the queue at its first event not handed over; a
-//! crash can only lose the event it was writing to the socket at that instant. When NATS goes
-//! away during the ack, the event is handed over anyway and the stream ends: it may come again
-//! after the resume (the ack lost), never be lost (the ack kept by the client and sent later).
-//! Interrupts and take-overs reach the replica that holds a stream through a core NATS subject
-//! per queue ([`CONTROL`]`.<id>`).
+//! When a stream is confirmed (acked, cumulatively) depends on the listener:
+//! - one that gives `EventFilter.after` (`EventListener` does; Python clients do not) gets
+//!   each event at once and has it confirmed [`CONFIRM_AFTER`] after it was handed to the
+//!   connection. Its resume restarts the queue at `after + 1`: nothing lost, nothing twice,
+//!   even when the replica that was writing to it crashed.
+//! - one that does not has each event confirmed (and NATS's answer awaited) before it is
+//!   handed over, as the Python original has it: nothing twice, and a crash loses only what
+//!   the connection was carrying at that instant. When NATS goes away during the ack, the
+//!   event is handed over anyway and the stream ends: it may come again after the resume
+//!   (the ack lost), never be lost (the ack kept by the client and sent later).
+//!
+//! A confirming listener's resume restarts the queue's consumer at the first event it lacks
+//! (a placeholder consumer holds the events meanwhile), so what the last stream took from NATS
+//! and the listener did not get comes first and in order. The other kind's consumer hands out
+//! one message at a time, so the one a crashed replica held comes back first, after
+//! [`ACK_WAIT`]. Interrupts and take-overs reach the replica that holds a stream through a
+//! core NATS subject per queue ([`CONTROL`]`.<id>`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +47,22 @@ pub(crate) const SUBJECT: &str = "grpc-helper.events";
 /// Prefix of the per-queue control subjects (`stop`, `ping`).
 pub(crate) const CONTROL: &str = "grpc-helper.events-control";
 
-/// How long an unacked message stays with a stream that vanished (a crashed replica) before
-/// NATS hands it to the next one.
+/// How long a message handed out and not acked stays with its stream before NATS hands it out
+/// again: to the next stream when the replica that held it crashed (a confirming resume does
+/// not wait for it: it restarts the consumer), or to the same one, which skips what it had.
 const ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Messages handed out and not yet acked, per queue of a confirming listener: about a second
+/// of events, and what a pull fetches ahead. A queue confirmed before the hand-over has 1, so
+/// that a message held by a crashed replica comes back before any later one.
+const MAX_ACK_PENDING: i64 = 100_000;
+
+/// How long after an event was handed to its connection a confirming stream acks it: the
+/// listener, reading, has it by then (it is no longer in a buffer a crash would lose).
+pub(crate) const CONFIRM_AFTER: Duration = Duration::from_secs(1);
+
+/// Acks of a confirming stream are grouped by this much (one cumulative ack per slice).
+const CONFIRM_SLICE: Duration = Duration::from_millis(50);
 
 /// The shared queues of one replica.
 pub(crate) struct NatsEvents {
@@ -104,9 +127,10 @@ impl NatsEvents {
         Ok(consumer)
     }
 
-    async fn open(&self, peer: Peer) -> Result<(u32, consumer::PullConsumer), RpcError> {
+    async fn open(&self, peer: Peer, confirm_late: bool) -> Result<(u32, consumer::PullConsumer), RpcError> {
         let mut info = self.stream.clone();
-        let held = info.info().await.map_err(|e| unreachable(&self.url, "no stream info", e))?.state.consumer_count;
+        let state = info.info().await.map_err(|e| unreachable(&self.url, "no stream info", e))?.state.clone();
+        let held = state.consumer_count;
         if held >= self.limits.max_queues {
             return Err(RpcError::new(
                 ResultCode::ErrorItemBusy,
@@ -139,20 +163,84 @@ impl NatsEvents {
                 break id;
             }
         };
-        let config = consumer::pull::Config {
-            durable_name: Some(consumer_name(id)),
-            description: Some(owner(peer)),
-            deliver_policy: consumer::DeliverPolicy::New,
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: ACK_WAIT,
-            max_ack_pending: 1,
-            inactive_threshold: self.limits.retain,
-            ..Default::default()
-        };
+        // By sequence rather than "new": a resume reads where the queue began from its config.
+        let config = self.queue_config(id, peer, state.last_sequence + 1, confirm_late);
         let consumer =
             self.stream.create_consumer(config).await.map_err(|e| unreachable(&self.url, "no consumer", e))?;
         tracing::info!("Starting new event listening queue #{id} (NATS consumer {})", consumer_name(id));
         Ok((id, consumer))
+    }
+
+    fn queue_config(&self, id: u32, peer: Peer, start: u64, confirm_late: bool) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(consumer_name(id)),
+            description: Some(owner(peer)),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: start },
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: ACK_WAIT,
+            max_ack_pending: if confirm_late { MAX_ACK_PENDING } else { 1 },
+            inactive_threshold: self.limits.retain,
+            ..Default::default()
+        }
+    }
+
+    /// The consumer to resume queue `id` with. A confirming listener's (`after` set) restarts
+    /// at the first event it lacks: after `after` when it says what it has (not 0), else after
+    /// the last event acked. The other kind's stays as it is, made anew only if it was a
+    /// confirming one (to hand out one message at a time).
+    async fn resume(
+        &self,
+        peer: Peer,
+        id: u32,
+        mut consumer: consumer::PullConsumer,
+        after: Option<u64>,
+    ) -> Result<consumer::PullConsumer, RpcError> {
+        let info = consumer.info().await.map_err(|e| unreachable(&self.url, "no consumer info", e))?;
+        if after.is_none() && info.config.max_ack_pending == 1 {
+            return Ok(consumer);
+        }
+        // Where the queue began: events before it are not the queue's.
+        let began = match info.config.deliver_policy {
+            consumer::DeliverPolicy::ByStartSequence { start_sequence } => start_sequence,
+            _ => 1,
+        };
+        let acked = info.ack_floor.stream_sequence;
+        let mut state = self.stream.clone();
+        let last = state.info().await.map_err(|e| unreachable(&self.url, "no stream info", e))?.state.last_sequence;
+        let start = match after {
+            Some(after) if after > last => {
+                tracing::warn!(
+                    "Event listening queue #{id}: resumed after event {after}, but the stream's last is {last} \
+                     (a stream made anew?): resuming after the last event acked ({acked})"
+                );
+                acked + 1
+            }
+            Some(after) if after > 0 => after + 1,
+            // Nothing known (a listener's first stream, or a queue saved by an earlier process).
+            _ => acked + 1,
+        }
+        .max(began);
+        // A placeholder holds the queue's events while the consumer is made anew: with interest
+        // retention, a moment without a consumer would let NATS drop them.
+        let hold = format!("h{id}");
+        let placeholder = consumer::pull::Config {
+            durable_name: Some(hold.clone()),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: start },
+            ack_policy: consumer::AckPolicy::Explicit,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let no_consumer = |e| unreachable(&self.url, "no consumer", e);
+        self.stream.create_consumer(placeholder).await.map_err(no_consumer)?;
+        let remade = async {
+            self.stream.delete_consumer(&consumer_name(id)).await.map_err(no_consumer)?;
+            self.stream.create_consumer(self.queue_config(id, peer, start, after.is_some())).await.map_err(no_consumer)
+        }
+        .await;
+        if let Err(e) = self.stream.delete_consumer(&hold).await {
+            tracing::warn!("Event listening queue #{id}: placeholder consumer {hold} left (it expires in 60 s): {e}");
+        }
+        remade
     }
 
     /// How many queues, on any replica, belong to `peer` (their consumers name it).
@@ -201,15 +289,16 @@ impl EventQueues for NatsEvents {
         client_id: u32,
         names: Vec<String>,
         keepalive: Duration,
+        after: Option<u64>,
     ) -> QueueFuture<'static, Result<ReplyStream<ListenReply>, RpcError>> {
         Box::pin(async move {
             let (id, consumer) = if client_id == 0 {
-                self.open(peer).await?
+                self.open(peer, after.is_some()).await?
             } else {
                 let consumer = self.consumer(peer, client_id).await?;
                 // A stream of this queue elsewhere (or here) ends: this one takes over.
                 self.control(client_id, "stop").await;
-                (client_id, consumer)
+                (client_id, self.resume(peer, client_id, consumer, after).await?)
             };
             let control = self
                 .client
@@ -219,7 +308,7 @@ impl EventQueues for NatsEvents {
             let messages = consumer.messages().await.map_err(|e| unreachable(&self.url, "no message stream", e))?;
             let (tx, rx) = mpsc::channel(1);
             let shutdown = self.shutdown.subscribe();
-            let task = Delivery { events: Arc::clone(&self), id, names, keepalive, tx };
+            let task = Delivery { events: Arc::clone(&self), id, names, keepalive, tx, confirm_late: after.is_some() };
             tokio::spawn(task.run(messages, control, shutdown));
             Ok(ReplyStream::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
         })
@@ -282,13 +371,45 @@ impl EventQueues for NatsEvents {
     }
 }
 
-/// The task behind one listening stream: pulls the queue's consumer, one message at a time.
+/// The task behind one listening stream: pulls the queue's consumer, in stream order.
 struct Delivery {
     events: Arc<NatsEvents>,
     id: u32,
     names: Vec<String>,
     keepalive: Duration,
     tx: mpsc::Sender<Result<ListenReply, RpcError>>,
+    /// The listener gave `after`: ack [`CONFIRM_AFTER`] after the hand-over, not before.
+    confirm_late: bool,
+}
+
+/// A confirming stream's messages handed over and not yet acked: the newest of each
+/// [`CONFIRM_SLICE`], with when it was handed over (one cumulative ack covers those before).
+#[derive(Default)]
+struct Unconfirmed(VecDeque<(tokio::time::Instant, jetstream::Message)>);
+
+impl Unconfirmed {
+    fn push(&mut self, message: jetstream::Message) {
+        let now = tokio::time::Instant::now();
+        match self.0.back_mut() {
+            Some((since, newest)) if now.duration_since(*since) < CONFIRM_SLICE => *newest = message,
+            _ => self.0.push_back((now, message)),
+        }
+    }
+
+    /// When the oldest one is due.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.0.front().map(|(since, _)| *since + CONFIRM_AFTER)
+    }
+
+    /// The newest message that is due: acking it acks every one before it.
+    fn take_due(&mut self) -> Option<jetstream::Message> {
+        let now = tokio::time::Instant::now();
+        let mut newest = None;
+        while self.0.front().is_some_and(|(since, _)| *since + CONFIRM_AFTER <= now) {
+            newest = self.0.pop_front().map(|(_, message)| message);
+        }
+        newest
+    }
 }
 
 impl Delivery {
@@ -305,18 +426,28 @@ impl Delivery {
         }
     }
 
+    /// Ends the stream in band: NATS went away.
+    async fn unreachable(&self, e: impl std::fmt::Display) {
+        if let Some(permit) = self.reserve().await {
+            let what = "listening stopped; listen again (same client_id) once it is back";
+            permit.send(Err(unreachable(&self.events.url, what, e)));
+        }
+    }
+
     async fn run(
         self,
         mut messages: consumer::pull::Stream,
         mut control: async_nats::Subscriber,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let (id, url) = (self.id, self.events.url.clone());
+        let id = self.id;
         if self.tx.send(Ok(ListenReply::greeting(id))).await.is_err() {
             return;
         }
         let mut last = 0;
+        let mut unconfirmed = Unconfirmed::default();
         loop {
+            let due = unconfirmed.due();
             tokio::select! {
                 () = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
                     if let Some(permit) = self.reserve().await {
@@ -337,49 +468,64 @@ impl Delivery {
                         break;
                     }
                 }
+                () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    // Unacked, an event comes again after a resume (which `after` then skips).
+                    if let Some(message) = unconfirmed.take_due()
+                        && let Err(e) = message.ack().await
+                    {
+                        tracing::debug!("Event listening queue #{id}: ack not sent ({e}); a resume replays from `after`");
+                    }
+                }
                 message = messages.next() => match message {
                     Some(Ok(message)) => {
                         let sequence = message.info().map_or(0, |info| info.stream_sequence);
-                        let event = Event::decode(message.payload.clone());
-                        let wanted = match &event {
-                            // Redelivered while this stream held it (acked late): sent already.
-                            _ if sequence != 0 && sequence <= last => false,
-                            Ok(event) => self.names.is_empty() || self.names.contains(&event.name),
+                        if sequence != 0 && sequence <= last {
+                            // Handed out again (its ack was late or lost): this stream had it.
+                            if !self.confirm_late {
+                                let _ = message.ack().await;
+                            }
+                            continue;
+                        }
+                        let event = match Event::decode(message.payload.clone()) {
+                            Ok(event) if self.names.is_empty() || self.names.contains(&event.name) => Some(event),
+                            Ok(_) => None,
                             Err(e) => {
                                 tracing::error!("Event listening queue #{id}: undecodable event skipped: {e}");
-                                false
+                                None
                             }
                         };
-                        let permit = if wanted {
-                            // Unacked when the stream goes: NATS hands it to the next one.
+                        let reply = |event: &Event| Ok(ListenReply::event(id, SharedEvent::new(event)).at(sequence));
+                        let permit = if event.is_some() {
+                            // Unacked when the stream goes: the resume starts at it.
                             let Some(permit) = self.reserve().await else { break };
                             Some(permit)
                         } else {
                             None
                         };
+                        last = last.max(sequence);
+                        if self.confirm_late {
+                            if let (Some(permit), Some(event)) = (permit, &event) {
+                                permit.send(reply(event));
+                            }
+                            unconfirmed.push(message);
+                            continue;
+                        }
                         // Acked (confirmed) before the hand-over, with nothing in between: an
                         // event is never both delivered and left in the queue.
-                        if let Err(e) = message.double_ack().await {
+                        let acked = message.double_ack().await;
+                        if let (Some(permit), Some(event)) = (permit, &event) {
                             // Unconfirmed is not undone: the client keeps the ack while NATS is
                             // away and sends it once back. Handed over, the event may come again
                             // after a resume (if the ack was lost after all), but is never lost.
-                            if let (Some(permit), Ok(event)) = (permit, &event) {
-                                permit.send(Ok(ListenReply::event(id, SharedEvent::new(event))));
-                            }
-                            if let Some(permit) = self.reserve().await {
-                                permit.send(Err(unreachable(&url, "listening stopped; listen again (same client_id) once it is back", e)));
-                            }
-                            break;
+                            permit.send(reply(event));
                         }
-                        last = last.max(sequence);
-                        if let (Some(permit), Ok(event)) = (permit, event) {
-                            permit.send(Ok(ListenReply::event(id, SharedEvent::new(&event))));
+                        if let Err(e) = acked {
+                            self.unreachable(e).await;
+                            break;
                         }
                     }
                     Some(Err(e)) => {
-                        if let Some(permit) = self.reserve().await {
-                            permit.send(Err(unreachable(&url, "listening stopped; listen again (same client_id) once it is back", e)));
-                        }
+                        self.unreachable(e).await;
                         break;
                     }
                     None => break,

@@ -52,7 +52,9 @@ impl EventsManager {
             crate::events::check_name("event", name)?;
         }
         let keepalive = cx.config().get(&RpcConfig::EVENT_KEEPALIVE_TIMEOUT).as_duration()?;
-        Arc::clone(&self.queues).listen(peer_of(cx.peer_addr()), request.client_id, request.names, keepalive).await
+        Arc::clone(&self.queues)
+            .listen(peer_of(cx.peer_addr()), request.client_id, request.names, keepalive, request.after)
+            .await
     }
 
     /// Only the peer address that opened the queue may interrupt it.
