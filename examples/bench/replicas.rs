@@ -42,7 +42,10 @@ impl ReplicasReport {
 pub async fn section(listeners: usize, events: usize) -> bool {
     let mut rows = vec![run_local(listeners, events).await];
     match nats_server_binary() {
-        Some(binary) => rows.push(run_nats(&binary, listeners, events).await),
+        Some(binary) => {
+            rows.push(run_nats(&binary, listeners, events, Some(0)).await);
+            rows.push(run_nats(&binary, listeners, events, None).await);
+        }
         None => println!(
             "== Cross-replica fan-out through NATS: skipped, nats-server is not installed \
              (`apt-get install nats-server`; bash .ci/run installs it)\n"
@@ -81,12 +84,19 @@ pub async fn section(listeners: usize, events: usize) -> bool {
 async fn run_local(listeners: usize, events: usize) -> Result<ReplicasReport, String> {
     let workspace = tempfile::tempdir().map_err(|e| e.to_string())?;
     let server = server(workspace.path(), None).await?;
-    let report = measure("local (in-process queues)", std::slice::from_ref(&server), listeners, events).await;
+    let report = measure("local (in-process queues)", std::slice::from_ref(&server), listeners, events, None).await;
     server.shutdown().await;
     report
 }
 
-async fn run_nats(binary: &Path, listeners: usize, events: usize) -> Result<ReplicasReport, String> {
+/// `after`: what the listeners give as `EventFilter.after` (`Some`: confirmed late, as
+/// `EventListener` listens; `None`: confirmed before each hand-over, as the Python client).
+async fn run_nats(
+    binary: &Path,
+    listeners: usize,
+    events: usize,
+    after: Option<u64>,
+) -> Result<ReplicasReport, String> {
     let nats = Nats::start(binary)?;
     let workspaces: Vec<_> =
         (0..3).map(|_| tempfile::tempdir()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
@@ -94,7 +104,12 @@ async fn run_nats(binary: &Path, listeners: usize, events: usize) -> Result<Repl
     for workspace in &workspaces {
         servers.push(server(workspace.path(), Some(&nats.url)).await?);
     }
-    let report = measure("NATS JetStream (rpc-events-url)", &servers, listeners, events).await;
+    let backend = if after.is_some() {
+        "NATS JetStream (rpc-events-url), listeners giving `after` (EventListener)"
+    } else {
+        "NATS JetStream, listeners without `after` (the Python client)"
+    };
+    let report = measure(backend, &servers, listeners, events, after).await;
     for server in servers {
         server.shutdown().await;
     }
@@ -128,6 +143,7 @@ async fn measure(
     servers: &[RpcServer],
     listeners: usize,
     events: usize,
+    after: Option<u64>,
 ) -> Result<ReplicasReport, String> {
     let client = |server: &RpcServer, name: String| {
         RpcClient::builder("127.0.0.1", server.local_addr().port()).name(name).connect_lazy().map_err(|e| e.to_string())
@@ -136,7 +152,7 @@ async fn measure(
     for n in 0..listeners {
         let channel = client(&servers[n % servers.len()], format!("listener-{n}"))?.channel::<EventApiVersion>();
         let mut stream = EventServiceClient::new(channel)
-            .listen(EventFilter::default())
+            .listen(EventFilter { after, ..EventFilter::default() })
             .await
             .map_err(|e| e.to_string())?
             .into_inner();
