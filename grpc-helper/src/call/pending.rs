@@ -1,12 +1,10 @@
 //! Registry of calls in progress (for debug dumps and drain decisions).
 //!
-//! One short lock to insert and one to remove per call; nothing is formatted on the hot path:
-//! the request is kept as a snapshot (a clone of a small message) and rendered by the dump.
+//! One short lock to insert and one to remove per call, into a slab (a free slot is reused:
+//! no hashing, no table to grow or clean); nothing is formatted on the hot path: the request
+//! is kept as a snapshot (a clone of a small message) and rendered by the dump.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -52,28 +50,14 @@ struct Entry {
 
 #[derive(Default)]
 pub(crate) struct PendingCalls {
-    next: AtomicU64,
-    calls: Mutex<HashMap<u64, Entry, BuildHasherDefault<IdHasher>>>,
+    calls: Mutex<Slots>,
 }
 
-/// Ids are sequential and unique: they need no hashing.
+/// The calls, each in a slot that its guard frees.
 #[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id;
-    }
+struct Slots {
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
 }
 
 impl PendingCalls {
@@ -85,10 +69,20 @@ impl PendingCalls {
         content: Option<Snapshot>,
         caller: &CallerMetadata,
     ) -> PendingGuard {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let entry = Entry { service, method, request, content, caller: caller.clone(), started: Instant::now() };
-        self.calls.lock().insert(id, entry);
-        PendingGuard { registry: Arc::clone(self), id }
+        let mut calls = self.calls.lock();
+        let slot = match calls.free.pop() {
+            Some(slot) => {
+                calls.entries[slot] = Some(entry);
+                slot
+            }
+            None => {
+                calls.entries.push(Some(entry));
+                calls.entries.len() - 1
+            }
+        };
+        drop(calls);
+        PendingGuard { registry: Arc::clone(self), slot }
     }
 
     /// A snapshot, oldest call first.
@@ -96,7 +90,9 @@ impl PendingCalls {
         let now = Instant::now();
         let calls = self.calls.lock();
         let mut list: Vec<(Instant, PendingCall)> = calls
-            .values()
+            .entries
+            .iter()
+            .flatten()
             .map(|e| {
                 let call = PendingCall {
                     service: e.service,
@@ -118,13 +114,17 @@ impl PendingCalls {
 /// Removes its call from the registry when dropped (reply sent, stream ended or cancelled).
 pub(crate) struct PendingGuard {
     registry: Arc<PendingCalls>,
-    id: u64,
+    slot: usize,
 }
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
         // The entry (and its snapshot) is freed after the lock is released.
-        let entry = self.registry.calls.lock().remove(&self.id);
+        let entry = {
+            let mut calls = self.registry.calls.lock();
+            calls.free.push(self.slot);
+            calls.entries[self.slot].take()
+        };
         drop(entry);
     }
 }

@@ -430,7 +430,7 @@ struct Replay {
     /// Not yet read from the caller (`None` once it ended).
     source: Option<Body>,
     /// Data read so far, kept while a retry is still possible.
-    recorded: Vec<Bytes>,
+    recorded: Recorded,
     recorded_len: usize,
     trailers: Option<HeaderMap>,
     recording: bool,
@@ -442,7 +442,7 @@ impl Replay {
     fn new(source: Body) -> Self {
         Self {
             source: Some(source),
-            recorded: Vec::new(),
+            recorded: Recorded::default(),
             recorded_len: 0,
             trailers: None,
             recording: true,
@@ -452,7 +452,35 @@ impl Replay {
 
     fn stop_recording(&mut self) {
         self.recording = false;
-        self.recorded = Vec::new();
+        self.recorded = Recorded::default();
+    }
+}
+
+/// The chunks read so far: the first in place (a unary request is one chunk: no allocation).
+#[derive(Default)]
+struct Recorded {
+    first: Option<Bytes>,
+    more: Vec<Bytes>,
+}
+
+impl Recorded {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    fn get(&self, index: usize) -> Option<&Bytes> {
+        match index {
+            0 => self.first.as_ref(),
+            _ => self.more.get(index - 1),
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(data);
+        } else {
+            self.more.push(data);
+        }
     }
 }
 
@@ -467,11 +495,13 @@ impl HttpBody for ReplayBody {
     type Error = tonic::Status;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        let replay = Arc::clone(&self.replay);
-        let mut replay = replay.lock();
-        if replay.recording && self.position < replay.recorded.len() {
-            let data = replay.recorded[self.position].clone();
-            self.position += 1;
+        let this = &mut *self;
+        let mut replay = this.replay.lock();
+        if replay.recording
+            && let Some(data) = replay.recorded.get(this.position)
+        {
+            let data = data.clone();
+            this.position += 1;
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         let Some(source) = replay.source.as_mut() else {
@@ -489,7 +519,7 @@ impl HttpBody for ReplayBody {
                     if replay.recording && replay.recorded_len + data.len() <= REPLAY_LIMIT {
                         replay.recorded_len += data.len();
                         replay.recorded.push(data.clone());
-                        self.position = replay.recorded.len();
+                        this.position = replay.recorded.len();
                     } else {
                         replay.replayable = false;
                     }
