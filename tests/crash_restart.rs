@@ -162,7 +162,17 @@ impl Load {
                     tally.failed_in_doubt += 1;
                 }
                 Some(Err(e)) => {
-                    eprintln!("call failed: {e}");
+                    // When it ran, against the kill and the restart: what a rare failure needs.
+                    let at = |t: Instant| {
+                        let ms = |a: Instant, b: Instant| a.saturating_duration_since(b).as_secs_f64() * 1e3;
+                        format!("{:+.1} ms", if t >= killed { ms(t, killed) } else { -ms(killed, t) })
+                    };
+                    eprintln!(
+                        "call failed: {e} (started {}, ended {} from the kill; restarted {})",
+                        at(record.started),
+                        at(record.ended),
+                        at(restarted)
+                    );
                     tally.failed += 1;
                 }
                 None => tally.lost += 1,
