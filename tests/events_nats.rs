@@ -202,6 +202,42 @@ async fn kill_9_of_the_listening_replica_resumes_on_another_losing_nothing_repea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_listener_on_two_replicas_loses_nothing_and_repeats_nothing_when_its_replica_is_killed() {
+    bounded(Duration::from_secs(240), async {
+        let nats = NatsServer::start();
+        let mut r1 = replica(&nats.url()).await;
+        // The listener's client knows both replicas; the second starts once the stream is on
+        // the first, so that the kill is of the replica that holds it.
+        let port_2 = free_port();
+        let client = RpcClient::builder("127.0.0.1", r1.port).endpoint("127.0.0.1", port_2).connect_lazy().unwrap();
+        let got = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&got);
+        let listener = grpc_helper::client::EventListener::start(&client, vec!["via-3".into()], move |event| {
+            sink.lock().push(event.properties[0].value.parse::<usize>().unwrap());
+        });
+        listener.ready().await;
+        let _r2 = Replica::start_on(port_2, &[format!("rpc-events-url={}", nats.url())]).await;
+        let r3 = replica(&nats.url()).await;
+        let sender = send_all(&r3, "via-3", 2_000);
+        while got.lock().len() < 500 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        r1.kill_9().await;
+        sender.await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while got.lock().len() < 2_000 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Anything twice would come within the second after the last one.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let got = got.lock().clone();
+        assert_eq!(got, (0..2_000).collect::<Vec<_>>(), "every event once, in order, across the kill");
+        listener.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarting_nats_mid_stream_loses_no_event_that_it_had_accepted() {
     bounded(Duration::from_secs(240), async {
         let mut nats = NatsServer::start();

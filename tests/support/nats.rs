@@ -101,7 +101,12 @@ pub struct Replica {
 impl Replica {
     /// Starts the example server and waits (bounded) until it serves.
     pub async fn start(items: &[String]) -> Self {
-        let (port, workspace) = (crate::free_port(), tempfile::tempdir().unwrap());
+        Self::start_on(crate::free_port(), items).await
+    }
+
+    /// The same, on a port chosen beforehand (one a client already knows).
+    pub async fn start_on(port: u16, items: &[String]) -> Self {
+        let workspace = tempfile::tempdir().unwrap();
         let mut command = std::process::Command::new(crate::process::example("server"));
         command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
         for item in items {
