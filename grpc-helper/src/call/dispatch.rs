@@ -13,9 +13,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use tonic::codegen::BoxStream;
 use tonic::server::NamedService;
-use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
-use tower::util::MapResponse;
 
 use tokio::sync::futures::OwnedNotified;
 
@@ -392,9 +390,41 @@ impl Default for MessageLimits {
     }
 }
 
-/// A tonic service ready to be added to the server's routes.
+/// A hosted service as the server's router calls it: straight from its gRPC name, without
+/// tonic's axum routes (which box the body both ways, clone a boxed service and box the
+/// future again on every call).
 pub struct ServiceRoute {
-    pub(crate) add: Box<dyn FnOnce(&mut RoutesBuilder) + Send>,
+    /// The gRPC service name (`SampleService`): the first segment of its paths.
+    pub(crate) name: &'static str,
+    pub(crate) service: Box<dyn HostedRoute>,
+}
+
+/// A generated tonic server with its type erased.
+pub(crate) trait HostedRoute: Send + Sync {
+    /// Starts a call; the response still goes through [`resource_exhausted`].
+    fn call(&self, request: http::Request<tonic::body::Body>) -> HostedFuture;
+}
+
+/// The future of a generated tonic server's call (boxed by tonic's code generator already).
+pub(crate) type HostedFuture = tonic::codegen::BoxFuture<HttpResponse, Infallible>;
+
+impl<S> HostedRoute for S
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = HttpResponse,
+            Error = Infallible,
+            Future = HostedFuture,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn call(&self, request: http::Request<tonic::body::Body>) -> HostedFuture {
+        // A generated server is always ready, and its clone is a reference count: the call
+        // needs no lock and no allocation of its own.
+        tower::Service::call(&mut self.clone(), request)
+    }
 }
 
 /// Wraps a generated tonic server (`XxxServiceServer<...>`) for the router.
@@ -402,54 +432,23 @@ pub fn route<S>(service: S) -> ServiceRoute
 where
     S: tower::Service<
             http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
+            Response = HttpResponse,
             Error = Infallible,
+            Future = HostedFuture,
         > + NamedService
         + Clone
         + Send
         + Sync
         + 'static,
-    S::Future: Send + 'static,
 {
-    ServiceRoute {
-        add: Box::new(move |routes| {
-            routes.add_service(SizeLimited(MapResponse::new(service, resource_exhausted)));
-        }),
-    }
+    ServiceRoute { name: S::NAME, service: Box::new(service) }
 }
 
-/// A hosted service whose "request too large" answer says RESOURCE_EXHAUSTED, as gRPC's own
-/// implementations do, where tonic says OUT_OF_RANGE.
-#[derive(Clone)]
-struct SizeLimited<S>(MapResponse<S, MapFn>);
-
-type HttpResponse = http::Response<tonic::body::Body>;
-type MapFn = fn(HttpResponse) -> HttpResponse;
-
-impl<S: NamedService> NamedService for SizeLimited<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> tower::Service<http::Request<tonic::body::Body>> for SizeLimited<S>
-where
-    S: tower::Service<http::Request<tonic::body::Body>, Response = HttpResponse>,
-{
-    type Response = HttpResponse;
-    type Error = S::Error;
-    type Future = tower::util::future::MapResponseFuture<S::Future, MapFn>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        self.0.call(request)
-    }
-}
+pub(crate) type HttpResponse = http::Response<tonic::body::Body>;
 
 /// tonic refuses an oversized request before the handler runs, with a trailers-only answer:
 /// the status is in the response headers (one lookup on the hot path, absent on success).
-fn resource_exhausted(mut response: HttpResponse) -> HttpResponse {
+pub(crate) fn resource_exhausted(mut response: HttpResponse) -> HttpResponse {
     let headers = response.headers_mut();
     if headers.get(GRPC_STATUS).is_some_and(|code| code.as_bytes() == b"11")
         && headers.get(GRPC_MESSAGE).is_some_and(|m| {

@@ -15,7 +15,7 @@ use super::incoming::{CancelSignal, ConnectionLimits, Incoming, Tracked, peer_of
 use crate::RpcError;
 use crate::api::ResultCode;
 use crate::auth::Gate;
-use crate::call::ServiceRoute;
+use crate::call::{HostedFuture, ServiceRoute, resource_exhausted};
 use crate::compression::{Compression, compressed};
 use crate::proxy::Proxies;
 use crate::tls::ServerTls;
@@ -29,11 +29,9 @@ impl Router {
         proxies: Arc<Proxies>,
         gate: Arc<Gate>,
     ) -> Self {
-        for route in hosted {
-            (route.add)(&mut reflection);
-        }
         reflection.add_service(health);
         Self {
+            hosted: hosted.into(),
             routes: reflection.routes(),
             proxies,
             gate,
@@ -108,9 +106,12 @@ pub(crate) fn reflection(
 }
 
 /// The server's request router: guarded paths are checked first, proxied service paths are
-/// forwarded, the rest goes to tonic's routes.
+/// forwarded, hosted services are called directly, the rest goes to tonic's routes.
 #[derive(Clone)]
 pub(crate) struct Router {
+    /// The managers' services, found by the first segment of the path.
+    hosted: Arc<[ServiceRoute]>,
+    /// Health, reflection, and tonic's answer to any other path.
     routes: tonic::service::Routes,
     proxies: Arc<Proxies>,
     /// Checks the dangerous RPCs before anything else runs.
@@ -124,9 +125,11 @@ type RoutesFuture = <Routes as Service<http::Request<Body>>>::Future;
 type Answer = Result<http::Response<Body>, std::convert::Infallible>;
 
 pin_project_lite::pin_project! {
-    /// Local calls go straight to tonic's router future (no box on the hot path).
+    /// Local calls go straight to the hosted service's future, or tonic's router's (no box
+    /// of ours on the hot path).
     #[project = RouteProjection]
     pub(crate) enum RouteFuture {
+        Hosted { future: HostedFuture },
         Local { #[pin] future: RoutesFuture },
         Proxied { future: Pin<Box<dyn std::future::Future<Output = Answer> + Send>> },
         Refused { response: Option<http::Response<Body>> },
@@ -138,6 +141,7 @@ impl std::future::Future for RouteFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
         match self.project() {
+            RouteProjection::Hosted { future } => future.as_mut().poll(cx).map_ok(resource_exhausted),
             RouteProjection::Local { future } => future.poll(cx),
             RouteProjection::Proxied { future } => future.as_mut().poll(cx),
             RouteProjection::Refused { response } => Poll::Ready(Ok(response.take().expect("polled once"))),
@@ -182,12 +186,26 @@ impl Router {
                 RouteFuture::Proxied { future: Box::pin(async move { Ok(proxies.forward(index, request).await) }) }
             }
             None => match crate::proxy::config_via(&request) {
-                None => RouteFuture::Local { future: self.routes.call(request) },
+                None => self.local(request),
                 // A config call fanned out by a main server: its fan-out must see the marker.
                 Some(via) => {
-                    RouteFuture::Proxied { future: Box::pin(crate::proxy::with_via(via, self.routes.call(request))) }
+                    RouteFuture::Proxied { future: Box::pin(crate::proxy::with_via(via, self.local(request))) }
                 }
             },
         }
     }
+
+    /// A call served here: by its hosted service, or by tonic's routes.
+    fn local(&mut self, request: http::Request<Body>) -> RouteFuture {
+        match hosted_service(&self.hosted, request.uri().path()) {
+            Some(route) => RouteFuture::Hosted { future: route.service.call(request) },
+            None => RouteFuture::Local { future: self.routes.call(request) },
+        }
+    }
+}
+
+/// The hosted service of `/Service/method` (any method: the service answers an unknown one).
+fn hosted_service<'r>(hosted: &'r [ServiceRoute], path: &str) -> Option<&'r ServiceRoute> {
+    let (service, _method) = path.strip_prefix('/')?.split_once('/')?;
+    hosted.iter().find(|route| route.name == service)
 }
