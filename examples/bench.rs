@@ -161,7 +161,11 @@ impl Logging {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ChildKind {
+    /// Bare tonic on `#[tokio::main]`'s runtime.
     Bare,
+    /// Bare tonic on a current-thread runtime.
+    BareCurrentThread,
+    /// The helper server on `grpc_helper::server::runtime()`.
     Helper,
 }
 
@@ -299,12 +303,13 @@ fn main() -> ExitCode {
         };
     }
     if let Some(child) = args.child {
-        let kind = match child {
-            ChildKind::Bare => ServerKind::Bare,
-            ChildKind::Helper => ServerKind::Helper,
+        let (kind, runtime) = match child {
+            ChildKind::Bare => (ServerKind::Bare, extras::ChildRuntime::Tokio),
+            ChildKind::BareCurrentThread => (ServerKind::Bare, extras::ChildRuntime::CurrentThread),
+            ChildKind::Helper => (ServerKind::Helper, extras::ChildRuntime::Helper),
         };
         args.logging.install();
-        let result = extras::child_main(kind);
+        let result = extras::child_main(kind, runtime);
         let _ = std::fs::remove_dir_all(targets::workspace());
         return match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -486,18 +491,26 @@ async fn run(settings: &Settings, server_rt: &Handle, cores: usize) -> bool {
             Some(cpus) => {
                 let spec = &settings.capacity;
                 let mut rows = vec![
-                    ("bare tonic server", extras::capacity(ServerKind::Bare, "none", None, cpus, spec.clone()).await),
+                    (
+                        "bare tonic server",
+                        extras::capacity(ServerKind::Bare, false, "none", None, cpus, spec.clone()).await,
+                    ),
+                    (
+                        "bare, current-thread",
+                        extras::capacity(ServerKind::Bare, true, "none", None, cpus, spec.clone()).await,
+                    ),
                     (
                         "helper, no subscriber",
-                        extras::capacity(ServerKind::Helper, "none", None, cpus, spec.clone()).await,
+                        extras::capacity(ServerKind::Helper, false, "none", None, cpus, spec.clone()).await,
                     ),
                     (
                         "helper, default logging",
-                        extras::capacity(ServerKind::Helper, "helper", None, cpus, spec.clone()).await,
+                        extras::capacity(ServerKind::Helper, false, "helper", None, cpus, spec.clone()).await,
                     ),
                 ];
                 if let Some(python) = &settings.python {
-                    let python = extras::capacity(ServerKind::Python, "none", Some(python), cpus, spec.clone()).await;
+                    let python =
+                        extras::capacity(ServerKind::Python, false, "none", Some(python), cpus, spec.clone()).await;
                     rows.push(("Python helper 2.3.1", python));
                 }
                 ok &= rows.iter().all(|(_, r)| r.is_ok());
@@ -516,7 +529,7 @@ fn capacity_table(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "== Capacity, one core each: the server process pinned to CPU {} (a Rust server's runtime then has 1 worker),\n   the load generator one thread of this process pinned to CPU {} (tonic client, current-thread runtime);\n   {} connections x {} in flight, {:.1} s measured after {:.1} s of warm-up. The Python original is GIL-bound\n   to about one core anyway: this gives every server that one core.",
+        "== Capacity, one core each: the server process pinned to CPU {} (bare tonic on #[tokio::main]'s runtime, then\n   with 1 worker, or on a current-thread one; the helper on grpc_helper::server::runtime(): current-thread on one CPU),\n   the load generator one thread of this process pinned to CPU {} (tonic client, current-thread runtime);\n   {} connections x {} in flight, {:.1} s measured after {:.1} s of warm-up. The Python original is GIL-bound\n   to about one core anyway: this gives every server that one core.",
         cpus.1,
         cpus.0,
         spec.connections,

@@ -29,8 +29,11 @@ struct Args {
     main_token_file: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    grpc_helper::server::runtime()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     grpc_helper_examples::init_logging();
     let args = Args::parse();
     let register_host = match args.register_host.as_str() {

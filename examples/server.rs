@@ -16,8 +16,12 @@ struct Args {
     server: ServerArgs,
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A current-thread runtime when the process has one CPU (taskset, a container's quota).
+    grpc_helper::server::runtime()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     grpc_helper_examples::init_logging();
     let args = Args::parse();
     let server = RpcServer::builder()

@@ -410,3 +410,41 @@ async fn calls_after_shutdown_are_refused() {
     })
     .await;
 }
+
+/// A process given one CPU (taskset, a container's CPU quota) serves on a current-thread
+/// runtime: the thread that builds it is pinned to one CPU, as a pinned process's first thread.
+#[test]
+fn server_runtime_on_one_cpu_is_current_thread_and_serves_calls() {
+    std::thread::spawn(|| {
+        // SAFETY: cpu_set_t is plain data; sched_getaffinity/sched_setaffinity(0, ..) read and
+        // change the calling thread's mask only.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set), 0);
+            let cpu = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)).expect("a CPU");
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one), 0);
+        }
+        let runtime = grpc_helper::server::runtime().expect("a runtime");
+        assert_eq!(runtime.handle().runtime_flavor(), tokio::runtime::RuntimeFlavor::CurrentThread);
+        runtime.block_on(bounded(LIMIT, async {
+            let log = EventLog::default();
+            let server = server_builder().manager(Sample::new(&log, Duration::ZERO)).start().await.unwrap();
+            let client = client_of(&server);
+            let calls: Vec<_> = (0..64)
+                .map(|i| {
+                    let mut stub = sample_stub(&client);
+                    tokio::spawn(async move { stub.method4(SampleRequest { foo: format!("call {i}") }).await })
+                })
+                .collect();
+            for (i, call) in calls.into_iter().enumerate() {
+                assert_eq!(call.await.unwrap().expect("served").into_inner().bar, format!("call {i}"));
+            }
+            server.shutdown().await;
+            assert_eq!(log.events(), ["load sample (4 services up)", "shutdown sample"]);
+        }));
+    })
+    .join()
+    .expect("the server thread");
+}

@@ -4,8 +4,10 @@
 # (one thread, C, far cheaper per call than a tonic client) to another, so the load generator is
 # not what limits the Rust servers. Servers: the bench's echo server with grpc-helper's default
 # logging (`--child helper --logging helper`: the layer an RpcServer installs, log files in a
-# workspace), bare tonic (`--child bare`, reference), and the Python grpc-helper 2.3.1
-# (`py_echo_server.py`). All get the same request on the same path: `SampleService/method4`,
+# workspace; on `grpc_helper::server::runtime()`, current-thread on its one CPU, as the example
+# server runs), bare tonic on `#[tokio::main]`'s runtime (`--child bare`, reference) and on a
+# current-thread one (`--child bare-current-thread`: the same runtime as ours), and the Python
+# grpc-helper 2.3.1 (`py_echo_server.py`). All get the same request on the same path: `SampleService/method4`,
 # `SampleRequest { foo: "capacity" }`, with the metadata RpcClient sends (api_version, client,
 # user, host, ip). Rounds alternate the order of the servers, so other load on the machine falls
 # on all of them alike; each run is `-D SECS` after a 1 s warm-up.
@@ -39,7 +41,7 @@ done
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for fd in 3 4 5; do eval "exec $fd>&-" 2>/dev/null || true; done
+  for fd in 3 4 5 6; do eval "exec $fd>&-" 2>/dev/null || true; done
   sleep 1
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$work"
@@ -73,6 +75,8 @@ start 3 PORT helper "$bench" --child helper --logging helper
 names+=("helper, default logging") ports+=("$port") spids+=("${pids[-1]}")
 start 4 PORT bare "$bench" --child bare --logging none
 names+=("bare tonic") ports+=("$port") spids+=("${pids[-1]}")
+start 6 PORT bare-ct "$bench" --child bare-current-thread --logging none
+names+=("bare tonic, current-thread") ports+=("$port") spids+=("${pids[-1]}")
 py_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start 5 READY python "$python" examples/bench/py_echo_server.py --port "$py_port" --proto-root proto --stream-items 1
 names+=("Python grpc-helper 2.3.1") ports+=("$port") spids+=("${pids[-1]}")
@@ -90,8 +94,8 @@ declare -A rate best per_cpu best_cpu
 echo "server CPU $server_cpu, h2load CPU $load_cpu; $rounds rounds of ${secs}s per server and level; h2load -t 1, levels $levels"
 printf '%-6s %-6s %-26s %10s %11s %11s %11s %10s %7s\n' round load server "req/s" "calls/CPU-s" "server CPU" "h2load CPU" "data B/req" failed
 for round in $(seq "$rounds"); do
-  order=(0 1 2)
-  [ $((round % 2)) -eq 0 ] && order=(2 1 0)
+  order=(0 1 2 3)
+  [ $((round % 2)) -eq 0 ] && order=(3 2 1 0)
   for level in $levels; do
   conns=${level%x*} streams=${level#*x}
   for i in "${order[@]}"; do
@@ -131,13 +135,13 @@ summary() {
   printf '%-26s' "$1"
   for level in $levels; do printf ' %9s' "$level"; done
   printf ' %9s %10s %10s %10s\n' best "x Py med" "x Py min" "x Py max"
-  for i in 0 1 2; do
+  for i in 0 1 2 3; do
     printf '%-26s' "${names[$i]}"
     for level in $levels; do
       printf ' %9.0f' "$(for r in $(seq "$rounds"); do echo "${values[$i,$level,$r]}"; done | median)"
     done
     med=$(for r in $(seq "$rounds"); do echo "${bests[$i,$r]}"; done | median)
-    ratios=$(for r in $(seq "$rounds"); do awk -v a="${bests[$i,$r]}" -v b="${bests[2,$r]}" 'BEGIN { print a / b }'; done)
+    ratios=$(for r in $(seq "$rounds"); do awk -v a="${bests[$i,$r]}" -v b="${bests[3,$r]}" 'BEGIN { print a / b }'; done)
     printf ' %9.0f %9.1fx %9.1fx %9.1fx\n' "$med" \
       "$(median <<<"$ratios")" "$(sort -g <<<"$ratios" | head -1)" "$(sort -g <<<"$ratios" | tail -1)"
   done

@@ -159,9 +159,10 @@ pub async fn startup(kind: ServerKind, python: Option<&Path>, rounds: usize) -> 
             }
             (ServerKind::Python, None) => return Err("no python given".into()),
             (kind, _) => {
-                let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, "none", None))
-                    .await
-                    .map_err(|e| format!("spawn task: {e}"))??;
+                let (child, stderr, port) =
+                    tokio::task::spawn_blocking(move || spawn_child(child_arg(kind, false), "none", None))
+                        .await
+                        .map_err(|e| format!("spawn task: {e}"))??;
                 (Measured::Rust(child, stderr), port)
             }
         };
@@ -211,6 +212,7 @@ pub struct RssReport {
 /// own pinned to `cpus.1`, driven from one thread pinned to `cpus.0`.
 pub async fn capacity(
     kind: ServerKind,
+    current_thread: bool,
     logging: &'static str,
     python: Option<&Path>,
     cpus: (usize, usize),
@@ -224,9 +226,11 @@ pub async fn capacity(
         }
         (ServerKind::Python, None) => return Err("no python given".into()),
         (kind, _) => {
-            let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, logging, Some(cpus.1)))
-                .await
-                .map_err(|e| format!("spawn task: {e}"))??;
+            let (child, stderr, port) = tokio::task::spawn_blocking(move || {
+                spawn_child(child_arg(kind, current_thread), logging, Some(cpus.1))
+            })
+            .await
+            .map_err(|e| format!("spawn task: {e}"))??;
             let pid = child.id();
             (Measured::Rust(child, stderr), port, pid)
         }
@@ -261,9 +265,10 @@ pub async fn idle_rss(
         }
         (ServerKind::Python, None) => return Err("no python given".into()),
         (kind, _) => {
-            let (child, stderr, port) = tokio::task::spawn_blocking(move || spawn_child(kind, logging, None))
-                .await
-                .map_err(|e| format!("spawn task: {e}"))??;
+            let (child, stderr, port) =
+                tokio::task::spawn_blocking(move || spawn_child(child_arg(kind, false), logging, None))
+                    .await
+                    .map_err(|e| format!("spawn task: {e}"))??;
             let pid = child.id();
             (Measured::Rust(child, stderr), port, pid)
         }
@@ -347,12 +352,18 @@ fn status_kib(pid: u32, key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))
 }
 
-fn spawn_child(kind: ServerKind, logging: &str, cpu: Option<usize>) -> Result<(Child, StderrLines, u16), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let arg = match kind {
-        ServerKind::Bare => "bare",
+/// The `--child` of a server kind: bare tonic on `#[tokio::main]`'s runtime or on a
+/// current-thread one, the helper on `grpc_helper::server::runtime()`.
+fn child_arg(kind: ServerKind, current_thread: bool) -> &'static str {
+    match (kind, current_thread) {
+        (ServerKind::Bare, false) => "bare",
+        (ServerKind::Bare, true) => "bare-current-thread",
         _ => "helper",
-    };
+    }
+}
+
+fn spawn_child(arg: &'static str, logging: &str, cpu: Option<usize>) -> Result<(Child, StderrLines, u16), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut command = Command::new(&exe);
     command
         .args(["--child", arg, "--logging", logging])
@@ -382,8 +393,24 @@ fn spawn_child(kind: ServerKind, logging: &str, cpu: Option<usize>) -> Result<(C
 
 /// `--child <kind>`: serve the echo on 127.0.0.1 (any port, printed as `PORT <n>`) until stdin
 /// closes (at most 10 minutes), with the runtime a server binary would use by default.
-pub fn child_main(kind: ServerKind) -> Result<(), String> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+/// The runtime of a child server process.
+#[derive(Debug, Clone, Copy)]
+pub enum ChildRuntime {
+    /// `#[tokio::main]`'s: multi-thread, a worker per CPU (what a bare tonic server runs).
+    Tokio,
+    /// `grpc_helper::server::runtime()` (what the example server runs): current-thread on one CPU.
+    Helper,
+    /// Current-thread, whatever the CPUs (a reference for bare tonic on one core).
+    CurrentThread,
+}
+
+pub fn child_main(kind: ServerKind, runtime: ChildRuntime) -> Result<(), String> {
+    let runtime = match runtime {
+        ChildRuntime::Tokio => tokio::runtime::Runtime::new(),
+        ChildRuntime::Helper => grpc_helper::server::runtime(),
+        ChildRuntime::CurrentThread => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+    }
+    .map_err(|e| e.to_string())?;
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         let mut sink = [0u8; 256];

@@ -35,6 +35,7 @@ pub(crate) mod otel;
 mod proxy_options;
 mod request_limits;
 mod router;
+mod runtime;
 mod setup;
 mod signals;
 
@@ -42,4 +43,5 @@ pub use self::builder::RpcServerBuilder;
 pub use self::core::RpcServer;
 pub(crate) use self::incoming::ConnInfo;
 pub use self::proxy_options::RegisterHost;
+pub use self::runtime::runtime;
 pub use crate::call::PendingCall;
