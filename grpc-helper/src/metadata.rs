@@ -176,12 +176,42 @@ pub(crate) fn identity() -> &'static Identity {
 }
 
 /// A metadata value, or `None` when empty or not plain ASCII (such keys are not sent).
+///
+/// Values sent with every call (a client's name, the user, the host) are static when they can
+/// be: cloning one into each request then touches no reference count, where a shared one is a
+/// cache line that every thread's calls write to.
 pub(crate) fn header(value: &str) -> Option<HeaderValue> {
     if value.is_empty() {
         return None;
     }
-    HeaderValue::from_str(value).ok()
+    match interned(value) {
+        Some(value) => Some(HeaderValue::from_static(value)),
+        None => HeaderValue::from_str(value).ok(),
+    }
 }
+
+/// `value` as a static string, when it is visible ASCII (what `HeaderValue::from_static`
+/// takes) and the process has interned fewer than [`INTERNED_MAX`] distinct values: programs
+/// that name each client differently leak nothing past that bound.
+fn interned(value: &str) -> Option<&'static str> {
+    static INTERNED: OnceLock<parking_lot::Mutex<std::collections::HashSet<&'static str>>> = OnceLock::new();
+    if !value.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t') {
+        return None;
+    }
+    let mut interned = INTERNED.get_or_init(Default::default).lock();
+    if let Some(&known) = interned.get(value) {
+        return Some(known);
+    }
+    if interned.len() >= INTERNED_MAX {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    interned.insert(leaked);
+    Some(leaked)
+}
+
+/// Distinct metadata values made static at most (a few KiB in all).
+const INTERNED_MAX: usize = 256;
 
 fn user_name() -> String {
     // SAFETY: getuid has no preconditions; getpwuid_r writes into the buffers we own.
@@ -246,6 +276,19 @@ fn outbound_ip() -> String {
 mod tests {
     use super::*;
     use crate::wire::{API_VERSION, CLIENT, IP};
+
+    #[test]
+    fn header_values_are_the_text_given_past_the_interning_bound_and_beyond_ascii() {
+        for i in 0..INTERNED_MAX + 50 {
+            let text = format!("client-{i}");
+            assert_eq!(header(&text).unwrap(), text.as_str());
+            assert_eq!(header(&text).unwrap(), text.as_str(), "interned once, same value");
+        }
+        assert_eq!(header("caf\u{e9}").unwrap().as_bytes(), "caf\u{e9}".as_bytes());
+        assert_eq!(header("a\tb").unwrap(), "a\tb");
+        assert!(header("").is_none());
+        assert!(header("line\nbreak").is_none(), "control characters are not sent");
+    }
 
     #[test]
     fn identity_is_plain_ascii() {

@@ -123,7 +123,7 @@ impl RpcClient {
         RpcChannel {
             inner: self.shared.channel.clone(),
             shared: Arc::clone(&self.shared),
-            api_version: api_version.map(HeaderValue::from),
+            api_version: api_version.and_then(|v| crate::metadata::header(&v.to_string())),
             compression: self.compression,
             dns: self.dns.clone(),
         }

@@ -163,10 +163,10 @@ impl<F: Future<Output = Attempt>> Future for CallFuture<F> {
             return retrying.as_mut().poll(cx);
         }
         let result = std::task::ready!(this.first.poll(cx));
-        let mut attempts = this.attempts.take().expect("a call polled after it ended");
+        let attempts = this.attempts.take().expect("a call polled after it ended");
         match attempts.outcome(result) {
-            Outcome::Done(answer) => Poll::Ready(answer),
-            Outcome::Retry(failure) => {
+            Ok(answer) => Poll::Ready(answer),
+            Err((attempts, failure)) => {
                 let mut retrying = Box::pin(attempts.retry(failure));
                 let polled = retrying.as_mut().poll(cx);
                 *this.retrying = Some(retrying);
@@ -174,12 +174,6 @@ impl<F: Future<Output = Attempt>> Future for CallFuture<F> {
             }
         }
     }
-}
-
-/// An attempt's result: the call's answer, or a failure that may be retried.
-enum Outcome {
-    Done(CallResult),
-    Retry(Retry),
 }
 
 /// One call's attempts after the first, until one commits or the retry window closes.
@@ -198,20 +192,20 @@ struct Attempts {
 type Attempt = Result<http::Response<Body>, tonic::transport::Error>;
 
 impl Attempts {
-    /// Whether an attempt's result is the call's answer, or a failure to retry.
-    fn outcome(&mut self, result: Attempt) -> Outcome {
+    /// The call's answer, or this failure to retry (with the attempts, for the retry).
+    fn outcome(mut self, result: Attempt) -> Result<CallResult, (Self, Retry)> {
         match result {
             Ok(response) if !is_unavailable(response.headers()) || refuses_retry(response.headers()) => {
                 // Committed: stop recording, free what was kept for replays.
                 self.replay.lock().stop_recording();
-                Outcome::Done(Ok(reply(response, Arc::clone(&self.shared), std::mem::take(&mut self.meter))))
+                Ok(Ok(reply(response, self.shared, self.meter)))
             }
-            Ok(response) => Outcome::Retry(Retry::Response(response)),
+            Ok(response) => Err((self, Retry::Response(response))),
             Err(e) => match failure_status(e) {
-                status if status.code() == tonic::Code::Unavailable => Outcome::Retry(Retry::Status(status)),
+                status if status.code() == tonic::Code::Unavailable => Err((self, Retry::Status(status))),
                 status => {
                     end_meter(&mut self.meter, status.code());
-                    Outcome::Done(Err(Box::new(status) as BoxError))
+                    Ok(Err(Box::new(status) as BoxError))
                 }
             },
         }
@@ -249,9 +243,9 @@ impl Attempts {
                 meter.next_attempt();
             }
             let result = self.next().await;
-            failure = match self.outcome(result) {
-                Outcome::Done(answer) => return answer,
-                Outcome::Retry(failure) => failure,
+            (self, failure) = match self.outcome(result) {
+                Ok(answer) => return answer,
+                Err(retry) => retry,
             };
         }
     }
