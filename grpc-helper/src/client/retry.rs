@@ -166,7 +166,8 @@ impl<F: Future<Output = Attempt>> Future for CallFuture<F> {
         let attempts = this.attempts.take().expect("a call polled after it ended");
         match attempts.outcome(result) {
             Ok(answer) => Poll::Ready(answer),
-            Err((attempts, failure)) => {
+            Err(retry) => {
+                let (attempts, failure) = *retry;
                 let mut retrying = Box::pin(attempts.retry(failure));
                 let polled = retrying.as_mut().poll(cx);
                 *this.retrying = Some(retrying);
@@ -192,17 +193,18 @@ struct Attempts {
 type Attempt = Result<http::Response<Body>, tonic::transport::Error>;
 
 impl Attempts {
-    /// The call's answer, or this failure to retry (with the attempts, for the retry).
-    fn outcome(mut self, result: Attempt) -> Result<CallResult, (Self, Retry)> {
+    /// The call's answer, or this failure to retry (with the attempts, for the retry; boxed:
+    /// the rare path).
+    fn outcome(mut self, result: Attempt) -> Result<CallResult, Box<(Self, Retry)>> {
         match result {
             Ok(response) if !is_unavailable(response.headers()) || refuses_retry(response.headers()) => {
                 // Committed: stop recording, free what was kept for replays.
                 self.replay.lock().stop_recording();
                 Ok(Ok(reply(response, self.shared, self.meter)))
             }
-            Ok(response) => Err((self, Retry::Response(response))),
+            Ok(response) => Err(Box::new((self, Retry::Response(response)))),
             Err(e) => match failure_status(e) {
-                status if status.code() == tonic::Code::Unavailable => Err((self, Retry::Status(status))),
+                status if status.code() == tonic::Code::Unavailable => Err(Box::new((self, Retry::Status(status)))),
                 status => {
                     end_meter(&mut self.meter, status.code());
                     Ok(Err(Box::new(status) as BoxError))
@@ -245,7 +247,7 @@ impl Attempts {
             let result = self.next().await;
             (self, failure) = match self.outcome(result) {
                 Ok(answer) => return answer,
-                Err(retry) => retry,
+                Err(retry) => *retry,
             };
         }
     }
