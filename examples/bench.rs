@@ -53,9 +53,9 @@ use crate::load::{LoadSpec, StreamReport, UnaryReport};
 use crate::targets::{BareClient, ClientKind, Clients, EchoClient, EchoServer, ServerKind};
 
 // glibc's malloc serialises tonic's threads on its arena locks: about 1.5x the calls per
-// second on 2 cores with mimalloc (see the README's benchmark).
+// second on 2 cores with jemalloc (see the README's benchmark).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(about = "grpc-helper vs bare tonic: throughput, latency, streaming, reconnect, memory")]

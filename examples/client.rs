@@ -9,9 +9,9 @@ use clap::Parser;
 use grpc_helper::RpcClient;
 
 // glibc's malloc serialises tonic's threads on its arena locks: about 1.5x the calls per
-// second on 2 cores with mimalloc (see the README's benchmark).
+// second on 2 cores with jemalloc (see the README's benchmark).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(version, about = "grpc-helper example client")]

@@ -16,9 +16,9 @@ use grpc_helper::server::RegisterHost;
 use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
 
 // glibc's malloc serialises tonic's threads on its arena locks: about 1.5x the calls per
-// second on 2 cores with mimalloc (see the README's benchmark).
+// second on 2 cores with jemalloc (see the README's benchmark).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(version, about = "grpc-helper proxy example: a backend of the main server")]

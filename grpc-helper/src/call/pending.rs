@@ -1,10 +1,12 @@
 //! Registry of calls in progress (for debug dumps and drain decisions).
 //!
 //! One short lock to insert and one to remove per call, into a slab (a free slot is reused:
-//! no hashing, no table to grow or clean); nothing is formatted on the hot path: the request
-//! is kept as a snapshot (a clone of a small message) and rendered by the dump.
+//! no hashing, no table to grow or clean) of the calling thread's shard (the runtime's workers
+//! do not take turns on one lock and one cache line); nothing is formatted on the hot path:
+//! the request is kept as a snapshot (a clone of a small message) and rendered by the dump.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -50,14 +52,31 @@ struct Entry {
 
 #[derive(Default)]
 pub(crate) struct PendingCalls {
-    calls: Mutex<Slots>,
+    shards: [Shard; SHARDS],
 }
+
+/// Shards of the registry; a thread always uses the same one.
+const SHARDS: usize = 8;
+
+/// One shard, on cache lines of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(Mutex<Slots>);
 
 /// The calls, each in a slot that its guard frees.
 #[derive(Default)]
 struct Slots {
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
+}
+
+/// The shard of the calling thread (threads take shards in turn).
+fn shard_of_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|shard| *shard)
 }
 
 impl PendingCalls {
@@ -70,7 +89,8 @@ impl PendingCalls {
         caller: &CallerMetadata,
     ) -> PendingGuard {
         let entry = Entry { service, method, request, content, caller: caller.clone(), started: Instant::now() };
-        let mut calls = self.calls.lock();
+        let shard = shard_of_thread();
+        let mut calls = self.shards[shard].0.lock();
         let slot = match calls.free.pop() {
             Some(slot) => {
                 calls.entries[slot] = Some(entry);
@@ -82,18 +102,16 @@ impl PendingCalls {
             }
         };
         drop(calls);
-        PendingGuard { registry: Arc::clone(self), slot }
+        PendingGuard { registry: Arc::clone(self), shard, slot }
     }
 
     /// A snapshot, oldest call first.
     pub(crate) fn snapshot(&self) -> Vec<PendingCall> {
         let now = Instant::now();
-        let calls = self.calls.lock();
-        let mut list: Vec<(Instant, PendingCall)> = calls
-            .entries
-            .iter()
-            .flatten()
-            .map(|e| {
+        let mut list: Vec<(Instant, PendingCall)> = Vec::new();
+        for shard in &self.shards {
+            let calls = shard.0.lock();
+            list.extend(calls.entries.iter().flatten().map(|e| {
                 let call = PendingCall {
                     service: e.service,
                     method: e.method,
@@ -103,9 +121,8 @@ impl PendingCalls {
                     elapsed: now.saturating_duration_since(e.started),
                 };
                 (e.started, call)
-            })
-            .collect();
-        drop(calls);
+            }));
+        }
         list.sort_by_key(|(started, _)| *started);
         list.into_iter().map(|(_, call)| call).collect()
     }
@@ -114,6 +131,7 @@ impl PendingCalls {
 /// Removes its call from the registry when dropped (reply sent, stream ended or cancelled).
 pub(crate) struct PendingGuard {
     registry: Arc<PendingCalls>,
+    shard: usize,
     slot: usize,
 }
 
@@ -121,7 +139,7 @@ impl Drop for PendingGuard {
     fn drop(&mut self) {
         // The entry (and its snapshot) is freed after the lock is released.
         let entry = {
-            let mut calls = self.registry.calls.lock();
+            let mut calls = self.registry.shards[self.shard].0.lock();
             calls.free.push(self.slot);
             calls.entries[self.slot].take()
         };
