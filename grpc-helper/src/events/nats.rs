@@ -59,7 +59,7 @@ const MAX_ACK_PENDING: i64 = 100_000;
 
 /// How long after an event was handed to its connection a confirming stream acks it: the
 /// listener, reading, has it by then (it is no longer in a buffer a crash would lose).
-pub(crate) const CONFIRM_AFTER: Duration = Duration::from_secs(1);
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
 /// Acks of a confirming stream are grouped by this much (one cumulative ack per slice).
 const CONFIRM_SLICE: Duration = Duration::from_millis(50);
@@ -195,6 +195,8 @@ impl NatsEvents {
         mut consumer: consumer::PullConsumer,
         after: Option<u64>,
     ) -> Result<consumer::PullConsumer, RpcError> {
+        // Asked again, not cached: stopping the queue's other stream (just before) may have
+        // moved its ack floor.
         let info = consumer.info().await.map_err(|e| unreachable(&self.url, "no consumer info", e))?;
         if after.is_none() && info.config.max_ack_pending == 1 {
             return Ok(consumer);

@@ -23,13 +23,15 @@ use crate::tls::ServerTls;
 impl Router {
     /// Routes to the hosted services and health, beside `reflection`.
     pub(crate) fn new(
-        mut reflection: RoutesBuilder,
-        hosted: Vec<ServiceRoute>,
+        reflection: RoutesBuilder,
+        mut hosted: Vec<ServiceRoute>,
         health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
         proxies: Arc<Proxies>,
         gate: Arc<Gate>,
     ) -> Self {
-        reflection.add_service(health);
+        // Health is generated code like the managers' services: called directly too (load
+        // balancers' probes are frequent).
+        hosted.push(crate::call::route(health));
         Self {
             hosted: hosted.into(),
             routes: reflection.routes(),
@@ -111,7 +113,7 @@ pub(crate) fn reflection(
 pub(crate) struct Router {
     /// The managers' services, found by the first segment of the path.
     hosted: Arc<[ServiceRoute]>,
-    /// Health, reflection, and tonic's answer to any other path.
+    /// Reflection, and tonic's answer to any other path.
     routes: tonic::service::Routes,
     proxies: Arc<Proxies>,
     /// Checks the dangerous RPCs before anything else runs.
