@@ -400,7 +400,8 @@ pub struct ServiceRoute {
 }
 
 /// A generated tonic server with its type erased.
-pub(crate) trait HostedRoute: Send + Sync {
+#[doc(hidden)]
+pub trait HostedRoute: Send + Sync + 'static {
     /// Starts a call; the response still goes through [`resource_exhausted`].
     fn call(&self, request: http::Request<tonic::body::Body>) -> HostedFuture;
 }
@@ -428,19 +429,7 @@ where
 }
 
 /// Wraps a generated tonic server (`XxxServiceServer<...>`) for the router.
-pub fn route<S>(service: S) -> ServiceRoute
-where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = HttpResponse,
-            Error = Infallible,
-            Future = HostedFuture,
-        > + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
+pub fn route<S: HostedRoute + NamedService>(service: S) -> ServiceRoute {
     ServiceRoute { name: S::NAME, service: Box::new(service) }
 }
 

@@ -15,7 +15,7 @@ mod trace;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use self::dispatch::{Hosted, MessageLimits, ServiceRoute, route, server_streaming, unary};
+pub use self::dispatch::{Hosted, HostedRoute, MessageLimits, ServiceRoute, route, server_streaming, unary};
 pub(crate) use self::dispatch::{HostedFuture, resource_exhausted};
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;
