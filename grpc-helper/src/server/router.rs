@@ -111,7 +111,7 @@ pub(crate) fn reflection(
 /// forwarded, hosted services are called directly, the rest goes to tonic's routes.
 #[derive(Clone)]
 pub(crate) struct Router {
-    /// The managers' services, found by the first segment of the path.
+    /// The managers' services and health, found by the first segment of the path.
     hosted: Arc<[ServiceRoute]>,
     /// Reflection, and tonic's answer to any other path.
     routes: tonic::service::Routes,
