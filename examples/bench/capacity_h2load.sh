@@ -77,8 +77,7 @@ start 4 PORT bare "$bench" --child bare --logging none
 names+=("bare tonic") ports+=("$port") spids+=("${pids[-1]}")
 start 6 PORT bare-ct "$bench" --child bare-current-thread --logging none
 names+=("bare tonic, current-thread") ports+=("$port") spids+=("${pids[-1]}")
-py_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-start 5 READY python "$python" examples/bench/py_echo_server.py --port "$py_port" --proto-root proto --stream-items 1
+start 5 READY python "$python" examples/bench/py_echo_server.py --port 0 --proto-root proto --stream-items 1
 names+=("Python grpc-helper 2.3.1") ports+=("$port") spids+=("${pids[-1]}")
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

@@ -27,16 +27,25 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 printf '\0\0\0\0\0' >"$work/empty.grpc"
 
-free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; echo "no server on $1" >&2; exit 1; }
+# The port a server started on port 0 announced ("serving on port N") in the file $1.
+announced_port() {
+  for _ in $(seq 100); do
+    port=$(sed -n 's/^serving on port \([0-9]*\).*/\1/p' "$1")
+    [ -n "$port" ] && return
+    sleep 0.1
+  done
+  echo "no 'serving on port' line in $1" >&2
+  exit 1
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 names=() ports=()
 for bin in "$@"; do
-  port=$(free_port)
-  "$bin" --port "$port" -w "$work/ws-${#names[@]}" >/dev/null 2>&1 &
-  pids+=($!) names+=("$(basename "$bin")") ports+=("$port")
-  wait_port "$port"
+  out="$work/out-${#names[@]}"
+  "$bin" --port 0 -w "$work/ws-${#names[@]}" >"$out" 2>/dev/null &
+  pids+=($!)
+  announced_port "$out"
+  names+=("$(basename "$bin")") ports+=("$port")
 done
 "$python" - "${ports[0]}" "$work/info.bin" <<'PY'
 import sys, grpc

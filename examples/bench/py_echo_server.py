@@ -5,7 +5,7 @@ Hosts one manager for `SampleService` (method4 echoes `foo` into `bar`; s_method
 generated at start-up with grpc_tools.protoc from `<proto-root>/sample/sample.proto` into a
 temporary folder. Prints `READY <port>` once serving, and stops when stdin closes.
 
-    python py_echo_server.py --port 50051 --proto-root /path/to/repo/proto
+    python py_echo_server.py --port 50051 --proto-root /path/to/repo/proto   (--port 0: any free port)
 """
 
 import argparse
@@ -25,19 +25,29 @@ def generate_stubs(proto_root: Path, out: Path) -> None:
         raise SystemExit(f"protoc failed on {proto_root / 'sample/sample.proto'}")
 
 
-def listen_on_loopback_only() -> None:
-    """grpc_helper.RpcServer listens on [::]:<port>; the bench allows loopback traffic only."""
+def listen_on_loopback_only() -> list:
+    """grpc_helper.RpcServer listens on [::]:<port>; the bench allows loopback traffic only.
+
+    Returns the list that receives the port grpc bound (the real one when asked for port 0)."""
     import grpc_helper.server as helper_server
 
     make_server = helper_server.server
+    bound = []
 
     def loopback_server(*args, **kwargs):
         srv = make_server(*args, **kwargs)
         add_port = srv.add_insecure_port
-        srv.add_insecure_port = lambda address: add_port(address.replace("[::]", "127.0.0.1", 1))
+
+        def add_loopback_port(address):
+            port = add_port(address.replace("[::]", "127.0.0.1", 1))
+            bound.append(port)
+            return port
+
+        srv.add_insecure_port = add_loopback_port
         return srv
 
     helper_server.server = loopback_server
+    return bound
 
 
 def main() -> int:
@@ -78,7 +88,7 @@ def main() -> int:
         for name in ("method1", "method2", "method3", "long_method", "plain", "s_method1", "s_method3", "s_method4"):
             setattr(EchoManager, name, unimplemented)
 
-        listen_on_loopback_only()
+        bound = listen_on_loopback_only()
         descriptor = RpcServiceDescriptor(
             grpc_helper,
             "sample",
@@ -88,7 +98,7 @@ def main() -> int:
             sample_pb2_grpc.SampleServiceStub,
         )
         server = RpcServer(args.port, [descriptor], folders=Folders(workspace=tmp / "workspace"), with_debug_signal=False)
-        print(f"READY {args.port}", flush=True)
+        print(f"READY {bound[0] if bound else args.port}", flush=True)
         try:
             # Serve until the bench closes our stdin (or goes away).
             sys.stdin.read()

@@ -223,11 +223,10 @@ impl PythonServer {
     const PROTO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
 
     fn start(python: &Path, items: usize, cpu: Option<usize>) -> Result<Self, String> {
-        let port = free_port()?;
         let mut command = Command::new(python);
         command
             .arg(Self::SCRIPT)
-            .args(["--port", &port.to_string(), "--proto-root", Self::PROTO_ROOT])
+            .args(["--port", "0", "--proto-root", Self::PROTO_ROOT])
             .args(["--stream-items", &items.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -238,9 +237,17 @@ impl PythonServer {
         let mut child = command.spawn().map_err(|e| format!("cannot run {}: {e}", python.display()))?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let ready = watch_output(&mut child, "READY", Arc::clone(&stderr));
-        let mut server = Self { child, port, stderr };
-        match ready.recv_timeout(Duration::from_secs(60)) {
-            Ok(_) => Ok(server),
+        let mut server = Self { child, port: 0, stderr };
+        let ready = ready.recv_timeout(Duration::from_secs(60));
+        match ready.as_deref().map(|line| line.trim_start_matches("READY").trim().parse::<u16>()) {
+            Ok(Ok(port)) if port != 0 => {
+                server.port = port;
+                Ok(server)
+            }
+            Ok(_) => {
+                server.kill();
+                Err(format!("the Python server announced no port: {:?}", ready.unwrap_or_default()))
+            }
             Err(_) => {
                 let tail = server.stderr_tail();
                 server.kill();
@@ -265,12 +272,6 @@ impl PythonServer {
             self.kill();
         }
     }
-}
-
-/// A port that was free a moment ago (for the Python server, which cannot report its own).
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind(SocketAddr::new(LOOPBACK, 0)).map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 /// Drains a child's stdout and stderr on two threads (each ends with the child); the first

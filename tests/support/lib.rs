@@ -237,9 +237,31 @@ pub async fn start_long_call(
     call
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, for a server process that must be told its port.
+///
+/// It is taken below the kernel's ephemeral range: a port from `bind(0)` is released at once, and
+/// the kernel may then hand it to any test's outgoing connection before the server binds it.
+/// Ports are walked from a per-process offset, so no two calls of one test binary share one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const LOW: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&low| low > LOW + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_low - LOW;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("ports are below 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {ephemeral_low}")
 }
 
 /// Runs a test body with a hard time limit, so that no test can hang CI.
