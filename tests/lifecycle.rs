@@ -398,6 +398,68 @@ async fn client_streaming_call_is_replayed_after_the_server_appears() {
     .await;
 }
 
+/// A client stream still waiting for its caller when the first attempt fails is recorded as it
+/// goes: the retry replays what was read, then reads on.
+#[tokio::test]
+async fn open_client_stream_is_replayed_after_the_server_appears() {
+    bounded(LIMIT, async {
+        let port = free_port();
+        let client = RpcClient::builder("127.0.0.1", port).timeout(Duration::from_secs(20)).connect_lazy().unwrap();
+        let mut stub = sample_stub(&client);
+        let (parts, uploads) = tokio::sync::mpsc::unbounded_channel();
+        parts.send(SampleRequest { foo: "x".into() }).unwrap();
+        let uploads = tokio_stream::wrappers::UnboundedReceiverStream::new(uploads);
+        let call = tokio::spawn(async move { stub.s_method1(uploads).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        parts.send(SampleRequest { foo: "y".into() }).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let server = server_builder()
+            .port(port)
+            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+            .start()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        parts.send(SampleRequest { foo: "z".into() }).unwrap();
+        drop(parts);
+        let reply = call.await.unwrap().expect("replayed").into_inner();
+        assert_eq!(reply.r.unwrap().msg, "xyz");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// A request the stub refuses to encode (over its `max_encoding_message_size`) fails with that
+/// error (not the stream reset it causes), at once and not retried, in a unary call and in the
+/// middle of a client stream; the client's next call goes through.
+#[tokio::test]
+async fn request_over_the_stubs_encoding_limit_fails_with_its_error() {
+    bounded(LIMIT, async {
+        let server = server_builder().manager(Sample::new(&EventLog::default(), Duration::ZERO)).start().await.unwrap();
+        let client = client_of(&server);
+        let started = Instant::now();
+        let mut small = sample_stub(&client).max_encoding_message_size(16);
+        let status = small.method4(SampleRequest { foo: "x".repeat(100) }).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        assert!(status.message().contains("too large"), "{status:?}");
+
+        let (parts, uploads) = tokio::sync::mpsc::unbounded_channel();
+        parts.send(SampleRequest { foo: "x".into() }).unwrap();
+        let uploads = tokio_stream::wrappers::UnboundedReceiverStream::new(uploads);
+        let call = tokio::spawn(async move { small.s_method1(uploads).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        parts.send(SampleRequest { foo: "x".repeat(100) }).unwrap();
+        let status = call.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        assert!(status.message().contains("too large"), "{status:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "refused after {:?}", started.elapsed());
+        let reply = sample_stub(&client).method4(SampleRequest { foo: "ok".into() }).await.unwrap().into_inner();
+        assert_eq!(reply.bar, "ok");
+        server.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn calls_after_shutdown_are_refused() {
     bounded(LIMIT, async {

@@ -114,8 +114,16 @@ pub(super) fn call(
     #[cfg(feature = "otel")]
     crate::trace_context::inject_current(request.headers_mut());
     let mut meter = start_meter(shared, request.uri().path());
+    let (mut parts, body) = request.into_parts();
+    let payload = match Payload::read_ready(body) {
+        Ok(payload) => payload,
+        Err(status) => {
+            end_meter(&mut meter, status.code());
+            return Box::pin(std::future::ready(Err(Box::new(status) as BoxError)));
+        }
+    };
     let Some(window) = shared.retry.window else {
-        let first = channel.call(request);
+        let first = channel.call(http::Request::from_parts(parts, payload.into_body()));
         let shared = Arc::clone(shared);
         return Box::pin(async move {
             match first.await {
@@ -129,16 +137,14 @@ pub(super) fn call(
         });
     };
     let start = Instant::now();
-    let deadline = grpc_timeout(request.headers()).map(|t| start + t);
+    let deadline = grpc_timeout(&parts.headers).map(|t| start + t);
     let limit = deadline.map_or(start + window, |d| d.min(start + window));
-    let (mut parts, body) = request.into_parts();
-    let replay = Arc::new(Mutex::new(Replay::new(body)));
-    let mut first = attempt_request(&parts, &replay);
+    let mut first = attempt_request(&parts, &payload);
     // Only the first attempt carries the extensions: the transport channel reads none, and not
     // cloning them saves allocations on every call.
     *first.extensions_mut() = std::mem::take(&mut parts.extensions);
     let first = channel.call(first);
-    let attempts = Attempts { parts, replay, start, deadline, limit, shared: Arc::clone(shared), meter };
+    let attempts = Attempts { parts, payload, start, deadline, limit, shared: Arc::clone(shared), meter };
     Box::pin(CallFuture { first, attempts: Some(attempts), retrying: None })
 }
 
@@ -180,7 +186,7 @@ impl<F: Future<Output = Attempt>> Future for CallFuture<F> {
 /// One call's attempts after the first, until one commits or the retry window closes.
 struct Attempts {
     parts: http::request::Parts,
-    replay: Arc<Mutex<Replay>>,
+    payload: Payload,
     start: Instant,
     /// The call's own deadline, if any.
     deadline: Option<Instant>,
@@ -199,10 +205,17 @@ impl Attempts {
         match result {
             Ok(response) if !is_unavailable(response.headers()) || refuses_retry(response.headers()) => {
                 // Committed: stop recording, free what was kept for replays.
-                self.replay.lock().stop_recording();
+                if let Payload::Streaming(replay) = &self.payload {
+                    replay.lock().stop_recording();
+                }
                 Ok(Ok(reply(response, self.shared, self.meter)))
             }
             Ok(response) => Err(Box::new((self, Retry::Response(response)))),
+            // The request body's own error, rather than the stream reset it caused.
+            Err(_) if let Some(status) = self.payload.failure() => {
+                end_meter(&mut self.meter, status.code());
+                Ok(Err(Box::new(status) as BoxError))
+            }
             Err(e) => match failure_status(e) {
                 status if status.code() == tonic::Code::Unavailable => Err(Box::new((self, Retry::Status(status)))),
                 status => {
@@ -218,7 +231,7 @@ impl Attempts {
         let mut attempt = 0u32;
         loop {
             let now = Instant::now();
-            if now >= self.limit || !self.replay.lock().replayable {
+            if now >= self.limit || !self.payload.replayable() {
                 return self.give_up(failure, attempt, now);
             }
             #[cfg(feature = "otel")]
@@ -290,7 +303,7 @@ impl Attempts {
 
     /// Sends the request again, with what is left of the deadline.
     async fn next(&self) -> Attempt {
-        let mut request = attempt_request(&self.parts, &self.replay);
+        let mut request = attempt_request(&self.parts, &self.payload);
         if let Some(deadline) = self.deadline {
             // The deadline covers every attempt: later ones get what is left.
             let left = deadline.saturating_duration_since(Instant::now());
@@ -389,9 +402,14 @@ fn broken_connection(status: &tonic::Status) -> bool {
     false
 }
 
-/// One attempt's request: the call's head, and a body replaying what earlier attempts read.
-fn attempt_request(parts: &http::request::Parts, replay: &Arc<Mutex<Replay>>) -> http::Request<Body> {
-    let mut request = http::Request::new(Body::new(ReplayBody { replay: Arc::clone(replay), position: 0 }));
+/// One attempt's request: the call's head, and its body (a copy of a whole one, or one replaying
+/// what earlier attempts read).
+fn attempt_request(parts: &http::request::Parts, payload: &Payload) -> http::Request<Body> {
+    let body = match payload {
+        Payload::Whole(chunks) => Payload::Whole(chunks.clone()),
+        Payload::Streaming(replay) => Payload::Streaming(Arc::clone(replay)),
+    };
+    let mut request = http::Request::new(body.into_body());
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = parts.uri.clone();
     *request.version_mut() = parts.version;
@@ -470,7 +488,120 @@ pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
-/// The request body, shared by every attempt of one call.
+/// A call's request body, as its attempts send it.
+enum Payload {
+    /// Read whole before the first attempt (a unary request: its one encoded message), so each
+    /// attempt sends a copy, and the attempts share no state.
+    Whole(Recorded),
+    /// Still to be read (a client stream): shared by the attempts, recorded while a retry is
+    /// possible.
+    Streaming(Arc<Mutex<Replay>>),
+}
+
+impl Payload {
+    /// Takes the frames the body has ready now, without waiting. tonic encodes a unary
+    /// request's message on the first poll, so such a body is then whole; a stream still
+    /// waiting for the caller is recorded as the first attempt reads on. An error (a message
+    /// the stub refuses to encode) is the call's answer: nothing was sent.
+    fn read_ready(mut body: Body) -> Result<Self, tonic::Status> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut read = Recorded::default();
+        let mut read_len = 0;
+        let mut trailers = None;
+        let source = loop {
+            if body.is_end_stream() {
+                return Ok(Self::Whole(read));
+            }
+            if read_len > REPLAY_LIMIT {
+                break Some(body);
+            }
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(None) => return Ok(Self::Whole(read)),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        read_len += data.len();
+                        read.push(data);
+                    }
+                    // Trailers end a body.
+                    Err(frame) => {
+                        trailers = frame.into_trailers().ok();
+                        break None;
+                    }
+                },
+                Poll::Ready(Some(Err(status))) => return Err(status),
+                Poll::Pending => break Some(body),
+            }
+        };
+        let replayable = read_len <= REPLAY_LIMIT;
+        let replay = Replay {
+            source,
+            recorded: read,
+            recorded_len: read_len,
+            trailers,
+            recording: true,
+            replayable,
+            failure: None,
+        };
+        Ok(Self::Streaming(Arc::new(Mutex::new(replay))))
+    }
+
+    /// The body of one attempt.
+    fn into_body(self) -> Body {
+        match self {
+            Self::Whole(mut chunks) => {
+                Body::new(WholeBody { first: chunks.first.take(), more: std::mem::take(&mut chunks.more).into_iter() })
+            }
+            Self::Streaming(replay) => Body::new(ReplayBody { replay, position: 0 }),
+        }
+    }
+
+    /// The error the caller's stream failed with, if it did.
+    fn failure(&self) -> Option<tonic::Status> {
+        match self {
+            Self::Whole(_) => None,
+            Self::Streaming(replay) => replay.lock().failure.clone(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        match self {
+            Self::Whole(_) => true,
+            Self::Streaming(replay) => replay.lock().replayable,
+        }
+    }
+}
+
+/// One attempt's copy of a request body read whole.
+struct WholeBody {
+    first: Option<Bytes>,
+    more: std::vec::IntoIter<Bytes>,
+}
+
+impl HttpBody for WholeBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
+        let chunk = self.first.take().or_else(|| self.more.next());
+        Poll::Ready(chunk.map(|data| Ok(Frame::data(data))))
+    }
+
+    // True right after the last chunk, so that it goes in the stream's last DATA frame.
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.more.len() == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let len =
+            self.first.as_ref().map_or(0, Bytes::len) + self.more.as_slice().iter().map(Bytes::len).sum::<usize>();
+        http_body::SizeHint::with_exact(len as u64)
+    }
+}
+
+/// The request body of a streaming call, shared by every attempt of it.
 struct Replay {
     /// Not yet read from the caller (`None` once it ended).
     source: Option<Body>,
@@ -481,20 +612,11 @@ struct Replay {
     recording: bool,
     /// False once something was read that was not kept: a retry would lose it.
     replayable: bool,
+    /// The caller's stream failed with this (hyper then resets the call's stream).
+    failure: Option<tonic::Status>,
 }
 
 impl Replay {
-    fn new(source: Body) -> Self {
-        Self {
-            source: Some(source),
-            recorded: Recorded::default(),
-            recorded_len: 0,
-            trailers: None,
-            recording: true,
-            replayable: true,
-        }
-    }
-
     fn stop_recording(&mut self) {
         self.recording = false;
         self.recorded = Recorded::default();
@@ -502,7 +624,7 @@ impl Replay {
 }
 
 /// The chunks read so far: the first in place (a unary request is one chunk: no allocation).
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Recorded {
     first: Option<Bytes>,
     more: Vec<Bytes>,
@@ -558,7 +680,10 @@ impl HttpBody for ReplayBody {
                 replay.source = None;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Err(e))) => {
+                replay.failure = Some(e.clone());
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     if replay.recording && replay.recorded_len + data.len() <= REPLAY_LIMIT {
