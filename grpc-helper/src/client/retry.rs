@@ -114,7 +114,7 @@ pub(super) fn call(
     #[cfg(feature = "otel")]
     crate::trace_context::inject_current(request.headers_mut());
     let mut meter = start_meter(shared, request.uri().path());
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let payload = match Payload::read_ready(body) {
         Ok(payload) => payload,
         Err(status) => {
@@ -139,12 +139,12 @@ pub(super) fn call(
     let start = Instant::now();
     let deadline = grpc_timeout(&parts.headers).map(|t| start + t);
     let limit = deadline.map_or(start + window, |d| d.min(start + window));
-    let mut first = attempt_request(&parts, &payload);
-    // Only the first attempt carries the extensions: the transport channel reads none, and not
-    // cloning them saves allocations on every call.
-    *first.extensions_mut() = std::mem::take(&mut parts.extensions);
-    let first = channel.call(first);
-    let attempts = Attempts { parts, payload, start, deadline, limit, shared: Arc::clone(shared), meter };
+    // The first attempt sends the original head: its header map has room for what the
+    // transport adds (a copy has none, and would grow on every call). Only it carries the
+    // extensions: the transport channel reads none.
+    let head = copy_head(&parts);
+    let first = channel.call(http::Request::from_parts(parts, payload.attempt_body()));
+    let attempts = Attempts { head, payload, start, deadline, limit, shared: Arc::clone(shared), meter };
     Box::pin(CallFuture { first, attempts: Some(attempts), retrying: None })
 }
 
@@ -185,7 +185,8 @@ impl<F: Future<Output = Attempt>> Future for CallFuture<F> {
 
 /// One call's attempts after the first, until one commits or the retry window closes.
 struct Attempts {
-    parts: http::request::Parts,
+    /// The request head, for the next attempts.
+    head: http::request::Parts,
     payload: Payload,
     start: Instant,
     /// The call's own deadline, if any.
@@ -247,7 +248,7 @@ impl Attempts {
                 target: "grpc_helper::client",
                 "<RPC> << {}{} (will retry in {:.3}s because of {details})",
                 self.shared.target,
-                self.parts.uri.path(),
+                self.head.uri.path(),
                 delay.as_secs_f64()
             );
             self.notice(now, &details);
@@ -279,7 +280,7 @@ impl Attempts {
             target: "grpc_helper::client",
             "{} unavailable: retrying {} for {:.1}s more ({details})",
             self.shared.target,
-            self.parts.uri.path(),
+            self.head.uri.path(),
             (self.limit - now).as_secs_f64()
         );
     }
@@ -303,7 +304,7 @@ impl Attempts {
 
     /// Sends the request again, with what is left of the deadline.
     async fn next(&self) -> Attempt {
-        let mut request = attempt_request(&self.parts, &self.payload);
+        let mut request = http::Request::from_parts(copy_head(&self.head), self.payload.attempt_body());
         if let Some(deadline) = self.deadline {
             // The deadline covers every attempt: later ones get what is left.
             let left = deadline.saturating_duration_since(Instant::now());
@@ -402,19 +403,14 @@ fn broken_connection(status: &tonic::Status) -> bool {
     false
 }
 
-/// One attempt's request: the call's head, and its body (a copy of a whole one, or one replaying
-/// what earlier attempts read).
-fn attempt_request(parts: &http::request::Parts, payload: &Payload) -> http::Request<Body> {
-    let body = match payload {
-        Payload::Whole(chunks) => Payload::Whole(chunks.clone()),
-        Payload::Streaming(replay) => Payload::Streaming(Arc::clone(replay)),
-    };
-    let mut request = http::Request::new(body.into_body());
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    request
+/// A copy of a request head, without its extensions.
+fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut copy, ()) = http::Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
 }
 
 /// Why an attempt can be retried.
@@ -545,7 +541,16 @@ impl Payload {
         Ok(Self::Streaming(Arc::new(Mutex::new(replay))))
     }
 
-    /// The body of one attempt.
+    /// The body of one attempt: a copy of a whole one, or one replaying what earlier attempts
+    /// read.
+    fn attempt_body(&self) -> Body {
+        match self {
+            Self::Whole(chunks) => Self::Whole(chunks.clone()).into_body(),
+            Self::Streaming(replay) => Self::Streaming(Arc::clone(replay)).into_body(),
+        }
+    }
+
+    /// The body of the only attempt.
     fn into_body(self) -> Body {
         match self {
             Self::Whole(mut chunks) => {
@@ -589,15 +594,10 @@ impl HttpBody for WholeBody {
         Poll::Ready(chunk.map(|data| Ok(Frame::data(data))))
     }
 
-    // True right after the last chunk, so that it goes in the stream's last DATA frame.
+    // True right after the last chunk, so that it goes in the stream's last DATA frame. (No
+    // exact size hint: hyper would add a `content-length` header to every call.)
     fn is_end_stream(&self) -> bool {
         self.first.is_none() && self.more.len() == 0
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        let len =
-            self.first.as_ref().map_or(0, Bytes::len) + self.more.as_slice().iter().map(Bytes::len).sum::<usize>();
-        http_body::SizeHint::with_exact(len as u64)
     }
 }
 
