@@ -376,40 +376,20 @@ async fn client_without_retry_fails_at_once() {
     .await;
 }
 
+/// A client stream sent before its server is up is replayed once the server appears: one whose
+/// messages were all ready at once (read whole before the first attempt), and one still waiting
+/// for its caller (recorded as it goes: the retry replays what was read, then reads on).
 #[tokio::test]
-async fn client_streaming_call_is_replayed_after_the_server_appears() {
+async fn client_streams_are_replayed_after_the_server_appears() {
     bounded(LIMIT, async {
         let port = free_port();
         let client = RpcClient::builder("127.0.0.1", port).timeout(Duration::from_secs(20)).connect_lazy().unwrap();
         let mut stub = sample_stub(&client);
-        let uploads = tokio_stream::iter(["x", "y", "z"].map(|part| SampleRequest { foo: part.into() }));
-        let call = tokio::spawn(async move { stub.s_method1(uploads).await });
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let server = server_builder()
-            .port(port)
-            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
-            .start()
-            .await
-            .unwrap();
-        let reply = call.await.unwrap().expect("replayed").into_inner();
-        assert_eq!(reply.r.unwrap().msg, "xyz");
-        server.shutdown().await;
-    })
-    .await;
-}
-
-/// A client stream still waiting for its caller when the first attempt fails is recorded as it
-/// goes: the retry replays what was read, then reads on.
-#[tokio::test]
-async fn open_client_stream_is_replayed_after_the_server_appears() {
-    bounded(LIMIT, async {
-        let port = free_port();
-        let client = RpcClient::builder("127.0.0.1", port).timeout(Duration::from_secs(20)).connect_lazy().unwrap();
+        let ready = tokio_stream::iter(["x", "y", "z"].map(|part| SampleRequest { foo: part.into() }));
+        let whole = tokio::spawn(async move { stub.s_method1(ready).await });
         let mut stub = sample_stub(&client);
-        let (parts, uploads) = tokio::sync::mpsc::unbounded_channel();
-        parts.send(SampleRequest { foo: "x".into() }).unwrap();
-        let uploads = tokio_stream::wrappers::UnboundedReceiverStream::new(uploads);
-        let call = tokio::spawn(async move { stub.s_method1(uploads).await });
+        let (parts, uploads) = open_uploads("x");
+        let open = tokio::spawn(async move { stub.s_method1(uploads).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
         parts.send(SampleRequest { foo: "y".into() }).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -422,11 +402,23 @@ async fn open_client_stream_is_replayed_after_the_server_appears() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         parts.send(SampleRequest { foo: "z".into() }).unwrap();
         drop(parts);
-        let reply = call.await.unwrap().expect("replayed").into_inner();
-        assert_eq!(reply.r.unwrap().msg, "xyz");
+        for call in [whole, open] {
+            let reply = call.await.unwrap().expect("replayed").into_inner();
+            assert_eq!(reply.r.unwrap().msg, "xyz");
+        }
         server.shutdown().await;
     })
     .await;
+}
+
+/// A client stream whose first message is `first`, and the sender of the next ones.
+fn open_uploads(
+    first: &str,
+) -> (tokio::sync::mpsc::UnboundedSender<SampleRequest>, tokio_stream::wrappers::UnboundedReceiverStream<SampleRequest>)
+{
+    let (parts, uploads) = tokio::sync::mpsc::unbounded_channel();
+    parts.send(SampleRequest { foo: first.into() }).unwrap();
+    (parts, tokio_stream::wrappers::UnboundedReceiverStream::new(uploads))
 }
 
 /// A request the stub refuses to encode (over its `max_encoding_message_size`) fails with that
@@ -443,9 +435,7 @@ async fn request_over_the_stubs_encoding_limit_fails_with_its_error() {
         assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
         assert!(status.message().contains("too large"), "{status:?}");
 
-        let (parts, uploads) = tokio::sync::mpsc::unbounded_channel();
-        parts.send(SampleRequest { foo: "x".into() }).unwrap();
-        let uploads = tokio_stream::wrappers::UnboundedReceiverStream::new(uploads);
+        let (parts, uploads) = open_uploads("x");
         let call = tokio::spawn(async move { small.s_method1(uploads).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
         parts.send(SampleRequest { foo: "x".repeat(100) }).unwrap();
