@@ -157,3 +157,60 @@ async fn a_compressing_client_streams_both_ways() {
     })
     .await;
 }
+
+/// A hostile server: answers any call with a gzip message that announces 100 MiB, sends 5 MiB
+/// of it, and then nothing. The number of body bytes it got out is counted.
+async fn announcing_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&sent);
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(tcp).await.unwrap();
+        while let Some(Ok((_request, mut respond))) = connection.accept().await {
+            let counter = std::sync::Arc::clone(&counter);
+            tokio::spawn(async move {
+                let head = http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-encoding", "gzip")
+                    .body(())
+                    .unwrap();
+                let mut body = respond.send_response(head, false).unwrap();
+                let mut prefix = vec![1u8];
+                prefix.extend_from_slice(&(100u32 << 20).to_be_bytes());
+                body.send_data(prefix.into(), false).unwrap();
+                for _ in 0..80 {
+                    body.reserve_capacity(64 * 1024);
+                    // Sent as the client's window allows; a client that stops reading stops it.
+                    match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    }
+                    if body.send_data(vec![7u8; 64 * 1024].into(), false).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(64 * 1024, Ordering::SeqCst);
+                }
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    (port, sent)
+}
+
+#[tokio::test]
+async fn a_compressing_client_refuses_a_reply_announced_past_the_limit_before_buffering_it() {
+    bounded(LIMIT, async {
+        let (port, _sent) = announcing_server().await;
+        let client =
+            grpc_helper::RpcClient::builder("127.0.0.1", port).no_retry().send_compressed(Gzip).connect_lazy().unwrap();
+        let mut request = tonic::Request::new(SampleRequest { foo: "x".into() });
+        request.set_timeout(Duration::from_secs(10));
+        let status = sample_stub(&client).method4(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("104857600") && status.message().contains("4194304"), "{status:?}");
+    })
+    .await;
+}

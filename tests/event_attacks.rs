@@ -19,13 +19,15 @@ use tonic::Streaming;
 const LIMIT: Duration = Duration::from_secs(60);
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-/// An events server with these configuration items.
+/// An events server with these configuration items, administered from 127.0.0.1 only: the
+/// attacker's address (127.0.0.2) is another machine's as far as the server is concerned.
 async fn events_server(workspace: &std::path::Path, items: &[(&str, &str)]) -> RpcServer {
     let items = items.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned()));
     server_builder()
         .with_events()
         .folders(Folders::default().workspace(workspace))
         .cli_config(items)
+        .admin_networks(["127.0.0.1/32"])
         .start()
         .await
         .unwrap()
@@ -104,10 +106,11 @@ async fn queue_ids_are_random_never_zero_and_never_reused_while_alive() {
 }
 
 #[tokio::test]
-async fn another_peer_can_neither_resume_nor_interrupt_nor_see_a_queue() {
+async fn another_peer_can_neither_resume_nor_interrupt_a_queue() {
     bounded(LIMIT, async {
-        let dir = tempfile::tempdir().unwrap();
-        let server = events_server(dir.path(), &[]).await;
+        // Administered from all of loopback (the default): the attacker may call interrupt,
+        // and it is the queue's owner that is checked.
+        let server = server_builder().with_events().start().await.unwrap();
         let port = server.local_addr().port();
         let mut events = stub(&server);
         let (mut victim, id) = listen(&mut events, 0).await;
@@ -120,7 +123,9 @@ async fn another_peer_can_neither_resume_nor_interrupt_nor_see_a_queue() {
         assert_eq!(message, format!("Unknown event listening queue #{id} (expired, or opened from another address)"));
         let cut = raw_interrupt(&attacker, port, id).await;
         assert_eq!(cut.r.unwrap().code, ResultCode::ErrorItemUnknown as i32, "the same answer as an unknown id");
-        assert!(raw_inspect(&attacker, port).await.client_ids.is_empty(), "the attacker sees only its own queues");
+        // As an administrator it may list the queue (as the original lists every queue); owning
+        // it is another matter.
+        assert_eq!(raw_inspect(&attacker, port).await.client_ids, [id]);
 
         // The victim still owns its queue and gets every event.
         for n in 0..100 {
@@ -131,6 +136,36 @@ async fn another_peer_can_neither_resume_nor_interrupt_nor_see_a_queue() {
         }
         assert_eq!(events.inspect(Empty {}).await.unwrap().into_inner().client_ids, [id]);
         events.interrupt(EventInterrupt { client_id: id }).await.unwrap();
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// `inspect` lists every queue to an administrator (here: the guard's token), as the original
+/// does, and to anyone else only the queues opened from its own address.
+#[tokio::test]
+async fn inspect_shows_an_administrator_every_queue_and_anyone_else_their_own() {
+    bounded(LIMIT, async {
+        let server = server_builder()
+            .with_events()
+            .auth_guard(grpc_helper::auth::BearerToken::new("inspect-token"))
+            .start()
+            .await
+            .unwrap();
+        let port = server.local_addr().port();
+        let other = raw_h2::connect_from(ATTACKER, port, None).await;
+        let (greeting, _open) = raw_listen(&other, port, 0).await;
+        let client = |token: Option<&str>| {
+            let builder = grpc_helper::RpcClient::builder("127.0.0.1", port).no_retry();
+            let builder = if let Some(token) = token { builder.bearer_token(token) } else { builder };
+            EventServiceClient::new(builder.connect_lazy().unwrap().channel::<EventApiVersion>())
+        };
+        let anonymous = client(None).inspect(Empty {}).await.unwrap().into_inner();
+        assert!(anonymous.client_ids.is_empty(), "a caller without the token sees only its own: {anonymous:?}");
+        let admin = client(Some("inspect-token")).inspect(Empty {}).await.unwrap().into_inner();
+        assert_eq!(admin.client_ids, [greeting.client_id]);
+        assert!(admin.queues[0].listening);
+        assert_eq!(raw_inspect(&other, port).await.client_ids, [greeting.client_id], "its opener sees it");
         server.shutdown().await;
     })
     .await;

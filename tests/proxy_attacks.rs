@@ -179,7 +179,9 @@ impl AuthGuard for Spy {
     }
 }
 
-async fn seen_by_backend(main: RpcServerBuilder) -> Option<String> {
+/// The `authorization` a backend saw on a call of `method4` through `main` by a caller sending
+/// `caller_token` (the main's admin token is `admin-secret`).
+async fn seen_by_backend(main: RpcServerBuilder, caller_token: Option<&str>) -> Option<String> {
     let spy = Spy::default();
     let backend =
         backend(server_builder().auth_guard(spy.clone()).guard_method("/SampleService/method4"), Duration::ZERO).await;
@@ -192,7 +194,13 @@ async fn seen_by_backend(main: RpcServerBuilder) -> Option<String> {
         .proxy_register(registration("127.0.0.1", backend.local_addr().port()))
         .await
         .unwrap();
-    let reply = sample_stub(admin.as_ref().unwrap()).method4(SampleRequest { foo: "x".into() }).await.unwrap();
+    let caller = RpcClient::builder("127.0.0.1", main.local_addr().port());
+    let caller = match caller_token {
+        Some(token) => caller.bearer_token(token),
+        None => caller,
+    };
+    let caller = caller.connect_lazy().unwrap();
+    let reply = sample_stub(&caller).method4(SampleRequest { foo: "x".into() }).await.unwrap();
     assert_eq!(reply.into_inner().bar, "x");
     main.shutdown().await;
     backend.shutdown().await;
@@ -204,16 +212,22 @@ async fn seen_by_backend(main: RpcServerBuilder) -> Option<String> {
 #[tokio::test]
 async fn the_callers_authorization_does_not_reach_backends_unless_configured() {
     bounded(LIMIT, async {
-        assert_eq!(seen_by_backend(main_server()).await, None, "the admin token stays on the main server");
+        let admin = Some("admin-secret");
+        assert_eq!(seen_by_backend(main_server(), admin).await, None, "the admin token stays on the main server");
         assert_eq!(
-            seen_by_backend(main_server().forward_authorization(true)).await.as_deref(),
+            seen_by_backend(main_server().forward_authorization(true), admin).await.as_deref(),
             Some("Bearer admin-secret"),
             "forwarded when configured"
         );
         assert_eq!(
-            seen_by_backend(main_server().backend_bearer_token("for-backends")).await.as_deref(),
+            seen_by_backend(main_server().backend_bearer_token("for-backends"), admin).await.as_deref(),
             Some("Bearer for-backends"),
-            "the main server's own credentials for its backends"
+            "the main server's own credentials for its backends, for a caller it admits"
+        );
+        assert_eq!(
+            seen_by_backend(main_server().backend_bearer_token("for-backends"), None).await,
+            None,
+            "an anonymous caller of the main server gets none of its authority"
         );
     })
     .await;

@@ -100,7 +100,8 @@ async fn admin_rpcs_from_outside_the_admin_networks_are_refused_and_the_rest_is_
         attacker.events_service().inspect(grpc_helper::api::Empty {}).await.unwrap();
         server.shutdown().await;
         let log = std::fs::read_to_string(dir.path().join("logs/root/root.log")).unwrap();
-        assert!(log.contains("refused /RpcServerService/shutdown from"), "refusals are logged");
+        // The first refusals; the rest of a burst is throttled (see the flood test).
+        assert!(log.contains("refused /ConfigService/set from"), "refusals are logged");
         assert!(log.contains(" at 127.0.0.1: PermissionDenied"), "with the peer address");
     })
     .await;
@@ -387,4 +388,71 @@ fn a_remote_shutdown_with_a_huge_timeout_still_ends_the_process() {
     assert!(lines.iter().any(|l| l.contains("Will shutdown in 1s")), "{lines:?}");
     assert!(server.wait_exit(Duration::from_secs(30)).success());
     assert!(started.elapsed() >= Duration::from_secs(1), "it waited the capped delay");
+}
+
+/// Attack: a link planted where the root log goes, pointing at a file of the operator's. The
+/// server writes nothing through it; the logs it writes and its state files are its owner's
+/// alone (at DEBUG the logs hold request contents; the state files name peers and queues).
+#[tokio::test]
+async fn logs_go_through_no_link_and_logs_and_state_files_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    bounded(Duration::from_secs(30), async {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("logs/root")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("logs/root/root.log")).unwrap();
+        let server = full(server_builder(), dir.path()).start().await.unwrap();
+        let admin = client(server.local_addr().port(), None);
+        let debug = LoggerConfig { name: "grpc_helper".into(), enabled: true, level: LoggerLevel::LvlDebug as i32 };
+        admin.logger_service().set(LoggerUpdate { items: vec![debug] }).await.unwrap();
+        let unknown = ConfigItemUpdate { name: "no-such-item".into(), value: "1".into() };
+        admin.config_service().set(ConfigUpdate { items: vec![unknown], ignore_unknown: false }).await.unwrap_err();
+        server.shutdown().await;
+
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "written through the link");
+        let mode = |file: &str| std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
+        let config_log = std::fs::read_to_string(dir.path().join("logs/config/config.log")).unwrap();
+        assert!(config_log.contains("no-such-item"), "{config_log}");
+        assert_eq!(mode("logs/config/config.log"), 0o600);
+        assert_eq!(mode("loggers.json"), 0o600);
+    })
+    .await;
+}
+
+/// Attack: 500 refused admin calls in a burst, each with 8 KiB of caller metadata. The log gets
+/// a few lines, each clipped, and the next line says how many were left out.
+#[tokio::test]
+async fn a_flood_of_refused_admin_calls_writes_a_few_clipped_lines() {
+    bounded(Duration::from_secs(30), async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = full(server_builder().auth_guard(BearerToken::new(TOKEN)), dir.path()).start().await.unwrap();
+        let attacker = RpcClient::builder("127.0.0.1", server.local_addr().port())
+            .name("a".repeat(8 * 1024))
+            .no_retry()
+            .connect_lazy()
+            .unwrap();
+        let set = || ConfigUpdate {
+            items: vec![ConfigItemUpdate { name: ITEM.name().into(), value: "y".into() }],
+            ignore_unknown: false,
+        };
+        for _ in 0..500 {
+            let refused = attacker.config_service().set(set()).await.unwrap_err();
+            assert_eq!(refused.code(), Code::Unauthenticated);
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        attacker.config_service().set(set()).await.unwrap_err();
+        server.shutdown().await;
+
+        let log = std::fs::read_to_string(dir.path().join("logs/root/root.log")).unwrap();
+        let refusals: Vec<&str> = log.lines().filter(|l| l.contains("refused /ConfigService/set")).collect();
+        assert!((2..=22).contains(&refusals.len()), "{} refusal lines", refusals.len());
+        assert!(
+            refusals.iter().all(|l| l.len() < 1024),
+            "clipped: {}",
+            refusals.iter().map(|l| l.len()).max().unwrap()
+        );
+        assert!(refusals.last().unwrap().contains("more like it left out)"), "{}", refusals.last().unwrap());
+    })
+    .await;
 }

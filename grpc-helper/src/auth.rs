@@ -25,7 +25,7 @@ use http::HeaderMap;
 use ipnet::IpNet;
 use tonic::Status;
 
-use crate::logs::Escaped;
+use crate::logs::{Escaped, Throttle, clipped, left_out};
 
 /// The methods guarded by default (gRPC paths).
 ///
@@ -171,11 +171,16 @@ pub(crate) struct Gate {
     lengths: u64,
     /// `None`: any peer.
     networks: Option<Vec<IpNet>>,
+    /// The refusals' log lines: anyone can be refused, as often as they like.
+    refusals: Throttle,
 }
 
 fn length_bit(path: &str) -> u64 {
     1 << path.len().min(63)
 }
+
+/// Calls answered more fully to administrators: the router asks [`Gate::admin_view`] for these.
+const ADMIN_VIEWS: [&str; 1] = ["/EventService/inspect"];
 
 /// The admin networks of a server without a guard: this machine only.
 pub(crate) const LOOPBACK_NETWORKS: &[&str] = &["127.0.0.0/8", "::1/128"];
@@ -195,7 +200,7 @@ impl Gate {
             (false, None, None) => Some(LOOPBACK_NETWORKS.iter().map(|n| n.parse().expect("valid")).collect()),
         };
         let lengths = paths.iter().fold(0, |bits, path| bits | length_bit(path));
-        Self { guard, paths, lengths, networks }
+        Self { guard, paths, lengths, networks, refusals: Throttle::new() }
     }
 
     pub(crate) fn has_guard(&self) -> bool {
@@ -218,6 +223,18 @@ impl Gate {
         }
     }
 
+    /// Whether the caller of a call answered more fully to administrators (`inspect` lists every
+    /// queue to them) administers this server: from an admin network, and with credentials the
+    /// guard accepts when there is one. `false` for every other path (not asked).
+    pub(crate) fn admin_view(&self, path: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
+        ADMIN_VIEWS.contains(&path) && self.admits(path, headers, peer)
+    }
+
+    /// Whether the caller administers this server (what its admin RPCs would let through).
+    pub(crate) fn admits(&self, path: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
+        self.peer_allowed(peer, headers) && self.guard.as_ref().is_none_or(|guard| guard.check(path, headers).is_ok())
+    }
+
     /// The refusal of a call, if it is guarded and refused (logged, without the credentials).
     pub(crate) fn refuse(&self, path: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Status> {
         if self.lengths & length_bit(path) == 0 || !self.paths.contains(path) {
@@ -228,15 +245,19 @@ impl Gate {
         } else {
             Status::permission_denied(self.network_refusal(path, peer))
         };
-        let caller = crate::CallerMetadata::from_headers(headers);
-        let peer = peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.to_canonical().to_string());
-        tracing::warn!(
-            target: "grpc_helper::auth",
-            "refused {} from {caller} at {peer}: {:?} {}",
-            Escaped(path),
-            status.code(),
-            Escaped(status.message())
-        );
+        if let Some(skipped) = self.refusals.admit() {
+            let caller = crate::CallerMetadata::from_headers(headers).to_string();
+            let peer = peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.to_canonical().to_string());
+            tracing::warn!(
+                target: "grpc_helper::auth",
+                "refused {} from {} at {peer}: {:?} {}{}",
+                Escaped(&clipped(path, 256)),
+                Escaped(&clipped(&caller, 256)),
+                status.code(),
+                Escaped(&clipped(status.message(), 512)),
+                left_out(skipped)
+            );
+        }
         Some(status)
     }
 

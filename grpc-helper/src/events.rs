@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use crate::api::{Event, EventQueueInfo, ResultCode};
 use crate::config::{Config, RpcConfig};
+use crate::names::NameFilter;
 use crate::{ReplyStream, RpcError};
 
 mod ids_file;
@@ -75,7 +76,7 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
         self: Arc<Self>,
         peer: Peer,
         client_id: u32,
-        names: Vec<String>,
+        names: NameFilter,
         keepalive: Duration,
         after: Option<u64>,
     ) -> QueueFuture<'static, Result<ReplyStream<ListenReply>, RpcError>>;
@@ -97,7 +98,8 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
     /// [`ResultCode::ErrorStateUnreachable`] when the shared stream cannot be reached.
     fn send_checked(&self, event: Event) -> QueueFuture<'_, Result<(), RpcError>>;
 
-    /// `peer`'s queues with their counters, by id (what `inspect` answers).
+    /// `peer`'s queues (every queue when `all`: an administrator asks) with their counters, by
+    /// id (what `inspect` answers).
     ///
     /// ```
     /// # async fn demo() -> Result<(), grpc_helper::RpcError> {
@@ -110,7 +112,7 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
     /// }
     /// # Ok(()) }
     /// ```
-    fn inspect(&self, peer: Peer) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>>;
+    fn inspect(&self, peer: Peer, all: bool) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>>;
 
     /// Ends every stream with a last `ERROR_STREAM_SHUTDOWN` message.
     fn shutdown(&self);

@@ -66,6 +66,7 @@ pub mod logs;
 mod manager;
 mod message;
 mod metadata;
+mod names;
 #[cfg(feature = "nats")]
 mod nats;
 mod persist;
@@ -87,6 +88,7 @@ pub mod __fuzz;
 pub mod __private;
 
 pub use api::ResultCode;
+pub use call::CallContext;
 pub use client::{RpcChannel, RpcClient, RpcClientBuilder};
 pub use error::RpcError;
 pub use folders::Folders;
@@ -178,7 +180,7 @@ pub use folders::Folders;
 #[doc(inline)]
 pub use grpc_helper_macros::rpc_manager;
 pub use grpc_helper_macros::{ApiVersion, RpcMessage};
-pub use manager::{CallContext, Manager, ManagerContext};
+pub use manager::{Manager, ManagerContext};
 pub use message::RpcMessage;
 pub use metadata::CallerMetadata;
 pub use reply::ReplyStream;

@@ -2,13 +2,12 @@
 //! [`ManagerContext`] (per service) and [`CallContext`] (per call).
 
 use std::future::Future;
-use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::call::Signal;
 use crate::config::Config;
 use crate::events::EventQueues;
-use crate::{ApiVersion, CallerMetadata, Folders, RpcClient, RpcError};
+use crate::{ApiVersion, Folders, RpcClient, RpcError};
 
 /// Target and name of every manager's span: log routing finds a service's records by them.
 /// The target is the module path the span always had, so filters written against it still
@@ -373,127 +372,5 @@ impl ManagerContext {
 
     pub(crate) fn streams_end(&self) -> &Arc<Signal> {
         &self.0.end_streams
-    }
-}
-
-/// Per-call context: the caller's metadata and the manager's [`ManagerContext`] (by `Deref`).
-///
-/// Declare it as an optional second argument of an RPC method: `cx: CallContext`.
-///
-/// ```
-/// use grpc_helper::api::{Filter, LoggerStatus};
-/// use grpc_helper::{CallContext, RpcError, rpc_manager};
-///
-/// struct Levels;
-///
-/// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
-/// impl Levels {
-///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
-///         tracing::info!("{} called by {}", cx.method(), cx.caller());
-///         Ok(LoggerStatus::default())
-///     }
-/// }
-/// ```
-#[derive(Clone)]
-pub struct CallContext {
-    manager: ManagerContext,
-    caller: CallerMetadata,
-    method: &'static str,
-    peer: Option<std::net::SocketAddr>,
-}
-
-impl CallContext {
-    pub(crate) fn new(
-        manager: ManagerContext,
-        caller: CallerMetadata,
-        method: &'static str,
-        peer: Option<std::net::SocketAddr>,
-    ) -> Self {
-        Self { manager, caller, method, peer }
-    }
-
-    /// The TCP peer of the call's connection, which the caller cannot choose (unlike the `ip`
-    /// of [`caller`](Self::caller)); `None` outside a server connection.
-    ///
-    /// ```
-    /// # use grpc_helper::api::{Filter, LoggerStatus};
-    /// # use grpc_helper::{CallContext, RpcError, rpc_manager};
-    /// # struct Levels;
-    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
-    /// impl Levels {
-    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
-    ///         let local = cx.peer_addr().is_some_and(|peer| peer.ip().is_loopback());
-    ///         tracing::info!("called from {}", if local { "this machine" } else { "elsewhere" });
-    ///         Ok(LoggerStatus::default())
-    ///     }
-    /// }
-    /// ```
-    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.peer
-    }
-
-    /// Who is calling (client name, user, host, ip, api_version).
-    ///
-    /// ```
-    /// # use grpc_helper::api::{Filter, LoggerStatus};
-    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
-    /// # struct Levels;
-    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
-    /// impl Levels {
-    ///     async fn reset(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
-    ///         if cx.caller().client() != "admin-tool" {
-    ///             return Err(RpcError::new(grpc_helper::ResultCode::ErrorRequestUnsupported, "only admin-tool resets levels"));
-    ///         }
-    ///         Ok(LoggerStatus::default())
-    ///     }
-    /// }
-    /// ```
-    pub fn caller(&self) -> &CallerMetadata {
-        &self.caller
-    }
-
-    /// The gRPC method name being served (e.g. `method1`).
-    ///
-    /// ```
-    /// # use grpc_helper::api::{Filter, LoggerStatus};
-    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
-    /// # struct Levels;
-    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
-    /// impl Levels {
-    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
-    ///         assert_eq!(cx.method(), "get");
-    ///         Ok(LoggerStatus::default())
-    ///     }
-    /// }
-    /// ```
-    pub fn method(&self) -> &'static str {
-        self.method
-    }
-
-    /// The manager-wide context (also reachable through `Deref`: `cx.service()`).
-    ///
-    /// ```
-    /// # use grpc_helper::api::{Filter, LoggerStatus};
-    /// # use grpc_helper::{CallContext, ManagerContext, RpcError, rpc_manager};
-    /// # struct Levels;
-    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
-    /// impl Levels {
-    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
-    ///         let manager: ManagerContext = cx.manager().clone(); // for work that outlives the call
-    ///         tokio::spawn(async move { tracing::info!("follow-up in {}", manager.service()) });
-    ///         Ok(LoggerStatus::default())
-    ///     }
-    /// }
-    /// ```
-    pub fn manager(&self) -> &ManagerContext {
-        &self.manager
-    }
-}
-
-impl Deref for CallContext {
-    type Target = ManagerContext;
-
-    fn deref(&self) -> &ManagerContext {
-        &self.manager
     }
 }

@@ -33,12 +33,13 @@ fn lock_of(path: &Path) -> Arc<Mutex<()>> {
 }
 
 /// A new temporary file beside the target: `.<name>.<pid>.<random>.tmp`, created exclusively
-/// (`O_EXCL`: an existing file or link there fails, and another name is tried) and `O_NOFOLLOW`.
+/// (`O_EXCL`: an existing file or link there fails, and another name is tried) and `O_NOFOLLOW`,
+/// readable by the owner only (state files name peers, backends and queue ids).
 fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
     let mut last = None;
     for _ in 0..8 {
         let temp = dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), fastrand::u64(..)));
-        match OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(&temp) {
+        match OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(&temp) {
             Ok(file) => return Ok((temp, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),

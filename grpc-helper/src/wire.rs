@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +35,56 @@ pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-messag
 pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// Trailer carrying the numeric result code on a gRPC status (replies without `r`).
 pub(crate) const RESULT_CODE: &str = "result-code";
+
+/// The `grpc-timeout` header: 1 to 8 digits and a unit (`H M S m u n`), as the gRPC HTTP/2
+/// spec writes it and tonic reads it. Anything else is no timeout, never a panic: the number
+/// comes from the caller.
+pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(GRPC_TIMEOUT)?.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Eight digits fit in a u64 whatever the unit: 10^8 hours is 3.6e11 seconds.
+    let amount = digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// A `grpc-timeout` value for `timeout`: the finest unit whose count fits in 8 digits,
+/// rounded up (so a retry never gets a shorter deadline than was left).
+pub(crate) fn timeout_value(timeout: Duration) -> HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let nanos = timeout.as_nanos().max(1);
+    let units: [(u128, &str); 6] = [
+        (1, "n"),
+        (1_000, "u"),
+        (1_000_000, "m"),
+        (1_000_000_000, "S"),
+        (60_000_000_000, "M"),
+        (3_600_000_000_000, "H"),
+    ];
+    let (count, unit) = units
+        .iter()
+        .map(|&(size, unit)| (nanos.div_ceil(size), unit))
+        .find(|&(count, _)| count <= MAX)
+        .unwrap_or((MAX, "H"));
+    HeaderValue::try_from(format!("{count}{unit}")).expect("digits and a letter")
+}
+
+/// `start + after`, or a time decades away when that is past what `Instant` holds (a caller's
+/// timeout, or a window set to `Duration::MAX`).
+pub(crate) fn instant_after(start: Instant, after: Duration) -> Instant {
+    const DECADES: Duration = Duration::from_secs(30 * 365 * 86_400);
+    start.checked_add(after).or_else(|| start.checked_add(DECADES)).unwrap_or(start)
+}
 
 /// `host:port`, with an IPv6 address in brackets (`[::1]:54321`).
 pub(crate) fn authority(host: &str, port: u16) -> String {
@@ -77,6 +128,44 @@ impl http_body::Body for OneMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeout_reads_at_most_eight_digits() {
+        let mut h = HeaderMap::new();
+        for (text, expected) in [
+            ("2S", Some(Duration::from_secs(2))),
+            ("150m", Some(Duration::from_millis(150))),
+            ("7u", Some(Duration::from_micros(7))),
+            ("1M", Some(Duration::from_secs(60))),
+            ("99999999H", Some(Duration::from_secs(99_999_999 * 3600))),
+            ("999999999H", None),
+            ("18446744073709551615H", None),
+            ("12x", None),
+            ("H", None),
+            ("-1S", None),
+            ("+1S", None),
+        ] {
+            h.insert(GRPC_TIMEOUT, HeaderValue::from_static(text));
+            assert_eq!(grpc_timeout(&h), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn timeout_values_round_trip_within_eight_digits() {
+        let mut h = HeaderMap::new();
+        for timeout in [Duration::from_nanos(1), Duration::from_millis(1500), Duration::from_secs(86_400 * 365 * 40)] {
+            let value = timeout_value(timeout);
+            assert!(value.len() <= 9, "{value:?}");
+            h.insert(GRPC_TIMEOUT, value);
+            let read = grpc_timeout(&h).unwrap();
+            assert!(
+                read >= timeout && read - timeout < timeout / 100_000 + Duration::from_nanos(1),
+                "{timeout:?} -> {read:?}"
+            );
+        }
+        assert_eq!(timeout_value(Duration::MAX), "99999999H");
+        assert!(instant_after(Instant::now(), Duration::MAX) > Instant::now());
+    }
 
     #[test]
     fn authority_brackets_ipv6_once() {

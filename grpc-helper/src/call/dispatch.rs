@@ -40,6 +40,8 @@ pub struct Hosted<M> {
     pub(crate) pending: Arc<PendingCalls>,
     /// The gRPC service name (`SampleService`).
     pub(crate) grpc_name: &'static str,
+    /// Largest reply sent, in bytes ([`MessageLimits::max_encoding`]).
+    pub(crate) max_reply: usize,
 }
 
 impl<M: Manager> Hosted<M> {
@@ -48,9 +50,10 @@ impl<M: Manager> Hosted<M> {
         context: ManagerContext,
         pending: Arc<PendingCalls>,
         grpc_name: &'static str,
+        max_reply: usize,
     ) -> Self {
         super::panic::install_hook();
-        Self { manager, context, pending, grpc_name }
+        Self { manager, context, pending, grpc_name, max_reply }
     }
 
     /// Records the call (with a snapshot of the request, for the dump), traces it at DEBUG,
@@ -104,7 +107,8 @@ impl<M: Manager> Hosted<M> {
             #[cfg(feature = "otel")]
             span,
         };
-        let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method, peer)));
+        let admin = extensions.get::<super::AdminCaller>().is_some();
+        let admitted = checked.map(|()| (message, CallContext::new(self.context.clone(), caller, method, peer, admin)));
         (call, admitted)
     }
 }
@@ -141,6 +145,21 @@ impl Call {
             let code = outcome.map_or_else(RpcError::code, |()| ResultCode::Ok as i32);
             measured.result_code(code);
         }
+    }
+
+    /// A reply over the server's limit: refused before it is encoded, so the server never
+    /// holds its bytes for a client that reads slowly (or not at all).
+    fn too_large(&self, span: &tracing::Span, len: usize, limit: usize) -> Status {
+        let message = format!(
+            "Reply too large: {}.{} built a reply of {len} bytes, over this server's limit of {limit} bytes \
+             (RpcServerBuilder::max_reply_size); ask for less per call",
+            self.service, self.method
+        );
+        static TOO_LARGE: crate::logs::Throttle = crate::logs::Throttle::new();
+        if let Some(skipped) = TOO_LARGE.admit() {
+            span.in_scope(|| tracing::warn!(target: CALL_TARGET, "{message}{}", crate::logs::left_out(skipped)));
+        }
+        Status::resource_exhausted(message)
     }
 
     fn log_error(&self, error: &RpcError) {
@@ -189,7 +208,7 @@ pub async fn unary<'a, M, Req, Rep, F, Fut>(
 where
     M: Manager,
     Req: Debug,
-    Rep: RpcMessage + Debug,
+    Rep: RpcMessage + ReplyLen + Debug,
     F: FnOnce(&'a M, Req, CallContext) -> Fut,
     Fut: Future<Output = Result<Rep, RpcError>>,
 {
@@ -209,7 +228,10 @@ where
     #[cfg(feature = "otel")]
     call.count(outcome.as_ref().map(|_| ()));
     let reply = match outcome {
-        Ok(reply) => Ok(reply),
+        Ok(reply) => match reply.reply_len() {
+            len if len > hosted.max_reply => Err(call.too_large(span, len, hosted.max_reply)),
+            _ => Ok(reply),
+        },
         Err(error) => {
             // In the service's span: the line goes to its own log file too.
             span.in_scope(|| call.log_error(&error));
@@ -231,7 +253,7 @@ pub async fn server_streaming<'a, M, Req, Item, F, Fut>(
 where
     M: Manager,
     Req: Debug,
-    Item: RpcMessage + Debug + Send + 'static,
+    Item: RpcMessage + ReplyLen + Debug + Send + 'static,
     F: FnOnce(&'a M, Req, CallContext) -> Fut,
     Fut: Future<Output = Result<ReplyStream<Item>, RpcError>>,
 {
@@ -257,6 +279,7 @@ where
         end,
         end_registered: None,
         last_look: false,
+        max_reply: hosted.max_reply,
     })))
 }
 
@@ -304,9 +327,10 @@ struct OutStream<T> {
     end_registered: Option<Pin<Box<OwnedNotified>>>,
     /// The manager's stream was polled once after the end signal.
     last_look: bool,
+    max_reply: usize,
 }
 
-impl<T: RpcMessage + Debug + Send + 'static> OutStream<T> {
+impl<T: RpcMessage + ReplyLen + Debug + Send + 'static> OutStream<T> {
     /// Polls the manager's stream; a panic ends it with an in-band error (its stream dropped).
     fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Status>>> {
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.replies).poll_next(cx)));
@@ -317,10 +341,14 @@ impl<T: RpcMessage + Debug + Send + 'static> OutStream<T> {
                 self.call = None;
                 return Poll::Ready(None);
             }
-            Ok(Poll::Ready(Some(Ok(item)))) => {
+            Ok(Poll::Ready(Some(Ok(item)))) if item.reply_len() <= self.max_reply => {
                 let reply = Ok(item);
                 call.trace(&self.span, &reply);
                 return Poll::Ready(Some(reply));
+            }
+            Ok(Poll::Ready(Some(Ok(item)))) => {
+                self.replies = ReplyStream::new(tokio_stream::empty());
+                Err(call.too_large(&self.span, item.reply_len(), self.max_reply))
             }
             Ok(Poll::Ready(Some(Err(error)))) => {
                 self.span.in_scope(|| call.log_error(&error));
@@ -337,7 +365,7 @@ impl<T: RpcMessage + Debug + Send + 'static> OutStream<T> {
     }
 }
 
-impl<T: RpcMessage + Debug + Send + 'static> Stream for OutStream<T> {
+impl<T: RpcMessage + ReplyLen + Debug + Send + 'static> Stream for OutStream<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -375,18 +403,33 @@ impl<T: RpcMessage + Debug + Send + 'static> Stream for OutStream<T> {
     }
 }
 
+/// The bytes a reply takes on the wire, checked against the server's reply limit before it is
+/// encoded (prost messages, and the events service's pre-encoded replies).
+#[doc(hidden)]
+pub trait ReplyLen {
+    /// The encoded length of the message, without gRPC's 5-byte frame header.
+    fn reply_len(&self) -> usize;
+}
+
+impl<T: prost::Message> ReplyLen for T {
+    fn reply_len(&self) -> usize {
+        self.encoded_len()
+    }
+}
+
 /// Limits applied to every hosted service.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageLimits {
     /// Largest request accepted, in bytes (RESOURCE_EXHAUSTED beyond).
     pub max_decoding: usize,
-    /// Largest reply sent, in bytes.
+    /// Largest reply sent, in bytes (RESOURCE_EXHAUSTED beyond, before it is encoded). The
+    /// default is what gRPC clients accept by default, so a larger reply would fail there anyway.
     pub max_encoding: usize,
 }
 
 impl Default for MessageLimits {
     fn default() -> Self {
-        Self { max_decoding: 4 * 1024 * 1024, max_encoding: usize::MAX }
+        Self { max_decoding: 4 * 1024 * 1024, max_encoding: 4 * 1024 * 1024 }
     }
 }
 

@@ -5,6 +5,7 @@
 //! and nothing of the server that hosts it. Macro-generated code reaches it through
 //! `__private`.
 
+mod context;
 mod dispatch;
 mod panic;
 mod pending;
@@ -15,7 +16,9 @@ mod trace;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use self::dispatch::{Hosted, HostedRoute, MessageLimits, ServiceRoute, route, server_streaming, unary};
+pub(crate) use self::context::AdminCaller;
+pub use self::context::CallContext;
+pub use self::dispatch::{Hosted, HostedRoute, MessageLimits, ReplyLen, ServiceRoute, route, server_streaming, unary};
 pub(crate) use self::dispatch::{HostedFuture, resource_exhausted};
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;

@@ -344,7 +344,7 @@ impl tower::Service<http::Request<Body>> for RpcChannel {
             let mut ready = std::mem::replace(&mut self.inner, fresh);
             let (dns, shared) = (dns.clone(), Arc::clone(&self.shared));
             let window = shared.retry.window;
-            let limit = match (window, retry::grpc_timeout(request.headers())) {
+            let limit = match (window, crate::wire::grpc_timeout(request.headers())) {
                 (Some(w), Some(t)) => Some(w.min(t)),
                 (w, t) => w.or(t),
             };

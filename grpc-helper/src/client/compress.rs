@@ -89,7 +89,16 @@ impl HttpBody for Reframed {
             }
             match ready!(this.inner.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => this.buffer.extend_from_slice(&data),
+                    Ok(data) => {
+                        this.buffer.extend_from_slice(&data);
+                        // A reply message is refused from its announced length: never buffered whole.
+                        if let (Direction::Expand(_), Err(status)) =
+                            (*this.direction, announced_within_limit(this.buffer))
+                        {
+                            this.buffer.clear();
+                            return Poll::Ready(Some(Err(status)));
+                        }
+                    }
                     Err(trailers) if this.buffer.is_empty() => return Poll::Ready(Some(Ok(trailers))),
                     Err(_) => return Poll::Ready(Some(Err(truncated()))),
                 },
@@ -103,6 +112,22 @@ impl HttpBody for Reframed {
     fn is_end_stream(&self) -> bool {
         self.buffer.is_empty() && self.inner.is_end_stream()
     }
+}
+
+/// Largest compressed reply message read: the limit, plus what compression may add to data
+/// that does not compress (a few bytes per 16 KiB block).
+const MAX_COMPRESSED: u64 = MAX_EXPANDED + MAX_EXPANDED / 64;
+
+/// Refuses a reply message whose prefix announces more than a reply may hold.
+fn announced_within_limit(buffer: &BytesMut) -> Result<(), Status> {
+    let Some(prefix) = buffer.get(1..PREFIX) else { return Ok(()) };
+    let length = u64::from(u32::from_be_bytes(prefix.try_into().expect("four bytes")));
+    if length <= MAX_COMPRESSED {
+        return Ok(());
+    }
+    Err(Status::resource_exhausted(format!(
+        "a reply message of {length} bytes was announced, over the limit of {MAX_EXPANDED} bytes"
+    )))
 }
 
 fn truncated() -> Status {

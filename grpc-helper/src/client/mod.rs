@@ -79,5 +79,5 @@ pub use self::builder::RpcClientBuilder;
 pub use self::channel::{RpcChannel, RpcClient};
 pub use self::listener::EventListener;
 pub use self::resolve::{ManualResolver, ResolveFuture, Resolver, SystemResolver};
-pub(crate) use self::retry::grpc_timeout;
+
 pub use crate::message::KeepInBand;

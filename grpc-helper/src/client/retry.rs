@@ -19,7 +19,7 @@ use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::{Service, ServiceExt};
 
-use crate::wire::{GRPC_STATUS, GRPC_TIMEOUT, RETRY_PUSHBACK};
+use crate::wire::{self, GRPC_STATUS, GRPC_TIMEOUT, RETRY_PUSHBACK, grpc_timeout};
 
 /// What every call of a client shares: the channel, the target, the metadata and the policy.
 pub(super) struct Shared {
@@ -137,8 +137,8 @@ pub(super) fn call(
         });
     };
     let start = Instant::now();
-    let deadline = grpc_timeout(&parts.headers).map(|t| start + t);
-    let limit = deadline.map_or(start + window, |d| d.min(start + window));
+    let deadline = grpc_timeout(&parts.headers).map(|t| wire::instant_after(start, t));
+    let limit = deadline.map_or(wire::instant_after(start, window), |d| d.min(wire::instant_after(start, window)));
     // The first attempt sends the original head: its header map has room for what the
     // transport adds (a copy has none, and would grow on every call). Only it carries the
     // extensions: the transport channel reads none.
@@ -308,9 +308,7 @@ impl Attempts {
         if let Some(deadline) = self.deadline {
             // The deadline covers every attempt: later ones get what is left.
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Ok(value) = format!("{}m", left.as_millis().max(1)).parse() {
-                request.headers_mut().insert(GRPC_TIMEOUT, value);
-            }
+            request.headers_mut().insert(GRPC_TIMEOUT, wire::timeout_value(left));
         }
         let mut channel = self.shared.channel.clone();
         match channel.ready().await {
@@ -466,22 +464,6 @@ fn is_unavailable(headers: &HeaderMap) -> bool {
 /// answers to calls that had started when the server gave up on them.
 fn refuses_retry(headers: &HeaderMap) -> bool {
     headers.get(RETRY_PUSHBACK).is_some_and(|v| v.as_bytes().starts_with(b"-"))
-}
-
-/// The `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
-pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount.saturating_mul(3600)),
-        "M" => Duration::from_secs(amount.saturating_mul(60)),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
 }
 
 /// A call's request body, as its attempts send it.
@@ -718,22 +700,6 @@ impl HttpBody for ReplayBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_timeout_units() {
-        let mut h = HeaderMap::new();
-        for (text, expected) in [
-            ("2S", Duration::from_secs(2)),
-            ("150m", Duration::from_millis(150)),
-            ("7u", Duration::from_micros(7)),
-            ("1M", Duration::from_secs(60)),
-        ] {
-            h.insert(GRPC_TIMEOUT, text.parse().unwrap());
-            assert_eq!(grpc_timeout(&h), Some(expected), "{text}");
-        }
-        h.insert(GRPC_TIMEOUT, "12x".parse().unwrap());
-        assert_eq!(grpc_timeout(&h), None);
-    }
 
     #[test]
     fn backoff_is_jittered_and_capped() {

@@ -146,6 +146,21 @@ impl ListenReply {
     }
 }
 
+impl crate::call::ReplyLen for ListenReply {
+    fn reply_len(&self) -> usize {
+        use prost::encoding::{message, uint32, uint64};
+        let body = match &self.body {
+            ReplyBody::Greeting => 0,
+            ReplyBody::Event(event) => event.encoded_len(),
+            ReplyBody::Keepalive => message::encoded_len(EVENT_FIELD, &Event::default()),
+            ReplyBody::Error(result) => message::encoded_len(1, result),
+        };
+        let client_id = if self.client_id == 0 { 0 } else { uint32::encoded_len(CLIENT_ID_FIELD, &self.client_id) };
+        let sequence = if self.sequence == 0 { 0 } else { uint64::encoded_len(SEQUENCE_FIELD, &self.sequence) };
+        body + client_id + sequence
+    }
+}
+
 impl RpcMessage for ListenReply {
     fn result(&self) -> Option<&api::Result> {
         match &self.body {

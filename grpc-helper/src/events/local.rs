@@ -13,6 +13,7 @@ use super::stream::ListenStream;
 use super::usage::{Peer, Slot, Usage};
 use super::{EventLimits, EventQueues, ListenReply, QUEUE_LIMIT, QueueFuture, SharedEvent};
 use crate::api::{Event, EventQueueInfo, ResultCode};
+use crate::names::NameFilter;
 use crate::{ReplyStream, RpcError};
 
 pub(super) enum State {
@@ -44,7 +45,7 @@ pub(super) struct Queue {
     /// The generation whose stream was ended as stalled (it ends in band, to be resumed).
     pub(super) stalled: Option<u64>,
     /// The event names the listening stream wants (all when empty).
-    names: Arc<[String]>,
+    names: NameFilter,
 }
 
 /// One event of the log, with the bytes sent before it (for the byte bound).
@@ -238,13 +239,13 @@ impl LocalEvents {
 impl Queue {
     fn new(next: u64, state: State, owner: Owner, slot: Arc<Slot>) -> Self {
         let notify = Arc::new(Notify::new());
-        let (polled, names) = (Instant::now(), Arc::from([]));
+        let (polled, names) = (Instant::now(), NameFilter::default());
         Self { next, state, generation: 0, dropped: 0, notify, owner, slot, polled, stalled: None, names }
     }
 
     /// Whether a stream is listening and its filter leaves this event out.
     fn filters_out(&self, name: &str) -> bool {
-        matches!(self.state, State::Listening(_)) && !self.names.is_empty() && !self.names.iter().any(|n| **n == *name)
+        matches!(self.state, State::Listening(_)) && !self.names.passes(name)
     }
 }
 
@@ -264,7 +265,7 @@ impl EventQueues for LocalEvents {
         self: Arc<Self>,
         peer: Peer,
         client_id: u32,
-        names: Vec<String>,
+        names: NameFilter,
         keepalive: Duration,
         _after: Option<u64>,
     ) -> QueueFuture<'static, Result<ReplyStream<ListenReply>, RpcError>> {
@@ -284,8 +285,8 @@ impl EventQueues for LocalEvents {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn inspect(&self, peer: Peer) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>> {
-        Box::pin(std::future::ready(Ok(LocalEvents::inspect(self, peer))))
+    fn inspect(&self, peer: Peer, all: bool) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>> {
+        Box::pin(std::future::ready(Ok(LocalEvents::inspect(self, peer, all))))
     }
 
     fn shutdown(&self) {
@@ -313,7 +314,7 @@ impl LocalEvents {
         self: Arc<Self>,
         peer: Peer,
         client_id: u32,
-        names: Vec<String>,
+        names: NameFilter,
         keepalive: Duration,
     ) -> Result<ReplyStream<ListenReply>, RpcError> {
         let mut inner = self.inner.lock();
@@ -335,7 +336,7 @@ impl LocalEvents {
         queue.notify.notify_one();
         queue.state = State::Listening(queue.generation);
         queue.polled = Instant::now();
-        queue.names = Arc::from(names.as_slice());
+        queue.names = names.clone();
         let (generation, notify, slot) = (queue.generation, Arc::clone(&queue.notify), Arc::clone(&queue.slot));
         drop(inner);
         Ok(ReplyStream::new(ListenStream::new(self, id, generation, notify, names, keepalive, slot)))
@@ -400,7 +401,7 @@ impl LocalEvents {
         }
     }
 
-    pub(crate) fn inspect(&self, peer: Peer) -> Vec<EventQueueInfo> {
+    pub(crate) fn inspect(&self, peer: Peer, all: bool) -> Vec<EventQueueInfo> {
         let mut inner = self.inner.lock();
         self.purge_and_save(&mut inner);
         let head = inner.head();
@@ -413,7 +414,7 @@ impl LocalEvents {
             pending_bytes: inner.bytes_from(q.next),
             limit_bytes: self.limits.queue_bytes,
         };
-        inner.queues.iter().filter(|(_, q)| q.owner == Owner::Peer(peer)).map(info).collect()
+        inner.queues.iter().filter(|(_, q)| all || q.owner == Owner::Peer(peer)).map(info).collect()
     }
 
     pub(crate) fn shutdown(&self) {

@@ -38,6 +38,7 @@ use super::local::unknown;
 use super::usage::Peer;
 use super::{EventLimits, EventQueues, ListenReply, QUEUE_LIMIT, QueueFuture, SharedEvent};
 use crate::api::{Event, EventQueueInfo, ResultCode};
+use crate::names::NameFilter;
 use crate::{ReplyStream, RpcError};
 
 /// The JetStream stream of the events.
@@ -289,7 +290,7 @@ impl EventQueues for NatsEvents {
         self: Arc<Self>,
         peer: Peer,
         client_id: u32,
-        names: Vec<String>,
+        names: NameFilter,
         keepalive: Duration,
         after: Option<u64>,
     ) -> QueueFuture<'static, Result<ReplyStream<ListenReply>, RpcError>> {
@@ -341,7 +342,7 @@ impl EventQueues for NatsEvents {
         Box::pin(async move { publish(&self.js, &self.url, &event).await })
     }
 
-    fn inspect(&self, peer: Peer) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>> {
+    fn inspect(&self, peer: Peer, all: bool) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>> {
         Box::pin(async move {
             let mine = owner(peer);
             let mut consumers = self.stream.consumers();
@@ -350,7 +351,7 @@ impl EventQueues for NatsEvents {
                 let info = info.map_err(|e| unreachable(&self.url, "no consumer list", e))?;
                 let id = info.name.strip_prefix('q').and_then(|n| n.parse::<u32>().ok());
                 if let Some(id) = id
-                    && info.config.description.as_deref() == Some(mine.as_str())
+                    && (all || info.config.description.as_deref() == Some(mine.as_str()))
                 {
                     queues.push(EventQueueInfo {
                         client_id: id,
@@ -377,7 +378,7 @@ impl EventQueues for NatsEvents {
 struct Delivery {
     events: Arc<NatsEvents>,
     id: u32,
-    names: Vec<String>,
+    names: NameFilter,
     keepalive: Duration,
     tx: mpsc::Sender<Result<ListenReply, RpcError>>,
     /// The listener gave `after`: ack [`CONFIRM_AFTER`] after the hand-over, not before.
@@ -489,7 +490,7 @@ impl Delivery {
                             continue;
                         }
                         let event = match Event::decode(message.payload.clone()) {
-                            Ok(event) if self.names.is_empty() || self.names.contains(&event.name) => Some(event),
+                            Ok(event) if self.names.passes(&event.name) => Some(event),
                             Ok(_) => None,
                             Err(e) => {
                                 tracing::error!("Event listening queue #{id}: undecodable event skipped: {e}");

@@ -14,12 +14,13 @@ use super::usage::Slot;
 use super::{ListenReply, SharedEvent};
 use crate::RpcError;
 use crate::api::ResultCode;
+use crate::names::NameFilter;
 
 pub(super) struct ListenStream {
     events: Arc<LocalEvents>,
     id: u32,
     generation: u64,
-    names: Vec<String>,
+    names: NameFilter,
     greeted: bool,
     done: bool,
     notify: Arc<Notify>,
@@ -36,7 +37,7 @@ impl ListenStream {
         id: u32,
         generation: u64,
         notify: Arc<Notify>,
-        names: Vec<String>,
+        names: NameFilter,
         keepalive: Duration,
         slot: Arc<Slot>,
     ) -> Self {
@@ -71,7 +72,7 @@ impl ListenStream {
         while queue.next < head {
             let entry = &inner.log[usize::try_from(queue.next - base).expect("the log fits in memory")];
             queue.next += 1;
-            if self.names.is_empty() || self.names.iter().any(|name| *name == entry.event.name()) {
+            if self.names.passes(entry.event.name()) {
                 found = Some(entry.event.clone());
                 break;
             }

@@ -21,6 +21,7 @@ mod escape;
 mod levels;
 mod rolling;
 mod router;
+mod throttle;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,6 +38,7 @@ pub(crate) use self::escape::Escaped;
 pub(crate) use self::levels::Setting;
 pub(crate) use self::rolling::Rotation;
 pub(crate) use self::router::{LogsGuard, register};
+pub(crate) use self::throttle::{Throttle, clipped, left_out};
 use crate::api::{LoggerLevel, ResultCode};
 use crate::{Folders, RpcError};
 

@@ -64,12 +64,29 @@ pub(crate) struct RollingFile {
     next: DateTime<Local>,
 }
 
+/// Opens a log for appending: never through a symbolic link (a link planted in the logs folder
+/// would send the lines elsewhere), and a new one readable by its owner only (at DEBUG, the
+/// call lines hold request contents).
+fn open_log(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().create(true).append(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            io::Error::new(
+                e.kind(),
+                format!("{} is a symbolic link: logs are not written through links", path.display()),
+            )
+        } else {
+            e
+        }
+    })
+}
+
 impl RollingFile {
     pub(crate) fn open(path: PathBuf, rotation: Rotation, backup: usize) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = open_log(&path)?;
         let opened = Local::now();
         Ok(Self { path, file, rotation, backup, opened, next: rotation.next_after(opened) })
     }
@@ -91,7 +108,7 @@ impl RollingFile {
             rotated = PathBuf::from(format!("{}.{suffix}.{n}", self.path.display()));
         }
         std::fs::rename(&self.path, &rotated)?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = open_log(&self.path)?;
         self.opened = now;
         self.next = self.rotation.next_after(now);
         self.prune()

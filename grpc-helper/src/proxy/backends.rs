@@ -20,7 +20,8 @@ pub(crate) struct ForwardOptions {
     pub(crate) deadline: Option<Duration>,
     /// Whether the caller's `authorization` goes to the backend.
     pub(crate) forward_authorization: bool,
-    /// The main server's own credentials for its backends.
+    /// The main server's own credentials for its backends: sent with the calls it fans out
+    /// (config), and with the forwarded calls of callers it admits as administrators.
     pub(crate) backend_token: Option<BearerToken>,
     pub(crate) backend_tls: Option<ClientTls>,
 }
@@ -86,15 +87,21 @@ impl Backends {
         if let Some(client) = self.clients.lock().get(&key) {
             return Ok(client.clone());
         }
+        // No token of the client's own: it goes per call (`authorization`), not with every call.
         let mut builder = RpcClient::builder(host, port).name("proxy").timeout(self.retry_window);
-        if let Some(token) = &self.options.backend_token {
-            builder = builder.bearer_token(token.secret());
-        }
         if let Some(tls) = &self.options.backend_tls {
             builder = builder.tls(tls.clone());
         }
         let client = builder.connect_lazy()?;
         Ok(self.clients.lock().entry(key).or_insert(client).clone())
+    }
+
+    /// `authorization: Bearer <backend token>`, if the main server has one for its backends.
+    pub(crate) fn authorization(&self) -> Option<http::HeaderValue> {
+        let token = self.options.backend_token.as_ref()?;
+        let mut value = http::HeaderValue::try_from(format!("Bearer {}", token.secret())).ok()?;
+        value.set_sensitive(true);
+        Some(value)
     }
 
     /// Drops the clients of backends not in `targets` (their connections close once the calls

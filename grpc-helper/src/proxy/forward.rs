@@ -72,7 +72,13 @@ impl Proxies {
             let mut outcome = Outcome::default();
             let response = self.forward_noting(index, request, &mut outcome).await;
             let backend = outcome.backend.as_deref().unwrap_or("none");
-            measured.metrics().forwarded(&path, backend, outcome.code);
+            // A backend's UNIMPLEMENTED (a made-up path) is trailers-only: its status is here.
+            let answered = outcome.backend.is_some() && outcome.code == "OK";
+            let method = answered && response.headers().get(wire::GRPC_STATUS).is_none_or(|s| s.as_bytes() != b"12");
+            if answered {
+                measured.reached();
+            }
+            measured.metrics().forwarded(&path, method, backend, outcome.code);
             return response;
         }
         self.forward_noting(index, request, &mut Outcome::default()).await
@@ -87,6 +93,7 @@ impl Proxies {
         let started = Instant::now();
         let service = &self.services[index];
         let path = request.uri().path().to_owned();
+        let admin = request.extensions().get::<crate::call::AdminCaller>().is_some();
         let headers = request.headers_mut();
         let caller = CallerMetadata::from_headers(headers);
         if let Err(e) = caller.check_api_version(service.supported, service.current) {
@@ -107,7 +114,12 @@ impl Proxies {
             // The caller's credentials are for this server, not for whoever registered.
             headers.remove(http::header::AUTHORIZATION);
         }
-        let deadline = crate::client::grpc_timeout(headers).or(options.deadline);
+        // The main's own credentials carry its authority: only for a caller it admits as an
+        // administrator (the router asked its gate), never for an anonymous one.
+        if admin && let Some(token) = self.backends.authorization() {
+            headers.entry(http::header::AUTHORIZATION).or_insert(token);
+        }
+        let deadline = crate::wire::grpc_timeout(headers).or(options.deadline);
         // A traced call: the backend's span is a child of this server's forwarding span.
         #[cfg(feature = "otel")]
         let _forwarding = crate::trace_context::remote_child(headers, || {

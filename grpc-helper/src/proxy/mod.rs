@@ -282,6 +282,17 @@ impl Proxies {
     }
 
     /// Clients of every registered backend, for calls the main server fans out (config).
+    /// Whether forwarded calls may carry the main's token (the router then asks whether the
+    /// caller is an administrator).
+    pub(crate) fn has_backend_token(&self) -> bool {
+        self.backends.options.backend_token.is_some()
+    }
+
+    /// `authorization` with the main's token for its backends, if it has one.
+    pub(crate) fn backend_authorization(&self) -> Option<http::HeaderValue> {
+        self.backends.authorization()
+    }
+
     pub(crate) fn backend_clients(&self) -> Result<Vec<crate::RpcClient>, RpcError> {
         self.targets().iter().map(|(host, port)| self.backends.client(host, *port)).collect()
     }

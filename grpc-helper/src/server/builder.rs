@@ -324,6 +324,18 @@ impl RpcServerBuilder {
         self
     }
 
+    /// Largest reply sent, in bytes (default 4 MiB, what gRPC clients accept by default). A
+    /// method whose reply (or stream item) is larger answers RESOURCE_EXHAUSTED instead, before
+    /// the reply is encoded: the server never holds it for a client that reads slowly.
+    ///
+    /// ```
+    /// let builder = grpc_helper::RpcServer::builder().max_reply_size(16 * 1024 * 1024);
+    /// ```
+    pub fn max_reply_size(mut self, bytes: usize) -> Self {
+        self.limits.max_encoding = bytes;
+        self
+    }
+
     /// Compresses replies with `encoding` for callers that accept it (they send
     /// `grpc-accept-encoding`, as grpcio and tonic clients configured for it do); other callers
     /// get them uncompressed. Call again to offer more encodings (the caller's order of

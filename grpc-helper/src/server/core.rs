@@ -216,7 +216,7 @@ pub(crate) struct ServerCore {
     local_addr: SocketAddr,
     /// The Prometheus endpoint (kept for its provider and address).
     #[cfg(feature = "otel")]
-    metrics: Option<super::otel::PrometheusEndpoint>,
+    metrics: Option<super::prometheus::PrometheusEndpoint>,
     started: Instant,
     config: Config,
     auto_client: RpcClient,

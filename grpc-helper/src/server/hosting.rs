@@ -45,7 +45,8 @@ impl HostEnv {
             self.folders.clone(),
             self.events.clone(),
         );
-        let hosted = Arc::new(Hosted::new(manager, context, Arc::clone(&self.pending), M::GRPC_NAME));
+        let hosted =
+            Arc::new(Hosted::new(manager, context, Arc::clone(&self.pending), M::GRPC_NAME, self.limits.max_encoding));
         let route = M::route(Arc::clone(&hosted), &self.limits, &self.compression);
         HostedEntry { service: hosted, route }
     }

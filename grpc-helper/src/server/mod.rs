@@ -32,6 +32,8 @@ mod main_server;
 mod metered;
 #[cfg(feature = "otel")]
 pub(crate) mod otel;
+#[cfg(feature = "otel")]
+mod prometheus;
 mod proxy_options;
 mod request_limits;
 mod router;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use crate::api::ResultCode;
 use crate::events::EventQueues;
 
 /// Name of the instrumentation scope (the `otel_scope_name` label in Prometheus).
-const SCOPE: &str = "grpc-helper";
+pub(super) const SCOPE: &str = "grpc-helper";
 
 /// A66's latency buckets (seconds).
 pub(crate) const LATENCY_BOUNDS: [f64; 41] = [
@@ -86,14 +86,29 @@ impl Series {
     }
 }
 
-/// The series of every method seen: past [`MAX_METHODS`], new paths share `other`'s, so that
-/// made-up paths cannot make one series each.
+/// The series of the methods served: a path gets its own once a call of it reached a service
+/// of this server (or a backend) and was not answered UNIMPLEMENTED; until then its calls are
+/// `other`'s, so that made-up paths bind nothing. Past [`MAX_METHODS`], new methods share
+/// `other`'s as well.
 struct SeriesMap {
     map: parking_lot::RwLock<std::collections::HashMap<Box<str>, Arc<Series>>>,
     histograms: Histograms,
+    other: Arc<Series>,
 }
 
 impl SeriesMap {
+    fn new(histograms: Histograms) -> Self {
+        let other = Arc::new(Series::new("other", &histograms));
+        let map = std::iter::once((Box::from("other"), Arc::clone(&other))).collect();
+        Self { map: parking_lot::RwLock::new(map), histograms, other }
+    }
+
+    /// The series of a method known already.
+    fn known(&self, method: &str) -> Option<Arc<Series>> {
+        self.map.read().get(method).map(Arc::clone)
+    }
+
+    /// The series of a method of this server, made on its first call.
     fn get(&self, method: &str) -> Arc<Series> {
         if let Some(series) = self.map.read().get(method) {
             return Arc::clone(series);
@@ -153,8 +168,7 @@ impl ServerMetrics {
                 "Bytes of the request messages of a call, compressed, without gRPC framing.",
             ),
         };
-        let map = parking_lot::RwLock::default();
-        let series = Arc::new(SeriesMap { map, histograms: histograms.clone() });
+        let series = Arc::new(SeriesMap::new(histograms.clone()));
         let in_flight = Arc::new(AtomicI64::new(0));
         let (for_started, for_codes, for_in_flight) =
             (Arc::clone(&series), Arc::clone(&series), Arc::clone(&in_flight));
@@ -216,10 +230,12 @@ impl ServerMetrics {
 
     /// Counts one call of a proxied service: sent to `backend` (`none` when no backend was
     /// registered), with `outcome` (`OK` when the backend answered, else the in-band code).
-    pub(crate) fn forwarded(&self, path: &str, backend: &str, outcome: &'static str) {
+    /// `method`: the backend answered, and not UNIMPLEMENTED (the path is one of its methods).
+    pub(crate) fn forwarded(&self, path: &str, method: bool, backend: &str, outcome: &'static str) {
+        let path = path.trim_start_matches('/');
+        let series = if method { self.series.get(path) } else { Arc::clone(&self.series.other) };
         let attributes = [
-            // The router made this path's series when the call started: its label, no new one.
-            KeyValue::new("grpc.method", self.series.get(path.trim_start_matches('/')).method.clone()),
+            KeyValue::new("grpc.method", series.method.clone()),
             KeyValue::new("grpc_helper.backend", backend.to_owned()),
             KeyValue::new("grpc_helper.result_code", outcome),
         ];
@@ -228,11 +244,19 @@ impl ServerMetrics {
 
     /// Starts measuring a call: counts it, wraps its request body to count what arrives.
     pub(crate) fn start(self: &Arc<Self>, request: http::Request<Body>) -> (http::Request<Body>, CallRecord) {
-        let series = self.series.get(request.uri().path().trim_start_matches('/'));
-        series.started.fetch_add(1, Ordering::Relaxed);
+        let path = request.uri().path().trim_start_matches('/');
+        // A path not known yet is bound to nothing until its call has reached a method.
+        let series = self.series.known(path).ok_or_else(|| Box::from(path));
+        if let Ok(series) = &series {
+            series.started.fetch_add(1, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         // One allocation for what the request body and the call path report back.
-        let shared = Arc::new(CallShared { rcvd: AtomicU64::new(0), in_band: AtomicI32::new(NO_CODE) });
+        let shared = Arc::new(CallShared {
+            rcvd: AtomicU64::new(0),
+            in_band: AtomicI32::new(NO_CODE),
+            reached: AtomicBool::new(false),
+        });
         // The request's meter counts its message bytes; a body without one is counted here.
         let received = request.extensions().get::<crate::call::ReadDeadline>().cloned();
         let mut request = if received.is_some() || HttpBody::is_end_stream(request.body()) {
@@ -309,6 +333,8 @@ pub(crate) struct Measured(Arc<CallShared>, Arc<ServerMetrics>);
 pub(crate) struct CallShared {
     rcvd: AtomicU64,
     in_band: AtomicI32,
+    /// The call reached a service of this server, or a backend answered it.
+    reached: AtomicBool,
 }
 
 /// No in-band code (not a manager call, or it has not answered).
@@ -318,6 +344,12 @@ impl Measured {
     /// Notes the in-band result code of the reply, counted when the call ends.
     pub(crate) fn result_code(&self, code: i32) {
         self.0.in_band.store(code, Ordering::Relaxed);
+    }
+
+    /// The call reached a service of this server, or a backend answered it: unless the answer
+    /// is UNIMPLEMENTED, its path is a method, with a series of its own.
+    pub(crate) fn reached(&self) {
+        self.0.reached.store(true, Ordering::Relaxed);
     }
 
     /// The server's instruments.
@@ -341,7 +373,8 @@ pub(crate) enum MetricsOptions {
 /// One call being measured: recorded when its reply body ends or is dropped (a cancelled call).
 pub(crate) struct CallRecord {
     metrics: Arc<ServerMetrics>,
-    series: Arc<Series>,
+    /// The method's series, or the path of a call not known to be a method's yet.
+    series: Result<Arc<Series>, Box<str>>,
     start: Instant,
     shared: Arc<CallShared>,
     /// The request meter's count of the bytes received, when the request has one.
@@ -365,27 +398,35 @@ impl Drop for CallRecord {
         let m = &self.metrics;
         // No status: the call ended before its trailers (cancelled, or the connection dropped).
         let code = self.status.unwrap_or(tonic::Code::Cancelled as i32);
+        let unimplemented = code == tonic::Code::Unimplemented as i32;
+        let first;
+        let series: &Series = match &self.series {
+            Ok(series) => series,
+            Err(path) => {
+                // Counted as started now that it is known whose call it was.
+                let reached = self.shared.reached.load(Ordering::Relaxed) && !unimplemented;
+                first = if reached { m.series.get(path) } else { Arc::clone(&m.series.other) };
+                first.started.fetch_add(1, Ordering::Relaxed);
+                &first
+            }
+        };
         let in_band = self.shared.in_band.load(Ordering::Relaxed);
         if in_band != NO_CODE {
             let slot = usize::try_from(in_band).map_or(CODES - 1, |c| c.min(CODES - 1));
-            self.series.codes[slot].fetch_add(1, Ordering::Relaxed);
+            series.codes[slot].fetch_add(1, Ordering::Relaxed);
         }
         let (elapsed, rcvd) = (
             self.start.elapsed().as_secs_f64(),
             self.received.as_ref().map_or_else(|| self.shared.rcvd.load(Ordering::Relaxed), |r| r.received()),
         );
         if code == 0 {
-            let ok = &self.series.ok;
+            let ok = &series.ok;
             ok.duration.record(elapsed);
             ok.sent.record(self.sent);
             ok.rcvd.record(rcvd);
         } else {
             // Unknown paths would make one series each: A66 folds them into "other".
-            let method = if code == tonic::Code::Unimplemented as i32 {
-                opentelemetry::StringValue::from("other")
-            } else {
-                self.series.method.clone()
-            };
+            let method = if unimplemented { m.series.other.method.clone() } else { series.method.clone() };
             let attributes = [KeyValue::new("grpc.method", method), KeyValue::new("grpc.status", status_name(code))];
             let h = &m.histograms;
             h.duration.record(elapsed, &attributes);
@@ -519,43 +560,17 @@ impl HttpBody for Counted {
     }
 }
 
-/// A MeterProvider of our own whose metrics are served as Prometheus text on `addr`.
-pub(crate) struct PrometheusEndpoint {
-    pub(crate) meter: Meter,
-    _provider: opentelemetry_sdk::metrics::SdkMeterProvider,
-    pub(crate) addr: SocketAddr,
-}
-
-impl PrometheusEndpoint {
-    /// Binds `addr` and serves `GET /metrics` there in a background task.
-    pub(crate) async fn start(addr: SocketAddr) -> Result<Self, RpcError> {
-        use opentelemetry::metrics::MeterProvider as _;
-        let registry = prometheus::Registry::new();
-        let exporter = opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            .build()
-            .map_err(|e| RpcError::new(ResultCode::Error, format!("Cannot set up the Prometheus exporter: {e}")))?;
-        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build();
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            RpcError::new(ResultCode::ErrorPortBusy, format!("Cannot listen for metrics on {addr}: {e}"))
-        })?;
-        let addr = listener.local_addr().map_err(|e| RpcError::new(ResultCode::Error, e.to_string()))?;
-        tokio::spawn(serve_metrics(listener, registry));
-        Ok(Self { meter: provider.meter(SCOPE), _provider: provider, addr })
-    }
-}
-
 /// The instruments the builder asked for, and the Prometheus endpoint if any (on the server's IP).
 pub(crate) async fn start(
     options: MetricsOptions,
     server: SocketAddr,
     events: Option<&Arc<dyn EventQueues>>,
-) -> Result<(Option<PrometheusEndpoint>, Option<Arc<ServerMetrics>>), RpcError> {
+) -> Result<(Option<super::prometheus::PrometheusEndpoint>, Option<Arc<ServerMetrics>>), RpcError> {
     match options {
         MetricsOptions::Off => Ok((None, None)),
         MetricsOptions::Meter(meter) => Ok((None, Some(Arc::new(ServerMetrics::new(&meter, events))))),
         MetricsOptions::Prometheus(port) => {
-            let endpoint = PrometheusEndpoint::start(SocketAddr::new(server.ip(), port)).await?;
+            let endpoint = super::prometheus::PrometheusEndpoint::start(SocketAddr::new(server.ip(), port)).await?;
             let metrics = Arc::new(ServerMetrics::new(&endpoint.meter, events));
             crate::logs::notice(tracing::Level::INFO, &format!("Metrics served at http://{}/metrics", endpoint.addr));
             Ok((Some(endpoint), Some(metrics)))
@@ -566,40 +581,6 @@ pub(crate) async fn start(
 /// The meter of a user's provider, under our scope name.
 pub(crate) fn meter_of(provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Meter {
     provider.meter(SCOPE)
-}
-
-async fn serve_metrics(listener: tokio::net::TcpListener, registry: prometheus::Registry) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let registry = registry.clone();
-                async move { Ok::<_, std::convert::Infallible>(scrape(request.uri().path(), &registry)) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-        });
-    }
-}
-
-fn scrape(path: &str, registry: &prometheus::Registry) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    use prometheus::Encoder as _;
-    let text = |status: u16, body: Vec<u8>| {
-        http::Response::builder()
-            .status(status)
-            .header("content-type", prometheus::TEXT_FORMAT)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .expect("valid response")
-    };
-    if path != "/metrics" {
-        return text(404, b"Not found: metrics are at /metrics\n".to_vec());
-    }
-    let mut out = Vec::new();
-    match prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
-        Ok(()) => text(200, out),
-        Err(e) => text(500, format!("Cannot encode the metrics: {e}\n").into_bytes()),
-    }
 }
 
 #[cfg(test)]

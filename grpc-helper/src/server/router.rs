@@ -174,12 +174,19 @@ impl Service<http::Request<Body>> for Router {
 }
 
 impl Router {
-    fn route(&mut self, request: http::Request<Body>) -> RouteFuture {
+    fn route(&mut self, mut request: http::Request<Body>) -> RouteFuture {
+        if self.gate.admin_view(request.uri().path(), request.headers(), peer_of(&request)) {
+            request.extensions_mut().insert(crate::call::AdminCaller);
+        }
         if let Some(status) = self.gate.refuse(request.uri().path(), request.headers(), peer_of(&request)) {
             return RouteFuture::Refused { response: Some(status.into_http()) };
         }
         match self.proxies.route(request.uri().path()) {
             Some(index) => {
+                let (path, peer) = (request.uri().path(), peer_of(&request));
+                if self.proxies.has_backend_token() && self.gate.admits(path, request.headers(), peer) {
+                    request.extensions_mut().insert(crate::call::AdminCaller);
+                }
                 // Forwarded as it comes: the backend reads it under its own deadline.
                 if let Some(deadline) = request.extensions().get::<crate::call::ReadDeadline>() {
                     deadline.relax();
@@ -199,6 +206,10 @@ impl Router {
 
     /// A call served here: by its hosted service, or by tonic's routes.
     fn local(&mut self, request: http::Request<Body>) -> RouteFuture {
+        #[cfg(feature = "otel")]
+        if let Some(measured) = request.extensions().get::<super::otel::Measured>() {
+            measured.reached();
+        }
         match hosted_service(&self.hosted, request.uri().path()) {
             Some(route) => RouteFuture::Hosted { future: route.service.call(request) },
             None => RouteFuture::Local { future: self.routes.call(request) },

@@ -100,6 +100,10 @@ impl ConfigManager {
         request
             .metadata_mut()
             .insert(crate::proxy::VIA_KEY, self.proxies.fan_out_via()?.parse().expect("hex ids and commas"));
+        // A fan-out is this server's own call: it carries the main's credentials, if any.
+        if let Some(value) = self.proxies.backend_authorization().and_then(|v| v.to_str().ok()?.parse().ok()) {
+            request.metadata_mut().insert("authorization", value);
+        }
         Ok(request)
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::api::{Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, ResultStatus};
 use crate::config::RpcConfig;
 use crate::events::{EventQueues, ListenReply, peer_of};
+use crate::names::NameFilter;
 use crate::{CallContext, ReplyStream, RpcError, rpc_manager};
 
 /// `EventService` generated like the API's, with `listen` writing pre-encoded replies (see
@@ -48,12 +49,10 @@ impl EventsManager {
 impl EventsManager {
     /// A new queue (`client_id` 0) or a resumed one; events named in the filter (all if empty).
     async fn listen(&self, request: EventFilter, cx: CallContext) -> Result<ReplyStream<ListenReply>, RpcError> {
-        for name in &request.names {
-            crate::events::check_name("event", name)?;
-        }
+        let names = NameFilter::new(request.names, |name| crate::events::check_name("event", name))?;
         let keepalive = cx.config().get(&RpcConfig::EVENT_KEEPALIVE_TIMEOUT).as_duration()?;
         Arc::clone(&self.queues)
-            .listen(peer_of(cx.peer_addr()), request.client_id, request.names, keepalive, request.after)
+            .listen(peer_of(cx.peer_addr()), request.client_id, names, keepalive, request.after)
             .await
     }
 
@@ -69,10 +68,10 @@ impl EventsManager {
         Ok(ResultStatus::default())
     }
 
-    /// The ids of the caller's queues (those opened from its address: the original lists every
-    /// queue), plus each queue's counters.
+    /// The ids of the queues with their counters: every queue to an administrator (as the
+    /// original lists them), the queues opened from its own address to anyone else.
     async fn inspect(&self, _request: Empty, cx: CallContext) -> Result<EventQueueStatus, RpcError> {
-        let queues = self.queues.inspect(peer_of(cx.peer_addr())).await?;
+        let queues = self.queues.inspect(peer_of(cx.peer_addr()), cx.is_admin()).await?;
         Ok(EventQueueStatus { r: None, client_ids: queues.iter().map(|q| q.client_id).collect(), queues })
     }
 

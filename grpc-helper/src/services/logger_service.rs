@@ -52,7 +52,8 @@ impl LoggerManager {
         if request.names.is_empty() {
             return Err(missing("logger names"));
         }
-        Ok(LoggerStatus { r: None, items: request.names.iter().map(|n| describe(n)).collect() })
+        let names = crate::names::distinct(&request.names, "logger")?;
+        Ok(LoggerStatus { r: None, items: names.into_iter().map(describe).collect() })
     }
 
     /// Applies level and enabled flag of each item, then persists.
@@ -60,6 +61,7 @@ impl LoggerManager {
         if request.items.is_empty() {
             return Err(missing("logger items"));
         }
+        crate::names::check_count(request.items.len(), "logger")?;
         let mut planned = Vec::with_capacity(request.items.len());
         for item in &request.items {
             let level = LoggerLevel::try_from(item.level).map_err(|_| {
@@ -100,18 +102,19 @@ impl LoggerManager {
         if request.names.is_empty() {
             return Err(missing("logger names"));
         }
+        let names = crate::names::distinct(&request.names, "logger")?;
         let mut persisted = self.persisted.lock();
-        let (saved_levels, saved_file) = (logs::snapshot(request.names.iter().map(String::as_str)), persisted.clone());
+        let (saved_levels, saved_file) = (logs::snapshot(names.iter().copied()), persisted.clone());
         let mut changed = false;
-        for name in &request.names {
+        for name in &names {
             logs::reset(name);
-            changed |= persisted.remove(name).is_some();
+            changed |= persisted.remove(*name).is_some();
         }
         if changed && let Err(e) = self.save(&persisted) {
             logs::restore(&saved_levels);
             *persisted = saved_file;
             return Err(e);
         }
-        Ok(LoggerStatus { r: None, items: request.names.iter().map(|n| describe(n)).collect() })
+        Ok(LoggerStatus { r: None, items: names.into_iter().map(describe).collect() })
     }
 }

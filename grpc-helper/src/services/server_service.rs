@@ -47,15 +47,16 @@ impl ServerManager {
 #[rpc_manager(service = "srv", version = ServerApiVersion, grpc = crate::api::rpc_server_service_server::RpcServerService, crate = crate)]
 impl ServerManager {
     /// Empty names → every service in registration order; else the named ones in request
-    /// order (unknown names refused, or skipped with `ignore_unknown`).
+    /// order, each once (unknown names refused, or skipped with `ignore_unknown`).
     async fn info(&self, request: Filter) -> Result<MultiServiceInfo, RpcError> {
         let all = self.catalog.infos();
         if request.names.is_empty() {
             return Ok(MultiServiceInfo { r: None, items: all });
         }
-        let mut items = Vec::with_capacity(request.names.len());
-        for name in &request.names {
-            match all.iter().find(|info| &info.name == name) {
+        let names = crate::names::distinct(&request.names, "service")?;
+        let mut items = Vec::with_capacity(names.len().min(all.len()));
+        for name in names {
+            match all.iter().find(|info| info.name == name) {
                 Some(info) => items.push(info.clone()),
                 None if request.ignore_unknown => {}
                 None => {
