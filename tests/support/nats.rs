@@ -14,6 +14,8 @@ pub struct NatsServer {
     pub port: u16,
     process: Option<Process>,
     store: PathBuf,
+    /// More `nats-server` arguments (authentication, TLS), kept for a restart.
+    extra: Vec<String>,
 }
 
 /// The `nats-server` binary: on `PATH` or in `/usr/sbin` (Debian); a clear panic when missing.
@@ -43,10 +45,17 @@ impl NatsServer {
 
     /// Starts `nats-server -js` on this loopback port and waits (bounded) until it is ready.
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts `nats-server -js` with more arguments: `["--user", "u", "--pass", "p"]`,
+    /// `["--auth", "token"]`, `["-c", "nats.conf"]`.
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
         let store = std::env::temp_dir().join(format!("grpc-helper-nats-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&store).unwrap();
-        let process = Some(spawn(port, &store));
-        Self { port, process, store }
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let process = Some(spawn(port, &store, &extra));
+        Self { port, process, store, extra }
     }
 
     /// `nats://127.0.0.1:<port>`, for `rpc-events-url`.
@@ -62,14 +71,15 @@ impl NatsServer {
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) {
         self.stop();
-        self.process = Some(spawn(self.port, &self.store));
+        self.process = Some(spawn(self.port, &self.store, &self.extra));
     }
 }
 
-fn spawn(port: u16, store: &std::path::Path) -> Process {
+fn spawn(port: u16, store: &std::path::Path, extra: &[String]) -> Process {
     let mut child = Command::new(nats_server_binary())
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

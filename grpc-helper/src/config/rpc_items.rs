@@ -123,6 +123,31 @@ impl RpcConfig {
     )
     .can_be_empty();
 
+    /// Prefix of every name this server uses on NATS (subjects, stream, bucket), so that
+    /// several fleets can share one NATS: letters, digits, `-` and `_`; empty: none.
+    pub const NATS_PREFIX: ConfigItem =
+        ConfigItem::new("rpc-nats-prefix", "Prefix of the subjects, stream and bucket used on NATS", "")
+            .can_be_empty()
+            .validator(Validator::Custom(check_nats_prefix));
+    /// NATS user (with `rpc-nats-password-file`).
+    pub const NATS_USER: ConfigItem = ConfigItem::new("rpc-nats-user", "NATS user name", "").can_be_empty();
+    /// File holding the NATS user's password (never the URL: the URL is logged).
+    pub const NATS_PASSWORD_FILE: ConfigItem =
+        ConfigItem::new("rpc-nats-password-file", "File holding the NATS user's password", "").can_be_empty();
+    /// File holding a NATS token.
+    pub const NATS_TOKEN_FILE: ConfigItem =
+        ConfigItem::new("rpc-nats-token-file", "File holding the NATS token", "").can_be_empty();
+    /// File holding a NATS NKey seed (`SU...`).
+    pub const NATS_NKEY_FILE: ConfigItem =
+        ConfigItem::new("rpc-nats-nkey-file", "File holding the NATS NKey seed", "").can_be_empty();
+    /// A NATS `.creds` file (user JWT and NKey seed, decentralised authentication).
+    pub const NATS_CREDS_FILE: ConfigItem =
+        ConfigItem::new("rpc-nats-creds-file", "NATS credentials file (.creds)", "").can_be_empty();
+    /// PEM file of the CA that signed the NATS server's certificate: TLS is then required.
+    pub const NATS_CA_FILE: ConfigItem =
+        ConfigItem::new("rpc-nats-ca-file", "CA (PEM) of the NATS server's certificate; TLS required", "")
+            .can_be_empty();
+
     /// Every built-in static item.
     ///
     /// ```
@@ -148,7 +173,25 @@ impl RpcConfig {
         Self::EVENTS_URL,
         Self::EVENTS_WAIT,
         Self::CONFIG_URL,
+        Self::NATS_PREFIX,
+        Self::NATS_USER,
+        Self::NATS_PASSWORD_FILE,
+        Self::NATS_TOKEN_FILE,
+        Self::NATS_NKEY_FILE,
+        Self::NATS_CREDS_FILE,
+        Self::NATS_CA_FILE,
     ];
+}
+
+fn check_nats_prefix(name: &str, value: &str) -> Result<(), RpcError> {
+    if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        Ok(())
+    } else {
+        Err(RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Invalid value for {name}: {value:?} (expected letters, digits, '-' and '_' only)"),
+        ))
+    }
 }
 
 fn check_logs_interval(name: &str, value: &str) -> Result<(), RpcError> {

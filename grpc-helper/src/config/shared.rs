@@ -63,10 +63,11 @@ impl Config {
     /// # Errors
     /// [`ResultCode::ErrorStateUnreachable`] when NATS cannot be reached within `wait` or has
     /// no JetStream.
-    pub(crate) async fn share(&self, url: &str, wait: Duration) -> Result<(), RpcError> {
-        let client = crate::nats::connect(url, wait, ITEM, "shared config items").await?;
+    pub(crate) async fn share(&self, access: &crate::nats::NatsAccess) -> Result<(), RpcError> {
+        let (url, name) = (access.url.as_str(), access.name(BUCKET));
+        let client = crate::nats::connect(access, "shared config items").await?;
         let js = jetstream::new(client);
-        let store = bucket(&js).await.map_err(|e| {
+        let store = bucket(&js, &name).await.map_err(|e| {
             unreachable(url, "no JetStream key-value bucket for the config (is the server started with -js?)", e)
         })?;
         let current = store.entry(KEY).await.map_err(|e| unreachable(url, "config not read", e))?;
@@ -75,7 +76,7 @@ impl Config {
                 self.apply_entry(&entry);
                 if self.0.persisted.as_deref().is_some_and(std::path::Path::exists) {
                     tracing::info!(
-                        "User config items come from NATS at {url} (bucket {BUCKET}); those of the workspace \
+                        "User config items come from NATS at {url} (bucket {name}); those of the workspace \
                          config.json are not used"
                     );
                 }
@@ -87,7 +88,7 @@ impl Config {
         if self.0.shared.set(shared).is_err() {
             return Err(RpcError::new(ResultCode::ErrorStateUnexpected, "the config is already shared"));
         }
-        tracing::info!("User config items shared through NATS at {url} (bucket {BUCKET})");
+        tracing::info!("User config items shared through NATS at {url} (bucket {name})");
         Ok(())
     }
 
@@ -102,7 +103,10 @@ impl Config {
         match store.create(KEY, bytes.into()).await {
             Ok(revision) => {
                 if !document.is_empty() {
-                    tracing::info!("Shared config (bucket {BUCKET}) started from this replica's values: {document:?}");
+                    tracing::info!(
+                        "Shared config (bucket {}) started from this replica's values: {document:?}",
+                        store.name
+                    );
                 }
                 self.apply(&document, revision);
                 Ok(())
@@ -177,10 +181,7 @@ impl Config {
             kv::Operation::Put => match parse(&entry.value) {
                 Ok(document) => document,
                 Err(e) => {
-                    tracing::warn!(
-                        "Shared config (bucket {BUCKET}, key {KEY}) revision {} ignored: {e}",
-                        entry.revision
-                    );
+                    tracing::warn!("Shared config (key {KEY}) revision {} ignored: {e}", entry.revision);
                     return;
                 }
             },
@@ -223,12 +224,12 @@ impl Config {
 /// Opens the bucket, making it when missing. Its stream is made here, with the settings that
 /// a key-value bucket needs, because `create_key_value` first asks for the account's limits in
 /// a form that NATS 2.9 (Debian's) does not answer.
-async fn bucket(js: &jetstream::Context) -> Result<kv::Store, async_nats::Error> {
+async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, async_nats::Error> {
     use jetstream::stream;
     let settings = stream::Config {
-        name: format!("KV_{BUCKET}"),
+        name: format!("KV_{name}"),
         description: Some("grpc-helper user config items (rpc-config-url)".into()),
-        subjects: vec![format!("$KV.{BUCKET}.>")],
+        subjects: vec![format!("$KV.{name}.>")],
         max_messages_per_subject: HISTORY,
         storage: stream::StorageType::File,
         allow_rollup: true,
@@ -239,7 +240,7 @@ async fn bucket(js: &jetstream::Context) -> Result<kv::Store, async_nats::Error>
         ..Default::default()
     };
     js.get_or_create_stream(settings).await?;
-    Ok(js.get_key_value(BUCKET).await?)
+    Ok(js.get_key_value(name).await?)
 }
 
 /// Applies every new revision of the key until the config is dropped or stops sharing;

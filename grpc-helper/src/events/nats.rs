@@ -41,12 +41,11 @@ use crate::api::{Event, EventQueueInfo, ResultCode};
 use crate::names::NameFilter;
 use crate::{ReplyStream, RpcError};
 
-/// The JetStream stream of the events.
-pub(crate) const STREAM: &str = "GRPC_HELPER_EVENTS";
-/// The subject of every event.
-pub(crate) const SUBJECT: &str = "grpc-helper.events";
-/// Prefix of the per-queue control subjects (`stop`, `ping`).
-pub(crate) const CONTROL: &str = "grpc-helper.events-control";
+// The stream of the events, their subject, and the prefix of the per-queue control subjects
+// (`stop`, `ping`), each under `rpc-nats-prefix`.
+const STREAM: &str = "GRPC_HELPER_EVENTS";
+const SUBJECT: &str = "grpc-helper.events";
+const CONTROL: &str = "grpc-helper.events-control";
 
 /// How long a message handed out and not acked stays with its stream before NATS hands it out
 /// again: to the next stream when the replica that held it crashed (a confirming resume does
@@ -68,6 +67,9 @@ const CONFIRM_SLICE: Duration = Duration::from_millis(50);
 /// The shared queues of one replica.
 pub(crate) struct NatsEvents {
     url: String,
+    /// [`SUBJECT`] and [`CONTROL`] under the prefix.
+    subject: String,
+    control: String,
     client: async_nats::Client,
     js: jetstream::Context,
     stream: stream::Stream,
@@ -87,12 +89,13 @@ impl NatsEvents {
     /// # Errors
     /// [`ResultCode::ErrorStateUnreachable`] when NATS cannot be reached within `wait`, or
     /// has no JetStream.
-    pub(crate) async fn connect(url: &str, wait: Duration, limits: EventLimits) -> Result<Self, RpcError> {
-        let client = crate::nats::connect(url, wait, "rpc-events-url", "events service").await?;
+    pub(crate) async fn connect(access: &crate::nats::NatsAccess, limits: EventLimits) -> Result<Self, RpcError> {
+        let (url, subject, control) = (access.url.as_str(), access.subject(SUBJECT), access.subject(CONTROL));
+        let client = crate::nats::connect(access, "events service").await?;
         let js = jetstream::new(client.clone());
         let config = stream::Config {
-            name: STREAM.into(),
-            subjects: vec![SUBJECT.into()],
+            name: access.name(STREAM),
+            subjects: vec![subject.clone()],
             retention: stream::RetentionPolicy::Interest,
             storage: stream::StorageType::File,
             discard: stream::DiscardPolicy::Old,
@@ -104,18 +107,18 @@ impl NatsEvents {
             .get_or_create_stream(config)
             .await
             .map_err(|e| unreachable(url, "no JetStream stream for the events (is the server started with -js?)", e))?;
-        tracing::info!("Events shared through NATS at {url} (stream {STREAM})");
+        tracing::info!("Events shared through NATS at {url} (stream {})", access.name(STREAM));
         let (background, mut queued) = mpsc::unbounded_channel::<Event>();
-        let (publisher, url_owned) = (js.clone(), url.to_owned());
+        let (publisher, url_owned, to) = (js.clone(), url.to_owned(), subject.clone());
         tokio::spawn(async move {
             while let Some(event) = queued.recv().await {
-                if let Err(e) = publish(&publisher, &url_owned, &event).await {
+                if let Err(e) = publish(&publisher, &url_owned, &to, &event).await {
                     tracing::error!("Event {:?} not sent: {}", event.name, e.message());
                 }
             }
         });
         let (shutdown, _) = watch::channel(false);
-        Ok(Self { url: url.to_owned(), client, js, stream, limits, shutdown, background })
+        Ok(Self { url: url.to_owned(), subject, control, client, js, stream, limits, shutdown, background })
     }
 
     async fn consumer(&self, peer: Peer, id: u32) -> Result<consumer::PullConsumer, RpcError> {
@@ -258,26 +261,28 @@ impl NatsEvents {
         Ok(held)
     }
 
+    fn control_subject(&self, id: u32) -> String {
+        format!("{}.{id}", self.control)
+    }
+
     /// A request to the stream of queue `id`, wherever it runs: true when one answered.
     async fn control(&self, id: u32, what: &'static str) -> bool {
-        let request = self.client.request(control_subject(id), what.into());
+        let request = self.client.request(self.control_subject(id), what.into());
         matches!(tokio::time::timeout(Duration::from_secs(2), request).await, Ok(Ok(_)))
     }
 }
 
-async fn publish(js: &jetstream::Context, url: &str, event: &Event) -> Result<(), RpcError> {
-    let ack =
-        js.publish(SUBJECT, event.encode_to_vec().into()).await.map_err(|e| unreachable(url, "event not sent", e))?;
+async fn publish(js: &jetstream::Context, url: &str, subject: &str, event: &Event) -> Result<(), RpcError> {
+    let ack = js
+        .publish(subject.to_owned(), event.encode_to_vec().into())
+        .await
+        .map_err(|e| unreachable(url, "event not sent", e))?;
     ack.await.map_err(|e| unreachable(url, "event not stored", e))?;
     Ok(())
 }
 
 fn consumer_name(id: u32) -> String {
     format!("q{id}")
-}
-
-fn control_subject(id: u32) -> String {
-    format!("{CONTROL}.{id}")
 }
 
 /// The consumer description naming the peer that owns the queue.
@@ -305,7 +310,7 @@ impl EventQueues for NatsEvents {
             };
             let control = self
                 .client
-                .subscribe(control_subject(id))
+                .subscribe(self.control_subject(id))
                 .await
                 .map_err(|e| unreachable(&self.url, "no control subscription", e))?;
             let messages = consumer.messages().await.map_err(|e| unreachable(&self.url, "no message stream", e))?;
@@ -339,7 +344,7 @@ impl EventQueues for NatsEvents {
     }
 
     fn send_checked(&self, event: Event) -> QueueFuture<'_, Result<(), RpcError>> {
-        Box::pin(async move { publish(&self.js, &self.url, &event).await })
+        Box::pin(async move { publish(&self.js, &self.url, &self.subject, &event).await })
     }
 
     fn inspect(&self, peer: Peer, all: bool) -> QueueFuture<'_, Result<Vec<EventQueueInfo>, RpcError>> {

@@ -53,7 +53,7 @@ pub(super) async fn share_config(config: &Config) -> Result<(), RpcError> {
     }
     #[cfg(feature = "nats")]
     {
-        config.share(&url, nats_wait(config)?).await
+        config.share(&crate::nats::NatsAccess::from_config(config, &url, "rpc-config-url")?).await
     }
     #[cfg(not(feature = "nats"))]
     Err(RpcError::new(
@@ -63,12 +63,6 @@ pub(super) async fn share_config(config: &Config) -> Result<(), RpcError> {
              rebuild it with that feature, or leave rpc-config-url empty for config items kept in the workspace"
         ),
     ))
-}
-
-/// `rpc-events-wait`: how long to wait for NATS at start.
-#[cfg(feature = "nats")]
-fn nats_wait(config: &Config) -> Result<Duration, RpcError> {
-    Ok(Duration::from_secs(u64::try_from(config.get(&RpcConfig::EVENTS_WAIT).as_int()?).unwrap_or(0)))
 }
 
 /// What every hosted manager gets: its auto-client's target, the configuration, the events.
@@ -109,7 +103,8 @@ async fn shared_events(
     config: &Config,
     limits: crate::events::EventLimits,
 ) -> Result<Arc<dyn crate::events::EventQueues>, RpcError> {
-    Ok(Arc::new(crate::events::NatsEvents::connect(url, nats_wait(config)?, limits).await?))
+    let access = crate::nats::NatsAccess::from_config(config, url, "rpc-events-url")?;
+    Ok(Arc::new(crate::events::NatsEvents::connect(&access, limits).await?))
 }
 
 /// Without the `nats` feature, a server given `rpc-events-url` refuses to start.
