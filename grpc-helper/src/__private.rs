@@ -2,12 +2,12 @@
 //! Re-exports only: what lives here is defined where it belongs.
 
 pub use crate::call::{
-    FromProtoRequest, HookOutput, Hosted, HostedRoute, MessageLimits, MethodRequest, Probe, ReplyLen, Routable,
-    ServiceRoute, SnapshotByClone, SnapshotNone, hook_output, method_key, route, server_streaming, unary,
+    FromProtoRequest, HookOutput, Hosted, HostedRoute, MessageLimits, MethodRequest, Probe, Routable, ServiceRoute,
+    SnapshotByClone, SnapshotNone, hook_output, method_key, route, server_streaming, unary,
 };
 pub use crate::compression::{Compression, compressed};
 pub use crate::manager::BoxFuture;
-pub use crate::message::Codec;
+pub use crate::message::{Codec, ReplyLen};
 pub use crate::version::{current_version, supported_version};
 pub use tonic;
 pub use tonic::codegen::BoxStream;

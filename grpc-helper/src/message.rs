@@ -36,6 +36,20 @@ pub trait RpcMessage: Sized {
     }
 }
 
+/// The bytes a reply takes on the wire, checked against the server's reply limit before it is
+/// encoded (prost messages, and the events service's pre-encoded replies).
+#[doc(hidden)]
+pub trait ReplyLen {
+    /// The encoded length of the message, without gRPC's 5-byte frame header.
+    fn reply_len(&self) -> usize;
+}
+
+impl<T: prost::Message> ReplyLen for T {
+    fn reply_len(&self) -> usize {
+        self.encoded_len()
+    }
+}
+
 /// Prost codec that turns an in-band error (`OK < r.code < ERROR_CUSTOM`) into a status
 /// carrying the result code, so `client.method(req).await?` raises it as an [`RpcError`]. The
 /// status keeps the reply (as its [`source`](std::error::Error::source), which never goes on

@@ -21,6 +21,7 @@ use super::Signal;
 use super::pending::{PendingCalls, PendingGuard};
 use super::trace::{SnapshotFn, render};
 use crate::api::ResultCode;
+use crate::message::ReplyLen;
 use crate::wire::{GRPC_MESSAGE, GRPC_STATUS};
 use crate::{ApiVersion, CallContext, CallerMetadata, Manager, ManagerContext, ReplyStream, RpcError, RpcMessage};
 
@@ -101,6 +102,7 @@ impl<M: Manager> Hosted<M> {
             _guard: guard,
             service,
             method,
+            local: peer.is_some_and(|p| p.ip().to_canonical().is_loopback()),
             traced,
             #[cfg(feature = "otel")]
             measured: extensions.get::<crate::server::otel::Measured>().cloned(),
@@ -118,6 +120,8 @@ struct Call {
     _guard: PendingGuard,
     service: &'static str,
     method: &'static str,
+    /// The caller is on this machine: a panic's stack may go to it.
+    local: bool,
     /// The caller, when the call is traced (DEBUG on at its start).
     traced: Option<String>,
     /// The server's metrics, when they are on.
@@ -189,7 +193,7 @@ impl Call {
 
     /// The reply to a panic of the manager: in band, or INTERNAL without an `r` field.
     fn panicked<Rep: RpcMessage>(&self, span: &tracing::Span, payload: &(dyn Any + Send)) -> Result<Rep, Status> {
-        let error = span.in_scope(|| super::panic::to_error(payload, self.service, self.method));
+        let error = span.in_scope(|| super::panic::to_error(payload, self.service, self.method, self.local));
         Rep::from_result(error.to_result()).ok_or_else(|| {
             let status = error.to_status();
             Status::with_metadata(tonic::Code::Internal, status.message(), status.metadata().clone())
@@ -262,7 +266,9 @@ where
     let outcome = match admitted {
         Ok((message, cx)) => match (InSpan { span, inner: handler(&hosted.manager, message, cx) }).await {
             Ok(outcome) => outcome,
-            Err(payload) => Err(span.in_scope(|| super::panic::to_error(&*payload, call.service, call.method))),
+            Err(payload) => {
+                Err(span.in_scope(|| super::panic::to_error(&*payload, call.service, call.method, call.local)))
+            }
         },
         Err(e) => Err(e),
     };
@@ -400,20 +406,6 @@ impl<T: RpcMessage + ReplyLen + Debug + Send + 'static> Stream for OutStream<T> 
             "The server is shutting down: this stream ended (call again once the server is back)",
         );
         Poll::Ready(Some(error_reply(error)))
-    }
-}
-
-/// The bytes a reply takes on the wire, checked against the server's reply limit before it is
-/// encoded (prost messages, and the events service's pre-encoded replies).
-#[doc(hidden)]
-pub trait ReplyLen {
-    /// The encoded length of the message, without gRPC's 5-byte frame header.
-    fn reply_len(&self) -> usize;
-}
-
-impl<T: prost::Message> ReplyLen for T {
-    fn reply_len(&self) -> usize {
-        self.encoded_len()
     }
 }
 

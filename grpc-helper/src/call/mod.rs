@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) use self::context::AdminCaller;
 pub use self::context::CallContext;
-pub use self::dispatch::{Hosted, HostedRoute, MessageLimits, ReplyLen, ServiceRoute, route, server_streaming, unary};
+pub use self::dispatch::{Hosted, HostedRoute, MessageLimits, ServiceRoute, route, server_streaming, unary};
 pub(crate) use self::dispatch::{HostedFuture, resource_exhausted};
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;

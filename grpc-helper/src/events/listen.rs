@@ -146,7 +146,7 @@ impl ListenReply {
     }
 }
 
-impl crate::call::ReplyLen for ListenReply {
+impl crate::message::ReplyLen for ListenReply {
     fn reply_len(&self) -> usize {
         use prost::encoding::{message, uint32, uint64};
         let body = match &self.body {
