@@ -85,7 +85,7 @@ async fn raw_interrupt(connection: &H2Connection, port: u16, client_id: u32) -> 
 async fn queue_ids_are_random_never_zero_and_never_reused_while_alive() {
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let server = events_server(dir.path(), &[]).await;
+        let server = events_server(dir.path(), &[("rpc-event-max-queues-per-peer", "200")]).await;
         let mut events = stub(&server);
         let mut ids = Vec::new();
         let mut streams = Vec::new();
@@ -191,8 +191,8 @@ async fn a_peer_past_its_cap_gets_resource_exhausted_and_everyone_else_still_lis
         assert_eq!(code, ResultCode::ErrorItemBusy);
         assert_eq!(
             message,
-            "Too many event listening queues from 127.0.0.2: 3 are open or retained, the most per peer address is 3 \
-             (rpc-event-max-queues-per-peer; raise it, or interrupt unused queues)"
+            "Too many event listening queues from 127.0.0.2: 3 are open or retained, the most per peer address \
+             (IPv6: per /64) is 3 (rpc-event-max-queues-per-peer; raise it, or interrupt unused queues)"
         );
 
         // Another peer still gets its queues, up to the global cap; a Rust client sees RESOURCE_EXHAUSTED.
@@ -429,11 +429,11 @@ async fn stalled_listeners_and_a_thousand_events_keep_the_server_rss_bounded() {
 async fn a_flood_of_new_queues_is_persisted_without_holding_up_the_listeners() {
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let server = events_server(dir.path(), &[]).await;
+        let server = events_server(dir.path(), &[("rpc-event-max-queues-per-peer", "1024")]).await;
         let port = server.local_addr().port();
         let mut events = stub(&server);
         let (mut good, good_id) = listen(&mut events, 0).await;
-        // The attacker opens 1,000 queues at once (under its cap of 1,024) while events flow,
+        // The attacker opens 1,000 queues at once (under a cap raised to 1,024) while events flow,
         // over 4 connections (a connection takes 256 calls at once by default).
         let mut attackers = Vec::new();
         for _ in 0..4 {

@@ -171,3 +171,41 @@ async fn tls_to_nats_with_a_ca_from_a_file() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_caps_hold_across_replicas_under_concurrent_listens() {
+    bounded(LIMIT, async {
+        let nats = NatsServer::start();
+        let caps = [("rpc-event-max-queues-per-peer", "2".to_owned())];
+        let replicas =
+            [events_server(&nats.url(), &caps).await.unwrap(), events_server(&nats.url(), &caps).await.unwrap()];
+        let opens = (0..50).map(|n| {
+            let mut stub = events(&replicas[n % 2]);
+            tokio::spawn(async move {
+                let filter = EventFilter { names: vec![], client_id: 0, after: None };
+                match stub.listen(filter).await {
+                    Ok(reply) => {
+                        let mut stream = reply.into_inner();
+                        let first = stream.message().await;
+                        first.map(|m| m.map(|m| (m.client_id, stream))).map_err(RpcError::from)
+                    }
+                    Err(status) => Err(RpcError::from(status)),
+                }
+            })
+        });
+        let mut admitted = Vec::new();
+        for open in opens.collect::<Vec<_>>() {
+            match open.await.unwrap() {
+                Ok(Some(queue)) => admitted.push(queue),
+                Ok(None) => panic!("a stream without its first message"),
+                Err(e) => assert_eq!(e.result_code(), Some(ResultCode::ErrorItemBusy), "{e}"),
+            }
+        }
+        assert!((1..=2).contains(&admitted.len()), "{} queues admitted past a cap of 2", admitted.len());
+        drop(admitted);
+        for server in replicas {
+            server.shutdown().await;
+        }
+    })
+    .await;
+}

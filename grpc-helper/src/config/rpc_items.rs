@@ -89,9 +89,10 @@ impl RpcConfig {
     pub const EVENT_MAX_QUEUES: ConfigItem =
         ConfigItem::new("rpc-event-max-queues", "Most event listening queues at once", "4096")
             .validator(Validator::PosInt);
-    /// Most event listening queues at once opened from one peer address.
+    /// Most event listening queues at once opened from one peer address (an IPv6 /64 counts as
+    /// one): with the total's default, it takes 64 addresses to fill the server.
     pub const EVENT_MAX_QUEUES_PER_PEER: ConfigItem =
-        ConfigItem::new("rpc-event-max-queues-per-peer", "Most event listening queues of one peer address", "1024")
+        ConfigItem::new("rpc-event-max-queues-per-peer", "Most event listening queues of one peer address", "64")
             .validator(Validator::PosInt);
     /// Most bytes of events one queue holds; beyond, the oldest are dropped (counted).
     pub const EVENT_QUEUE_BYTES: ConfigItem =

@@ -188,19 +188,10 @@ impl LocalEvents {
         let (total, mine) = self.usage.held(peer);
         let limits = &self.limits;
         if total >= limits.max_queues {
-            return Err(busy(format!(
-                "Too many event listening queues: {total} are open or retained, the most is {} \
-                 (rpc-event-max-queues; raise it, or shorten rpc-event-retain-timeout)",
-                limits.max_queues
-            )));
+            return Err(super::usage::too_many(total, limits.max_queues, ""));
         }
         if mine >= limits.max_per_peer {
-            let who = peer.map_or_else(|| "this process".to_owned(), |ip| ip.to_string());
-            return Err(busy(format!(
-                "Too many event listening queues from {who}: {mine} are open or retained, the most per peer \
-                 address is {} (rpc-event-max-queues-per-peer; raise it, or interrupt unused queues)",
-                limits.max_per_peer
-            )));
+            return Err(super::usage::too_many_from(peer, mine, limits.max_per_peer, ""));
         }
         let id = loop {
             let id = getrandom::u32().map_err(|e| {
@@ -254,10 +245,6 @@ pub(super) fn unknown(id: u32) -> RpcError {
         ResultCode::ErrorItemUnknown,
         format!("Unknown event listening queue #{id} (expired, or opened from another address)"),
     )
-}
-
-fn busy(message: String) -> RpcError {
-    RpcError::new(ResultCode::ErrorItemBusy, message)
 }
 
 impl EventQueues for LocalEvents {

@@ -134,31 +134,9 @@ impl NatsEvents {
     async fn open(&self, peer: Peer, confirm_late: bool) -> Result<(u32, consumer::PullConsumer), RpcError> {
         let mut info = self.stream.clone();
         let state = info.info().await.map_err(|e| unreachable(&self.url, "no stream info", e))?.state.clone();
-        let held = state.consumer_count;
-        if held >= self.limits.max_queues {
-            return Err(RpcError::new(
-                ResultCode::ErrorItemBusy,
-                format!(
-                    "Too many event listening queues: {held} are open or retained in NATS, the most is {} \
-                     (rpc-event-max-queues; raise it, or shorten rpc-event-retain-timeout)",
-                    self.limits.max_queues
-                ),
-            ));
-        }
-        if self.limits.max_per_peer < self.limits.max_queues {
-            let mine = self.held_by(peer).await?;
-            if mine >= self.limits.max_per_peer {
-                let who = peer.map_or_else(|| "this process".to_owned(), |ip| ip.to_string());
-                return Err(RpcError::new(
-                    ResultCode::ErrorItemBusy,
-                    format!(
-                        "Too many event listening queues from {who}: {mine} are open or retained in NATS, the most \
-                         per peer address is {} (rpc-event-max-queues-per-peer; raise it, or interrupt unused queues)",
-                        self.limits.max_per_peer
-                    ),
-                ));
-            }
-        }
+        // Checked before (a cheap refusal) and after the consumer is made (the replicas make
+        // theirs concurrently: only the earliest within the caps stay).
+        self.within_caps(peer, None).await?;
         let id = loop {
             let id = getrandom::u32().map_err(|e| {
                 RpcError::new(ResultCode::ErrorStateUnreachable, format!("No random queue id from the system: {e}"))
@@ -171,6 +149,10 @@ impl NatsEvents {
         let config = self.queue_config(id, peer, state.last_sequence + 1, confirm_late);
         let consumer =
             self.stream.create_consumer(config).await.map_err(|e| unreachable(&self.url, "no consumer", e))?;
+        if let Err(refused) = self.within_caps(peer, Some(id)).await {
+            let _ = self.stream.delete_consumer(&consumer_name(id)).await;
+            return Err(refused);
+        }
         tracing::info!("Starting new event listening queue #{id} (NATS consumer {})", consumer_name(id));
         Ok((id, consumer))
     }
@@ -249,16 +231,30 @@ impl NatsEvents {
         remade
     }
 
-    /// How many queues, on any replica, belong to `peer` (their consumers name it).
-    async fn held_by(&self, peer: Peer) -> Result<usize, RpcError> {
-        let mine = owner(peer);
+    /// Whether `peer` may hold one more queue (`made`: none yet), or may keep queue `made`:
+    /// the queues on every replica, and those of `peer`'s group, made before it (by creation
+    /// time, then name) are within the caps.
+    async fn within_caps(&self, peer: Peer, made: Option<u32>) -> Result<(), RpcError> {
+        let group = super::usage::cap_group(peer);
+        let mut queues = Vec::new();
         let mut consumers = self.stream.consumers();
-        let mut held = 0;
         while let Some(info) = consumers.next().await {
             let info = info.map_err(|e| unreachable(&self.url, "no consumer list", e))?;
-            held += usize::from(info.config.description.as_deref() == Some(mine.as_str()));
+            let owner = info.config.description.as_deref().and_then(|d| d.strip_prefix("peer ")?.parse().ok());
+            if info.name.starts_with('q') {
+                queues.push((info.created, info.name, super::usage::cap_group(owner) == group));
+            }
         }
-        Ok(held)
+        queues.sort();
+        let name = made.map(consumer_name);
+        let before = queues.iter().position(|(_, n, _)| Some(n) == name.as_ref()).unwrap_or(queues.len());
+        let ours = queues[..before].iter().filter(|(_, _, same)| *same).count();
+        let (max, per_peer, place) = (self.limits.max_queues, self.limits.max_per_peer, " in NATS");
+        match () {
+            () if before >= max => Err(super::usage::too_many(before, max, place)),
+            () if ours >= per_peer => Err(super::usage::too_many_from(peer, ours, per_peer, place)),
+            () => Ok(()),
+        }
     }
 
     fn control_subject(&self, id: u32) -> String {

@@ -124,3 +124,14 @@ async fn events_left_out_by_a_listening_filter_are_skipped_without_holding_the_l
     ListenReply::event(events.inspect(ME, false)[0].client_id, SharedEvent::new(&event("b"))).encode(&mut expected);
     assert_eq!(bytes, expected);
 }
+
+#[test]
+fn ipv6_peers_are_capped_per_64_and_ipv4_per_address() {
+    use super::usage::cap_group;
+    let v6 = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+    assert_eq!(cap_group(v6("2001:db8:1:2:aaaa::1")), cap_group(v6("2001:db8:1:2:ffff::9")));
+    assert_ne!(cap_group(v6("2001:db8:1:2::1")), cap_group(v6("2001:db8:1:3::1")));
+    assert_eq!(cap_group(v6("2001:db8:1:2:aaaa::1")), v6("2001:db8:1:2::"));
+    assert_eq!(cap_group(v6("10.0.0.1")), v6("10.0.0.1"));
+    assert_eq!(cap_group(None), None);
+}

@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::RpcError;
+use crate::api::ResultCode;
+
 /// The address a queue belongs to: a caller's TCP peer, canonical (`::ffff:a.b.c.d` is
 /// `a.b.c.d`, and `::1` is `127.0.0.1`, so that a client reaching `localhost` over either
 /// stays itself). `None`: no connection (in-process callers).
@@ -21,6 +24,43 @@ pub(crate) fn peer_of(addr: Option<std::net::SocketAddr>) -> Peer {
         IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         ip => ip,
     })
+}
+
+/// The key a peer's queues are counted under for `rpc-event-max-queues-per-peer`: its address,
+/// or for IPv6 its /64, which one host or site can fill with addresses of its own.
+pub(crate) fn cap_group(peer: Peer) -> Peer {
+    match peer {
+        Some(IpAddr::V6(v6)) => Some(IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())),
+        other => other,
+    }
+}
+
+/// `ERROR_ITEM_BUSY`: the queues of the whole server (or of every replica: `where_`) are at
+/// their cap.
+pub(crate) fn too_many(total: usize, max: usize, where_: &str) -> RpcError {
+    RpcError::new(
+        ResultCode::ErrorItemBusy,
+        format!(
+            "Too many event listening queues: {total} are open or retained{where_}, the most is {max} \
+             (rpc-event-max-queues; raise it, or shorten rpc-event-retain-timeout)"
+        ),
+    )
+}
+
+/// `ERROR_ITEM_BUSY`: `peer`'s group holds its cap of queues.
+pub(crate) fn too_many_from(peer: Peer, held: usize, max: usize, where_: &str) -> RpcError {
+    let who = match cap_group(peer) {
+        Some(IpAddr::V6(net)) => format!("{net}/64"),
+        Some(ip) => ip.to_string(),
+        None => "this process".to_owned(),
+    };
+    RpcError::new(
+        ResultCode::ErrorItemBusy,
+        format!(
+            "Too many event listening queues from {who}: {held} are open or retained{where_}, the most per peer \
+             address (IPv6: per /64) is {max} (rpc-event-max-queues-per-peer; raise it, or interrupt unused queues)"
+        ),
+    )
 }
 
 /// Slots in use, in all and per peer.
@@ -43,13 +83,14 @@ pub(super) struct Slot {
 }
 
 impl Usage {
-    /// Slots in use: in all, and by `peer`.
+    /// Slots in use: in all, and by `peer`'s group ([`cap_group`]).
     pub(super) fn held(&self, peer: Peer) -> (usize, usize) {
         let counts = self.counts.lock();
-        (counts.total, counts.per_peer.get(&peer).copied().unwrap_or(0))
+        (counts.total, counts.per_peer.get(&cap_group(peer)).copied().unwrap_or(0))
     }
 
     pub(super) fn take(self: &Arc<Self>, peer: Option<Peer>) -> Arc<Slot> {
+        let peer = peer.map(cap_group);
         let mut counts = self.counts.lock();
         counts.total += 1;
         if let Some(peer) = peer {
