@@ -353,3 +353,29 @@ fn every_committed_fuzz_input_replays_clean() {
     }
     eprintln!("fuzz corpus replayed: {counts:?}");
 }
+
+// ---- the request path's fuzz corpus, replayed over a real connection
+
+#[allow(dead_code, missing_docs)]
+#[path = "../fuzz/request_path.rs"]
+mod request_path;
+
+static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_panic(info: &std::panic::PanicHookInfo<'_>) {
+    eprintln!("panic: {info}");
+    PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn every_committed_request_path_input_is_answered_and_panics_nowhere() {
+    let rig = request_path::rig(count_panic);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/request_path");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        request_path::drive(rig, &std::fs::read(entry.unwrap().path()).unwrap());
+        replayed += 1;
+    }
+    assert!(replayed > 0, "no corpus in {}", dir.display());
+    assert_eq!(PANICS.load(std::sync::atomic::Ordering::SeqCst), 0, "a server task panicked");
+}
