@@ -82,8 +82,7 @@ fn request(port: u16, data: &[u8]) -> Option<(http::Request<()>, Bytes)> {
     if uri.path().contains("shutdown") || uri.path().contains("listen") {
         return None;
     }
-    let mut builder =
-        http::Request::post(uri).header("content-type", "application/grpc").header("te", "trailers");
+    let mut builder = http::Request::post(uri).header("content-type", "application/grpc").header("te", "trailers");
     for line in lines {
         let Some(at) = line.iter().position(|&b| b == b':') else { continue };
         let (Ok(name), Ok(value)) =
@@ -91,7 +90,16 @@ fn request(port: u16, data: &[u8]) -> Option<(http::Request<()>, Bytes)> {
         else {
             continue;
         };
-        if !matches!(name.as_str(), "te" | "content-type" | "connection" | "host" | "keep-alive" | "upgrade" | "transfer-encoding" | "proxy-connection") {
+        if !matches!(
+            name.as_str(),
+            "te" | "content-type"
+                | "connection"
+                | "host"
+                | "keep-alive"
+                | "upgrade"
+                | "transfer-encoding"
+                | "proxy-connection"
+        ) {
             builder = builder.header(name, value);
         }
     }
@@ -118,7 +126,11 @@ pub fn drive(rig: &Rig, data: &[u8]) {
                         Ok(Some(Err(_))) | Err(_) => return,
                         Ok(None) => {
                             let trailers = tokio::time::timeout(Duration::from_secs(3), body.trailers()).await;
-                            status = trailers.ok().and_then(Result::ok).flatten().and_then(|t| t.get("grpc-status").cloned());
+                            status = trailers
+                                .ok()
+                                .and_then(Result::ok)
+                                .flatten()
+                                .and_then(|t| t.get("grpc-status").cloned());
                             assert!(status.is_some(), "a gRPC answer without grpc-status");
                         }
                     }

@@ -12,7 +12,7 @@ use grpc_helper::auth::{AuthGuard, BearerToken};
 use grpc_helper::tls::{ClientTls, ServerTls};
 use grpc_helper::{Folders, RpcClient, RpcError, RpcServer, RpcServerBuilder};
 use grpc_helper_tests::api::{SampleApiVersion, SampleRequest};
-use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
+use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder, still_serving};
 use parking_lot::Mutex;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -38,13 +38,6 @@ async fn register(main: &RpcServer, host: &str, port: u16) -> Result<(), RpcErro
 async fn echo(main: &RpcServer, text: &str) -> Result<String, RpcError> {
     let reply = sample_stub(&client_of(main)).method4(SampleRequest { foo: text.into() }).await;
     reply.map(|r| r.into_inner().bar).map_err(RpcError::from)
-}
-
-/// `info` answers promptly: the server still serves everyone else.
-async fn still_serving(server: &RpcServer) {
-    let started = Instant::now();
-    client_of(server).server_service().info(Filter::default()).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1), "info took {:?}", started.elapsed());
 }
 
 /// A loopback TCP relay to `target`, counting its open connections.

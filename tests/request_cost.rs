@@ -9,18 +9,12 @@ use grpc_helper::api::{Event, EventFilter, Filter, ResultCode};
 use grpc_helper_tests::api::{SampleApiVersion, SampleRequest, sample_service_client::SampleServiceClient};
 use grpc_helper_tests::{
     EventLog, Sample, bounded, client_of, code_of, raw_h2, register_sample_backend, sample_stub, server_builder,
+    still_serving,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// `info` answers promptly: the server still serves everyone else.
-async fn still_serving(server: &RpcServer) {
-    let started = Instant::now();
-    client_of(server).server_service().info(Filter::default()).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1), "info took {:?}", started.elapsed());
-}
 
 /// A plain tonic stub, so that the request carries exactly the metadata the test sets.
 async fn raw_sample_stub(server: &RpcServer) -> SampleServiceClient<tonic::transport::Channel> {

@@ -264,6 +264,13 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port between {LOW} and {ephemeral_low}")
 }
 
+/// `info` answers within a second: the server still serves everyone else.
+pub async fn still_serving(server: &RpcServer) {
+    let started = std::time::Instant::now();
+    client_of(server).server_service().info(grpc_helper::api::Filter::default()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "info took {:?}", started.elapsed());
+}
+
 /// Runs a test body with a hard time limit, so that no test can hang CI.
 pub async fn bounded<F: Future>(limit: Duration, body: F) -> F::Output {
     tokio::time::timeout(limit, body).await.expect("test exceeded its time limit")
