@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt as _;
 
 use super::local::unknown;
-use super::usage::Peer;
+use super::usage::{Peer, cap_group};
 use super::{EventLimits, EventQueues, ListenReply, QUEUE_LIMIT, QueueFuture, SharedEvent};
 use crate::api::{Event, EventQueueInfo, ResultCode};
 use crate::names::NameFilter;
@@ -235,26 +235,23 @@ impl NatsEvents {
     /// the queues on every replica, and those of `peer`'s group, made before it (by creation
     /// time, then name) are within the caps.
     async fn within_caps(&self, peer: Peer, made: Option<u32>) -> Result<(), RpcError> {
-        let group = super::usage::cap_group(peer);
+        let group = cap_group(peer);
         let mut queues = Vec::new();
         let mut consumers = self.stream.consumers();
         while let Some(info) = consumers.next().await {
             let info = info.map_err(|e| unreachable(&self.url, "no consumer list", e))?;
             let owner = info.config.description.as_deref().and_then(|d| d.strip_prefix("peer ")?.parse().ok());
-            if info.name.starts_with('q') {
-                queues.push((info.created, info.name, super::usage::cap_group(owner) == group));
-            }
+            queues.extend(info.name.starts_with('q').then(|| (info.created, info.name, cap_group(owner) == group)));
         }
         queues.sort();
         let name = made.map(consumer_name);
         let before = queues.iter().position(|(_, n, _)| Some(n) == name.as_ref()).unwrap_or(queues.len());
         let ours = queues[..before].iter().filter(|(_, _, same)| *same).count();
         let (max, per_peer, place) = (self.limits.max_queues, self.limits.max_per_peer, " in NATS");
-        match () {
-            () if before >= max => Err(super::usage::too_many(before, max, place)),
-            () if ours >= per_peer => Err(super::usage::too_many_from(peer, ours, per_peer, place)),
-            () => Ok(()),
+        if before >= max {
+            return Err(super::usage::too_many(before, max, place));
         }
+        if ours >= per_peer { Err(super::usage::too_many_from(peer, ours, per_peer, place)) } else { Ok(()) }
     }
 
     fn control_subject(&self, id: u32) -> String {

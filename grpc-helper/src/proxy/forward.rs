@@ -103,23 +103,8 @@ impl Proxies {
             tracing::warn!("{}", e.message());
             return outcome.failed(&e);
         }
-        if let Ok(value) = HeaderValue::from_str(&format!("{}(proxied)", caller.client())) {
-            headers.insert(wire::CLIENT, value);
-        }
-        if caller.api_version_bytes().is_none() {
-            headers.insert(wire::API_VERSION, HeaderValue::from(service.current));
-        }
-        let options = &self.backends.options;
-        if !options.forward_authorization {
-            // The caller's credentials are for this server, not for whoever registered.
-            headers.remove(http::header::AUTHORIZATION);
-        }
-        // The main's own credentials carry its authority: only for a caller it admits as an
-        // administrator (the router asked its gate), never for an anonymous one.
-        if admin && let Some(token) = self.backends.authorization() {
-            headers.entry(http::header::AUTHORIZATION).or_insert(token);
-        }
-        let deadline = crate::wire::grpc_timeout(headers).or(options.deadline);
+        self.rewrite_head(headers, &caller, service, admin);
+        let deadline = crate::wire::grpc_timeout(headers).or(self.backends.options.deadline);
         // A traced call: the backend's span is a child of this server's forwarding span.
         #[cfg(feature = "otel")]
         let _forwarding = crate::trace_context::remote_child(headers, || {
@@ -166,17 +151,34 @@ impl Proxies {
                     Ok(status) => status.message().to_owned(),
                     Err(other) => other.to_string(),
                 };
+                let backend = authority(&host, port);
                 let error = RpcError::new(
                     ResultCode::ErrorRpc,
-                    format!(
-                        "Proxy error: backend {} of {} failed for {path}: {message}",
-                        authority(&host, port),
-                        service.name
-                    ),
+                    format!("Proxy error: backend {backend} of {} failed for {path}: {message}", service.name),
                 );
                 tracing::warn!("{}", error.message());
                 outcome.failed(&error)
             }
+        }
+    }
+
+    /// The head the backend gets: the caller marked `(proxied)`, an API version, and the
+    /// credentials this server forwards.
+    fn rewrite_head(&self, headers: &mut HeaderMap, caller: &CallerMetadata, service: &Proxied, admin: bool) {
+        if let Ok(value) = HeaderValue::from_str(&format!("{}(proxied)", caller.client())) {
+            headers.insert(wire::CLIENT, value);
+        }
+        if caller.api_version_bytes().is_none() {
+            headers.insert(wire::API_VERSION, HeaderValue::from(service.current));
+        }
+        if !self.backends.options.forward_authorization {
+            // The caller's credentials are for this server, not for whoever registered.
+            headers.remove(http::header::AUTHORIZATION);
+        }
+        // The main's own credentials carry its authority: only for a caller it admits as an
+        // administrator (the router asked its gate), never for an anonymous one.
+        if admin && let Some(token) = self.backends.authorization() {
+            headers.entry(http::header::AUTHORIZATION).or_insert(token);
         }
     }
 
