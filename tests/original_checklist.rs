@@ -57,7 +57,7 @@ async fn every_server_holds_the_twelve_rpc_items_with_the_originals_defaults_and
         let server = plain().start().await.unwrap();
         let all = statics(&server);
         // The original's twelve come first; then this crate's own (the events caps, the NATS
-        // events backend).
+        // backends and their access).
         let (items, ours) = all.split_at(RPC_ITEMS.len());
         let ours: Vec<_> = ours.iter().map(|i| i.name()).collect();
         assert_eq!(
@@ -68,7 +68,14 @@ async fn every_server_holds_the_twelve_rpc_items_with_the_originals_defaults_and
                 "rpc-event-queue-bytes",
                 "rpc-events-url",
                 "rpc-events-wait",
-                "rpc-config-url"
+                "rpc-config-url",
+                "rpc-nats-prefix",
+                "rpc-nats-user",
+                "rpc-nats-password-file",
+                "rpc-nats-token-file",
+                "rpc-nats-nkey-file",
+                "rpc-nats-creds-file",
+                "rpc-nats-ca-file"
             ]
         );
         let held: Vec<_> = items.iter().map(|i| (i.name(), server.config().get(i).as_str().to_owned())).collect();

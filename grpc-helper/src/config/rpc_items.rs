@@ -12,7 +12,7 @@ use crate::api::ResultCode;
 ///
 /// assert_eq!(RpcConfig::SHUTDOWN_GRACE.name(), "rpc-shutdown-grace");
 /// assert_eq!(RpcConfig::SHUTDOWN_GRACE.env_name(), "RPC_SHUTDOWN_GRACE");
-/// assert_eq!(RpcConfig::ALL.len(), 18);
+/// assert_eq!(RpcConfig::ALL.len(), 25);
 /// ```
 pub struct RpcConfig;
 
