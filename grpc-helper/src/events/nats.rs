@@ -134,8 +134,7 @@ impl NatsEvents {
     async fn open(&self, peer: Peer, confirm_late: bool) -> Result<(u32, consumer::PullConsumer), RpcError> {
         let mut info = self.stream.clone();
         let state = info.info().await.map_err(|e| unreachable(&self.url, "no stream info", e))?.state.clone();
-        // Checked before (a cheap refusal) and after the consumer is made (the replicas make
-        // theirs concurrently: only the earliest within the caps stay).
+        // Before (a cheap refusal) and after the consumer is made (replicas race: the earliest stay).
         self.within_caps(peer, None).await?;
         let id = loop {
             let id = getrandom::u32().map_err(|e| {
@@ -231,27 +230,29 @@ impl NatsEvents {
         remade
     }
 
-    /// Whether `peer` may hold one more queue (`made`: none yet), or may keep queue `made`:
-    /// the queues on every replica, and those of `peer`'s group, made before it (by creation
-    /// time, then name) are within the caps.
+    /// [`super::usage::within_caps`] over every replica's queues.
     async fn within_caps(&self, peer: Peer, made: Option<u32>) -> Result<(), RpcError> {
-        let group = cap_group(peer);
-        let mut queues = Vec::new();
-        let mut consumers = self.stream.consumers();
+        // A listing races the consumers that other replicas make and delete at that moment.
+        let mut pauses = [10, 40, 160].into_iter();
+        let queues = loop {
+            match (self.queues_by_age(cap_group(peer)).await, pauses.next()) {
+                (Err(_), Some(pause)) => tokio::time::sleep(Duration::from_millis(pause)).await,
+                (listed, _) => break listed.map_err(|e| unreachable(&self.url, "no consumer list", e))?,
+            }
+        };
+        super::usage::within_caps(&queues, made.map(consumer_name).as_deref(), peer, &self.limits, " in NATS")
+    }
+
+    /// Every queue's consumer name, and whether its owner is in `group`; oldest first.
+    async fn queues_by_age(&self, group: Peer) -> Result<Vec<(String, bool)>, String> {
+        let (mut queues, mut consumers) = (Vec::new(), self.stream.consumers());
         while let Some(info) = consumers.next().await {
-            let info = info.map_err(|e| unreachable(&self.url, "no consumer list", e))?;
+            let info = info.map_err(|e| e.to_string())?;
             let owner = info.config.description.as_deref().and_then(|d| d.strip_prefix("peer ")?.parse().ok());
             queues.extend(info.name.starts_with('q').then(|| (info.created, info.name, cap_group(owner) == group)));
         }
         queues.sort();
-        let name = made.map(consumer_name);
-        let before = queues.iter().position(|(_, n, _)| Some(n) == name.as_ref()).unwrap_or(queues.len());
-        let ours = queues[..before].iter().filter(|(_, _, same)| *same).count();
-        let (max, per_peer, place) = (self.limits.max_queues, self.limits.max_per_peer, " in NATS");
-        if before >= max {
-            return Err(super::usage::too_many(before, max, place));
-        }
-        if ours >= per_peer { Err(super::usage::too_many_from(peer, ours, per_peer, place)) } else { Ok(()) }
+        Ok(queues.into_iter().map(|(_, name, same)| (name, same)).collect())
     }
 
     fn control_subject(&self, id: u32) -> String {

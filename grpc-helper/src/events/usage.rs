@@ -63,6 +63,24 @@ pub(crate) fn too_many_from(peer: Peer, held: usize, max: usize, where_: &str) -
     )
 }
 
+/// Whether `peer` may open one more queue (`made`: none yet) or keep queue `made`, given every
+/// queue (name, and whether its owner is in `peer`'s group), oldest first: the queues made
+/// before it, in all and of its group, are within the caps.
+pub(crate) fn within_caps(
+    queues: &[(String, bool)],
+    made: Option<&str>,
+    peer: Peer,
+    limits: &super::EventLimits,
+    place: &str,
+) -> Result<(), RpcError> {
+    let before = queues.iter().position(|(name, _)| Some(name.as_str()) == made).unwrap_or(queues.len());
+    let ours = queues[..before].iter().filter(|(_, same)| *same).count();
+    if before >= limits.max_queues {
+        return Err(too_many(before, limits.max_queues, place));
+    }
+    if ours >= limits.max_per_peer { Err(too_many_from(peer, ours, limits.max_per_peer, place)) } else { Ok(()) }
+}
+
 /// Slots in use, in all and per peer.
 #[derive(Default)]
 pub(super) struct Usage {
