@@ -66,6 +66,7 @@ pub(crate) fn too_many_from(peer: Peer, held: usize, max: usize, where_: &str) -
 /// Whether `peer` may open one more queue (`made`: none yet) or keep queue `made`, given every
 /// queue (name, and whether its owner is in `peer`'s group), oldest first: the queues made
 /// before it, in all and of its group, are within the caps.
+#[cfg(feature = "nats")]
 pub(crate) fn within_caps(
     queues: &[(String, bool)],
     made: Option<&str>,
