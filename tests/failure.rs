@@ -101,6 +101,45 @@ async fn a_panic_is_an_in_band_error_with_its_message_and_stack() {
     .await;
 }
 
+/// A panic's stack goes to callers on the server's machine, or authenticated by its guard:
+/// a call forwarded by a main server on the same machine is neither, unless the main server
+/// passes on credentials the backend's guard accepts.
+#[tokio::test]
+async fn a_forwarded_call_gets_the_stack_only_when_authenticated() {
+    use grpc_helper::api::ProxyRegisterRequest;
+    use grpc_helper::auth::BearerToken;
+    bounded(LIMIT, async {
+        backtraces_on();
+        for token in [None, Some("backend-secret")] {
+            let backend = match token {
+                Some(token) => server_builder().auth_guard(BearerToken::new(token)),
+                None => server_builder(),
+            };
+            let backend = backend.manager(Panicky).start().await.unwrap();
+            let main = server_builder().proxy::<grpc_helper_tests::api::SampleApiVersion>("sample", "SampleService");
+            let main = match token {
+                Some(token) => main.backend_bearer_token(token),
+                None => main,
+            };
+            let main = main.start().await.unwrap();
+            let port = u32::from(backend.local_addr().port());
+            let registration = ProxyRegisterRequest {
+                names: vec!["sample".into()],
+                version: "1".into(),
+                host: "127.0.0.1".into(),
+                port,
+            };
+            client_of(&main).server_service().proxy_register(registration).await.unwrap();
+            let result = raw_method1(&main).await.r.expect("an in-band result");
+            assert!(result.msg.ends_with("panicked: boom with the lock held, 0 numbers"), "{}", result.msg);
+            assert_eq!(!result.stack.is_empty(), token.is_some(), "token {token:?}: stack {:?}", result.stack);
+            main.shutdown().await;
+            backend.shutdown().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn after_a_panic_the_lock_is_free_and_the_server_keeps_serving() {
     bounded(LIMIT, async {

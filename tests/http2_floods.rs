@@ -240,17 +240,53 @@ async fn a_settings_flood_leaves_everyone_else_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ping_flood_leaves_everyone_else_served() {
+async fn a_ping_flood_is_answered_too_many_pings() {
     bounded(LIMIT, async {
-        attack("PING flood", |mut write, heard, _| async move {
-            // Every PING is answered (gRFC A8's `too_many_pings` is not enforced yet): the cost
-            // stays the attacker's connection's.
+        let heard = attack("PING flood", |mut write, heard, _| async move {
+            // gRFC A8: two pings too early are forgiven, the third ends the connection.
             let frames = (0..100_000u64).map(|n| frame(PING, 0, 0, &n.to_be_bytes()));
-            flood(&mut write, &heard, frames).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            assert!(heard.ping_acks.load(Ordering::Relaxed) > 0);
+            let sent = flood(&mut write, &heard, frames).await;
+            assert!(until_closed(&heard).await, "still open after {sent} PINGs");
+            assert!(heard.ping_acks.load(Ordering::Relaxed) <= 3, "only the pings before the limit are answered");
         })
         .await;
+        let goaway = heard.goaway.lock().clone();
+        assert_eq!(goaway, Some((ENHANCE_YOUR_CALM, "too_many_pings".to_owned())));
+    })
+    .await;
+}
+
+/// Pings spaced as the server permits are all answered, and the connection keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_at_the_permitted_interval_are_answered() {
+    bounded(LIMIT, async {
+        let server = server_builder()
+            .http2_min_ping_interval(Some(Duration::from_millis(20)))
+            .http2_permit_pings_without_calls(true)
+            .start()
+            .await
+            .unwrap();
+        let (mut write, heard) = raw_connection(server.local_addr().port()).await;
+        for n in 0..10u64 {
+            write.write_all(&frame(PING, 0, 0, &n.to_be_bytes())).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        write.write_all(&frame(HEADERS, END_HEADERS, 1, &header_block("/RpcServerService/info"))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(heard.ping_acks.load(Ordering::Relaxed), 10);
+        assert_eq!(*heard.goaway.lock(), None);
+        assert!(!heard.closed.load(Ordering::Relaxed));
+        // Without calls, the default permits one ping in two hours: the fourth is too many.
+        let strict = server_builder().start().await.unwrap();
+        let (mut write, heard) = raw_connection(strict.local_addr().port()).await;
+        for n in 0..4u64 {
+            write.write_all(&frame(PING, 0, 0, &n.to_be_bytes())).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(until_closed(&heard).await);
+        assert_eq!(heard.goaway.lock().as_ref().map(|g| g.0), Some(ENHANCE_YOUR_CALM));
+        server.shutdown().await;
+        strict.shutdown().await;
     })
     .await;
 }

@@ -408,3 +408,38 @@ async fn a_config_cycle_between_two_main_servers_is_cut_at_the_first_return() {
     })
     .await;
 }
+
+/// A client stream that a main server forwards is copied for a replay until the backend
+/// answers; the copy counts against the connection's budget of request bytes, so another call
+/// on that connection that would pass the budget is refused, and is accepted again once the
+/// stream has its answer (and its copy is freed).
+#[tokio::test]
+async fn a_forwarded_streams_replay_copy_counts_in_its_connections_budget() {
+    bounded(LIMIT, async {
+        let main =
+            main_server().max_request_size(512 << 10).max_receiving_bytes(1 << 20, 8 << 20).start().await.unwrap();
+        let backend = backend(server_builder(), Duration::ZERO).await;
+        register(&main, "127.0.0.1", backend.local_addr().port()).await.unwrap();
+        let client = client_of(&main);
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let mut stream_stub = sample_stub(&client);
+        let stream =
+            tokio::spawn(async move { stream_stub.s_method1(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+        for _ in 0..9 {
+            tx.send(SampleRequest { foo: "a".repeat(100 << 10) }).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let large = SampleRequest { foo: "b".repeat(300 << 10) };
+        let refused = sample_stub(&client).method4(large.clone()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+        assert!(refused.message().contains("on this connection"), "{}", refused.message());
+        drop(tx);
+        let all = stream.await.unwrap().unwrap().into_inner();
+        assert_eq!(all.r.unwrap().msg.len(), 900 << 10, "the stream itself went through whole");
+        let echoed = sample_stub(&client).method4(large).await.unwrap().into_inner();
+        assert_eq!(echoed.bar.len(), 300 << 10, "the copy was released with the stream's answer");
+        main.shutdown().await;
+        backend.shutdown().await;
+    })
+    .await;
+}

@@ -452,7 +452,9 @@ async fn a_flood_of_refused_admin_calls_writes_a_few_clipped_lines() {
             "clipped: {}",
             refusals.iter().map(|l| l.len()).max().unwrap()
         );
-        assert!(refusals.last().unwrap().contains("more like it left out)"), "{}", refusals.last().unwrap());
+        // Which line says so depends on how fast the flood went (a slow machine logs all of the
+        // last second's few calls): at least one does.
+        assert!(refusals.iter().any(|l| l.contains("more like it left out)")), "{}", refusals.last().unwrap());
     })
     .await;
 }

@@ -1,6 +1,7 @@
 //! TLS over real sockets: a round trip (auto-clients included), a plain-text client refused,
 //! and mutual TLS.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use grpc_helper::api::{Empty, Filter};
@@ -266,4 +267,39 @@ async fn a_bad_auto_client_identity_is_an_error_not_a_panic() {
     let error = server_builder().tls(tls).start().await.err().expect("refused");
     assert_eq!(error.result_code(), Some(grpc_helper::ResultCode::ErrorParamInvalid));
     assert!(error.message().contains("auto-clients"), "{error}");
+}
+
+/// gRFC A8's ping limit holds over TLS too (the server follows the frames inside TLS).
+#[tokio::test]
+async fn too_many_pings_over_tls_get_goaway() {
+    use tokio_rustls::rustls::{self, pki_types::CertificateDer, pki_types::pem::PemObject};
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let server = start(ServerTls::new(pki.server.0.clone(), pki.server.1.clone()).ca(pki.ca.clone())).await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap()).unwrap();
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+        let (_send, mut connection) = h2::client::handshake(tls).await.unwrap();
+        let mut pings = connection.ping_pong().unwrap();
+        let connection = tokio::spawn(connection);
+        let mut answered = 0;
+        while answered < 10 && pings.ping(h2::Ping::opaque()).await.is_ok() {
+            answered += 1;
+        }
+        assert_eq!(answered, 3, "two early pings forgiven, the third one too many");
+        let ended = connection.await.unwrap().unwrap_err();
+        assert!(ended.is_go_away(), "{ended}");
+        assert_eq!(ended.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM));
+        server.shutdown().await;
+    })
+    .await;
 }

@@ -230,6 +230,11 @@ impl Gate {
         ADMIN_VIEWS.contains(&path) && self.admits(path, headers, peer)
     }
 
+    /// Whether the guard accepts the caller's credentials (`false` without a guard).
+    pub(crate) fn authenticated(&self, path: &str, headers: &HeaderMap) -> bool {
+        self.guard.as_ref().is_some_and(|guard| guard.check(path, headers).is_ok())
+    }
+
     /// Whether the caller administers this server (what its admin RPCs would let through).
     pub(crate) fn admits(&self, path: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
         self.peer_allowed(peer, headers) && self.guard.as_ref().is_none_or(|guard| guard.check(path, headers).is_ok())

@@ -12,6 +12,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::RpcError;
 use crate::api::ResultCode;
@@ -127,13 +128,39 @@ impl ServerTls {
         Ok(())
     }
 
-    pub(crate) fn server_config(&self) -> tonic::transport::ServerTlsConfig {
-        let config = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&self.cert, &self.key));
-        match (&self.ca, self.verify_clients) {
-            (Some(ca), true) => config.client_ca_root(tonic::transport::Certificate::from_pem(ca)),
-            _ => config,
-        }
+    /// The server's TLS: its identity, the clients' CA when they must present a certificate,
+    /// and HTTP/2 as the only protocol (ALPN `h2`).
+    pub(crate) fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, RpcError> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{RootCertStore, ServerConfig, crypto::ring, server::WebPkiClientVerifier};
+
+        let invalid = |e: &dyn std::fmt::Display| {
+            RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS certificate or key: {e}"))
+        };
+        let certs = |pem: &[u8]| CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>();
+        let chain = certs(&self.cert).map_err(|e| invalid(&e))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| invalid(&e))?;
+        let provider = Arc::new(ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(&e))?;
+        let builder = match (&self.ca, self.verify_clients) {
+            (Some(ca), true) => {
+                let mut roots = RootCertStore::empty();
+                for cert in certs(ca).map_err(|e| invalid(&e))? {
+                    roots.add(cert).map_err(|e| invalid(&e))?;
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| invalid(&e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(chain, key).map_err(|e| invalid(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
     /// TLS of the auto-clients: trust the CA (or the certificate itself, when self-signed), and

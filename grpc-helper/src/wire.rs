@@ -33,6 +33,10 @@ pub(crate) const RETRY_PUSHBACK: HeaderName = HeaderName::from_static("grpc-retr
 pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+/// The hops of a call forwarded by main servers (their ids, comma-separated): loops are cut
+/// with it, and a forwarded call is never taken for one from this machine.
+pub(crate) const VIA_KEY: &str = "rpc-proxy-via";
+pub(crate) const VIA: HeaderName = HeaderName::from_static(VIA_KEY);
 /// Trailer carrying the numeric result code on a gRPC status (replies without `r`).
 pub(crate) const RESULT_CODE: &str = "result-code";
 

@@ -8,6 +8,11 @@ use crate::{CallerMetadata, ManagerContext};
 #[derive(Clone, Copy)]
 pub(crate) struct AdminCaller;
 
+/// In a request's extensions: the server's auth guard accepted the caller's credentials (a
+/// panic's stack may go to it, as to a caller on this machine).
+#[derive(Clone, Copy)]
+pub(crate) struct Authenticated;
+
 /// Per-call context: the caller's metadata and the manager's [`ManagerContext`] (by `Deref`).
 ///
 /// Declare it as an optional second argument of an RPC method: `cx: CallContext`.

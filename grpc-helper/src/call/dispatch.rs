@@ -102,7 +102,10 @@ impl<M: Manager> Hosted<M> {
             _guard: guard,
             service,
             method,
-            local: peer.is_some_and(|p| p.ip().to_canonical().is_loopback()),
+            // A call forwarded by a main server on this machine is no local caller's.
+            trusted: extensions.get::<super::Authenticated>().is_some()
+                || (peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
+                    && !metadata.as_ref().contains_key(crate::wire::VIA)),
             traced,
             #[cfg(feature = "otel")]
             measured: extensions.get::<crate::server::otel::Measured>().cloned(),
@@ -120,8 +123,8 @@ struct Call {
     _guard: PendingGuard,
     service: &'static str,
     method: &'static str,
-    /// The caller is on this machine: a panic's stack may go to it.
-    local: bool,
+    /// The caller is on this machine, or authenticated: a panic's stack may go to it.
+    trusted: bool,
     /// The caller, when the call is traced (DEBUG on at its start).
     traced: Option<String>,
     /// The server's metrics, when they are on.
@@ -193,7 +196,7 @@ impl Call {
 
     /// The reply to a panic of the manager: in band, or INTERNAL without an `r` field.
     fn panicked<Rep: RpcMessage>(&self, span: &tracing::Span, payload: &(dyn Any + Send)) -> Result<Rep, Status> {
-        let error = span.in_scope(|| super::panic::to_error(payload, self.service, self.method, self.local));
+        let error = span.in_scope(|| super::panic::to_error(payload, self.service, self.method, self.trusted));
         Rep::from_result(error.to_result()).ok_or_else(|| {
             let status = error.to_status();
             Status::with_metadata(tonic::Code::Internal, status.message(), status.metadata().clone())
@@ -267,7 +270,7 @@ where
         Ok((message, cx)) => match (InSpan { span, inner: handler(&hosted.manager, message, cx) }).await {
             Ok(outcome) => outcome,
             Err(payload) => {
-                Err(span.in_scope(|| super::panic::to_error(&*payload, call.service, call.method, call.local)))
+                Err(span.in_scope(|| super::panic::to_error(&*payload, call.service, call.method, call.trusted)))
             }
         },
         Err(e) => Err(e),

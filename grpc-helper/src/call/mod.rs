@@ -16,8 +16,8 @@ mod trace;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub(crate) use self::context::AdminCaller;
 pub use self::context::CallContext;
+pub(crate) use self::context::{AdminCaller, Authenticated};
 pub use self::dispatch::{Hosted, HostedRoute, MessageLimits, ServiceRoute, route, server_streaming, unary};
 pub(crate) use self::dispatch::{HostedFuture, resource_exhausted};
 pub use self::pending::PendingCall;

@@ -64,9 +64,10 @@ pub(crate) fn message(payload: &(dyn Any + Send)) -> &str {
 }
 
 /// The in-band error for a panic caught while serving `service.method`, with the stack when
-/// one was captured and the caller is `local` (a stack tells a remote caller too much of the
-/// server's code); the panic is logged at ERROR, with its stack.
-pub(crate) fn to_error(payload: &(dyn Any + Send), service: &str, method: &str, local: bool) -> RpcError {
+/// one was captured and the caller is `trusted`: on this machine, or authenticated by the
+/// server's guard (a stack tells anyone else too much of the server's code); the panic is
+/// logged at ERROR, with its stack.
+pub(crate) fn to_error(payload: &(dyn Any + Send), service: &str, method: &str, trusted: bool) -> RpcError {
     let text = message(payload);
     let stack = LAST_STACK.with(|last| last.borrow_mut().take()).unwrap_or_default();
     if stack.is_empty() {
@@ -75,7 +76,7 @@ pub(crate) fn to_error(payload: &(dyn Any + Send), service: &str, method: &str, 
         tracing::error!(target: super::dispatch::CALL_TARGET, "{service}.{method} panicked: {text}\n{stack}");
     }
     let error = RpcError::new(ResultCode::Error, format!("{service}.{method} panicked: {text}"));
-    if local { error.with_stack(stack) } else { error }
+    if trusted { error.with_stack(stack) } else { error }
 }
 
 #[cfg(test)]
@@ -83,12 +84,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_stack_goes_in_band_to_a_local_caller_only() {
+    fn the_stack_goes_in_band_to_a_trusted_caller_only() {
         let payload: Box<dyn Any + Send> = Box::new("boom");
-        for (local, expected) in [(true, "at src/lib.rs:1"), (false, "")] {
+        for (trusted, expected) in [(true, "at src/lib.rs:1"), (false, "")] {
             LAST_STACK.with(|last| *last.borrow_mut() = Some("at src/lib.rs:1".to_owned()));
-            let error = to_error(&*payload, "S", "m", local);
-            assert_eq!((error.message(), error.stack()), ("S.m panicked: boom", expected), "local: {local}");
+            let error = to_error(&*payload, "S", "m", trusted);
+            assert_eq!((error.message(), error.stack()), ("S.m panicked: boom", expected), "trusted: {trusted}");
         }
     }
 }

@@ -74,6 +74,7 @@ mod listener;
 mod otel;
 mod resolve;
 mod retry;
+pub(crate) use self::retry::{ReplayBudget, ReplayCharge};
 
 pub use self::builder::RpcClientBuilder;
 pub use self::channel::{RpcChannel, RpcClient};

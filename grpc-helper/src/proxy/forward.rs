@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use tonic::body::Body;
 use tower::ServiceExt;
 
@@ -14,8 +14,7 @@ use crate::api::ResultCode;
 use crate::{CallerMetadata, RpcError, wire};
 
 /// The main servers a call went through, comma-separated (random ids, one per server).
-pub(crate) const VIA_KEY: &str = "rpc-proxy-via";
-const VIA: HeaderName = HeaderName::from_static(VIA_KEY);
+use crate::wire::VIA;
 
 /// Main servers a call may go through: more is a loop the ids did not catch.
 const MAX_HOPS: usize = 8;
@@ -146,19 +145,7 @@ impl Proxies {
                 let backend = authority(&host, port);
                 response.map(|inner| Body::new(BackendReply { inner, backend, path, ended: false }))
             }
-            Err(e) => {
-                let message = match e.downcast::<tonic::Status>() {
-                    Ok(status) => status.message().to_owned(),
-                    Err(other) => other.to_string(),
-                };
-                let backend = authority(&host, port);
-                let error = RpcError::new(
-                    ResultCode::ErrorRpc,
-                    format!("Proxy error: backend {backend} of {} failed for {path}: {message}", service.name),
-                );
-                tracing::warn!("{}", error.message());
-                outcome.failed(&error)
-            }
+            Err(e) => outcome.unanswered(e, &authority(&host, port), service.name, &path),
         }
     }
 
@@ -287,7 +274,6 @@ impl http_body::Body for BackendReply {
     }
 }
 
-/// A status's message, then the causes under it (where a transport failure says what broke).
 /// What became of a forwarded call (the proxy metrics): where it went, and `OK` when the
 /// backend answered, else the in-band code the proxy answered with
 /// (`DEADLINE_EXCEEDED` when it did not answer in time).
@@ -308,8 +294,35 @@ impl Outcome {
         self.code = ResultCode::try_from(error.code()).map_or("ERROR", |c| c.as_str_name());
         in_band(error)
     }
+
+    /// A forward that got no answer. The caller's own request refused on the way (its
+    /// connection's budget of request bytes) is answered as an unproxied call would be; anything
+    /// else is the backend's failure, in band.
+    fn unanswered(
+        &mut self,
+        error: Box<dyn std::error::Error + Send + Sync>,
+        backend: &str,
+        service: &str,
+        path: &str,
+    ) -> http::Response<Body> {
+        let status = match error.downcast::<tonic::Status>() {
+            Ok(status) => *status,
+            Err(other) => tonic::Status::unknown(other.to_string()),
+        };
+        if status.code() == tonic::Code::ResourceExhausted {
+            self.code = "RESOURCE_EXHAUSTED";
+            return status.into_http();
+        }
+        let error = RpcError::new(
+            ResultCode::ErrorRpc,
+            format!("Proxy error: backend {backend} of {service} failed for {path}: {}", status.message()),
+        );
+        tracing::warn!("{}", error.message());
+        self.failed(&error)
+    }
 }
 
+/// A status's message, then the causes under it (where a transport failure says what broke).
 fn with_causes(status: &tonic::Status) -> String {
     let mut text = status.message().to_owned();
     let mut source = std::error::Error::source(status);

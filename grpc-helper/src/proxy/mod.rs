@@ -18,7 +18,7 @@ use crate::events::EventQueues;
 use crate::{ApiVersion, RpcError};
 
 pub(crate) use backends::{Backends, ForwardOptions};
-pub(crate) use forward::{VIA_KEY, config_via, with_via};
+pub(crate) use forward::{config_via, with_via};
 
 /// A service served by a backend server.
 pub(crate) struct Proxied {

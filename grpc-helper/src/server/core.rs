@@ -288,8 +288,8 @@ impl RpcServerBuilder {
         let health = Health::not_serving(reporter, health_names).await;
         let reflection = router::reflection(&self.descriptor_sets, &self.compression)?;
         let gate = super::admin::gate(self.guard, self.guarded, &self.admin, local_addr)?;
-        let limits = self.connection_limits.resolved(self.limits.max_decoding, tls.is_some());
-        let transport = transport(&limits, tls.as_ref())?;
+        let limits = self.connection_limits.resolved(self.limits.max_decoding);
+        let acceptor = tls.as_ref().map(crate::tls::ServerTls::acceptor).transpose()?;
         #[cfg(feature = "otel")]
         let (endpoint, server_metrics) =
             super::otel::start(std::mem::take(&mut self.metrics), local_addr, env.events.as_ref()).await?;
@@ -297,7 +297,7 @@ impl RpcServerBuilder {
         let stop_accepting = CancelSignal::default();
         let connections = Arc::new(Connections::default());
         let grace_over = Arc::new(GraceOver::default());
-        let incoming = Incoming::new(listener, Arc::clone(&connections), &limits, stop_accepting.clone());
+        let incoming = Incoming::new(listener, Arc::clone(&connections), &limits, acceptor, stop_accepting.clone());
         let core = Arc::new_cyclic(|server: &Weak<ServerCore>| {
             let control: Weak<dyn ServerControl> = server.clone();
             let srv = env.host(ServerManager::new(Arc::clone(&catalog), control));
@@ -307,7 +307,7 @@ impl RpcServerBuilder {
             let router = Router::new(reflection, routes, health_service, Arc::clone(&catalog.proxies), gate);
             #[cfg(feature = "otel")]
             let router = router.with_metrics(server_metrics);
-            let serving = serve(transport, router, incoming, Arc::clone(&grace_over), stop_accepting.clone());
+            let serving = serve(transport(&limits), router, incoming, Arc::clone(&grace_over), stop_accepting.clone());
             ServerCore {
                 local_addr,
                 #[cfg(feature = "otel")]

@@ -89,6 +89,20 @@ impl ConnectionMeter {
     }
 }
 
+/// A forwarded client stream's replay copy counts against the connection's budget (kept in
+/// pieces of a DATA frame or so, it is charged to the connection only, as small messages are).
+impl crate::client::ReplayBudget for ConnectionMeter {
+    fn keep(&self, len: usize) -> bool {
+        let limit = self.budget.per_connection;
+        let fits = |charged: usize| charged.checked_add(len).filter(|&after| after <= limit);
+        self.charged.fetch_update(Ordering::Relaxed, Ordering::Relaxed, fits).is_ok()
+    }
+
+    fn release(&self, len: usize) {
+        self.charged.fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
 fn refused(len: usize, used: usize, limit: usize, scope: &str) -> Status {
     Status::resource_exhausted(format!(
         "Request refused: its message of {len} bytes would pass the {limit} bytes of requests being received at \

@@ -1,4 +1,5 @@
-//! Builder methods for the limits on requests being received (see `metered`).
+//! Builder methods for the limits on what clients send: requests being received (see
+//! `metered`), and HTTP/2 pings (gRFC A8).
 
 use std::time::Duration;
 
@@ -32,6 +33,38 @@ impl RpcServerBuilder {
     pub fn max_receiving_bytes(mut self, per_connection: usize, per_server: usize) -> Self {
         self.connection_limits.receiving_per_connection = Some(per_connection);
         self.connection_limits.receiving_per_server = Some(per_server);
+        self
+    }
+
+    /// The shortest interval between a client's HTTP/2 pings (gRFC A8; default 5 min, as
+    /// grpc-go and grpc C++; `None`: every ping is answered). A ping sooner than this after the
+    /// previous one is a strike, unless the server sent a reply's headers or data in between;
+    /// the third strike gets GOAWAY `ENHANCE_YOUR_CALM` with `too_many_pings`, and the
+    /// connection ends (gRPC clients then double their keep-alive time). With no call in
+    /// progress, a client may ping once in two hours, unless
+    /// [`http2_permit_pings_without_calls`](Self::http2_permit_pings_without_calls).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // Clients keep their connections alive with a ping every 30 s.
+    /// let builder = grpc_helper::RpcServer::builder().http2_min_ping_interval(Some(Duration::from_secs(20)));
+    /// ```
+    pub fn http2_min_ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.connection_limits.http2_min_ping_interval = interval;
+        self
+    }
+
+    /// Lets clients ping every [`http2_min_ping_interval`](Self::http2_min_ping_interval) while
+    /// no call is in progress too (default `false`: once in two hours then, as gRPC servers do).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = grpc_helper::RpcServer::builder()
+    ///     .http2_min_ping_interval(Some(Duration::from_secs(60)))
+    ///     .http2_permit_pings_without_calls(true);
+    /// ```
+    pub fn http2_permit_pings_without_calls(mut self, permit: bool) -> Self {
+        self.connection_limits.http2_pings_without_calls = permit;
         self
     }
 }

@@ -11,14 +11,13 @@ use tonic::service::{Routes, RoutesBuilder};
 use tower::Service;
 
 use super::grace::{GraceOver, Graced};
-use super::incoming::{CancelSignal, ConnectionLimits, Incoming, Tracked, peer_of};
+use super::incoming::{CancelSignal, ConnectionLimits, Incoming, Tracked, peer_of, replay_charge_of};
 use crate::RpcError;
 use crate::api::ResultCode;
 use crate::auth::Gate;
 use crate::call::{HostedFuture, ServiceRoute, resource_exhausted};
 use crate::compression::{Compression, compressed};
 use crate::proxy::Proxies;
-use crate::tls::ServerTls;
 
 impl Router {
     /// Routes to the hosted services and health, beside `reflection`.
@@ -50,21 +49,13 @@ impl Router {
     }
 }
 
-/// tonic's HTTP/2 server with the connection limits, and TLS when given.
-pub(crate) fn transport(
-    limits: &ConnectionLimits,
-    tls: Option<&ServerTls>,
-) -> Result<tonic::transport::Server, RpcError> {
-    let transport = tonic::transport::Server::builder()
+/// tonic's HTTP/2 server with the connection limits (TLS is the connections' own: see
+/// [`Incoming`]).
+pub(crate) fn transport(limits: &ConnectionLimits) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_keepalive_interval(limits.http2_keepalive_interval)
-        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
-    match tls {
-        Some(tls) => transport
-            .tls_config(tls.server_config())
-            .map_err(|e| RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid TLS certificate or key: {e}"))),
-        None => Ok(transport),
-    }
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
 }
 
 /// Serves in a background task until `stop` fires and the calls in flight have ended.
@@ -178,6 +169,9 @@ impl Router {
         if self.gate.admin_view(request.uri().path(), request.headers(), peer_of(&request)) {
             request.extensions_mut().insert(crate::call::AdminCaller);
         }
+        if self.gate.authenticated(request.uri().path(), request.headers()) {
+            request.extensions_mut().insert(crate::call::Authenticated);
+        }
         if let Some(status) = self.gate.refuse(request.uri().path(), request.headers(), peer_of(&request)) {
             return RouteFuture::Refused { response: Some(status.into_http()) };
         }
@@ -186,6 +180,9 @@ impl Router {
                 let (path, peer) = (request.uri().path(), peer_of(&request));
                 if self.proxies.has_backend_token() && self.gate.admits(path, request.headers(), peer) {
                     request.extensions_mut().insert(crate::call::AdminCaller);
+                }
+                if let Some(charge) = replay_charge_of(&request) {
+                    request.extensions_mut().insert(charge);
                 }
                 // Forwarded as it comes: the backend reads it under its own deadline.
                 if let Some(deadline) = request.extensions().get::<crate::call::ReadDeadline>() {

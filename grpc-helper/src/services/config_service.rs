@@ -99,7 +99,7 @@ impl ConfigManager {
         let mut request = tonic::Request::new(message);
         request
             .metadata_mut()
-            .insert(crate::proxy::VIA_KEY, self.proxies.fan_out_via()?.parse().expect("hex ids and commas"));
+            .insert(crate::wire::VIA_KEY, self.proxies.fan_out_via()?.parse().expect("hex ids and commas"));
         // A fan-out is this server's own call: it carries the main's credentials, if any.
         if let Some(value) = self.proxies.backend_authorization().and_then(|v| v.to_str().ok()?.parse().ok()) {
             request.metadata_mut().insert("authorization", value);
