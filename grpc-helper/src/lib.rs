@@ -66,6 +66,8 @@ pub mod logs;
 mod manager;
 mod message;
 mod metadata;
+#[cfg(feature = "otel")]
+mod metrics;
 mod names;
 #[cfg(feature = "nats")]
 mod nats;

@@ -129,9 +129,40 @@ impl http_body::Body for OneMessage {
     }
 }
 
+/// A66 names the status as the canonical code string.
+pub(crate) fn status_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_are_the_canonical_strings() {
+        assert_eq!(status_name(4), "DEADLINE_EXCEEDED");
+        assert_eq!(status_name(16), "UNAUTHENTICATED");
+        assert_eq!((status_name(-1), status_name(99)), ("UNKNOWN", "UNKNOWN"));
+    }
 
     #[test]
     fn grpc_timeout_reads_at_most_eight_digits() {

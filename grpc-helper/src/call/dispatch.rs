@@ -108,7 +108,7 @@ impl<M: Manager> Hosted<M> {
                     && !metadata.as_ref().contains_key(crate::wire::VIA)),
             traced,
             #[cfg(feature = "otel")]
-            measured: extensions.get::<crate::server::otel::Measured>().cloned(),
+            measured: extensions.get::<crate::metrics::Measured>().cloned(),
             #[cfg(feature = "otel")]
             span,
         };
@@ -129,7 +129,7 @@ struct Call {
     traced: Option<String>,
     /// The server's metrics, when they are on.
     #[cfg(feature = "otel")]
-    measured: Option<crate::server::otel::Measured>,
+    measured: Option<crate::metrics::Measured>,
     /// The call's own span, when the caller sent a trace context.
     #[cfg(feature = "otel")]
     span: Option<tracing::Span>,

@@ -87,7 +87,7 @@ impl RpcClientBuilder {
     /// ```
     #[cfg(feature = "otel")]
     pub fn meter_provider(mut self, provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Self {
-        self.meter = Some(crate::server::otel::meter_of(provider));
+        self.meter = Some(crate::metrics::meter_of(provider));
         self
     }
 
@@ -300,7 +300,7 @@ impl RpcClientBuilder {
         }
         let next_notice = parking_lot::Mutex::new(None);
         #[cfg(feature = "otel")]
-        let metrics = self.meter.as_ref().map(|meter| Arc::new(super::otel::ClientMetrics::new(meter, &target)));
+        let metrics = self.meter.as_ref().map(|meter| Arc::new(crate::metrics::ClientMetrics::new(meter, &target)));
         let shared = Shared {
             channel,
             target,

@@ -70,8 +70,6 @@ mod builder;
 mod channel;
 mod compress;
 mod listener;
-#[cfg(feature = "otel")]
-mod otel;
 mod resolve;
 mod retry;
 pub(crate) use self::retry::{ReplayBudget, ReplayCharge};

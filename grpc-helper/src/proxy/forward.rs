@@ -66,7 +66,7 @@ impl Proxies {
     /// Forwards one call to the service's backend, waiting for a registration if needed.
     pub(crate) async fn forward(self: Arc<Self>, index: usize, request: http::Request<Body>) -> http::Response<Body> {
         #[cfg(feature = "otel")]
-        if let Some(measured) = request.extensions().get::<crate::server::otel::Measured>().cloned() {
+        if let Some(measured) = request.extensions().get::<crate::metrics::Measured>().cloned() {
             let path = request.uri().path().to_owned();
             let mut outcome = Outcome::default();
             let response = self.forward_noting(index, request, &mut outcome).await;
@@ -135,7 +135,7 @@ impl Proxies {
             Some(deadline) => match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), call).await {
                 Ok(answer) => answer,
                 Err(_) => {
-                    outcome.code = "DEADLINE_EXCEEDED";
+                    outcome.code = crate::wire::status_name(tonic::Code::DeadlineExceeded as i32);
                     return deadline_exceeded(service, &path, &host, port, deadline);
                 }
             },
@@ -310,7 +310,7 @@ impl Outcome {
             Err(other) => tonic::Status::unknown(other.to_string()),
         };
         if status.code() == tonic::Code::ResourceExhausted {
-            self.code = "RESOURCE_EXHAUSTED";
+            self.code = crate::wire::status_name(tonic::Code::ResourceExhausted as i32);
             return status.into_http();
         }
         let error = RpcError::new(

@@ -53,7 +53,7 @@ pub struct RpcServerBuilder {
     pub(super) connection_limits: ConnectionLimits,
     pub(super) admin: super::admin::AdminOptions,
     #[cfg(feature = "otel")]
-    pub(super) metrics: super::otel::MetricsOptions,
+    pub(super) metrics: crate::metrics::MetricsOptions,
 }
 
 impl Default for RpcServerBuilder {
@@ -82,7 +82,7 @@ impl Default for RpcServerBuilder {
             connection_limits: ConnectionLimits::default(),
             admin: super::admin::AdminOptions::default(),
             #[cfg(feature = "otel")]
-            metrics: super::otel::MetricsOptions::Off,
+            metrics: crate::metrics::MetricsOptions::Off,
         }
     }
 }
@@ -446,7 +446,7 @@ impl RpcServerBuilder {
     /// ```
     #[cfg(feature = "otel")]
     pub fn meter_provider(mut self, provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Self {
-        self.metrics = super::otel::MetricsOptions::Meter(super::otel::meter_of(provider));
+        self.metrics = crate::metrics::MetricsOptions::Meter(crate::metrics::meter_of(provider));
         self
     }
 
@@ -464,7 +464,7 @@ impl RpcServerBuilder {
     /// ```
     #[cfg(feature = "otel")]
     pub fn metrics_port(mut self, port: u16) -> Self {
-        self.metrics = super::otel::MetricsOptions::Prometheus(port);
+        self.metrics = crate::metrics::MetricsOptions::Prometheus(port);
         self
     }
 }

@@ -14,18 +14,17 @@ use super::builder::RpcServerBuilder;
 use super::dump;
 use super::grace::{Drain, GraceOver};
 use super::health::Health;
-use super::hosting::{HostedService, info_of};
+use super::hosting::HostedService;
 use super::incoming::{CancelSignal, Connections, Incoming, bind, port_busy};
 use super::main_server::MainServer;
 use super::router::{self, Router, serve, transport};
-use super::setup::{
-    Timings, built_in, check_unique_names, events, host_env, logs_dir, open_logs, proxies, share_config,
-};
+use super::setup::{Timings, built_in, catalog, events, host_env, logs_dir, open_logs, proxies, share_config};
 use crate::api::{ResultCode, ServiceInfo};
-use crate::call::{PendingCall, PendingCalls, Routable};
+use crate::call::{PendingCall, PendingCalls};
 use crate::config::{Config, ConfigItem, RpcConfig};
 use crate::services::{Catalog, ServerControl, ServerManager};
 use crate::{RpcClient, RpcError};
+use tokio::net::TcpListener;
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -257,12 +256,7 @@ impl RpcServerBuilder {
             crate::logs::install_default();
         }
         let persisted_loggers = crate::logs::load(&self.sources.folders)?;
-        let tls = match self.tls.take() {
-            Some(tls) => Some(tls),
-            None => self.tls_files.load()?,
-        };
-        let listener = bind(self.ip, self.port).await?;
-        let local_addr = listener.local_addr().map_err(|e| port_busy(self.port, &e))?;
+        let (tls, listener, local_addr) = self.listen().await?;
         let server_id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
         let folders = self.sources.folders.clone();
         let logs_dir = logs_dir(&config, &folders);
@@ -279,12 +273,7 @@ impl RpcServerBuilder {
         let proxies = proxies(self.proxies, self.forward, &env, local_addr, reporter.clone())?;
         let planned = built_in(&env, persisted_loggers, &proxies).into_iter().chain(self.managers).collect::<Vec<_>>();
 
-        let hosted: Vec<ServiceInfo> =
-            std::iter::once(info_of::<ServerManager>()).chain(planned.iter().map(|p| p.info.clone())).collect();
-        check_unique_names(&hosted, proxies.names())?;
-        let catalog = Arc::new(Catalog { hosted, proxies });
-        let grpc_names = std::iter::once(ServerManager::GRPC_NAME).chain(planned.iter().map(|p| p.grpc_name));
-        let health_names = grpc_names.chain(catalog.proxies.grpc_names()).collect();
+        let (catalog, health_names) = catalog(&planned, proxies)?;
         let health = Health::not_serving(reporter, health_names).await;
         let reflection = router::reflection(&self.descriptor_sets, &self.compression)?;
         let gate = super::admin::gate(self.guard, self.guarded, &self.admin, local_addr)?;
@@ -292,7 +281,8 @@ impl RpcServerBuilder {
         let acceptor = tls.as_ref().map(crate::tls::ServerTls::acceptor).transpose()?;
         #[cfg(feature = "otel")]
         let (endpoint, server_metrics) =
-            super::otel::start(std::mem::take(&mut self.metrics), local_addr, env.events.as_ref()).await?;
+            super::prometheus::start_metrics(std::mem::take(&mut self.metrics), local_addr, env.events.as_ref())
+                .await?;
 
         let stop_accepting = CancelSignal::default();
         let connections = Arc::new(Connections::default());
@@ -338,6 +328,17 @@ impl RpcServerBuilder {
             return Err(e);
         }
         Ok(server)
+    }
+
+    /// The server's TLS (given, or from its files), and its listener bound.
+    async fn listen(&mut self) -> Result<(Option<crate::tls::ServerTls>, TcpListener, SocketAddr), RpcError> {
+        let tls = match self.tls.take() {
+            Some(tls) => Some(tls),
+            None => self.tls_files.load()?,
+        };
+        let listener = bind(self.ip, self.port).await?;
+        let local_addr = listener.local_addr().map_err(|e| port_busy(self.port, &e))?;
+        Ok((tls, listener, local_addr))
     }
 
     /// The configuration from every source, and the durations the server itself reads.

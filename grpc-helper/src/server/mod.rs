@@ -31,8 +31,6 @@ mod incoming;
 mod main_server;
 mod metered;
 #[cfg(feature = "otel")]
-pub(crate) mod otel;
-#[cfg(feature = "otel")]
 mod prometheus;
 mod proxy_options;
 mod request_limits;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use opentelemetry::metrics::Meter;
 
-use super::otel::SCOPE;
 use crate::RpcError;
 use crate::api::ResultCode;
+use crate::metrics::SCOPE;
 
 /// Scrapes served at once; a connection past them is closed at once.
 const MAX_CONNECTIONS: usize = 16;
@@ -95,5 +95,25 @@ fn scrape(path: &str, registry: &prometheus::Registry) -> http::Response<http_bo
     match prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
         Ok(()) => text(200, out),
         Err(e) => text(500, format!("Cannot encode the metrics: {e}\n").into_bytes()),
+    }
+}
+
+/// The instruments the builder asked for, and the Prometheus endpoint if any (on the server's IP).
+pub(crate) async fn start_metrics(
+    options: crate::metrics::MetricsOptions,
+    server: SocketAddr,
+    events: Option<&Arc<dyn crate::events::EventQueues>>,
+) -> Result<(Option<PrometheusEndpoint>, Option<Arc<crate::metrics::ServerMetrics>>), RpcError> {
+    match options {
+        crate::metrics::MetricsOptions::Off => Ok((None, None)),
+        crate::metrics::MetricsOptions::Meter(meter) => {
+            Ok((None, Some(Arc::new(crate::metrics::ServerMetrics::new(&meter, events)))))
+        }
+        crate::metrics::MetricsOptions::Prometheus(port) => {
+            let endpoint = PrometheusEndpoint::start(SocketAddr::new(server.ip(), port)).await?;
+            let metrics = Arc::new(crate::metrics::ServerMetrics::new(&endpoint.meter, events));
+            crate::logs::notice(tracing::Level::INFO, &format!("Metrics served at http://{}/metrics", endpoint.addr));
+            Ok((Some(endpoint), Some(metrics)))
+        }
     }
 }

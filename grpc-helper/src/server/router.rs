@@ -43,7 +43,7 @@ impl Router {
 
     /// Measures every call it serves (A66 server metrics).
     #[cfg(feature = "otel")]
-    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<super::otel::ServerMetrics>>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<crate::metrics::ServerMetrics>>) -> Self {
         self.metrics = metrics;
         self
     }
@@ -111,7 +111,7 @@ pub(crate) struct Router {
     gate: Arc<Gate>,
     /// A66 metrics, when a meter provider or a Prometheus port was set.
     #[cfg(feature = "otel")]
-    metrics: Option<Arc<super::otel::ServerMetrics>>,
+    metrics: Option<Arc<crate::metrics::ServerMetrics>>,
 }
 
 type RoutesFuture = <Routes as Service<http::Request<Body>>>::Future;
@@ -204,7 +204,7 @@ impl Router {
     /// A call served here: by its hosted service, or by tonic's routes.
     fn local(&mut self, request: http::Request<Body>) -> RouteFuture {
         #[cfg(feature = "otel")]
-        if let Some(measured) = request.extensions().get::<super::otel::Measured>() {
+        if let Some(measured) = request.extensions().get::<crate::metrics::Measured>() {
             measured.reached();
         }
         match hosted_service(&self.hosted, request.uri().path()) {

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::builder::RpcServerBuilder;
-use super::hosting::{HostEnv, Planned};
+use super::hosting::{HostEnv, Planned, info_of};
 use crate::api::{ResultCode, ServiceInfo};
-use crate::call::PendingCalls;
+use crate::call::{PendingCalls, Routable};
 use crate::config::{Config, RpcConfig};
 use crate::proxy::{Backends, ForwardOptions, Proxied, Proxies};
-use crate::services::{ConfigManager, EventsManager, LoggerManager};
+use crate::services::{Catalog, ConfigManager, EventsManager, LoggerManager, ServerManager};
 use crate::tls::ServerTls;
 use crate::{Folders, RpcError};
 
@@ -181,11 +181,23 @@ pub(super) fn proxies(
     )?))
 }
 
+/// What the server hosts (its own service, the planned ones, the proxied ones), checked for
+/// names hosted twice, and the gRPC names whose health it reports.
+pub(super) fn catalog(
+    planned: &[Planned],
+    proxies: Arc<Proxies>,
+) -> Result<(Arc<Catalog>, Vec<&'static str>), RpcError> {
+    let hosted: Vec<ServiceInfo> =
+        std::iter::once(info_of::<ServerManager>()).chain(planned.iter().map(|p| p.info.clone())).collect();
+    check_unique_names(&hosted, proxies.names())?;
+    let catalog = Arc::new(Catalog { hosted, proxies });
+    let grpc_names = std::iter::once(ServerManager::GRPC_NAME).chain(planned.iter().map(|p| p.grpc_name));
+    let health_names = grpc_names.chain(catalog.proxies.grpc_names()).collect();
+    Ok((catalog, health_names))
+}
+
 /// Two services hosted under one name would shadow each other.
-pub(super) fn check_unique_names(
-    hosted: &[ServiceInfo],
-    proxies: impl Iterator<Item = &'static str>,
-) -> Result<(), RpcError> {
+fn check_unique_names(hosted: &[ServiceInfo], proxies: impl Iterator<Item = &'static str>) -> Result<(), RpcError> {
     let names: Vec<&str> = hosted.iter().map(|i| i.name.as_str()).chain(proxies.map(|p| -> &str { p })).collect();
     for (i, name) in names.iter().enumerate() {
         if names[..i].contains(name) {

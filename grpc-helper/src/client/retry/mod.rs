@@ -42,7 +42,7 @@ pub(super) struct Shared {
     pub(super) next_notice: Mutex<Option<Instant>>,
     /// The A66 client instruments, when a meter provider was given.
     #[cfg(feature = "otel")]
-    pub(super) metrics: Option<Arc<super::otel::ClientMetrics>>,
+    pub(super) metrics: Option<Arc<crate::metrics::ClientMetrics>>,
 }
 
 /// How often a client waiting for its server says so at INFO.
@@ -84,7 +84,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The measures of one call (feature `otel`); nothing without it.
 #[cfg(feature = "otel")]
-type Meter = Option<super::otel::CallMeter>;
+type Meter = Option<crate::metrics::CallMeter>;
 #[cfg(not(feature = "otel"))]
 type Meter = NoMeter;
 /// Without `otel`: nothing to measure, nothing stored.

@@ -8,7 +8,9 @@ use std::time::Instant;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 
-use crate::server::otel::{LATENCY_BOUNDS, MethodLabels, status_name};
+use super::LATENCY_BOUNDS;
+use super::series::MethodLabels;
+use crate::wire::status_name;
 
 /// The client instruments, made once per client from the user's meter.
 pub(crate) struct ClientMetrics {
