@@ -82,6 +82,9 @@ mod trace_context;
 mod version;
 mod wire;
 
+#[cfg(test)]
+mod layering;
+
 #[cfg(feature = "fuzz-api")]
 #[doc(hidden)]
 #[path = "fuzz_api.rs"]

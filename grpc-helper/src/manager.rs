@@ -7,18 +7,8 @@ use std::sync::Arc;
 use crate::call::Signal;
 use crate::config::Config;
 use crate::events::EventQueues;
+use crate::logs::{RPC_SPAN_NAME, RPC_SPAN_TARGET};
 use crate::{ApiVersion, Folders, RpcClient, RpcError};
-
-/// Target and name of every manager's span: log routing finds a service's records by them.
-/// The target is the module path the span always had, so filters written against it still
-/// match.
-pub(crate) const RPC_SPAN_TARGET: &str = "grpc_helper::manager";
-pub(crate) const RPC_SPAN_NAME: &str = "rpc";
-
-/// Whether `metadata` is a manager's span (the one [`ManagerContext::span`] returns).
-pub(crate) fn is_rpc_span(metadata: &tracing::Metadata<'_>) -> bool {
-    metadata.is_span() && metadata.name() == RPC_SPAN_NAME && metadata.target() == RPC_SPAN_TARGET
-}
 
 /// A boxed `Send` future, as returned by the manager hooks.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

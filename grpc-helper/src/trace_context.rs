@@ -74,7 +74,7 @@ pub(crate) fn inject_current(headers: &mut HeaderMap) {
     let current = tracing::Span::current();
     match current.metadata() {
         None => {}
-        Some(metadata) if crate::manager::is_rpc_span(metadata) => {}
+        Some(metadata) if crate::logs::is_rpc_span(metadata) => {}
         Some(_) => inject(&current, headers),
     }
 }

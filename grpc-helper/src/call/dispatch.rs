@@ -66,7 +66,7 @@ impl<M: Manager> Hosted<M> {
         snapshot: SnapshotFn<Req>,
     ) -> (Call, Result<(Req, CallContext), RpcError>) {
         let (metadata, extensions, message) = request.into_parts();
-        let peer = extensions.get::<crate::server::ConnInfo>().map(crate::server::ConnInfo::peer);
+        let peer = extensions.get::<super::ConnInfo>().map(super::ConnInfo::peer);
         if snapshot.is_none() {
             // A client stream: waiting for its next message is no stall.
             super::ReadDeadline::relax_in(&extensions);

@@ -8,6 +8,7 @@
 mod context;
 mod dispatch;
 mod panic;
+mod peer;
 mod pending;
 mod signal;
 mod signature;
@@ -20,6 +21,7 @@ pub use self::context::CallContext;
 pub(crate) use self::context::{AdminCaller, Authenticated};
 pub use self::dispatch::{Hosted, HostedRoute, MessageLimits, ServiceRoute, route, server_streaming, unary};
 pub(crate) use self::dispatch::{HostedFuture, resource_exhausted};
+pub(crate) use self::peer::{ConnInfo, peer_of};
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;
 pub(crate) use self::signal::Signal;

@@ -10,8 +10,8 @@ use parking_lot::RwLock;
 use tracing::level_filters::LevelFilter;
 use tracing::{Level, Metadata};
 
+use super::is_rpc_span;
 use crate::api::LoggerLevel;
-use crate::manager::is_rpc_span;
 
 /// What is set for one logger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

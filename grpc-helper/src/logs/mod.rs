@@ -42,6 +42,17 @@ pub(crate) use self::throttle::{Throttle, clipped, left_out};
 use crate::api::{LoggerLevel, ResultCode};
 use crate::{Folders, RpcError};
 
+/// Target and name of every manager's span: log routing finds a service's records by them.
+/// The target is the module path the span always had, so filters written against it still
+/// match.
+pub(crate) const RPC_SPAN_TARGET: &str = "grpc_helper::manager";
+pub(crate) const RPC_SPAN_NAME: &str = "rpc";
+
+/// Whether `metadata` is a manager's span (the one [`ManagerContext::span`](crate::ManagerContext::span) returns).
+pub(crate) fn is_rpc_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.name() == RPC_SPAN_NAME && metadata.target() == RPC_SPAN_TARGET
+}
+
 /// Name of the persisted logger settings.
 pub(crate) const LOGGERS_FILE: &str = "loggers.json";
 

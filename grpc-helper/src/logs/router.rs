@@ -150,7 +150,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !crate::manager::is_rpc_span(attrs.metadata()) {
+        if !super::is_rpc_span(attrs.metadata()) {
             return;
         }
         let mut visitor = TagVisitor::default();

@@ -41,7 +41,6 @@ mod signals;
 
 pub use self::builder::RpcServerBuilder;
 pub use self::core::RpcServer;
-pub(crate) use self::incoming::ConnInfo;
 pub use self::proxy_options::RegisterHost;
 pub use self::runtime::runtime;
 pub use crate::call::PendingCall;

@@ -11,10 +11,11 @@ use tonic::service::{Routes, RoutesBuilder};
 use tower::Service;
 
 use super::grace::{GraceOver, Graced};
-use super::incoming::{CancelSignal, ConnectionLimits, Incoming, Tracked, peer_of, replay_charge_of};
+use super::incoming::{CancelSignal, ConnectionLimits, Incoming, Tracked, replay_charge_of};
 use crate::RpcError;
 use crate::api::ResultCode;
 use crate::auth::Gate;
+use crate::call::peer_of;
 use crate::call::{HostedFuture, ServiceRoute, resource_exhausted};
 use crate::compression::{Compression, compressed};
 use crate::proxy::Proxies;

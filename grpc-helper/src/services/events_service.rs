@@ -15,7 +15,7 @@ mod wire {
     include!(concat!(env!("OUT_DIR"), "/event_service_server.rs"));
 
     // What `build::compile` writes beside its servers, for this hand-built one.
-    use crate::__private::{MethodRequest, method_key};
+    use crate::call::{MethodRequest, method_key};
     use event_service_server::EventServiceServer;
     #[diagnostic::do_not_recommend]
     impl<T> MethodRequest<{ method_key("listen") }> for EventServiceServer<T> {

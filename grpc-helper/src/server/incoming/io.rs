@@ -14,9 +14,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use crate::call::ConnInfo;
+
 use super::pings::{PingPolicy, PingWatch};
 use super::registry::{ConnState, Connections};
-use super::tracked::ConnInfo;
 
 enum Transport {
     Plain(TcpStream),
@@ -110,7 +111,7 @@ impl Connected for Connection {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
-        ConnInfo { state: Arc::clone(&self.state) }
+        ConnInfo::new(self.state.peer, Arc::clone(&self.state) as _)
     }
 }
 

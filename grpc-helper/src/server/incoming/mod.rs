@@ -19,4 +19,4 @@ mod tracked;
 pub(crate) use self::accept::{Incoming, bind, port_busy};
 pub(crate) use self::limits::ConnectionLimits;
 pub(crate) use self::registry::{CancelSignal, Connections};
-pub(crate) use self::tracked::{ConnInfo, Tracked, peer_of, replay_charge_of};
+pub(crate) use self::tracked::{Tracked, replay_charge_of};

@@ -3,7 +3,6 @@
 //! lock per call.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,15 +11,16 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 use super::registry::ConnState;
+use crate::call::ConnInfo;
 use crate::server::metered::meter;
 
 /// Counts a call on its connection until its response body is dropped.
 struct CallGuard(Arc<ConnState>);
 
 impl CallGuard {
-    fn new(state: &Arc<ConnState>) -> Self {
+    fn new(state: Arc<ConnState>) -> Self {
         state.calls.fetch_add(1, Ordering::AcqRel);
-        Self(Arc::clone(state))
+        Self(state)
     }
 }
 
@@ -43,32 +43,17 @@ impl<S> Tracked<S> {
     }
 }
 
-/// What tonic attaches to every request of a connection: the connection's state.
-#[derive(Clone)]
-pub(crate) struct ConnInfo {
-    pub(super) state: Arc<ConnState>,
-}
-
-impl ConnInfo {
-    /// The connection's TCP peer.
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.state.peer
-    }
+/// The server's record of the connection a request came on (`None` outside a server
+/// connection).
+fn connection_of<B>(request: &http::Request<B>) -> Option<Arc<ConnState>> {
+    let info = request.extensions().get::<ConnInfo>()?;
+    Arc::clone(info.state()).downcast::<ConnState>().ok()
 }
 
 /// The budget that a forwarded request's replay copy is charged to: its connection's.
 pub(crate) fn replay_charge_of<B>(request: &http::Request<B>) -> Option<crate::client::ReplayCharge> {
     let meter = Arc::clone(&connection_of(request)?.meter);
     Some(crate::client::ReplayCharge(meter))
-}
-
-/// The TCP peer of the connection a request came on (`None` outside a server connection).
-pub(crate) fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
-    connection_of(request).map(|state| state.peer.ip())
-}
-
-fn connection_of<B>(request: &http::Request<B>) -> Option<&Arc<ConnState>> {
-    request.extensions().get::<ConnInfo>().map(|info| &info.state)
 }
 
 impl<S, B> tower::Service<http::Request<tonic::body::Body>> for Tracked<S>
