@@ -31,12 +31,40 @@ pub(crate) const API_VERSION: HeaderName = HeaderName::from_static(key::API_VERS
 /// gRFC A6 server pushback: a negative value asks clients not to retry the call.
 pub(crate) const RETRY_PUSHBACK: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// The hops of a call forwarded by main servers (their ids, comma-separated): loops are cut
 /// with it, and a forwarded call is never taken for one from this machine.
 pub(crate) const VIA_KEY: &str = "rpc-proxy-via";
 pub(crate) const VIA: HeaderName = HeaderName::from_static(VIA_KEY);
+pub(crate) const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+pub(crate) const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+/// A gRPC message's prefix: a compressed flag, then the length (4 bytes, big endian).
+pub(crate) const MESSAGE_PREFIX: usize = 5;
+
+/// An encoding's `grpc-encoding` name (of those grpc-helper speaks: gzip, deflate, zstd).
+pub(crate) fn encoding_name(encoding: tonic::codec::CompressionEncoding) -> &'static str {
+    use tonic::codec::CompressionEncoding::{Deflate, Gzip};
+    match encoding {
+        Gzip => "gzip",
+        Deflate => "deflate",
+        _ => "zstd",
+    }
+}
+
+/// The encoding a `grpc-encoding` name stands for, if grpc-helper speaks it.
+pub(crate) fn encoding_named(name: &str) -> Option<tonic::codec::CompressionEncoding> {
+    use tonic::codec::CompressionEncoding::{Deflate, Gzip, Zstd};
+    [Gzip, Deflate, Zstd].into_iter().find(|&e| encoding_name(e) == name)
+}
+
+/// `grpc-status` values, as headers and trailers carry them.
+pub(crate) mod status {
+    pub(crate) const RESOURCE_EXHAUSTED: &str = "8";
+    pub(crate) const OUT_OF_RANGE: &str = "11";
+    pub(crate) const UNIMPLEMENTED: &str = "12";
+    pub(crate) const UNAVAILABLE: &str = "14";
+}
+
 /// Trailer carrying the numeric result code on a gRPC status (replies without `r`).
 pub(crate) const RESULT_CODE: &str = "result-code";
 

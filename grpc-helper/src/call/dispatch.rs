@@ -22,7 +22,7 @@ use super::pending::{PendingCalls, PendingGuard};
 use super::trace::{SnapshotFn, render};
 use crate::api::ResultCode;
 use crate::message::ReplyLen;
-use crate::wire::{GRPC_MESSAGE, GRPC_STATUS};
+use crate::wire::{self, GRPC_STATUS};
 use crate::{ApiVersion, CallContext, CallerMetadata, Manager, ManagerContext, ReplyStream, RpcError, RpcMessage};
 
 /// Target of the per-call log lines (`[RPC] caller >>> Service.method (request)`, failures):
@@ -473,20 +473,14 @@ pub fn route<S: HostedRoute + NamedService>(service: S) -> ServiceRoute {
 
 pub(crate) type HttpResponse = http::Response<tonic::body::Body>;
 
-/// tonic refuses an oversized request before the handler runs, with a trailers-only answer:
-/// the status is in the response headers (one lookup on the hot path, absent on success).
+/// tonic refuses an oversized request before the handler runs, with a trailers-only
+/// OUT_OF_RANGE: the status is in the response headers (one lookup on the hot path, absent on
+/// success). OUT_OF_RANGE is tonic's code for its message length limits and nothing else, and
+/// grpc-helper never answers it: so it is told apart by its code, whatever tonic's wording.
 pub(crate) fn resource_exhausted(mut response: HttpResponse) -> HttpResponse {
     let headers = response.headers_mut();
-    if headers.get(GRPC_STATUS).is_some_and(|code| code.as_bytes() == b"11")
-        && headers.get(GRPC_MESSAGE).is_some_and(|m| {
-            let m = m.as_bytes();
-            m.windows(TOO_LARGE.len()).any(|w| w == TOO_LARGE.as_bytes())
-        })
-    {
-        headers.insert(GRPC_STATUS, http::HeaderValue::from_static("8"));
+    if headers.get(GRPC_STATUS).is_some_and(|code| code == wire::status::OUT_OF_RANGE) {
+        headers.insert(GRPC_STATUS, http::HeaderValue::from_static(wire::status::RESOURCE_EXHAUSTED));
     }
     response
 }
-
-/// How tonic's decoder words it (percent-encoded in `grpc-message`; pinned by a test).
-const TOO_LARGE: &str = "decoded%20message%20length%20too%20large";

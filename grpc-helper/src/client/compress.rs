@@ -13,10 +13,8 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codec::CompressionEncoding;
 
-const ENCODING: &str = "grpc-encoding";
-const ACCEPT_ENCODING: &str = "grpc-accept-encoding";
-/// gRPC message prefix: a compressed flag, then the length (big endian).
-const PREFIX: usize = 5;
+use crate::wire::{self, GRPC_ACCEPT_ENCODING as ACCEPT_ENCODING, GRPC_ENCODING as ENCODING, MESSAGE_PREFIX as PREFIX};
+
 /// Largest expanded reply message: tonic's default decoding limit, so that a small compressed
 /// message cannot make the client allocate without bound.
 const MAX_EXPANDED: u64 = 4 * 1024 * 1024;
@@ -28,7 +26,7 @@ pub(super) fn compress_request(request: &mut http::Request<Body>, encoding: Comp
     if headers.contains_key(ENCODING) || headers.contains_key(ACCEPT_ENCODING) {
         return false;
     }
-    headers.insert(ENCODING, HeaderValue::from_static(name(encoding)));
+    headers.insert(ENCODING, HeaderValue::from_static(wire::encoding_name(encoding)));
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip,deflate,zstd"));
     let body = std::mem::replace(request.body_mut(), Body::empty());
     *request.body_mut() = Body::new(Reframed::new(body, Direction::Compress(encoding)));
@@ -37,22 +35,10 @@ pub(super) fn compress_request(request: &mut http::Request<Body>, encoding: Comp
 
 /// Expands a compressed reply for a stub that did not ask for compression itself.
 pub(super) fn expand_reply(mut response: http::Response<Body>) -> http::Response<Body> {
-    let encoding = match response.headers().get(ENCODING).and_then(|v| v.to_str().ok()) {
-        Some("gzip") => CompressionEncoding::Gzip,
-        Some("deflate") => CompressionEncoding::Deflate,
-        Some("zstd") => CompressionEncoding::Zstd,
-        _ => return response,
-    };
+    let named = response.headers().get(ENCODING).and_then(|v| v.to_str().ok()).and_then(wire::encoding_named);
+    let Some(encoding) = named else { return response };
     response.headers_mut().remove(ENCODING);
     response.map(|body| Body::new(Reframed::new(body, Direction::Expand(encoding))))
-}
-
-fn name(encoding: CompressionEncoding) -> &'static str {
-    match encoding {
-        CompressionEncoding::Gzip => "gzip",
-        CompressionEncoding::Deflate => "deflate",
-        _ => "zstd",
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -176,7 +162,7 @@ fn expand(payload: &[u8], encoding: CompressionEncoding) -> Result<Vec<u8>, Stat
         }
         _ => zstd::stream::read::Decoder::new(payload)?.take(MAX_EXPANDED + 1).read_to_end(&mut out),
     };
-    done.map_err(|e| Status::internal(format!("expanding a {} reply failed: {e}", name(encoding))))?;
+    done.map_err(|e| Status::internal(format!("expanding a {} reply failed: {e}", wire::encoding_name(encoding))))?;
     if out.len() as u64 > MAX_EXPANDED {
         return Err(Status::resource_exhausted(format!("a reply expands beyond {MAX_EXPANDED} bytes")));
     }

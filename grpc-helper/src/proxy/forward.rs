@@ -73,7 +73,8 @@ impl Proxies {
             let backend = outcome.backend.as_deref().unwrap_or("none");
             // A backend's UNIMPLEMENTED (a made-up path) is trailers-only: its status is here.
             let answered = outcome.backend.is_some() && outcome.code == "OK";
-            let method = answered && response.headers().get(wire::GRPC_STATUS).is_none_or(|s| s.as_bytes() != b"12");
+            let method =
+                answered && response.headers().get(wire::GRPC_STATUS).is_none_or(|s| s != wire::status::UNIMPLEMENTED);
             if answered {
                 measured.reached();
             }

@@ -22,6 +22,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::call::ReadDeadline;
+use crate::wire::MESSAGE_PREFIX;
 
 /// Messages up to this size are charged to their connection's budget only.
 pub(crate) const SMALL: usize = 64 * 1024;
@@ -160,7 +161,7 @@ impl Metered {
         while !data.is_empty() {
             match &mut self.framing {
                 Framing::Prefix { read, len } => {
-                    let take = (5 - *read).min(data.len());
+                    let take = (MESSAGE_PREFIX - *read).min(data.len());
                     for &byte in &data[..take] {
                         if *read > 0 {
                             *len = (*len << 8) | usize::from(byte);
@@ -168,7 +169,7 @@ impl Metered {
                         *read += 1;
                     }
                     data = &data[take..];
-                    if *read == 5 {
+                    if *read == MESSAGE_PREFIX {
                         let len = *len;
                         self.start_message(len)?;
                     }

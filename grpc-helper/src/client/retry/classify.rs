@@ -74,7 +74,7 @@ pub(super) fn failure_status(error: tonic::transport::Error) -> tonic::Status {
 
 /// A trailers-only response carrying `grpc-status: 14` (UNAVAILABLE).
 pub(super) fn is_unavailable(headers: &HeaderMap) -> bool {
-    headers.get(GRPC_STATUS).is_some_and(|v| v.as_bytes() == b"14")
+    headers.get(GRPC_STATUS).is_some_and(|v| v == crate::wire::status::UNAVAILABLE)
 }
 
 /// Server pushback forbidding retries (gRFC A6: a negative `grpc-retry-pushback-ms`), sent with
