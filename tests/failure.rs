@@ -101,9 +101,9 @@ async fn a_panic_is_an_in_band_error_with_its_message_and_stack() {
     .await;
 }
 
-/// A panic's stack goes to callers on the server's machine, or authenticated by its guard:
-/// a call forwarded by a main server on the same machine is neither, unless the main server
-/// passes on credentials the backend's guard accepts.
+/// A panic's stack goes to callers on the server's machine, or authenticated by its guard for
+/// the call: a call forwarded by a main server on the same machine is neither, unless the main
+/// server passes on credentials the backend's guard accepts (for a guarded method).
 #[tokio::test]
 async fn a_forwarded_call_gets_the_stack_only_when_authenticated() {
     use grpc_helper::api::ProxyRegisterRequest;
@@ -112,7 +112,9 @@ async fn a_forwarded_call_gets_the_stack_only_when_authenticated() {
         backtraces_on();
         for token in [None, Some("backend-secret")] {
             let backend = match token {
-                Some(token) => server_builder().auth_guard(BearerToken::new(token)),
+                Some(token) => {
+                    server_builder().auth_guard(BearerToken::new(token)).guard_method("/SampleService/method1")
+                }
                 None => server_builder(),
             };
             let backend = backend.manager(Panicky).start().await.unwrap();

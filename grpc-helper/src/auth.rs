@@ -230,23 +230,24 @@ impl Gate {
         ADMIN_VIEWS.contains(&path) && self.admits(path, headers, peer)
     }
 
-    /// Whether the guard accepts the caller's credentials (`false` without a guard).
-    pub(crate) fn authenticated(&self, path: &str, headers: &HeaderMap) -> bool {
-        self.guard.as_ref().is_some_and(|guard| guard.check(path, headers).is_ok())
-    }
-
     /// Whether the caller administers this server (what its admin RPCs would let through).
     pub(crate) fn admits(&self, path: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
         self.peer_allowed(peer, headers) && self.guard.as_ref().is_none_or(|guard| guard.check(path, headers).is_ok())
     }
 
-    /// The refusal of a call, if it is guarded and refused (logged, without the credentials).
-    pub(crate) fn refuse(&self, path: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Status> {
+    /// The refusal of a call, if it is guarded and refused (logged, without the credentials);
+    /// else whether the guard checked the caller's credentials and accepted them (each call is
+    /// checked once: a guard may count or log what it sees).
+    pub(crate) fn refuse(&self, path: &str, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<bool, Status> {
         if self.lengths & length_bit(path) == 0 || !self.paths.contains(path) {
-            return None;
+            return Ok(false);
         }
         let status = if self.peer_allowed(peer, headers) {
-            self.guard.as_ref()?.check(path, headers).err()?
+            let Some(guard) = &self.guard else { return Ok(false) };
+            match guard.check(path, headers) {
+                Ok(()) => return Ok(true),
+                Err(status) => status,
+            }
         } else {
             Status::permission_denied(self.network_refusal(path, peer))
         };
@@ -263,7 +264,7 @@ impl Gate {
                 left_out(skipped)
             );
         }
-        Some(status)
+        Err(status)
     }
 
     fn network_refusal(&self, path: &str, peer: Option<IpAddr>) -> String {

@@ -61,7 +61,6 @@ pub(crate) fn encoding_named(name: &str) -> Option<tonic::codec::CompressionEnco
 pub(crate) mod status {
     pub(crate) const RESOURCE_EXHAUSTED: &str = "8";
     pub(crate) const OUT_OF_RANGE: &str = "11";
-    pub(crate) const UNIMPLEMENTED: &str = "12";
     pub(crate) const UNAVAILABLE: &str = "14";
 }
 

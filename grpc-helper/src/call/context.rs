@@ -8,8 +8,9 @@ use crate::{CallerMetadata, ManagerContext};
 #[derive(Clone, Copy)]
 pub(crate) struct AdminCaller;
 
-/// In a request's extensions: the server's auth guard accepted the caller's credentials (a
-/// panic's stack may go to it, as to a caller on this machine).
+/// In a request's extensions: the server's auth guard checked the caller's credentials for
+/// this call (a guarded method) and accepted them; a panic's stack may go to it, as to a caller
+/// on this machine.
 #[derive(Clone, Copy)]
 pub(crate) struct Authenticated;
 

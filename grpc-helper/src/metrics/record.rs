@@ -44,9 +44,16 @@ impl Measured {
         self.0.reached.store(true, Ordering::Relaxed);
     }
 
-    /// The server's instruments.
-    pub(crate) fn metrics(&self) -> &ServerMetrics {
-        &self.1
+    /// Counts a call of a proxied service: sent to `backend` (none registered: `None`), with
+    /// `outcome` (`OK` when the backend answered, else the in-band code the proxy answered).
+    pub(crate) fn forwarded(&self, path: &str, backend: Option<&str>, outcome: &'static str, reply: &http::HeaderMap) {
+        let answered = backend.is_some() && outcome == "OK";
+        // A backend's UNIMPLEMENTED (a made-up path) is trailers-only: its status is here.
+        let method = answered && grpc_status(reply) != Some(tonic::Code::Unimplemented as i32);
+        if answered {
+            self.reached();
+        }
+        self.1.forwarded(path, method, backend.unwrap_or("none"), outcome);
     }
 }
 

@@ -70,15 +70,7 @@ impl Proxies {
             let path = request.uri().path().to_owned();
             let mut outcome = Outcome::default();
             let response = self.forward_noting(index, request, &mut outcome).await;
-            let backend = outcome.backend.as_deref().unwrap_or("none");
-            // A backend's UNIMPLEMENTED (a made-up path) is trailers-only: its status is here.
-            let answered = outcome.backend.is_some() && outcome.code == "OK";
-            let method =
-                answered && response.headers().get(wire::GRPC_STATUS).is_none_or(|s| s != wire::status::UNIMPLEMENTED);
-            if answered {
-                measured.reached();
-            }
-            measured.metrics().forwarded(&path, method, backend, outcome.code);
+            measured.forwarded(&path, outcome.backend.as_deref(), outcome.code, response.headers());
             return response;
         }
         self.forward_noting(index, request, &mut Outcome::default()).await

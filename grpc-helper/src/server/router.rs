@@ -170,11 +170,10 @@ impl Router {
         if self.gate.admin_view(request.uri().path(), request.headers(), peer_of(&request)) {
             request.extensions_mut().insert(crate::call::AdminCaller);
         }
-        if self.gate.authenticated(request.uri().path(), request.headers()) {
-            request.extensions_mut().insert(crate::call::Authenticated);
-        }
-        if let Some(status) = self.gate.refuse(request.uri().path(), request.headers(), peer_of(&request)) {
-            return RouteFuture::Refused { response: Some(status.into_http()) };
+        match self.gate.refuse(request.uri().path(), request.headers(), peer_of(&request)) {
+            Err(status) => return RouteFuture::Refused { response: Some(status.into_http()) },
+            Ok(true) => drop(request.extensions_mut().insert(crate::call::Authenticated)),
+            Ok(false) => {}
         }
         match self.proxies.route(request.uri().path()) {
             Some(index) => {
