@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::call::Signal;
+use crate::call::StopSignal;
 use crate::config::Config;
 use crate::events::EventQueues;
 use crate::logs::{RPC_SPAN_NAME, RPC_SPAN_TARGET};
@@ -106,9 +106,9 @@ struct ContextInner {
     folders: Folders,
     events: Option<Arc<dyn EventQueues>>,
     /// Fired when shutdown starts.
-    shutting_down: Signal,
+    shutting_down: StopSignal,
     /// Fired once the shutdown hooks ran: reply streams still open end then.
-    end_streams: Arc<Signal>,
+    end_streams: Arc<StopSignal>,
 }
 
 impl ManagerContext {
@@ -128,7 +128,7 @@ impl ManagerContext {
             config,
             folders,
             events,
-            shutting_down: Signal::default(),
+            shutting_down: StopSignal::default(),
             end_streams: Arc::default(),
         }))
     }
@@ -360,7 +360,7 @@ impl ManagerContext {
         self.0.end_streams.fire();
     }
 
-    pub(crate) fn streams_end(&self) -> &Arc<Signal> {
+    pub(crate) fn streams_end(&self) -> &Arc<StopSignal> {
         &self.0.end_streams
     }
 }

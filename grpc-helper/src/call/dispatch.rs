@@ -17,9 +17,9 @@ use tonic::{Request, Response, Status};
 
 use tokio::sync::futures::OwnedNotified;
 
-use super::Signal;
+use super::StopSignal;
 use super::pending::{PendingCalls, PendingGuard};
-use super::trace::{SnapshotFn, render};
+use super::render::{SnapshotFn, render};
 use crate::api::ResultCode;
 use crate::message::ReplyLen;
 use crate::wire::{self, GRPC_STATUS};
@@ -332,7 +332,7 @@ struct OutStream<T> {
     call: Option<Call>,
     /// The manager's span, for the stream's last log line (its service's log file).
     span: tracing::Span,
-    end: Arc<Signal>,
+    end: Arc<StopSignal>,
     end_registered: Option<Pin<Box<OwnedNotified>>>,
     /// The manager's stream was polled once after the end signal.
     last_look: bool,

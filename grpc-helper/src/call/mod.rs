@@ -10,9 +10,9 @@ mod dispatch;
 mod panic;
 mod peer;
 mod pending;
-mod signal;
+mod render;
 mod signature;
-mod trace;
+mod stop_signal;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +24,9 @@ pub(crate) use self::dispatch::{HostedFuture, resource_exhausted};
 pub(crate) use self::peer::{ConnInfo, peer_of};
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;
-pub(crate) use self::signal::Signal;
+pub use self::render::{Probe, SnapshotByClone, SnapshotNone};
 pub use self::signature::{FromProtoRequest, MethodRequest, method_key};
-pub use self::trace::{Probe, SnapshotByClone, SnapshotNone};
+pub(crate) use self::stop_signal::StopSignal;
 use crate::compression::Compression;
 use crate::{Manager, RpcError};
 

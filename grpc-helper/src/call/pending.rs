@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::trace::{Snapshot, render};
+use super::render::{Snapshot, render};
 use crate::CallerMetadata;
 
 /// A call being served, as listed by [`RpcServer::pending_calls`](crate::RpcServer::pending_calls).

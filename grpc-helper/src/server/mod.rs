@@ -21,15 +21,15 @@
 //! ```
 
 mod admin;
+mod budget;
 mod builder;
-mod core;
 mod dump;
 mod grace;
 mod health;
 mod hosting;
 mod incoming;
+mod lifecycle;
 mod main_server;
-mod metered;
 #[cfg(feature = "otel")]
 mod prometheus;
 mod proxy_options;
@@ -40,7 +40,7 @@ mod setup;
 mod signals;
 
 pub use self::builder::RpcServerBuilder;
-pub use self::core::RpcServer;
+pub use self::lifecycle::RpcServer;
 pub use self::proxy_options::RegisterHost;
 pub use self::runtime::runtime;
 pub use crate::call::PendingCall;

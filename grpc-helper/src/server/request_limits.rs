@@ -1,5 +1,5 @@
 //! Builder methods for the limits on what clients send: requests being received (see
-//! `metered`), and HTTP/2 pings (gRFC A8).
+//! `budget`), and HTTP/2 pings (gRFC A8).
 
 use std::time::Duration;
 

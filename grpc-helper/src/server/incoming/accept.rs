@@ -19,7 +19,7 @@ use super::pings::PingPolicy;
 use super::registry::{CancelSignal, ConnState, Connections};
 use crate::RpcError;
 use crate::api::ResultCode;
-use crate::server::metered::{ConnectionMeter, RequestBudget};
+use crate::server::budget::{ConnectionMeter, RequestBudget};
 
 /// The listener as a stream of connections (TCP_NODELAY set, registered for cutting).
 pub(crate) struct Incoming {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::pings::PingPolicy;
-use crate::server::metered::RequestBudget;
+use crate::server::budget::RequestBudget;
 
 /// Transport limits of a server (see the `RpcServerBuilder` methods of the same names).
 #[derive(Clone, Copy, Debug)]

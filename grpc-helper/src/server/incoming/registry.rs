@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::ConnectionLimits;
-use crate::server::metered::ConnectionMeter;
+use crate::server::budget::ConnectionMeter;
 
 /// Bytes of a client's HTTP/2 preface plus a SETTINGS frame header: a connection that sent
 /// fewer has not started.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::registry::ConnState;
 use crate::call::ConnInfo;
-use crate::server::metered::meter;
+use crate::server::budget::meter;
 
 /// Counts a call on its connection until its response body is dropped.
 struct CallGuard(Arc<ConnState>);

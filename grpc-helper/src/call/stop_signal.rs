@@ -10,12 +10,12 @@ use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 
 #[derive(Default)]
-pub(crate) struct Signal {
+pub(crate) struct StopSignal {
     fired: AtomicBool,
     notify: Arc<Notify>,
 }
 
-impl Signal {
+impl StopSignal {
     pub(crate) fn fire(&self) {
         self.fired.store(true, Ordering::Release);
         self.notify.notify_waiters();
