@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "compression",
         "tls",
         "reply",
+        "random",
     ],
     // Configuration, logs, caller metadata, the admin gate.
     &["config", "nats", "logs", "metadata", "auth"],

@@ -73,6 +73,7 @@ mod names;
 mod nats;
 mod persist;
 mod proxy;
+mod random;
 mod reply;
 pub mod server;
 mod services;

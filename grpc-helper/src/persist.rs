@@ -38,7 +38,7 @@ fn lock_of(path: &Path) -> Arc<Mutex<()>> {
 fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
     let mut last = None;
     for _ in 0..8 {
-        let temp = dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), fastrand::u64(..)));
+        let temp = dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), crate::random::u64()));
         match OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(&temp) {
             Ok(file) => return Ok((temp, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),

@@ -194,9 +194,7 @@ impl LocalEvents {
             return Err(super::usage::too_many_from(peer, mine, limits.max_per_peer, ""));
         }
         let id = loop {
-            let id = getrandom::u32().map_err(|e| {
-                RpcError::new(ResultCode::ErrorStateUnreachable, format!("No random queue id from the system: {e}"))
-            })?;
+            let id = crate::random::queue_id()?;
             if id != 0 && !inner.queues.contains_key(&id) {
                 break id;
             }

@@ -66,7 +66,7 @@ impl Backends {
             local_addr,
             retry_window,
             options,
-            hop_id: format!("{:016x}", fastrand::u64(..)),
+            hop_id: format!("{:016x}", crate::random::u64()),
             clients: Mutex::new(HashMap::new()),
         }
     }

@@ -76,7 +76,7 @@ impl RetryPolicy {
     /// Full jitter: uniform in `[0, min(initial · 2^attempt, max)]`.
     fn delay(&self, attempt: u32) -> Duration {
         let ceiling = self.initial_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
-        ceiling.mul_f64(fastrand::f64())
+        ceiling.mul_f64(crate::random::fraction())
     }
 }
 

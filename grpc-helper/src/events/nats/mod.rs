@@ -139,9 +139,7 @@ impl NatsEvents {
         // Before (a cheap refusal) and after the consumer is made (replicas race: the earliest stay).
         self.within_caps(peer, None).await?;
         let id = loop {
-            let id = getrandom::u32().map_err(|e| {
-                RpcError::new(ResultCode::ErrorStateUnreachable, format!("No random queue id from the system: {e}"))
-            })?;
+            let id = crate::random::queue_id()?;
             if id != 0 && self.stream.consumer_info(consumer_name(id)).await.is_err() {
                 break id;
             }
