@@ -241,35 +241,14 @@ fn host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// The first IPv4 address of an interface that is up and not loopback, read from the interface
-/// list (no network traffic); loopback when there is none.
+/// The first IPv4 address of an interface that is running and not loopback, read from the
+/// interface list (no network traffic); loopback when there is none.
 fn outbound_ip() -> String {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates the list, freed below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return "127.0.0.1".to_owned();
-    }
-    let mut found = None;
-    let mut cursor = list;
-    while !cursor.is_null() && found.is_none() {
-        // SAFETY: cursor walks the list returned by getifaddrs, which is still allocated.
-        let entry = unsafe { &*cursor };
-        let up = entry.ifa_flags & (libc::IFF_UP as libc::c_uint) != 0;
-        let loopback = entry.ifa_flags & (libc::IFF_LOOPBACK as libc::c_uint) != 0;
-        if up && !loopback && !entry.ifa_addr.is_null() {
-            // SAFETY: ifa_addr is non-null; its family says which sockaddr type it points to.
-            let family = unsafe { (*entry.ifa_addr).sa_family };
-            if i32::from(family) == libc::AF_INET {
-                // SAFETY: AF_INET addresses are sockaddr_in.
-                let addr = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-                found = Some(std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)));
-            }
-        }
-        cursor = entry.ifa_next;
-    }
-    // SAFETY: list came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(list) };
-    found.map_or_else(|| "127.0.0.1".to_owned(), |ip| ip.to_string())
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    let up = interfaces.iter().filter(|i| i.is_oper_up() && !i.is_loopback());
+    up.map(if_addrs::Interface::ip)
+        .find(std::net::IpAddr::is_ipv4)
+        .map_or_else(|| "127.0.0.1".to_owned(), |ip| ip.to_string())
 }
 
 #[cfg(test)]
