@@ -70,6 +70,7 @@ async fn dump_lists_nothing_pending_when_idle_and_names_the_logs_folder_item() {
         let server = server_builder()
             .folders(Folders::default().workspace(dir.path()))
             .cli_config([("rpc-logs-folder".to_owned(), "my-logs".to_owned())])
+            .with_events()
             .manager(Sample::new(&EventLog::default(), Duration::ZERO))
             .start()
             .await
@@ -80,6 +81,7 @@ async fn dump_lists_nothing_pending_when_idle_and_names_the_logs_folder_item() {
         let text = std::fs::read_to_string(path).unwrap();
         assert!(text.contains("Pending RPC calls: (0)"), "{text}");
         assert!(text.contains(", serving"), "{text}");
+        assert!(text.contains("Events queues: 0 (0 listening, 0 retained), 0 events waiting, 0 dropped"), "{text}");
         server.shutdown().await;
     })
     .await;

@@ -117,15 +117,14 @@ pub(crate) trait EventQueues: Send + Sync + 'static {
     /// Ends every stream with a last `ERROR_STREAM_SHUTDOWN` message.
     fn shutdown(&self);
 
-    /// Every queue's counters added up, for the metrics; `None` when they live elsewhere (NATS).
-    #[cfg(feature = "otel")]
+    /// Every queue's counters added up, for the metrics and the debug dump; `None` when they
+    /// live elsewhere (NATS).
     fn totals(&self) -> Option<EventTotals> {
         None
     }
 }
 
-/// The queues of a server, added up (the events metrics).
-#[cfg(feature = "otel")]
+/// The queues of a server, added up (the events metrics, the debug dump).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EventTotals {
     /// Queues open or retained.

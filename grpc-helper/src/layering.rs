@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["config", "nats", "logs", "metadata", "auth"],
     &["events"],
     // One call: its path through a hosted method, its metrics and its trace context.
-    &["call", "metrics", "trace_context"],
+    &["call", "telemetry"],
     &["manager", "client"],
     &["proxy", "services"],
     &["server", "cli", "__private", "fuzz_api", "layering"],

@@ -66,8 +66,6 @@ pub mod logs;
 mod manager;
 mod message;
 mod metadata;
-#[cfg(feature = "otel")]
-mod metrics;
 mod names;
 #[cfg(feature = "nats")]
 mod nats;
@@ -77,9 +75,8 @@ mod random;
 mod reply;
 pub mod server;
 mod services;
+mod telemetry;
 pub mod tls;
-#[cfg(feature = "otel")]
-mod trace_context;
 mod version;
 mod wire;
 

@@ -74,10 +74,9 @@ impl<M: Manager> Hosted<M> {
         let caller = CallerMetadata::from_headers(metadata.as_ref());
         let service = self.grpc_name;
         // Its own span, in its manager's span, when the caller sent a trace context.
-        #[cfg(feature = "otel")]
-        let span = crate::trace_context::remote_child(metadata.as_ref(), || {
+        let span = crate::telemetry::trace::remote_child(metadata.as_ref(), || {
             tracing::info_span!(
-                target: crate::trace_context::TARGET,
+                target: crate::telemetry::trace::TARGET,
                 parent: self.context.span(),
                 "grpc.server",
                 otel.name = %format_args!("{service}/{method}"),
@@ -107,9 +106,7 @@ impl<M: Manager> Hosted<M> {
                 || (peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
                     && !metadata.as_ref().contains_key(crate::wire::VIA)),
             traced,
-            #[cfg(feature = "otel")]
-            measured: extensions.get::<crate::metrics::Measured>().cloned(),
-            #[cfg(feature = "otel")]
+            measured: extensions.get::<crate::telemetry::Measured>().cloned(),
             span,
         };
         let admin = extensions.get::<super::AdminCaller>().is_some();
@@ -128,17 +125,14 @@ struct Call {
     /// The caller, when the call is traced (DEBUG on at its start).
     traced: Option<String>,
     /// The server's metrics, when they are on.
-    #[cfg(feature = "otel")]
-    measured: Option<crate::metrics::Measured>,
+    measured: Option<crate::telemetry::Measured>,
     /// The call's own span, when the caller sent a trace context.
-    #[cfg(feature = "otel")]
     span: Option<tracing::Span>,
 }
 
 impl Call {
     /// The span the handler runs in: the call's own, or its manager's.
     fn span<'s>(&'s self, manager: &'s tracing::Span) -> &'s tracing::Span {
-        #[cfg(feature = "otel")]
         if let Some(span) = &self.span {
             return span;
         }
@@ -146,7 +140,6 @@ impl Call {
     }
 
     /// Counts the in-band result code of the reply (OK for a success).
-    #[cfg(feature = "otel")]
     fn count(&self, outcome: Result<(), &RpcError>) {
         if let Some(measured) = &self.measured {
             let code = outcome.map_or_else(RpcError::code, |()| ResultCode::Ok as i32);
@@ -232,7 +225,6 @@ where
         },
         Err(e) => Err(e),
     };
-    #[cfg(feature = "otel")]
     call.count(outcome.as_ref().map(|_| ()));
     let reply = match outcome {
         Ok(reply) => match reply.reply_len() {

@@ -79,16 +79,16 @@ pub fn hook_output<T, O: HookOutput<T>>(output: O) -> T {
 /// Whether a request body may wait between its messages: the server reads every request under
 /// a deadline, and the call path relaxes it for client streams (where a pause between messages
 /// is the caller's right) once it sees one. Travels in the request's extensions.
-/// With metrics (feature `otel`) it also counts the request's message bytes, which the
-/// request body's meter sees anyway: the metrics need no body wrapper of their own.
+/// It also counts the request's message bytes for the metrics (nothing without them), which
+/// the request body's meter sees anyway: the metrics need no body wrapper of their own.
 #[derive(Clone, Default)]
-pub(crate) struct ReadDeadline(Arc<DeadlineState>);
+pub(crate) struct ReadDeadline(pub(crate) Arc<DeadlineState>);
 
 #[derive(Default)]
 pub(crate) struct DeadlineState {
     relaxed: AtomicBool,
-    #[cfg(feature = "otel")]
-    received: std::sync::atomic::AtomicU64,
+    /// Read by the metrics.
+    pub(crate) received: crate::telemetry::Received,
 }
 
 impl ReadDeadline {
@@ -98,15 +98,8 @@ impl ReadDeadline {
     }
 
     /// Counts message bytes (prefixes aside) of the request.
-    #[cfg(feature = "otel")]
     pub(crate) fn add_received(&self, bytes: usize) {
-        self.0.received.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// The request's message bytes so far.
-    #[cfg(feature = "otel")]
-    pub(crate) fn received(&self) -> u64 {
-        self.0.received.load(Ordering::Relaxed)
+        self.0.received.add(bytes);
     }
 
     /// Relaxes the deadline of the request these extensions belong to, if it has one.

@@ -48,8 +48,7 @@ pub struct RpcClientBuilder {
     resolver: Option<SharedResolver>,
     resolve_every: Option<Duration>,
     /// The meter of the A66 client instruments (feature `otel`).
-    #[cfg(feature = "otel")]
-    meter: Option<opentelemetry::metrics::Meter>,
+    meter: crate::telemetry::ClientMeter,
 }
 
 impl RpcClientBuilder {
@@ -65,8 +64,7 @@ impl RpcClientBuilder {
             compression: None,
             resolver: None,
             resolve_every: None,
-            #[cfg(feature = "otel")]
-            meter: None,
+            meter: crate::telemetry::ClientMeter::none(),
         }
     }
 
@@ -87,7 +85,7 @@ impl RpcClientBuilder {
     /// ```
     #[cfg(feature = "otel")]
     pub fn meter_provider(mut self, provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Self {
-        self.meter = Some(crate::metrics::meter_of(provider));
+        self.meter = crate::telemetry::ClientMeter::of(provider);
         self
     }
 
@@ -299,17 +297,8 @@ impl RpcClientBuilder {
             }
         }
         let next_notice = parking_lot::Mutex::new(None);
-        #[cfg(feature = "otel")]
-        let metrics = self.meter.as_ref().map(|meter| Arc::new(crate::metrics::ClientMetrics::new(meter, &target)));
-        let shared = Shared {
-            channel,
-            target,
-            fixed,
-            retry: self.retry,
-            next_notice,
-            #[cfg(feature = "otel")]
-            metrics,
-        };
+        let metrics = self.meter.metrics(&target);
+        let shared = Shared { channel, target, fixed, retry: self.retry, next_notice, metrics };
         Ok(RpcClient::new(shared, self.compression, dns))
     }
 

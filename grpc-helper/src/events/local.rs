@@ -63,7 +63,6 @@ pub(super) struct Inner {
     pub(super) queues: BTreeMap<u32, Queue>,
     pub(super) shutting_down: bool,
     /// Events dropped from full queues since the start, all queues together (the metrics).
-    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
     dropped: u64,
 }
 
@@ -278,7 +277,6 @@ impl EventQueues for LocalEvents {
         LocalEvents::shutdown(self);
     }
 
-    #[cfg(feature = "otel")]
     fn totals(&self) -> Option<super::EventTotals> {
         let inner = self.inner.lock();
         let head = inner.head();

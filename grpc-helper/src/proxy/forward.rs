@@ -65,8 +65,7 @@ fn loop_error(via: &[String], id: &str, what: &str, registration: &str) -> Optio
 impl Proxies {
     /// Forwards one call to the service's backend, waiting for a registration if needed.
     pub(crate) async fn forward(self: Arc<Self>, index: usize, request: http::Request<Body>) -> http::Response<Body> {
-        #[cfg(feature = "otel")]
-        if let Some(measured) = request.extensions().get::<crate::metrics::Measured>().cloned() {
+        if let Some(measured) = request.extensions().get::<crate::telemetry::Measured>().cloned() {
             let path = request.uri().path().to_owned();
             let mut outcome = Outcome::default();
             let response = self.forward_noting(index, request, &mut outcome).await;
@@ -98,10 +97,9 @@ impl Proxies {
         self.rewrite_head(headers, &caller, service, admin);
         let deadline = crate::wire::grpc_timeout(headers).or(self.backends.options.deadline);
         // A traced call: the backend's span is a child of this server's forwarding span.
-        #[cfg(feature = "otel")]
-        let _forwarding = crate::trace_context::remote_child(headers, || {
+        let _forwarding = crate::telemetry::trace::remote_child(headers, || {
             tracing::info_span!(
-                target: crate::trace_context::TARGET,
+                target: crate::telemetry::trace::TARGET,
                 "grpc.proxy",
                 otel.name = %format_args!("proxy {}", path.trim_start_matches('/')),
                 otel.kind = "server",
@@ -109,7 +107,7 @@ impl Proxies {
                 grpc.proxy.service = service.name,
             )
         })
-        .inspect(|span| crate::trace_context::inject(span, headers));
+        .inspect(|span| crate::telemetry::trace::inject(span, headers));
 
         let (host, port) = match self.registered(service, &path).await {
             Ok(target) => target,
@@ -270,7 +268,6 @@ impl http_body::Body for BackendReply {
 /// What became of a forwarded call (the proxy metrics): where it went, and `OK` when the
 /// backend answered, else the in-band code the proxy answered with
 /// (`DEADLINE_EXCEEDED` when it did not answer in time).
-#[cfg_attr(not(feature = "otel"), allow(dead_code))]
 struct Outcome {
     backend: Option<String>,
     code: &'static str,

@@ -177,7 +177,6 @@ impl Metered {
                 Framing::Message { remaining } => {
                     let take = (*remaining).min(data.len());
                     *remaining -= take;
-                    #[cfg(feature = "otel")]
                     self.deadline.add_received(take);
                     data = &data[take..];
                     if *remaining == 0 {

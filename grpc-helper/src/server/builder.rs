@@ -52,8 +52,7 @@ pub struct RpcServerBuilder {
     pub(super) tls_files: crate::tls::TlsFiles,
     pub(super) connection_limits: ConnectionLimits,
     pub(super) admin: super::admin::AdminOptions,
-    #[cfg(feature = "otel")]
-    pub(super) metrics: crate::metrics::MetricsOptions,
+    pub(super) metrics: crate::telemetry::MetricsOptions,
 }
 
 impl Default for RpcServerBuilder {
@@ -81,8 +80,7 @@ impl Default for RpcServerBuilder {
             tls_files: crate::tls::TlsFiles::default(),
             connection_limits: ConnectionLimits::default(),
             admin: super::admin::AdminOptions::default(),
-            #[cfg(feature = "otel")]
-            metrics: crate::metrics::MetricsOptions::Off,
+            metrics: crate::telemetry::MetricsOptions::Off,
         }
     }
 }
@@ -446,7 +444,7 @@ impl RpcServerBuilder {
     /// ```
     #[cfg(feature = "otel")]
     pub fn meter_provider(mut self, provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Self {
-        self.metrics = crate::metrics::MetricsOptions::Meter(crate::metrics::meter_of(provider));
+        self.metrics = crate::telemetry::MetricsOptions::Meter(crate::telemetry::meter_of(provider));
         self
     }
 
@@ -464,7 +462,7 @@ impl RpcServerBuilder {
     /// ```
     #[cfg(feature = "otel")]
     pub fn metrics_port(mut self, port: u16) -> Self {
-        self.metrics = crate::metrics::MetricsOptions::Prometheus(port);
+        self.metrics = crate::telemetry::MetricsOptions::Prometheus(port);
         self
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct State {
     pub(crate) shutting_down: bool,
     pub(crate) services: Vec<ServiceInfo>,
     pub(crate) pending: Vec<PendingCall>,
+    /// The events queues, when they are this process's.
+    pub(crate) events: Option<crate::events::EventTotals>,
 }
 
 /// Writes one dump now; returns its path.
@@ -62,6 +64,18 @@ fn render(state: &State, when: &str) -> String {
             out,
             " - {} ({}, API {}..{})",
             info.name, info.version, info.supported_api_version, info.current_api_version
+        );
+    }
+
+    if let Some(t) = state.events {
+        let _ = writeln!(
+            out,
+            "\nEvents queues: {} ({} listening, {} retained), {} events waiting, {} dropped from full queues",
+            t.queues,
+            t.listening,
+            t.queues - t.listening,
+            t.pending,
+            t.dropped
         );
     }
 

@@ -69,8 +69,8 @@ impl RpcServer {
         self.core.local_addr
     }
 
-    /// Where the Prometheus text is served, when [`metrics_port`](RpcServerBuilder::metrics_port)
-    /// was set (feature `otel`).
+    /// Where the Prometheus text is served, when `metrics_port` was set (feature `otel`;
+    /// without it, always `None`).
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> Result<(), grpc_helper::RpcError> {
@@ -79,9 +79,8 @@ impl RpcServer {
     /// # server.shutdown().await;
     /// # Ok(()) }
     /// ```
-    #[cfg(feature = "otel")]
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.core.metrics.as_ref().map(|m| m.addr)
+        self.core.metrics.as_ref().map(crate::telemetry::Endpoint::addr)
     }
 
     /// A client (named `srv-client`) on every service of this server.
@@ -214,8 +213,9 @@ impl RpcServer {
 pub(crate) struct ServerCore {
     local_addr: SocketAddr,
     /// The Prometheus endpoint (kept for its provider and address).
-    #[cfg(feature = "otel")]
-    metrics: Option<super::prometheus::PrometheusEndpoint>,
+    metrics: Option<crate::telemetry::Endpoint>,
+    /// The events queues (for the dump).
+    events: Option<Arc<dyn crate::events::EventQueues>>,
     started: Instant,
     config: Config,
     auto_client: RpcClient,
@@ -279,10 +279,8 @@ impl RpcServerBuilder {
         let gate = super::admin::gate(self.guard, self.guarded, &self.admin, local_addr)?;
         let limits = self.connection_limits.resolved(self.limits.max_decoding);
         let acceptor = tls.as_ref().map(crate::tls::ServerTls::acceptor).transpose()?;
-        #[cfg(feature = "otel")]
         let (endpoint, server_metrics) =
-            super::prometheus::start_metrics(std::mem::take(&mut self.metrics), local_addr, env.events.as_ref())
-                .await?;
+            crate::telemetry::start(std::mem::take(&mut self.metrics), local_addr, env.events.as_ref()).await?;
 
         let stop_accepting = CancelSignal::default();
         let connections = Arc::new(Connections::default());
@@ -295,13 +293,12 @@ impl RpcServerBuilder {
             let entries = std::iter::once(srv).chain(planned.into_iter().map(|p| p.host(&env)));
             let (services, routes) = entries.map(|e| (e.service, e.route)).unzip();
             let router = Router::new(reflection, routes, health_service, Arc::clone(&catalog.proxies), gate);
-            #[cfg(feature = "otel")]
             let router = router.with_metrics(server_metrics);
             let serving = serve(transport(&limits), router, incoming, Arc::clone(&grace_over), stop_accepting.clone());
             ServerCore {
                 local_addr,
-                #[cfg(feature = "otel")]
                 metrics: endpoint,
+                events: env.events.clone(),
                 started: Instant::now(),
                 config: env.config.clone(),
                 auto_client,
@@ -383,6 +380,7 @@ impl ServerCore {
             shutting_down: self.shutdown_started.load(Ordering::Acquire),
             services: self.catalog.infos(),
             pending: self.pending.snapshot(),
+            events: self.events.as_ref().and_then(|events| events.totals()),
         };
         dump::write_dump(&state, &self.dump_dir())
     }

@@ -30,8 +30,6 @@ mod hosting;
 mod incoming;
 mod lifecycle;
 mod main_server;
-#[cfg(feature = "otel")]
-mod prometheus;
 mod proxy_options;
 mod request_limits;
 mod router;

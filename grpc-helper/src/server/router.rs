@@ -32,19 +32,11 @@ impl Router {
         // Health is generated code like the managers' services: called directly too (load
         // balancers' probes are frequent).
         hosted.push(crate::call::route(health));
-        Self {
-            hosted: hosted.into(),
-            routes: reflection.routes(),
-            proxies,
-            gate,
-            #[cfg(feature = "otel")]
-            metrics: None,
-        }
+        Self { hosted: hosted.into(), routes: reflection.routes(), proxies, gate, metrics: None }
     }
 
     /// Measures every call it serves (A66 server metrics).
-    #[cfg(feature = "otel")]
-    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<crate::metrics::ServerMetrics>>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<crate::telemetry::ServerMetrics>>) -> Self {
         self.metrics = metrics;
         self
     }
@@ -111,8 +103,7 @@ pub(crate) struct Router {
     /// Checks the dangerous RPCs before anything else runs.
     gate: Arc<Gate>,
     /// A66 metrics, when a meter provider or a Prometheus port was set.
-    #[cfg(feature = "otel")]
-    metrics: Option<Arc<crate::metrics::ServerMetrics>>,
+    metrics: Option<Arc<crate::telemetry::ServerMetrics>>,
 }
 
 type RoutesFuture = <Routes as Service<http::Request<Body>>>::Future;
@@ -153,7 +144,6 @@ impl Service<http::Request<Body>> for Router {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        #[cfg(feature = "otel")]
         if let Some(metrics) = &self.metrics {
             let (request, record) = metrics.start(request);
             let routed = self.route(request);
@@ -203,8 +193,7 @@ impl Router {
 
     /// A call served here: by its hosted service, or by tonic's routes.
     fn local(&mut self, request: http::Request<Body>) -> RouteFuture {
-        #[cfg(feature = "otel")]
-        if let Some(measured) = request.extensions().get::<crate::metrics::Measured>() {
+        if let Some(measured) = request.extensions().get::<crate::telemetry::Measured>() {
             measured.reached();
         }
         match hosted_service(&self.hosted, request.uri().path()) {

@@ -65,7 +65,6 @@ impl Attempts {
             if now >= self.limit || !self.payload.replayable() {
                 return self.give_up(failure, attempt, now);
             }
-            #[cfg(feature = "otel")]
             if let Some(meter) = &mut self.meter {
                 meter.retrying(tonic::Code::Unavailable as i32);
             }
@@ -84,7 +83,6 @@ impl Attempts {
             self.notice(now, &details);
             tokio::time::sleep(delay).await;
             attempt += 1;
-            #[cfg(feature = "otel")]
             if let Some(meter) = &mut self.meter {
                 meter.next_attempt();
             }

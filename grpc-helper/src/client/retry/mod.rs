@@ -41,8 +41,7 @@ pub(super) struct Shared {
     /// however many calls wait).
     pub(super) next_notice: Mutex<Option<Instant>>,
     /// The A66 client instruments, when a meter provider was given.
-    #[cfg(feature = "otel")]
-    pub(super) metrics: Option<Arc<crate::metrics::ClientMetrics>>,
+    pub(super) metrics: Option<Arc<crate::telemetry::ClientMetrics>>,
 }
 
 /// How often a client waiting for its server says so at INFO.
@@ -82,34 +81,18 @@ impl RetryPolicy {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The measures of one call (feature `otel`); nothing without it.
-#[cfg(feature = "otel")]
-type Meter = Option<crate::metrics::CallMeter>;
-#[cfg(not(feature = "otel"))]
-type Meter = NoMeter;
-/// Without `otel`: nothing to measure, nothing stored.
-#[cfg(not(feature = "otel"))]
-#[derive(Default)]
-struct NoMeter;
+/// The measures of one call, when the client has metrics.
+type Meter = Option<crate::telemetry::CallMeter>;
 
 fn start_meter(shared: &Shared, path: &str) -> Meter {
-    #[cfg(feature = "otel")]
-    return shared.metrics.as_ref().map(|m| m.start(path));
-    #[cfg(not(feature = "otel"))]
-    {
-        let _ = (shared, path);
-        NoMeter
-    }
+    shared.metrics.as_ref().map(|m| m.start(path))
 }
 
 /// Ends the call's measures with this status (a call that failed before any reply).
 fn end_meter(meter: &mut Meter, code: tonic::Code) {
-    #[cfg(feature = "otel")]
     if let Some(meter) = meter {
         meter.end(code as i32);
     }
-    #[cfg(not(feature = "otel"))]
-    let _ = (meter, code);
 }
 type CallResult = Result<http::Response<Body>, BoxError>;
 
@@ -117,11 +100,10 @@ type CallResult = Result<http::Response<Body>, BoxError>;
 /// channel it was handed ready (tower's contract), later ones on clones of the shared channel.
 pub(super) fn call(
     channel: &mut Channel,
-    #[cfg_attr(not(feature = "otel"), allow(unused_mut))] mut request: http::Request<Body>,
+    mut request: http::Request<Body>,
     shared: &Arc<Shared>,
 ) -> Pin<Box<dyn Future<Output = CallResult> + Send>> {
-    #[cfg(feature = "otel")]
-    crate::trace_context::inject_current(request.headers_mut());
+    crate::telemetry::trace::inject_current(request.headers_mut());
     let mut meter = start_meter(shared, request.uri().path());
     let (parts, body) = request.into_parts();
     let charge = parts.extensions.get::<ReplayCharge>().cloned();

@@ -5,24 +5,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-#[cfg(feature = "otel")]
 use http::HeaderValue;
 use http_body::{Body as HttpBody, Frame};
 use tonic::body::Body;
 
 use super::classify::broken_connection;
-#[cfg(feature = "otel")]
 use super::end_meter;
 use super::{Meter, Shared};
-#[cfg(feature = "otel")]
 use crate::wire::GRPC_STATUS;
 
 /// The committed answer, its body watched for a connection lost in the middle of it.
-#[cfg_attr(not(feature = "otel"), allow(unused_mut))]
 pub(super) fn reply(response: http::Response<Body>, shared: Arc<Shared>, mut meter: Meter) -> http::Response<Body> {
     // A trailers-only reply (an error, or any reply of a grpc-helper server's in-band path
     // with no message) has its status in the headers.
-    #[cfg(feature = "otel")]
     if let Some(m) = &mut meter
         && let Some(code) = response.headers().get(GRPC_STATUS).and_then(status_code)
     {
@@ -31,7 +26,6 @@ pub(super) fn reply(response: http::Response<Body>, shared: Arc<Shared>, mut met
     response.map(|inner| Body::new(ReplyBody { inner, shared, meter }))
 }
 
-#[cfg(feature = "otel")]
 pub(super) fn status_code(value: &HeaderValue) -> Option<tonic::Code> {
     let code: i32 = value.to_str().ok()?.parse().ok()?;
     Some(tonic::Code::from_i32(code))
@@ -44,7 +38,6 @@ pub(super) struct ReplyBody {
     inner: Body,
     shared: Arc<Shared>,
     /// Ended by the trailers' status (or as CANCELLED when the body is dropped before them).
-    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
     meter: Meter,
 }
 
@@ -63,7 +56,6 @@ impl HttpBody for ReplyBody {
             }
             other => other,
         };
-        #[cfg(feature = "otel")]
         if self.meter.is_some() {
             let code = match &polled {
                 Poll::Ready(Some(Ok(frame))) => {

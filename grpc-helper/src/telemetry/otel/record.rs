@@ -104,7 +104,7 @@ impl Drop for CallRecord {
         }
         let (elapsed, rcvd) = (
             self.start.elapsed().as_secs_f64(),
-            self.received.as_ref().map_or_else(|| self.shared.rcvd.load(Ordering::Relaxed), |r| r.received()),
+            self.received.as_ref().map_or_else(|| self.shared.rcvd.load(Ordering::Relaxed), |r| r.0.received.get()),
         );
         if code == 0 {
             let ok = &series.ok;

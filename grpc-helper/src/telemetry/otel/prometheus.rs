@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use opentelemetry::metrics::Meter;
 
+use super::SCOPE;
 use crate::RpcError;
 use crate::api::ResultCode;
-use crate::metrics::SCOPE;
 
 /// Scrapes served at once; a connection past them is closed at once.
 const MAX_CONNECTIONS: usize = 16;
@@ -28,6 +28,10 @@ pub(crate) struct PrometheusEndpoint {
 }
 
 impl PrometheusEndpoint {
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Binds `addr` and serves `GET /metrics` there in a background task.
     pub(crate) async fn start(addr: SocketAddr) -> Result<Self, RpcError> {
         use opentelemetry::metrics::MeterProvider as _;
@@ -99,19 +103,17 @@ fn scrape(path: &str, registry: &prometheus::Registry) -> http::Response<http_bo
 }
 
 /// The instruments the builder asked for, and the Prometheus endpoint if any (on the server's IP).
-pub(crate) async fn start_metrics(
-    options: crate::metrics::MetricsOptions,
+pub(crate) async fn start(
+    options: super::MetricsOptions,
     server: SocketAddr,
     events: Option<&Arc<dyn crate::events::EventQueues>>,
-) -> Result<(Option<PrometheusEndpoint>, Option<Arc<crate::metrics::ServerMetrics>>), RpcError> {
+) -> Result<(Option<PrometheusEndpoint>, Option<Arc<super::ServerMetrics>>), RpcError> {
     match options {
-        crate::metrics::MetricsOptions::Off => Ok((None, None)),
-        crate::metrics::MetricsOptions::Meter(meter) => {
-            Ok((None, Some(Arc::new(crate::metrics::ServerMetrics::new(&meter, events)))))
-        }
-        crate::metrics::MetricsOptions::Prometheus(port) => {
+        super::MetricsOptions::Off => Ok((None, None)),
+        super::MetricsOptions::Meter(meter) => Ok((None, Some(Arc::new(super::ServerMetrics::new(&meter, events))))),
+        super::MetricsOptions::Prometheus(port) => {
             let endpoint = PrometheusEndpoint::start(SocketAddr::new(server.ip(), port)).await?;
-            let metrics = Arc::new(crate::metrics::ServerMetrics::new(&endpoint.meter, events));
+            let metrics = Arc::new(super::ServerMetrics::new(&endpoint.meter, events));
             crate::logs::notice(tracing::Level::INFO, &format!("Metrics served at http://{}/metrics", endpoint.addr));
             Ok((Some(endpoint), Some(metrics)))
         }
