@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::proxy_options::{MainOptions, RegisterHost};
+use super::builder::{MainOptions, RegisterHost};
 use crate::api::ResultCode;
 use crate::config::{Config, RpcConfig};
 use crate::{RpcClient, RpcError};

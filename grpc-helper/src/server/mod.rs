@@ -30,15 +30,13 @@ mod hosting;
 mod incoming;
 mod lifecycle;
 mod main_server;
-mod proxy_options;
-mod request_limits;
 mod router;
 mod runtime;
 mod setup;
 mod signals;
 
+pub use self::builder::RegisterHost;
 pub use self::builder::RpcServerBuilder;
 pub use self::lifecycle::RpcServer;
-pub use self::proxy_options::RegisterHost;
 pub use self::runtime::runtime;
 pub use crate::call::PendingCall;

@@ -4,6 +4,12 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
+mod admin;
+mod limits;
+mod proxy;
+
+pub(in crate::server) use self::proxy::MainOptions;
+pub use self::proxy::RegisterHost;
 use super::hosting::Planned;
 use super::incoming::ConnectionLimits;
 use crate::CompressionEncoding;
@@ -30,29 +36,29 @@ use crate::{Folders, Manager};
 /// ```
 #[must_use = "a builder does nothing until start() is awaited"]
 pub struct RpcServerBuilder {
-    pub(super) port: u16,
-    pub(super) ip: Option<IpAddr>,
-    pub(super) managers: Vec<Planned>,
-    pub(super) limits: MessageLimits,
-    pub(super) compression: Compression,
-    pub(super) sources: Sources,
-    pub(super) static_items: Vec<ConfigItem>,
-    pub(super) user_items: Vec<ConfigItem>,
-    pub(super) debug_signal: bool,
-    pub(super) install_logging: bool,
-    pub(super) with_events: bool,
-    pub(super) descriptor_sets: Vec<&'static [u8]>,
-    pub(super) proxies: Vec<Proxied>,
-    pub(super) main_registration: Option<(Vec<String>, String)>,
-    pub(super) main: super::proxy_options::MainOptions,
-    pub(super) forward: crate::proxy::ForwardOptions,
-    pub(super) guard: Option<Box<dyn crate::auth::AuthGuard>>,
-    pub(super) guarded: HashSet<String>,
-    pub(super) tls: Option<crate::tls::ServerTls>,
-    pub(super) tls_files: crate::tls::TlsFiles,
-    pub(super) connection_limits: ConnectionLimits,
-    pub(super) admin: super::admin::AdminOptions,
-    pub(super) metrics: crate::telemetry::MetricsOptions,
+    pub(in crate::server) port: u16,
+    pub(in crate::server) ip: Option<IpAddr>,
+    pub(in crate::server) managers: Vec<Planned>,
+    pub(in crate::server) limits: MessageLimits,
+    pub(in crate::server) compression: Compression,
+    pub(in crate::server) sources: Sources,
+    pub(in crate::server) static_items: Vec<ConfigItem>,
+    pub(in crate::server) user_items: Vec<ConfigItem>,
+    pub(in crate::server) debug_signal: bool,
+    pub(in crate::server) install_logging: bool,
+    pub(in crate::server) with_events: bool,
+    pub(in crate::server) descriptor_sets: Vec<&'static [u8]>,
+    pub(in crate::server) proxies: Vec<Proxied>,
+    pub(in crate::server) main_registration: Option<(Vec<String>, String)>,
+    pub(in crate::server) main: proxy::MainOptions,
+    pub(in crate::server) forward: crate::proxy::ForwardOptions,
+    pub(in crate::server) guard: Option<Box<dyn crate::auth::AuthGuard>>,
+    pub(in crate::server) guarded: HashSet<String>,
+    pub(in crate::server) tls: Option<crate::tls::ServerTls>,
+    pub(in crate::server) tls_files: crate::tls::TlsFiles,
+    pub(in crate::server) connection_limits: ConnectionLimits,
+    pub(in crate::server) admin: super::admin::AdminOptions,
+    pub(in crate::server) metrics: crate::telemetry::MetricsOptions,
 }
 
 impl Default for RpcServerBuilder {
@@ -72,7 +78,7 @@ impl Default for RpcServerBuilder {
             descriptor_sets: vec![crate::api::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
             proxies: Vec::new(),
             main_registration: None,
-            main: super::proxy_options::MainOptions::default(),
+            main: proxy::MainOptions::default(),
             forward: crate::proxy::ForwardOptions::default(),
             guard: None,
             guarded: crate::auth::DANGEROUS_METHODS.iter().map(|m| (*m).to_owned()).collect(),
@@ -352,84 +358,6 @@ impl RpcServerBuilder {
         if !self.compression.replies.contains(&encoding) {
             self.compression.replies.push(encoding);
         }
-        self
-    }
-
-    /// Most calls in progress at once on one HTTP/2 connection (default 256; `None`: no
-    /// limit). The limit is announced to clients, which queue their extra calls until one ends;
-    /// a client that ignores it has the extra streams refused (`REFUSED_STREAM`, which gRPC
-    /// clients report as UNAVAILABLE and may retry).
-    ///
-    /// ```
-    /// let builder = grpc_helper::RpcServer::builder().max_concurrent_streams(Some(100));
-    /// ```
-    pub fn max_concurrent_streams(mut self, max: Option<u32>) -> Self {
-        self.connection_limits.max_concurrent_streams = max;
-        self
-    }
-
-    /// HTTP/2 pings after this long without a frame from the client (default `None`: no pings,
-    /// as gRPC servers do by default); a ping not answered within
-    /// [`http2_keepalive_timeout`](Self::http2_keepalive_timeout) closes the connection. It finds
-    /// a client process that hangs while its machine still answers TCP; vanished machines are
-    /// found by [`tcp_keepalive`](Self::tcp_keepalive) at no cost per call. With pings on,
-    /// hyper reads the clock on every frame (its cost per call: README, Benchmark).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = grpc_helper::RpcServer::builder().http2_keepalive_interval(Some(Duration::from_secs(30)));
-    /// ```
-    pub fn http2_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
-        self.connection_limits.http2_keepalive_interval = interval;
-        self
-    }
-
-    /// How long a keep-alive ping may go unanswered (default 20 s).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = grpc_helper::RpcServer::builder().http2_keepalive_timeout(Duration::from_secs(5));
-    /// ```
-    pub fn http2_keepalive_timeout(mut self, timeout: Duration) -> Self {
-        self.connection_limits.http2_keepalive_timeout = timeout;
-        self
-    }
-
-    /// TCP keep-alive probes on accepted connections after this long without traffic (default
-    /// 60 s; `None`: off), then every quarter of it: the kernel drops a connection whose peer
-    /// machine is gone after 4 unanswered probes (2 minutes with the default).
-    ///
-    /// ```
-    /// let builder = grpc_helper::RpcServer::builder().tcp_keepalive(None);
-    /// ```
-    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.connection_limits.tcp_keepalive = idle;
-        self
-    }
-
-    /// A connection that has not sent its HTTP/2 preface (or TLS hello) this long after being
-    /// accepted is closed (default 10 s; `None`: never). Such connections are also closed as
-    /// soon as shutdown starts.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = grpc_helper::RpcServer::builder().handshake_timeout(Some(Duration::from_secs(3)));
-    /// ```
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.connection_limits.handshake_timeout = timeout;
-        self
-    }
-
-    /// A connection without any call in progress for this long is closed (default 300 s;
-    /// `None`: never). Clients reconnect on their next call (the `RpcClient` retries a call
-    /// that races with the close); streams such as an events `listen` keep their connection.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = grpc_helper::RpcServer::builder().idle_timeout(Some(Duration::from_secs(60)));
-    /// ```
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.connection_limits.idle_timeout = timeout;
         self
     }
 

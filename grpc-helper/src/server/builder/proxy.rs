@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::builder::RpcServerBuilder;
+use super::RpcServerBuilder;
 use crate::ApiVersion;
 use crate::auth::BearerToken;
 use crate::proxy::Proxied;
