@@ -42,7 +42,6 @@ mod local;
 #[cfg(feature = "nats")]
 mod nats;
 mod queues_file;
-mod stream;
 mod usage;
 
 pub(crate) use self::listen::ListenCodec;

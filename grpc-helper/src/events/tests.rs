@@ -17,7 +17,7 @@ fn limits() -> EventLimits {
 }
 
 fn log_len(events: &LocalEvents) -> usize {
-    events.inner.lock().log.len()
+    events.log_len()
 }
 
 fn event(name: &str) -> Event {

@@ -9,14 +9,16 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::ids_file::IdsFile;
-use super::stream::ListenStream;
+mod stream;
+
+use self::stream::ListenStream;
 use super::usage::{Peer, Slot, Usage};
 use super::{EventLimits, EventQueues, ListenReply, QUEUE_LIMIT, QueueFuture, SharedEvent};
 use crate::api::{Event, EventQueueInfo, ResultCode};
 use crate::names::NameFilter;
 use crate::{ReplyStream, RpcError};
 
-pub(super) enum State {
+enum State {
     /// A stream of this generation delivers the queue.
     Listening(u64),
     Interrupted(Instant),
@@ -24,51 +26,51 @@ pub(super) enum State {
 
 /// Who may resume, interrupt and see a queue.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Owner {
+enum Owner {
     /// Restored from the file: the first peer to resume it claims it.
     Unclaimed,
     Peer(Peer),
 }
 
 /// A queue is a position in the shared log: the events from `next` on are its pending ones.
-pub(super) struct Queue {
-    pub(super) next: u64,
-    pub(super) state: State,
-    pub(super) generation: u64,
+struct Queue {
+    next: u64,
+    state: State,
+    generation: u64,
     dropped: u64,
-    pub(super) notify: Arc<Notify>,
+    notify: Arc<Notify>,
     owner: Owner,
     slot: Arc<Slot>,
     /// When its stream last asked for a message: a stream that asks for none (not even a
     /// keep-alive) for [`EventLimits::stall`] is stalled.
-    pub(super) polled: Instant,
+    polled: Instant,
     /// The generation whose stream was ended as stalled (it ends in band, to be resumed).
-    pub(super) stalled: Option<u64>,
+    stalled: Option<u64>,
     /// The event names the listening stream wants (all when empty).
     names: NameFilter,
 }
 
 /// One event of the log, with the bytes sent before it (for the byte bound).
-pub(super) struct Entry {
-    pub(super) event: SharedEvent,
+struct Entry {
+    event: SharedEvent,
     start: u64,
 }
 
-pub(super) struct Inner {
+struct Inner {
     /// Every event some queue still holds, once: `log[0]` has sequence number `base`.
-    pub(super) log: VecDeque<Entry>,
-    pub(super) base: u64,
+    log: VecDeque<Entry>,
+    base: u64,
     /// Bytes of every event sent so far.
     bytes: u64,
-    pub(super) queues: BTreeMap<u32, Queue>,
-    pub(super) shutting_down: bool,
+    queues: BTreeMap<u32, Queue>,
+    shutting_down: bool,
     /// Events dropped from full queues since the start, all queues together (the metrics).
     dropped: u64,
 }
 
 impl Inner {
     /// Sequence number of the next event sent.
-    pub(super) fn head(&self) -> u64 {
+    fn head(&self) -> u64 {
         self.base + self.log.len() as u64
     }
 
@@ -78,7 +80,7 @@ impl Inner {
     }
 
     /// Forgets the events that every queue has delivered (or dropped).
-    pub(super) fn trim(&mut self) {
+    fn trim(&mut self) {
         let oldest = self.queues.values().map(|q| q.next).min().unwrap_or_else(|| self.head());
         let delivered = usize::try_from(oldest.saturating_sub(self.base)).unwrap_or(usize::MAX).min(self.log.len());
         self.log.drain(..delivered);
@@ -102,8 +104,8 @@ impl Inner {
 
 /// The in-process implementation, with queue ids persisted in `queues.json`.
 pub(crate) struct LocalEvents {
-    pub(super) inner: Mutex<Inner>,
-    pub(super) limits: EventLimits,
+    inner: Mutex<Inner>,
+    limits: EventLimits,
     usage: Arc<Usage>,
     file: Option<Arc<IdsFile>>,
 }
@@ -416,6 +418,12 @@ impl LocalEvents {
 
 #[cfg(test)]
 impl LocalEvents {
+    /// Events held in the shared log (for the unit tests).
+    #[cfg(test)]
+    pub(super) fn log_len(&self) -> usize {
+        self.inner.lock().log.len()
+    }
+
     pub(super) fn file_writes(&self) -> u64 {
         self.file.as_ref().map_or(0, |f| f.writes())
     }

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use futures_core::Stream;
 use tokio::sync::Notify;
 
-use super::local::{Inner, LocalEvents, State, unknown};
-use super::usage::Slot;
-use super::{ListenReply, SharedEvent};
+use super::{Inner, LocalEvents, State, unknown};
 use crate::RpcError;
 use crate::api::ResultCode;
+use crate::events::usage::Slot;
+use crate::events::{ListenReply, SharedEvent};
 use crate::names::NameFilter;
 
 pub(super) struct ListenStream {
