@@ -46,8 +46,15 @@ async fn a_grpc_timeout_of_twenty_digits_is_no_deadline_and_no_panic() {
         let reply = stub.method4(with_timeout("18446744073709551615H", "client")).await.unwrap();
         assert_eq!(reply.into_inner().bar, "client");
         // A valid timeout still bounds the call.
+        // (CANCELLED when tonic's own timer on the main server fires first: its wording of an
+        // expired deadline.)
         let reply = through_main.method4(with_timeout("1m", "soon")).await;
-        assert!(reply.is_ok() || reply.unwrap_err().code() == tonic::Code::DeadlineExceeded);
+        let ended = [tonic::Code::DeadlineExceeded, tonic::Code::Cancelled];
+        assert!(
+            reply.as_ref().is_ok_and(|r| r.get_ref().bar == "soon")
+                || ended.contains(&reply.as_ref().unwrap_err().code()),
+            "{reply:?}"
+        );
         still_serving(&main).await;
         main.shutdown().await;
         backend.shutdown().await;
