@@ -166,6 +166,42 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> Result<(), RpcError> {
+    let client = connect(cli)?;
+    let out = Output { json: cli.json };
+    match &cli.command {
+        Command::Info { names } => {
+            let filter = Filter { names: names.clone(), ignore_unknown: false };
+            let items = client.server_service().info(filter).await?.into_inner().items;
+            out.services(&items);
+        }
+        Command::Health { service } => health(&client, service, &out).await?,
+        Command::Config(command) => out.config(&config(&client, command).await?),
+        Command::Logger(command) => out.loggers(&logger(&client, command).await?),
+        Command::Events(EventsCommand::Send { name, properties }) => {
+            let properties = properties
+                .iter()
+                .map(|(name, value)| EventProperty { name: name.clone(), value: value.clone() })
+                .collect();
+            client.events_service().send(Event { name: name.clone(), properties }).await?;
+            out.print(json!({"sent": name}), || format!("sent {name}\n"));
+        }
+        Command::Events(EventsCommand::Listen { names, count, client_id }) => {
+            let filter = EventFilter { names: names.clone(), client_id: *client_id, after: None };
+            listen(&client, filter, *count, &out).await?;
+        }
+        Command::Events(EventsCommand::Inspect) => {
+            out.queues(&client.events_service().inspect(Empty {}).await?.into_inner());
+        }
+        Command::Shutdown { timeout } => {
+            client.server_service().shutdown(ShutdownRequest { timeout: *timeout }).await?;
+            out.print(json!({"shutdown": true}), || "shutting down\n".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The client of the server named on the command line, with its token and TLS.
+fn connect(cli: &Cli) -> Result<RpcClient, RpcError> {
     let mut builder = RpcClient::builder(&cli.host, cli.port).name("rpcctl").timeout(Duration::from_secs(cli.retry));
     if let Some(token) = &cli.token {
         builder = builder.bearer_token(token);
@@ -188,106 +224,84 @@ async fn run(cli: &Cli) -> Result<(), RpcError> {
         }
         builder = builder.tls(tls);
     }
-    let client = builder.connect_lazy()?;
-    let out = Output { json: cli.json };
-    match &cli.command {
-        Command::Info { names } => {
-            let filter = Filter { names: names.clone(), ignore_unknown: false };
-            let items = client.server_service().info(filter).await?.into_inner().items;
-            out.services(&items);
+    builder.connect_lazy()
+}
+
+/// The standard health service's answer for `service` (`""`: the whole server).
+async fn health(client: &RpcClient, service: &str, out: &Output) -> Result<(), RpcError> {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(client.channel_with_version(None));
+    let request = tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
+    let status = health.check(request).await?.into_inner().status;
+    let name = match status {
+        1 => "SERVING",
+        2 => "NOT_SERVING",
+        3 => "SERVICE_UNKNOWN",
+        _ => "UNKNOWN",
+    };
+    out.print(json!({"service": service, "status": name}), || format!("{name}\n"));
+    Ok(())
+}
+
+async fn config(client: &RpcClient, command: &ConfigCommand) -> Result<Vec<ConfigItem>, RpcError> {
+    let mut config = client.config_service();
+    let items = match command {
+        ConfigCommand::Get { names } => {
+            config.get(Filter { names: names.clone(), ignore_unknown: false }).await?.into_inner().items
         }
-        Command::Health { service } => {
-            let channel = client.channel_with_version(None);
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-            let request = tonic_health::pb::HealthCheckRequest { service: service.clone() };
-            let status = health.check(request).await?.into_inner().status;
-            let name = match status {
-                1 => "SERVING",
-                2 => "NOT_SERVING",
-                3 => "SERVICE_UNKNOWN",
-                _ => "UNKNOWN",
-            };
-            out.print(json!({"service": service, "status": name}), || format!("{name}\n"));
-        }
-        Command::Config(command) => {
-            let mut config = client.config_service();
-            let items = match command {
-                ConfigCommand::Get { names } => {
-                    config.get(Filter { names: names.clone(), ignore_unknown: false }).await?.into_inner().items
-                }
-                ConfigCommand::Set { values } => {
-                    let items = values
-                        .iter()
-                        .map(|(name, value)| ConfigItemUpdate { name: name.clone(), value: value.clone() })
-                        .collect();
-                    config.set(ConfigUpdate { items, ignore_unknown: false }).await?.into_inner().items
-                }
-                ConfigCommand::Reset { names } => {
-                    config.reset(Filter { names: names.clone(), ignore_unknown: false }).await?.into_inner().items
-                }
-            };
-            out.config(&items);
-        }
-        Command::Logger(command) => {
-            let mut log = client.logger_service();
-            let items = match command {
-                LoggerCommand::Get { names } => {
-                    let names = names.iter().map(|n| root_name(n)).collect();
-                    log.get(Filter { names, ignore_unknown: false }).await?.into_inner().items
-                }
-                LoggerCommand::Set { levels } => {
-                    let items =
-                        levels.iter().map(|(name, level)| logger_config(name, level)).collect::<Result<_, _>>()?;
-                    log.set(LoggerUpdate { items }).await?.into_inner().items
-                }
-                LoggerCommand::Reset { names } => {
-                    let names = names.iter().map(|n| root_name(n)).collect();
-                    log.reset(Filter { names, ignore_unknown: false }).await?.into_inner().items
-                }
-            };
-            out.loggers(&items);
-        }
-        Command::Events(EventsCommand::Send { name, properties }) => {
-            let mut events = client.events_service();
-            let properties = properties
+        ConfigCommand::Set { values } => {
+            let items = values
                 .iter()
-                .map(|(name, value)| EventProperty { name: name.clone(), value: value.clone() })
+                .map(|(name, value)| ConfigItemUpdate { name: name.clone(), value: value.clone() })
                 .collect();
-            events.send(Event { name: name.clone(), properties }).await?;
-            out.print(json!({"sent": name}), || format!("sent {name}\n"));
+            config.set(ConfigUpdate { items, ignore_unknown: false }).await?.into_inner().items
         }
-        Command::Events(EventsCommand::Listen { names, count, client_id }) => {
-            let mut events = client.events_service();
-            let filter = EventFilter { names: names.clone(), client_id: *client_id, after: None };
-            let mut stream = events.listen(filter).await?.into_inner();
-            let mut seen = 0;
-            while count.is_none_or(|count| seen < count) {
-                let Some(status) = stream.message().await? else { break };
-                match status.event {
-                    None => out.print(json!({"client_id": status.client_id}), || {
-                        format!("listening as client {}\n", status.client_id)
-                    }),
-                    Some(event) if event.name.is_empty() => {}
-                    Some(event) => {
-                        seen += 1;
-                        let props: serde_json::Map<String, Value> =
-                            event.properties.iter().map(|p| (p.name.clone(), Value::from(p.value.clone()))).collect();
-                        out.print(json!({"name": event.name, "properties": props}), || {
-                            let text: Vec<String> =
-                                event.properties.iter().map(|p| format!("{}={}", p.name, p.value)).collect();
-                            format!("{} {}\n", event.name, text.join(" "))
-                        });
-                    }
-                }
+        ConfigCommand::Reset { names } => {
+            config.reset(Filter { names: names.clone(), ignore_unknown: false }).await?.into_inner().items
+        }
+    };
+    Ok(items)
+}
+
+async fn logger(client: &RpcClient, command: &LoggerCommand) -> Result<Vec<LoggerConfig>, RpcError> {
+    let mut log = client.logger_service();
+    let items = match command {
+        LoggerCommand::Get { names } => {
+            let names = names.iter().map(|n| root_name(n)).collect();
+            log.get(Filter { names, ignore_unknown: false }).await?.into_inner().items
+        }
+        LoggerCommand::Set { levels } => {
+            let items = levels.iter().map(|(name, level)| logger_config(name, level)).collect::<Result<_, _>>()?;
+            log.set(LoggerUpdate { items }).await?.into_inner().items
+        }
+        LoggerCommand::Reset { names } => {
+            let names = names.iter().map(|n| root_name(n)).collect();
+            log.reset(Filter { names, ignore_unknown: false }).await?.into_inner().items
+        }
+    };
+    Ok(items)
+}
+
+/// Prints the events as they come, `count` of them (`None`: until the stream ends).
+async fn listen(client: &RpcClient, filter: EventFilter, count: Option<usize>, out: &Output) -> Result<(), RpcError> {
+    let mut stream = client.events_service().listen(filter).await?.into_inner();
+    let mut seen = 0;
+    while count.is_none_or(|count| seen < count) {
+        let Some(status) = stream.message().await? else { break };
+        match status.event {
+            None => out.print(json!({"client_id": status.client_id}), || {
+                format!("listening as client {}\n", status.client_id)
+            }),
+            Some(event) if event.name.is_empty() => {}
+            Some(event) => {
+                seen += 1;
+                let props: serde_json::Map<String, Value> =
+                    event.properties.iter().map(|p| (p.name.clone(), Value::from(p.value.clone()))).collect();
+                out.print(json!({"name": event.name, "properties": props}), || {
+                    let text: Vec<String> =
+                        event.properties.iter().map(|p| format!("{}={}", p.name, p.value)).collect();
+                    format!("{} {}\n", event.name, text.join(" "))
+                });
             }
-        }
-        Command::Events(EventsCommand::Inspect) => {
-            let mut events = client.events_service();
-            out.queues(&events.inspect(Empty {}).await?.into_inner());
-        }
-        Command::Shutdown { timeout } => {
-            client.server_service().shutdown(ShutdownRequest { timeout: *timeout }).await?;
-            out.print(json!({"shutdown": true}), || "shutting down\n".to_owned());
         }
     }
     Ok(())
