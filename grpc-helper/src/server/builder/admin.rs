@@ -33,7 +33,7 @@ impl RpcServerBuilder {
         self
     }
 
-    /// Guards the dangerous RPCs with a [`BearerToken`] read from this file at start (trailing
+    /// Guards the dangerous RPCs with a [`BearerToken`](crate::auth::BearerToken) read from this file at start (trailing
     /// whitespace and newlines dropped), unless [`auth_guard`](Self::auth_guard) set a guard.
     /// A missing, unreadable or empty file fails the start.
     ///
