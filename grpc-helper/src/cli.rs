@@ -111,7 +111,7 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The folders, with `~` expanded to `$HOME`.
+    /// The folders, with `~` expanded to `$HOME` in each of the three (as the original does).
     ///
     /// ```
     /// use clap::Parser;
@@ -126,7 +126,9 @@ impl ServerArgs {
     /// assert_eq!(cli.server.folders().workspace_dir(), Some(std::path::Path::new("/tmp/ws")));
     /// ```
     pub fn folders(&self) -> Folders {
-        Folders::default().system(expand_home(&self.system)).user(expand_home(&self.user)).workspace(&self.workspace)
+        let (system, user, workspace) =
+            (expand_home(&self.system), expand_home(&self.user), expand_home(&self.workspace));
+        Folders::default().system(system).user(user).workspace(workspace)
     }
 
     pub(crate) fn tls_files(&self) -> crate::tls::TlsFiles {
@@ -240,6 +242,15 @@ mod tests {
     struct Program {
         #[command(flatten)]
         server: super::ServerArgs,
+    }
+
+    #[test]
+    fn a_tilde_is_the_home_folder_in_each_of_the_three_folders() {
+        let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) else { return };
+        let args = ["my-server", "--system", "~/s", "--user", "~/u", "-w", "~/w"];
+        let folders = Program::try_parse_from(args).unwrap().server.folders();
+        assert_eq!(folders.workspace_dir(), Some(home.join("w").as_path()));
+        assert_eq!(format!("{folders:?}").matches(&*home.to_string_lossy()).count(), 3, "{folders:?}");
     }
 
     #[test]
