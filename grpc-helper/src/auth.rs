@@ -271,10 +271,13 @@ impl Gate {
         let peer = peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.to_canonical().to_string());
         let networks = self.networks_text().unwrap_or_default();
         let how = if self.has_guard() {
-            "add its network with RpcServerBuilder::admin_networks, or allow_remote_admin() to let the auth guard alone decide"
+            "add its network to rpc-admin-networks (-c rpc-admin-networks=10.0.0.0/8,..., or \
+             RpcServerBuilder::admin_networks), or allow_remote_admin() to let the auth guard alone decide"
         } else {
-            "configure an auth guard (RpcServerBuilder::auth_guard, or --auth-token-file) and send its credentials, \
-             add the network with RpcServerBuilder::admin_networks, or call allow_remote_admin() to accept it from anyone"
+            "add its network to rpc-admin-networks (-c rpc-admin-networks=10.0.0.0/8,..., or \
+             RpcServerBuilder::admin_networks: what a fleet of Python clients, which send no token, needs), \
+             configure an auth guard (RpcServerBuilder::auth_guard, or --auth-token-file) and send its \
+             credentials, or call allow_remote_admin() to accept it from anyone"
         };
         format!(
             "{} is an admin RPC, accepted only from {networks}; {peer} is not among them: to allow it, {how}",

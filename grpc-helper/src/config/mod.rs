@@ -38,6 +38,7 @@ use tokio::sync::watch;
 pub(crate) use self::item::valid_name;
 pub use self::item::{ConfigItem, ConfigValue};
 pub use self::rpc_items::RpcConfig;
+pub(crate) use self::rpc_items::admin_networks;
 pub use self::validate::Validator;
 use crate::api::{self, ResultCode};
 use crate::{Folders, RpcError};

@@ -12,7 +12,7 @@ use crate::api::ResultCode;
 ///
 /// assert_eq!(RpcConfig::SHUTDOWN_GRACE.name(), "rpc-shutdown-grace");
 /// assert_eq!(RpcConfig::SHUTDOWN_GRACE.env_name(), "RPC_SHUTDOWN_GRACE");
-/// assert_eq!(RpcConfig::ALL.len(), 25);
+/// assert_eq!(RpcConfig::ALL.len(), 26);
 /// ```
 pub struct RpcConfig;
 
@@ -149,6 +149,17 @@ impl RpcConfig {
         ConfigItem::new("rpc-nats-ca-file", "CA (PEM) of the NATS server's certificate; TLS required", "")
             .can_be_empty();
 
+    /// The networks whose peers may call the admin RPCs (comma-separated CIDR or addresses),
+    /// for a fleet whose Python clients cannot send a token; empty: the default (loopback only
+    /// without an auth guard). `RpcServerBuilder::admin_networks` takes precedence.
+    pub const ADMIN_NETWORKS: ConfigItem = ConfigItem::new(
+        "rpc-admin-networks",
+        "Networks allowed to call the admin RPCs (comma-separated CIDR or addresses; empty: loopback only)",
+        "",
+    )
+    .can_be_empty()
+    .validator(Validator::Custom(check_networks));
+
     /// Every built-in static item.
     ///
     /// ```
@@ -181,6 +192,7 @@ impl RpcConfig {
         Self::NATS_NKEY_FILE,
         Self::NATS_CREDS_FILE,
         Self::NATS_CA_FILE,
+        Self::ADMIN_NETWORKS,
     ];
 }
 
@@ -193,6 +205,18 @@ fn check_nats_prefix(name: &str, value: &str) -> Result<(), RpcError> {
             format!("Invalid value for {name}: {value:?} (expected letters, digits, '-' and '_' only)"),
         ))
     }
+}
+
+fn check_networks(name: &str, value: &str) -> Result<(), RpcError> {
+    match crate::auth::parse_networks(admin_networks(value)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(RpcError::new(ResultCode::ErrorParamInvalid, format!("Invalid value for {name}: {e}"))),
+    }
+}
+
+/// The networks of `rpc-admin-networks`'s value (none when it is empty).
+pub(crate) fn admin_networks(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|n| !n.is_empty())
 }
 
 fn check_logs_interval(name: &str, value: &str) -> Result<(), RpcError> {

@@ -40,6 +40,7 @@ pub(super) fn gate(
     guard: Option<Box<dyn AuthGuard>>,
     paths: HashSet<String>,
     admin: &AdminOptions,
+    config: &crate::config::Config,
     local_addr: SocketAddr,
 ) -> Result<Arc<Gate>, RpcError> {
     let guard = match (guard, &admin.token_file) {
@@ -50,7 +51,11 @@ pub(super) fn gate(
     if let Some(guard) = &guard {
         guard.validate().map_err(invalid)?;
     }
-    let networks = admin.networks.as_ref().map(crate::auth::parse_networks).transpose().map_err(invalid)?;
+    // The builder's networks, else `rpc-admin-networks` (validated when the config was read).
+    let item = config.get(&crate::config::RpcConfig::ADMIN_NETWORKS);
+    let from_config = crate::config::admin_networks(item.as_str()).map(str::to_owned).collect::<Vec<_>>();
+    let given = admin.networks.clone().or_else(|| (!from_config.is_empty()).then_some(from_config));
+    let networks = given.map(crate::auth::parse_networks).transpose().map_err(invalid)?;
     let gate = Gate::new(guard, paths, networks, admin.allow_remote);
     if !local_addr.ip().is_loopback() {
         warn_if_open(&gate, local_addr);

@@ -276,7 +276,7 @@ impl RpcServerBuilder {
         let (catalog, health_names) = catalog(&planned, proxies)?;
         let health = Health::not_serving(reporter, health_names).await;
         let reflection = router::reflection(&self.descriptor_sets, &self.compression)?;
-        let gate = super::admin::gate(self.guard, self.guarded, &self.admin, local_addr)?;
+        let gate = super::admin::gate(self.guard, self.guarded, &self.admin, &config, local_addr)?;
         let limits = self.connection_limits.resolved(self.limits.max_decoding);
         let acceptor = tls.as_ref().map(crate::tls::ServerTls::acceptor).transpose()?;
         let (endpoint, server_metrics) =
