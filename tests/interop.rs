@@ -30,10 +30,15 @@ struct ExampleServer {
 
 impl ExampleServer {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With these extra arguments (`-c name=value`...).
+    fn start_with(args: &[&str]) -> Self {
         let port = free_port();
         let workspace = tempfile::tempdir().unwrap();
         let mut command = Command::new(example("server"));
-        command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).env("RUST_LOG", "warn");
+        command.args(["--port", &port.to_string(), "-w"]).arg(workspace.path()).args(args).env("RUST_LOG", "warn");
         let process = spawn_until(command, "serving on port", Duration::from_secs(60));
         Self { process, port, workspace }
     }
@@ -93,6 +98,21 @@ fn python_client_gets_sets_and_resets_config_and_logger_levels_of_the_rust_serve
         let saved = std::fs::read_to_string(workspace.path().join(file)).unwrap();
         assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({}), "{file}");
     }
+}
+
+/// A Python fleet's clients send no token: a Rust server whose admin networks leave a Python
+/// client out refuses its admin RPCs, saying which setting lets it in (`rpc-admin-networks`).
+#[test]
+fn a_python_client_outside_the_admin_networks_is_told_which_setting_admits_it() {
+    let server = ExampleServer::start_with(&["-c", "rpc-admin-networks=10.0.0.0/8"]);
+    let stdout = server.python("py_refused.py");
+    assert!(stdout.contains("REFUSED rc=13 "), "{stdout}");
+    assert!(stdout.contains("StatusCode.PERMISSION_DENIED"), "{stdout}");
+    assert!(stdout.contains("/ConfigService/set is an admin RPC, accepted only from 10.0.0.0/8;"), "{stdout}");
+    assert!(stdout.contains("add its network to rpc-admin-networks (-c rpc-admin-networks="), "{stdout}");
+    assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
+    // Its remote shutdown is refused too (loopback is not in the list): the process is killed.
+    drop(server);
 }
 
 #[test]
