@@ -325,7 +325,7 @@ async fn unknown_items_on_the_command_line_or_in_the_workspace_start_with_a_warn
         assert!(
             log.contains(
                 "rpc-events-url, rpc-events-wait, rpc-config-url, rpc-nats-prefix, rpc-nats-user, rpc-nats-password-file, \
-                 rpc-nats-token-file, rpc-nats-nkey-file, rpc-nats-creds-file, rpc-nats-ca-file, rpc-admin-networks, \
+                 rpc-nats-token-file, rpc-nats-nkey-file, rpc-nats-creds-file, rpc-nats-ca-file, rpc-admin-networks, rpc-proxy-deadline, \
                  my-int-config, my-pos-float, my-text\n"
             ),
             "{log}"

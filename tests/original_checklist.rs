@@ -76,7 +76,8 @@ async fn every_server_holds_the_twelve_rpc_items_with_the_originals_defaults_and
                 "rpc-nats-nkey-file",
                 "rpc-nats-creds-file",
                 "rpc-nats-ca-file",
-                "rpc-admin-networks"
+                "rpc-admin-networks",
+                "rpc-proxy-deadline"
             ]
         );
         let held: Vec<_> = items.iter().map(|i| (i.name(), server.config().get(i).as_str().to_owned())).collect();

@@ -443,3 +443,34 @@ async fn a_forwarded_streams_replay_copy_counts_in_its_connections_budget() {
     })
     .await;
 }
+
+/// The forward deadline from the static item `rpc-proxy-deadline`: a number of seconds, or 0 for
+/// none (the original's behaviour: a call waits for its backend as long as it takes).
+#[tokio::test]
+async fn the_forward_deadline_comes_from_rpc_proxy_deadline_and_0_is_none() {
+    bounded(LIMIT, async {
+        let deadline = |value: &str| [("rpc-proxy-deadline".to_owned(), value.to_owned())];
+        let hung = backend(server_builder(), Duration::from_secs(3600)).await;
+        let main = main_server().cli_config(deadline("0.3")).start().await.unwrap();
+        register(&main, "127.0.0.1", hung.local_addr().port()).await.unwrap();
+        let status = sample_stub(&client_of(&main)).long_method(Empty {}).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(status.message().contains("within 300ms"), "{status:?}");
+        main.shutdown().await;
+
+        let unbounded = main_server().cli_config(deadline("0")).start().await.unwrap();
+        register(&unbounded, "127.0.0.1", hung.local_addr().port()).await.unwrap();
+        let mut stub = sample_stub(&client_of(&unbounded));
+        let call = tokio::spawn(async move { stub.long_method(Empty {}).await });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!call.is_finished(), "no deadline: the call still waits for its backend");
+        assert!(!hung.pending_calls().is_empty());
+        call.abort();
+        unbounded.shutdown().await;
+        hung.shutdown().await;
+
+        let refused = main_server().cli_config(deadline("-1")).start().await.err().unwrap();
+        assert!(refused.message().starts_with("Invalid value for rpc-proxy-deadline: \"-1\""), "{refused}");
+    })
+    .await;
+}

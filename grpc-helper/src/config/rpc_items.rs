@@ -12,7 +12,7 @@ use crate::api::ResultCode;
 ///
 /// assert_eq!(RpcConfig::SHUTDOWN_GRACE.name(), "rpc-shutdown-grace");
 /// assert_eq!(RpcConfig::SHUTDOWN_GRACE.env_name(), "RPC_SHUTDOWN_GRACE");
-/// assert_eq!(RpcConfig::ALL.len(), 26);
+/// assert_eq!(RpcConfig::ALL.len(), 27);
 /// ```
 pub struct RpcConfig;
 
@@ -160,6 +160,15 @@ impl RpcConfig {
     .can_be_empty()
     .validator(Validator::Custom(check_networks));
 
+    /// How long a forwarded call whose caller set no deadline may wait for its backend to start
+    /// answering (s); 0: no limit, as the original. `RpcServerBuilder::forward_deadline` wins.
+    pub const PROXY_DEADLINE: ConfigItem = ConfigItem::new(
+        "rpc-proxy-deadline",
+        "Deadline of forwarded calls whose caller set none (s; 0: none, as the original)",
+        "60",
+    )
+    .validator(Validator::Custom(check_seconds_or_zero));
+
     /// Every built-in static item.
     ///
     /// ```
@@ -193,6 +202,7 @@ impl RpcConfig {
         Self::NATS_CREDS_FILE,
         Self::NATS_CA_FILE,
         Self::ADMIN_NETWORKS,
+        Self::PROXY_DEADLINE,
     ];
 }
 
@@ -204,6 +214,16 @@ fn check_nats_prefix(name: &str, value: &str) -> Result<(), RpcError> {
             ResultCode::ErrorParamInvalid,
             format!("Invalid value for {name}: {value:?} (expected letters, digits, '-' and '_' only)"),
         ))
+    }
+}
+
+fn check_seconds_or_zero(name: &str, value: &str) -> Result<(), RpcError> {
+    match super::validate::parse_float(value) {
+        Some(secs) if secs == 0.0 || (0.001..=86_400.0).contains(&secs) => Ok(()),
+        _ => Err(RpcError::new(
+            ResultCode::ErrorParamInvalid,
+            format!("Invalid value for {name}: {value:?} (expected seconds from 0.001 to 86400, or 0 for no limit)"),
+        )),
     }
 }
 

@@ -16,8 +16,10 @@ use crate::{RpcClient, RpcError};
 #[derive(Clone)]
 pub(crate) struct ForwardOptions {
     /// A call whose caller set no deadline is cut when its backend has not started answering
-    /// within this long (`None`: never).
+    /// within this long (`None`: never): the builder's, else `rpc-proxy-deadline` (set at start).
     pub(crate) deadline: Option<Duration>,
+    /// What the builder said (`forward_deadline`), which wins over the config item.
+    pub(crate) deadline_given: Option<Option<Duration>>,
     /// Whether the caller's `authorization` goes to the backend.
     pub(crate) forward_authorization: bool,
     /// The main server's own credentials for its backends: sent with the calls it fans out
@@ -26,13 +28,11 @@ pub(crate) struct ForwardOptions {
     pub(crate) backend_tls: Option<ClientTls>,
 }
 
-/// Default of [`ForwardOptions::deadline`].
-pub(crate) const DEFAULT_FORWARD_DEADLINE: Duration = Duration::from_secs(60);
-
 impl Default for ForwardOptions {
     fn default() -> Self {
         Self {
-            deadline: Some(DEFAULT_FORWARD_DEADLINE),
+            deadline: Some(Duration::from_secs(60)),
+            deadline_given: None,
             forward_authorization: false,
             backend_token: None,
             backend_tls: None,

@@ -172,6 +172,11 @@ pub(super) fn proxies(
     health: tonic_health::server::HealthReporter,
 ) -> Result<Arc<Proxies>, RpcError> {
     let main_host = env.config.get(&RpcConfig::MAIN_HOST).as_str().to_owned();
+    let mut forward = forward;
+    forward.deadline = match forward.deadline_given {
+        Some(given) => given,
+        None => Some(env.config.get(&RpcConfig::PROXY_DEADLINE).as_duration()?).filter(|d| !d.is_zero()),
+    };
     Ok(Arc::new(Proxies::new(
         declared,
         env.folders.workspace_dir().map(|w| w.join("proxy.json")),

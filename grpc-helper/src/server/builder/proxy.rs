@@ -57,17 +57,17 @@ impl RpcServerBuilder {
     }
 
     /// How long a forwarded call whose caller set no deadline may wait for its backend to start
-    /// answering (default 60 s; `None`: forever); then the caller gets DEADLINE_EXCEEDED and the
-    /// backend's call is cancelled, so a hung backend cannot pile up calls. A caller's own
-    /// deadline (`grpc-timeout`) always applies instead. A reply stream that has started runs
-    /// on.
+    /// answering (default: the static item `rpc-proxy-deadline`, 60 s; `None`: forever, as the
+    /// original); then the caller gets DEADLINE_EXCEEDED and the backend's call is cancelled, so
+    /// a hung backend cannot pile up calls. A caller's own deadline (`grpc-timeout`) always
+    /// applies instead. A reply stream that has started runs on.
     ///
     /// ```
     /// use std::time::Duration;
     /// let builder = grpc_helper::RpcServer::builder().forward_deadline(Some(Duration::from_secs(10)));
     /// ```
     pub fn forward_deadline(mut self, deadline: Option<Duration>) -> Self {
-        self.forward.deadline = deadline;
+        self.forward.deadline_given = Some(deadline);
         self
     }
 
