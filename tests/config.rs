@@ -318,6 +318,10 @@ async fn unknown_items_on_the_command_line_or_in_the_workspace_start_with_a_warn
             .unwrap();
         assert_eq!(server.config().get(&MY_INT).as_str(), "13", "the known items still apply");
         let log = std::fs::read_to_string(dir.path().join("wks/logs/root/root.log")).unwrap();
+        // The original's "Items dump on load", one line: every item, its value and default.
+        let dump = log.lines().find(|l| l.contains("grpc_helper::config: Items dump on load: ")).expect(&log);
+        assert!(dump.contains(": [static] rpc-max-workers: 30 (default: 30); [static] rpc-shutdown-grace: "), "{dump}");
+        assert!(dump.contains("; [user] my-int-config: 13 (default: "), "{dump}");
         let known = "known items: rpc-max-workers, rpc-shutdown-grace";
         let cli = "WARN  grpc_helper::logs: Unknown config item \"no-such-cli-item\" given on the command line \
                    (-c no-such-cli-item=...), ignored; ";

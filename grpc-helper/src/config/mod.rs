@@ -228,6 +228,16 @@ impl Config {
         self.0.entries.iter().map(|e| (&e.item, e.user))
     }
 
+    /// Every item as the original's `Items dump on load` lists it, on one line:
+    /// `[static] rpc-max-workers: 30 (default: 30); ...`.
+    pub(crate) fn dump(&self) -> String {
+        let item = |(item, user): (&ConfigItem, bool)| {
+            let kind = if user { "user" } else { "static" };
+            format!("[{kind}] {}: {} (default: {})", item.name(), self.get(item).as_str(), item.default_value())
+        };
+        self.items().map(item).collect::<Vec<_>>().join("; ")
+    }
+
     /// The wire form of the user items with these names (all when empty).
     pub(crate) fn describe(&self, names: &[String]) -> Vec<api::ConfigItem> {
         let pick = |e: &&Entry| e.user && (names.is_empty() || names.iter().any(|n| n == e.item.name));

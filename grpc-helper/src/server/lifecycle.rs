@@ -264,6 +264,7 @@ impl RpcServerBuilder {
         for warning in config.unknown_warnings() {
             crate::logs::notice(tracing::Level::WARN, warning);
         }
+        tracing::info!(target: "grpc_helper::config", "Items dump on load: {}", config.dump());
         share_config(&config).await?;
         let folders = self.sources.folders.clone();
         let events = events(self.with_events, &config, &folders).await?;
