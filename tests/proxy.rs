@@ -427,3 +427,65 @@ async fn a_backend_registers_the_host_the_main_server_should_call() {
     })
     .await;
 }
+
+/// What a manager sees of the fleet, as `method10`'s message: `main=<services of the main
+/// server, or none> servers=<backends> answered=<backends whose client answered>`.
+struct Fleet;
+
+#[grpc_helper::rpc_manager(
+    service = "fleet",
+    version = grpc_helper_tests::api::AnotherApiVersion,
+    grpc = grpc_helper_tests::api::another_sample_service_server::AnotherSampleService
+)]
+impl Fleet {
+    async fn method10(
+        &self,
+        _request: Empty,
+        cx: grpc_helper::CallContext,
+    ) -> Result<grpc_helper::api::ResultStatus, RpcError> {
+        let main = match cx.main_client() {
+            Some(main) => main.server_service().info(Filter::default()).await?.into_inner().items.len().to_string(),
+            None => "none".to_owned(),
+        };
+        let servers: Vec<String> = cx.proxied_servers().await?.into_iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        let mut answered = 0;
+        for backend in cx.proxied_clients().await? {
+            backend.server_service().info(Filter::default()).await?;
+            answered += 1;
+        }
+        Ok(grpc_helper_tests::status(format!("main={main} servers={} answered={answered}", servers.join(","))))
+    }
+}
+
+/// The original's `proxy_client` of a proxied manager, and `_proxied_servers` /
+/// `_proxied_clients` of a main server's, as a porting user looks for them on the context.
+#[tokio::test]
+async fn a_manager_sees_its_main_server_and_a_main_its_backends() {
+    bounded(LIMIT, async {
+        let fleet = |server: &RpcServer| {
+            grpc_helper_tests::api::another_sample_service_client::AnotherSampleServiceClient::new(
+                client_of(server).channel::<grpc_helper_tests::api::AnotherApiVersion>(),
+            )
+        };
+        let message = |reply: tonic::Response<grpc_helper::api::ResultStatus>| reply.into_inner().r.unwrap().msg;
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).manager(Fleet).start().await.unwrap();
+        assert_eq!(message(fleet(&main).method10(Empty {}).await.unwrap()), "main=none servers= answered=0");
+        let main_port = main.local_addr().port().to_string();
+        let backend = server_builder()
+            .cli_config([("rpc-main-host".to_owned(), "127.0.0.1".to_owned()), ("rpc-main-port".to_owned(), main_port)])
+            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
+            .manager(Fleet)
+            .register_with_main(&["sample"], "backend-1.0")
+            .start()
+            .await
+            .unwrap();
+        let seen_by_main = message(fleet(&main).method10(Empty {}).await.unwrap());
+        assert_eq!(seen_by_main, format!("main=none servers=127.0.0.1:{} answered=1", backend.local_addr().port()));
+        // The main hosts srv, config, log, fleet and the proxied sample.
+        assert_eq!(message(fleet(&backend).method10(Empty {}).await.unwrap()), "main=5 servers= answered=0");
+        backend.shutdown().await;
+        main.shutdown().await;
+    })
+    .await;
+}

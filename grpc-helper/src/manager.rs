@@ -102,6 +102,8 @@ struct ContextInner {
     span: tracing::Span,
     lock: tokio::sync::Mutex<()>,
     client: RpcClient,
+    /// The client to the main server, once this server registered its services with one.
+    main: Arc<std::sync::OnceLock<RpcClient>>,
     config: Config,
     folders: Folders,
     events: Option<Arc<dyn EventQueues>>,
@@ -116,6 +118,7 @@ impl ManagerContext {
         service: &'static str,
         server: u64,
         client: RpcClient,
+        main: Arc<std::sync::OnceLock<RpcClient>>,
         config: Config,
         folders: Folders,
         events: Option<Arc<dyn EventQueues>>,
@@ -125,6 +128,7 @@ impl ManagerContext {
             span: tracing::info_span!(target: RPC_SPAN_TARGET, RPC_SPAN_NAME, service, server),
             lock: tokio::sync::Mutex::new(()),
             client,
+            main,
             config,
             folders,
             events,
@@ -288,6 +292,82 @@ impl ManagerContext {
     /// ```
     pub fn client(&self) -> &RpcClient {
         &self.0.client
+    }
+
+    /// The client to the main server this one registered its services with (`rpc-main-host`,
+    /// `rpc-main-port`), once registered: the original's `proxy_client` of a proxied manager,
+    /// through which a backend sends and listens to the main server's events. `None` before the
+    /// registration (during `load` hooks) and on a server that registers with none.
+    ///
+    /// ```
+    /// # use grpc_helper::api::{Empty, Event, LoggerStatus, Filter};
+    /// # use grpc_helper::{CallContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         if let Some(main) = cx.main_client() {
+    ///             main.events_service().send(Event { name: "levels-read".into(), properties: vec![] }).await?;
+    ///         }
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
+    pub fn main_client(&self) -> Option<&RpcClient> {
+        self.0.main.get()
+    }
+
+    /// The backends registered with this (main) server, once each: the `(host, port)` of every
+    /// proxied service with a registration, the host being `rpc-main-host` when the backend gave
+    /// none (the original's `_proxied_servers`).
+    ///
+    /// ```
+    /// # use grpc_helper::api::{LoggerStatus, Filter};
+    /// # use grpc_helper::{CallContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, _filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         for (host, port) in cx.proxied_servers().await? {
+    ///             tracing::info!("backend at {host}:{port}");
+    ///         }
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
+    pub async fn proxied_servers(&self) -> Result<std::collections::BTreeSet<(String, u16)>, RpcError> {
+        let info = self.client().server_service().info(crate::api::Filter::default()).await?.into_inner();
+        let main_host = self.config().get(&crate::config::RpcConfig::MAIN_HOST);
+        let backend = |s: crate::api::ServiceInfo| {
+            let port = u16::try_from(s.proxy_port).ok().filter(|p| *p > 0)?;
+            Some((if s.proxy_host.is_empty() { main_host.as_str().to_owned() } else { s.proxy_host }, port))
+        };
+        Ok(info.items.into_iter().filter_map(backend).collect())
+    }
+
+    /// A client to each of [`proxied_servers`](Self::proxied_servers), named after this
+    /// service, with `rpc-client-timeout` (the original's `_proxied_clients`).
+    ///
+    /// ```
+    /// # use grpc_helper::api::{LoggerStatus, Filter};
+    /// # use grpc_helper::{CallContext, RpcError, rpc_manager};
+    /// # struct Levels;
+    /// #[rpc_manager(service = "levels", version = grpc_helper::api::LoggerApiVersion)]
+    /// impl Levels {
+    ///     async fn get(&self, filter: Filter, cx: CallContext) -> Result<LoggerStatus, RpcError> {
+    ///         for backend in cx.proxied_clients().await? {
+    ///             backend.logger_service().get(filter.clone()).await?;
+    ///         }
+    ///         Ok(LoggerStatus::default())
+    ///     }
+    /// }
+    /// ```
+    pub async fn proxied_clients(&self) -> Result<Vec<RpcClient>, RpcError> {
+        let timeout = self.config().get(&crate::config::RpcConfig::CLIENT_TIMEOUT).as_duration()?;
+        let client = |(host, port): (String, u16)| {
+            RpcClient::builder(&host, port).name(self.service()).timeout(timeout).connect_lazy()
+        };
+        self.proxied_servers().await?.into_iter().map(client).collect()
     }
 
     /// True once the server started shutting down (in-flight calls may still be running).

@@ -26,6 +26,8 @@ pub(crate) struct HostEnv {
     pub(crate) client_timeout: Duration,
     pub(crate) config: Config,
     pub(crate) folders: Folders,
+    /// Set by the main server's registration; every manager's context reads it.
+    pub(crate) main_client: Arc<std::sync::OnceLock<RpcClient>>,
 }
 
 impl HostEnv {
@@ -41,6 +43,7 @@ impl HostEnv {
             M::SERVICE,
             self.server_id,
             client,
+            Arc::clone(&self.main_client),
             self.config.clone(),
             self.folders.clone(),
             self.events.clone(),

@@ -269,7 +269,8 @@ impl RpcServerBuilder {
         let folders = self.sources.folders.clone();
         let events = events(self.with_events, &config, &folders).await?;
         let env = host_env(&self, events, &config, &timings, tls.as_ref(), local_addr, server_id)?;
-        let main = MainServer::new(&config, timings.client_timeout, local_addr, self.main)?;
+        let main =
+            MainServer::new(&config, timings.client_timeout, local_addr, self.main, Arc::clone(&env.main_client))?;
         let (reporter, health_service) = Health::reporter(&self.compression);
         let proxies = proxies(self.proxies, self.forward, &env, local_addr, reporter.clone())?;
         let planned = built_in(&env, persisted_loggers, &proxies).into_iter().chain(self.managers).collect::<Vec<_>>();

@@ -2,6 +2,7 @@
 //! and forgets them at shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -20,6 +21,8 @@ pub(crate) struct MainServer {
     options: MainOptions,
     /// The services registered (forgotten at shutdown), and the client that did it.
     registered: Mutex<Option<(Vec<String>, RpcClient)>>,
+    /// That client, for the managers (`ManagerContext::main_client`).
+    shared: Arc<std::sync::OnceLock<RpcClient>>,
 }
 
 impl MainServer {
@@ -28,6 +31,7 @@ impl MainServer {
         client_timeout: Duration,
         local_addr: SocketAddr,
         options: MainOptions,
+        shared: Arc<std::sync::OnceLock<RpcClient>>,
     ) -> Result<Self, RpcError> {
         Ok(Self {
             host: config.get(&RpcConfig::MAIN_HOST).as_str().to_owned(),
@@ -36,6 +40,7 @@ impl MainServer {
             local_port: local_addr.port(),
             options,
             registered: Mutex::new(None),
+            shared,
         })
     }
 
@@ -70,6 +75,7 @@ impl MainServer {
             self.host,
             self.local_port
         );
+        let _ = self.shared.set(client.clone());
         *self.registered.lock() = Some((names, client));
         Ok(())
     }

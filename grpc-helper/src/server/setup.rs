@@ -93,6 +93,7 @@ pub(super) fn host_env(
         client_timeout: timings.client_timeout,
         config: config.clone(),
         folders,
+        main_client: Arc::default(),
     })
 }
 
