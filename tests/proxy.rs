@@ -489,3 +489,24 @@ async fn a_manager_sees_its_main_server_and_a_main_its_backends() {
     })
     .await;
 }
+
+/// The original's backends register with an empty host (its default): the main server then calls
+/// them at `rpc-main-host`, its own machine by default.
+#[tokio::test]
+async fn a_backend_registered_with_an_empty_host_is_called_at_rpc_main_host() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_server(dir.path()).start().await.unwrap();
+        let backend = backend(&EventLog::default(), Duration::ZERO).await;
+        let request = registration(&["sample"], "1.0", "", backend.local_addr().port());
+        client_of(&main).server_service().proxy_register(request).await.unwrap();
+        let info = client_of(&main).server_service().info(Filter::default()).await.unwrap().into_inner();
+        let sample = info.items.iter().find(|i| i.name == "sample").unwrap();
+        assert_eq!((sample.proxy_host.as_str(), sample.proxy_port), ("", u32::from(backend.local_addr().port())));
+        let echo = sample_stub(&client_of(&main)).method4(SampleRequest { foo: "empty host".into() }).await.unwrap();
+        assert_eq!(echo.into_inner().bar, "empty host");
+        backend.shutdown().await;
+        main.shutdown().await;
+    })
+    .await;
+}
