@@ -47,7 +47,22 @@ fn events_server() {
         .emit_package(true)
         .generate_default_stubs(true)
         .generate_server(&service, "");
+    // The `methods` module that `build::compile` writes beside its servers, for this one.
+    let mut code = server.to_string();
+    let methods = [
+        ("listen", "EventFilter", "crate::events::ListenReply"),
+        ("interrupt", "EventInterrupt", "crate::api::ResultStatus"),
+        ("send", "Event", "crate::api::ResultStatus"),
+        ("inspect", "Empty", "crate::api::EventQueueStatus"),
+    ]
+    .map(|(name, request, reply)| build::MethodTypes {
+        name: name.to_owned(),
+        request: format!("crate::api::{request}"),
+        reply: reply.to_owned(),
+        server_streaming: name == "listen",
+    });
+    build::insert_methods(&mut code, "event_service_server", &methods);
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set for build scripts"));
-    std::fs::write(out.join("event_service_server.rs"), server.to_string())
+    std::fs::write(out.join("event_service_server.rs"), code)
         .unwrap_or_else(|e| panic!("cannot write the events server: {e}"));
 }

@@ -2,8 +2,8 @@
 //! Re-exports only: what lives here is defined where it belongs.
 
 pub use crate::call::{
-    FromProtoRequest, HookOutput, Hosted, HostedRoute, MessageLimits, MethodRequest, Probe, Routable, ServiceRoute,
-    SnapshotByClone, SnapshotNone, hook_output, method_key, route, server_streaming, unary,
+    FromProtoRequest, HookOutput, Hosted, HostedRoute, MessageLimits, Method, Probe, Routable, ServiceRoute,
+    SnapshotByClone, SnapshotNone, Streaming, ToProtoReply, Unary, hook_output, route, server_streaming, unary,
 };
 pub use crate::compression::{Compression, compressed};
 pub use crate::manager::BoxFuture;

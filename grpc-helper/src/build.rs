@@ -191,10 +191,10 @@ impl Builder {
                 builder = builder.extern_path(proto, rust);
             }
         }
-        // tonic's generator, wrapped to add each method's request type (what #[rpc_manager]
-        // checks a manager's signatures against).
+        // tonic's generator, wrapped to name each method's request and reply types (what
+        // #[rpc_manager] checks a manager's signatures against).
         let mut config = prost_build::Config::new();
-        config.service_generator(Box::new(WithRequestTypes(builder.clone().service_generator())));
+        config.service_generator(Box::new(WithMethods(builder.clone().service_generator())));
         builder
             .build_client(false)
             .build_server(false)
@@ -212,38 +212,41 @@ impl Builder {
     }
 }
 
-/// Names, beside tonic's server of each service, the request type of each method:
-/// `impl MethodRequest<{ method_key("m") }> for XServer<T> { type Request = Req; }`.
+/// Adds to tonic's server module of each service a hidden `methods` module: one marker type per
+/// method, naming its request and reply types (what `#[rpc_manager]` checks a manager against).
 #[cfg(any(feature = "build", not(doc)))]
-struct WithRequestTypes(Box<dyn prost_build::ServiceGenerator>);
+struct WithMethods(Box<dyn prost_build::ServiceGenerator>);
 
 #[cfg(any(feature = "build", not(doc)))]
-impl prost_build::ServiceGenerator for WithRequestTypes {
+impl prost_build::ServiceGenerator for WithMethods {
     fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
-        use std::fmt::Write as _;
-        // The module tonic names after the service (its `naive_snake_case`).
-        let mut module = String::new();
-        let mut chars = service.name.chars().peekable();
-        while let Some(c) = chars.next() {
-            module.push(c.to_ascii_lowercase());
-            if chars.peek().is_some_and(|next| next.is_uppercase()) {
-                module.push('_');
-            }
-        }
-        for method in &service.methods {
-            let request = if method.client_streaming {
-                format!("::grpc_helper::__private::tonic::Streaming<{}>", method.input_type)
-            } else {
-                method.input_type.clone()
-            };
-            let _ = writeln!(
-                buf,
-                "#[diagnostic::do_not_recommend] impl<T> ::grpc_helper::__private::MethodRequest<{{ ::grpc_helper::__private::method_key({:?}) }}> \
-                 for {module}_server::{}Server<T> {{ type Request = {request}; }}",
-                method.name, service.name
-            );
-        }
+        let start = buf.len();
+        let methods: Vec<_> = service
+            .methods
+            .iter()
+            .map(|m| {
+                // prost names types from the package's module; the server module is inside it.
+                let outer = |t: &str| match t.starts_with("::") || t.starts_with("crate::") {
+                    true => t.to_owned(),
+                    false => format!("super::{t}"),
+                };
+                let request = match m.client_streaming {
+                    true => format!("::grpc_helper::__private::tonic::Streaming<{}>", outer(&m.input_type)),
+                    false => outer(&m.input_type),
+                };
+                MethodTypes {
+                    name: m.name.clone(),
+                    request,
+                    reply: outer(&m.output_type),
+                    server_streaming: m.server_streaming,
+                }
+            })
+            .collect();
+        let module = format!("{}_server", snake_case(&service.name));
         self.0.generate(service, buf);
+        let mut generated = buf.split_off(start);
+        insert_methods(&mut generated, &module, &methods);
+        buf.push_str(&generated);
     }
 
     fn finalize(&mut self, buf: &mut String) {
@@ -253,6 +256,63 @@ impl prost_build::ServiceGenerator for WithRequestTypes {
     fn finalize_package(&mut self, package: &str, buf: &mut String) {
         self.0.finalize_package(package, buf);
     }
+}
+
+/// The module tonic names after a service (its `naive_snake_case`): `SampleService` → `sample_service`.
+#[cfg(any(feature = "build", not(doc)))]
+fn snake_case(name: &str) -> String {
+    let mut module = String::new();
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        module.push(c.to_ascii_lowercase());
+        if chars.peek().is_some_and(|next| next.is_uppercase()) {
+            module.push('_');
+        }
+    }
+    module
+}
+
+/// One method of a service, with its types as tonic writes them in the service's server module.
+#[cfg(any(feature = "build", not(doc)))]
+pub(crate) struct MethodTypes {
+    pub(crate) name: String,
+    /// `Req`, or `Streaming<Req>` for a client stream.
+    pub(crate) request: String,
+    /// The reply, or the item of a server stream.
+    pub(crate) reply: String,
+    pub(crate) server_streaming: bool,
+}
+
+/// Writes, at the end of `pub mod {module}` (tonic's code for one service ends there), a hidden
+/// `methods` module with a marker type per method, and the marker's `Method` impl with its
+/// `Unary` or `Streaming` kind. Panics if tonic's output has no such module: the build script
+/// then says so, rather than the macro failing later with no reason.
+#[cfg(any(feature = "build", not(doc)))]
+pub(crate) fn insert_methods(code: &mut String, module: &str, methods: &[MethodTypes]) {
+    use std::fmt::Write as _;
+    const PRIVATE: &str = "::grpc_helper::__private";
+    let mut items = String::from("#[doc(hidden)] #[allow(non_camel_case_types)] pub mod methods { ");
+    for method in methods {
+        let _ = write!(items, "pub enum {} {{}} ", method.name);
+    }
+    items.push_str("} ");
+    for MethodTypes { name, request, reply, server_streaming } in methods {
+        let (response, kind) = match server_streaming {
+            true => (format!("{PRIVATE}::BoxStream<{reply}>"), "Streaming"),
+            false => (reply.clone(), "Unary"),
+        };
+        let _ = write!(
+            items,
+            "#[diagnostic::do_not_recommend] impl {PRIVATE}::Method for methods::{name} {{ type Request = {request}; \
+             type Reply = {reply}; type Response = {response}; }} \
+             #[diagnostic::do_not_recommend] impl {PRIVATE}::{kind} for methods::{name} {{ \
+             fn response(r: {response}) -> {response} {{ r }} }} "
+        );
+    }
+    let header = format!("pub mod {module} {{");
+    let end = code.rfind('}').filter(|_| code.contains(&header));
+    let end = end.unwrap_or_else(|| panic!("tonic generated no `{header}`"));
+    code.insert_str(end, &items);
 }
 
 /// Parses the files into a descriptor set that includes every import (reflection needs them).

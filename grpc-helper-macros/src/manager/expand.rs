@@ -19,11 +19,15 @@ pub fn expand(model: &Model) -> TokenStream {
             (Some(quote!(#[doc(hidden)] use #module as #alias;)), syn::parse_quote!(#alias::#service))
         }
     };
+    // The trait's module holds its server and the `methods` that build::compile writes.
+    let mut module = grpc.clone();
+    module.segments.pop();
+    module.segments.pop_punct();
     let mut server = grpc.clone();
     if let Some(last) = server.segments.last_mut() {
         last.ident = format_ident!("{}Server", last.ident);
     }
-    let methods = rpcs.iter().map(|rpc| rpc_method(rpc, krate, &server, &wrapper));
+    let methods = rpcs.iter().map(|rpc| rpc_method(rpc, krate, &module));
     let load = load
         .as_ref()
         .map(|hook| hook_method(hook, krate, quote!(on_load), quote!(::core::result::Result<(), #krate::RpcError>)));
@@ -73,42 +77,50 @@ pub fn expand(model: &Model) -> TokenStream {
     }
 }
 
-fn rpc_method(rpc: &Rpc, krate: &syn::Path, server: &syn::Path, wrapper: &syn::Ident) -> TokenStream {
+fn rpc_method(rpc: &Rpc, krate: &syn::Path, module: &syn::Path) -> TokenStream {
     let Rpc { name, request, reply, takes_context } = rpc;
     let method = name.to_string();
-    // The trait takes the proto's request type; the manager's own type must be that one, which
-    // the conversion checks at the user's type (with a message of ours).
-    let proto = respan(
-        quote!(<#server<#wrapper> as #krate::__private::MethodRequest<{ #krate::__private::method_key(#method) }>>::Request),
-        request.span(),
-    );
+    // The proto's types, from the method's marker: every token at the method's name, so that a
+    // method missing from the proto is one error there (rustc reports each span once).
+    let method_type = respan(quote!(#module::methods::#name), name.span());
+    let marker = respan(quote!(<#method_type as #krate::__private::Method>), name.span());
+    let proto = respan(quote!(#marker::Request), name.span());
+    let response = respan(quote!(#marker::Response), name.span());
+    // The trait takes the proto's types; the manager's own must be those, which the
+    // conversions check at the user's types (with messages of ours).
     let from_proto =
         quote_spanned!(request.span()=> <#request as #krate::__private::FromProtoRequest<#proto>>::from_proto(request));
-    // Spanned at the request too, so that a method missing from the service is one error there.
     let call = if *takes_context {
         quote_spanned!(request.span()=> |manager, request, cx| manager.#name(#from_proto, cx))
     } else {
         quote_spanned!(request.span()=> |manager, request, _| manager.#name(#from_proto))
     };
-    // The signature async_trait gives the tonic trait, written out so that every type carries
-    // the user's span: a reply that does not fit is reported at the user's method.
     let tonic = quote!(#krate::__private::tonic);
-    let request_type = respan(quote!(#tonic::Request<#proto>), request.span());
-    let (reply_type, dispatch) = match reply {
-        Reply::Unary(reply) => {
-            (respan(quote!(#tonic::Response<#reply>), reply.span()), quote!(#krate::__private::unary))
-        }
-        Reply::Stream(item) => (
-            respan(quote!(#tonic::Response<#krate::__private::BoxStream<#item>>), item.span()),
-            quote!(#krate::__private::server_streaming),
-        ),
+    let (user_reply, dispatch) = match reply {
+        Reply::Unary(reply) => (reply, quote!(unary)),
+        Reply::Stream(item) => (item, quote!(server_streaming)),
     };
+    // Named at the user's reply type, for the method's marker: a reply other than the proto's,
+    // or a stream for a unary method (and back), is reported there. (The marker keeps the
+    // method's span: a method missing from the proto is reported there only.)
+    let at_reply = |tokens: TokenStream| {
+        let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, tokens);
+        group.set_span(user_reply.span());
+        group
+    };
+    let dispatch = respan(quote!(#krate::__private::#dispatch), user_reply.span());
+    let phantom = respan(quote!(::core::marker::PhantomData::<), user_reply.span());
+    let close = respan(quote!(>), user_reply.span());
+    let marker_value = quote!(#phantom #method_type #close);
+    let args = at_reply(quote!(#marker_value, &self.0, request, #method, snapshot, #call));
+    let boxed = respan(quote!(::std::boxed::Box::pin), user_reply.span());
+    let body = at_reply(quote!(#dispatch #args));
     quote_spanned! {name.span()=>
         fn #name<'life0, 'async_trait>(
             &'life0 self,
-            request: #request_type,
+            request: #tonic::Request<#proto>,
         ) -> ::core::pin::Pin<::std::boxed::Box<
-            dyn ::core::future::Future<Output = ::core::result::Result<#reply_type, #tonic::Status>>
+            dyn ::core::future::Future<Output = ::core::result::Result<#tonic::Response<#response>, #tonic::Status>>
                 + ::core::marker::Send
                 + 'async_trait,
         >>
@@ -121,7 +133,7 @@ fn rpc_method(rpc: &Rpc, krate: &syn::Path, server: &syn::Path, wrapper: &syn::I
             // A clone of the request for the debug dump, or none for a client stream.
             #[allow(clippy::needless_borrow)] // the borrows pick the impl
             let snapshot = (&&#krate::__private::Probe::<#proto>::new()).snapshot_fn();
-            ::std::boxed::Box::pin(#dispatch(&self.0, request, #method, snapshot, #call))
+            #boxed #body
         }
     }
 }

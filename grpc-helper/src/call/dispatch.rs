@@ -5,13 +5,13 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use tonic::codegen::BoxStream;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
@@ -20,6 +20,7 @@ use tokio::sync::futures::OwnedNotified;
 use super::StopSignal;
 use super::pending::{PendingCalls, PendingGuard};
 use super::render::{SnapshotFn, render};
+use super::signature::{Streaming, ToProtoReply, Unary};
 use crate::api::ResultCode;
 use crate::message::ReplyLen;
 use crate::wire::{self, GRPC_STATUS};
@@ -197,30 +198,34 @@ impl Call {
     }
 }
 
-/// Serves a unary or client-streaming call.
-pub async fn unary<'a, M, Req, Rep, F, Fut>(
+/// Serves a unary or client-streaming call: the method `K` of a generated service, whose reply
+/// the handler's `R` must be ([`ToProtoReply`] says so at the user's type when it is not).
+pub async fn unary<'a, K, M, R, F, Fut>(
+    _method: PhantomData<K>,
     hosted: &'a Hosted<M>,
-    request: Request<Req>,
+    request: Request<K::Request>,
     method: &'static str,
-    snapshot: SnapshotFn<Req>,
+    snapshot: SnapshotFn<K::Request>,
     handler: F,
-) -> Result<Response<Rep>, Status>
+) -> Result<Response<K::Response>, Status>
 where
+    K: Unary,
     M: Manager,
-    Req: Debug,
-    Rep: RpcMessage + ReplyLen + Debug,
-    F: FnOnce(&'a M, Req, CallContext) -> Fut,
-    Fut: Future<Output = Result<Rep, RpcError>>,
+    K::Request: Debug,
+    K::Reply: RpcMessage + ReplyLen + Debug,
+    R: ToProtoReply<K::Reply>,
+    F: FnOnce(&'a M, K::Request, CallContext) -> Fut,
+    Fut: Future<Output = Result<R, RpcError>>,
 {
     let (call, admitted) = hosted.enter(request, method, snapshot);
     let span = call.span(hosted.context.span());
     let outcome = match admitted {
         Ok((message, cx)) => match (InSpan { span, inner: handler(&hosted.manager, message, cx) }).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => outcome.map(R::to_proto),
             Err(payload) => {
                 let reply = call.panicked(span, &*payload);
                 call.trace(span, &reply);
-                return reply.map(Response::new);
+                return reply.map(|reply| Response::new(K::response(reply)));
             }
         },
         Err(e) => Err(e),
@@ -238,29 +243,32 @@ where
         }
     };
     call.trace(span, &reply);
-    reply.map(Response::new)
+    reply.map(|reply| Response::new(K::response(reply)))
 }
 
-/// Serves a server-streaming or bidirectional call.
-pub async fn server_streaming<'a, M, Req, Item, F, Fut>(
+/// Serves a server-streaming or bidirectional call: the method `K` of a generated service.
+pub async fn server_streaming<'a, K, M, R, F, Fut>(
+    _method: PhantomData<K>,
     hosted: &'a Hosted<M>,
-    request: Request<Req>,
+    request: Request<K::Request>,
     method: &'static str,
-    snapshot: SnapshotFn<Req>,
+    snapshot: SnapshotFn<K::Request>,
     handler: F,
-) -> Result<Response<BoxStream<Item>>, Status>
+) -> Result<Response<K::Response>, Status>
 where
+    K: Streaming,
     M: Manager,
-    Req: Debug,
-    Item: RpcMessage + ReplyLen + Debug + Send + 'static,
-    F: FnOnce(&'a M, Req, CallContext) -> Fut,
-    Fut: Future<Output = Result<ReplyStream<Item>, RpcError>>,
+    K::Request: Debug,
+    K::Reply: RpcMessage + ReplyLen + Debug + Send + 'static,
+    R: ToProtoReply<ReplyStream<K::Reply>>,
+    F: FnOnce(&'a M, K::Request, CallContext) -> Fut,
+    Fut: Future<Output = Result<R, RpcError>>,
 {
     let (call, admitted) = hosted.enter(request, method, snapshot);
     let span = call.span(hosted.context.span());
     let outcome = match admitted {
         Ok((message, cx)) => match (InSpan { span, inner: handler(&hosted.manager, message, cx) }).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => outcome.map(R::to_proto),
             Err(payload) => {
                 Err(span.in_scope(|| super::panic::to_error(&*payload, call.service, call.method, call.trusted)))
             }
@@ -273,7 +281,7 @@ where
     };
     let end = Arc::clone(hosted.context.streams_end());
     let span = span.clone();
-    Ok(Response::new(Box::pin(OutStream {
+    Ok(Response::new(K::response(Box::pin(OutStream {
         replies: stream,
         call: Some(call),
         span,
@@ -281,7 +289,7 @@ where
         end_registered: None,
         last_look: false,
         max_reply: hosted.max_reply,
-    })))
+    }))))
 }
 
 pin_project_lite::pin_project! {

@@ -25,7 +25,7 @@ pub(crate) use self::peer::{ConnInfo, peer_of};
 pub use self::pending::PendingCall;
 pub(crate) use self::pending::PendingCalls;
 pub use self::render::{Probe, SnapshotByClone, SnapshotNone};
-pub use self::signature::{FromProtoRequest, MethodRequest, method_key};
+pub use self::signature::{FromProtoRequest, Method, Streaming, ToProtoReply, Unary};
 pub(crate) use self::stop_signal::StopSignal;
 use crate::compression::Compression;
 use crate::{Manager, RpcError};

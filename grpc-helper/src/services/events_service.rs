@@ -13,26 +13,6 @@ use crate::{CallContext, ReplyStream, RpcError, rpc_manager};
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod wire {
     include!(concat!(env!("OUT_DIR"), "/event_service_server.rs"));
-
-    // What `build::compile` writes beside its servers, for this hand-built one.
-    use crate::call::{MethodRequest, method_key};
-    use event_service_server::EventServiceServer;
-    #[diagnostic::do_not_recommend]
-    impl<T> MethodRequest<{ method_key("listen") }> for EventServiceServer<T> {
-        type Request = crate::api::EventFilter;
-    }
-    #[diagnostic::do_not_recommend]
-    impl<T> MethodRequest<{ method_key("interrupt") }> for EventServiceServer<T> {
-        type Request = crate::api::EventInterrupt;
-    }
-    #[diagnostic::do_not_recommend]
-    impl<T> MethodRequest<{ method_key("send") }> for EventServiceServer<T> {
-        type Request = crate::api::Event;
-    }
-    #[diagnostic::do_not_recommend]
-    impl<T> MethodRequest<{ method_key("inspect") }> for EventServiceServer<T> {
-        type Request = crate::api::Empty;
-    }
 }
 
 pub(crate) struct EventsManager {
