@@ -100,6 +100,7 @@ pub struct ServerArgs {
     pub idle_timeout: Option<Duration>,
     /// Serves the server's metrics as Prometheus text on this port, at /metrics (feature `otel`).
     #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
     /// Seconds of silence before TCP keep-alive probes; 0: off [default: 60].

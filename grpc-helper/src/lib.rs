@@ -44,6 +44,38 @@
 //!
 //! Enums named `*ApiVersion` in your protos derive [`ApiVersion`] automatically; errors
 //! returned by a method reach Python and Rust clients in band (see [`RpcError`]).
+//!
+//! # Guides
+//!
+//! - [Usage](docs::usage): dependencies, the proto and its build script, a service, and what
+//!   the server and client do for you.
+//! - [Migrating from Python](docs::migrating_from_python): files, RPCs and client behaviour,
+//!   each the same as the original, different or improved.
+//! - [Operations](docs::operations): configuration items, command line, logs, debug dump,
+//!   `rpcctl`, connection limits, reliability.
+//! - [Security model](docs::security): open by default, the auth guard, locking a server down,
+//!   the limits.
+//! - [Events](docs::events): queues, listeners, limits and ownership.
+//! - [Proxying](docs::proxying): a main server forwarding to registered backends.
+//! - [Replicas](docs::replicas): events and config items shared through NATS JetStream,
+//!   endpoints from DNS, a Kubernetes sketch.
+//! - [Metrics and traces](docs::metrics_and_traces): A66 metrics and W3C trace context
+//!   (feature `otel`).
+//! - [Benchmarks](docs::benchmarks): the latest figures, each with its command.
+//! - [Development](docs::development): the repository's layout, CI, fuzzing.
+//!
+//! # Features
+//!
+//! | feature | what it brings |
+//! |---|---|
+//! | `cli` (default) | [`cli::ServerArgs`], the shared server options for a clap parser |
+//! | `build` | [`build::compile`], the proto compiler for build scripts (no system `protoc`) |
+//! | `otel` | gRFC A66 metrics through OpenTelemetry, a Prometheus text endpoint, W3C trace context ([guide](docs::metrics_and_traces)) |
+//! | `nats` | events and user config items shared by replicas through NATS JetStream ([guide](docs::replicas)) |
+//! | `fuzz-api` | entry points for the fuzz targets and property tests; not a public API |
+//!
+//! Items that need a feature say so on docs.rs, which builds with every feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The derives and #[rpc_manager] expand to `::grpc_helper::...`, also inside this crate.
 extern crate self as grpc_helper;
@@ -52,13 +84,16 @@ pub mod api;
 pub mod auth;
 // Documented always (a user's own `cargo doc` has the feature off), compiled with `build`.
 #[cfg(any(feature = "build", doc))]
+#[cfg_attr(docsrs, doc(cfg(feature = "build")))]
 pub mod build;
 mod call;
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 pub mod client;
 mod compression;
 pub mod config;
+pub mod docs;
 mod error;
 pub mod events;
 mod folders;

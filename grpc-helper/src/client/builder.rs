@@ -84,6 +84,7 @@ impl RpcClientBuilder {
     /// let builder = grpc_helper::RpcClient::builder("127.0.0.1", 54321).meter_provider(&provider);
     /// ```
     #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     pub fn meter_provider(mut self, provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Self {
         self.meter = crate::telemetry::ClientMeter::of(provider);
         self

@@ -371,6 +371,7 @@ impl RpcServerBuilder {
     /// let builder = grpc_helper::RpcServer::builder().meter_provider(&provider);
     /// ```
     #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     pub fn meter_provider(mut self, provider: &(impl opentelemetry::metrics::MeterProvider + ?Sized)) -> Self {
         self.metrics = crate::telemetry::MetricsOptions::Meter(crate::telemetry::meter_of(provider));
         self
@@ -389,6 +390,7 @@ impl RpcServerBuilder {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     pub fn metrics_port(mut self, port: u16) -> Self {
         self.metrics = crate::telemetry::MetricsOptions::Prometheus(port);
         self
