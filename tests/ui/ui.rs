@@ -6,6 +6,6 @@
 #[test]
 fn macros_accept_every_supported_form_and_reject_misuse_at_the_users_span() {
     let cases = trybuild::TestCases::new();
-    cases.pass("ui/pass/*.rs");
-    cases.compile_fail("ui/fail/*.rs");
+    cases.pass("pass/*.rs");
+    cases.compile_fail("fail/*.rs");
 }
