@@ -28,6 +28,8 @@ const LAYERS: &[&[&str]] = &[
     &["manager", "client"],
     &["proxy", "services"],
     &["server", "cli", "__private", "fuzz_api", "layering"],
+    // The guides (documentation only).
+    &["docs"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
