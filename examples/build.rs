@@ -1,11 +1,9 @@
-//! Compiles the sample service of the examples, twice:
-//! - with grpc-helper's compiler (`include_protos!`), for the example server, client and demo;
-//! - with plain `tonic-prost-build` (standard `ProstCodec`, no grpc-helper derives or paths) into
-//!   `$OUT_DIR/bare/`, the baseline of the `bench` example.
+//! Compiles the sample service with plain `tonic-prost-build` (standard `ProstCodec`, no
+//! grpc-helper derives or paths) into `$OUT_DIR/bare/`, the baseline of the `bench` example.
+//! (grpc-helper's own code for it is in `grpc-helper-sample`.)
 use std::path::PathBuf;
 
 fn main() {
-    grpc_helper::build::compile(&["../proto/sample/sample.proto"], &["../proto"]).expect("sample.proto");
     compile_bare();
 }
 

@@ -33,7 +33,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         .args(&args.server)
         .with_events()
         .user_items(SAMPLE_ITEMS)
-        .file_descriptor_set(grpc_helper::include_descriptor_set!())
+        .file_descriptor_set(grpc_helper_examples::FILE_DESCRIPTOR_SET)
         .manager(SampleManager)
         .start()
         .await?;

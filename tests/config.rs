@@ -10,9 +10,9 @@ use grpc_helper::api::config_service_client::ConfigServiceClient;
 use grpc_helper::api::{ConfigItemUpdate, ConfigStatus, ConfigUpdate, Filter, ResultCode};
 use grpc_helper::config::{ConfigItem, RpcConfig, Validator};
 use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer, RpcServerBuilder};
+use grpc_helper_tests::LIMIT;
+use grpc_helper_tests::names;
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, server_builder};
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 const MY_INT: ConfigItem = ConfigItem::new("my-int-config", "Some int", "12").validator(Validator::Int);
 const MY_POS: ConfigItem = ConfigItem::new("my-pos-float", "Some positive float", "1.5").validator(Validator::PosFloat);
@@ -25,10 +25,6 @@ fn config_stub(server: &RpcServer) -> ConfigServiceClient<RpcChannel> {
 
 fn with_workspace(dir: &Path) -> RpcServerBuilder {
     server_builder().folders(Folders::default().workspace(dir.join("wks"))).user_items(ITEMS)
-}
-
-fn names(names: &[&str]) -> Filter {
-    Filter { names: names.iter().map(|n| n.to_string()).collect(), ignore_unknown: false }
 }
 
 fn update(pairs: &[(&str, &str)]) -> ConfigUpdate {

@@ -8,10 +8,8 @@ use std::time::Duration;
 use grpc_helper::api::{Empty, LoggerConfig, LoggerLevel, LoggerUpdate, ResultCode, ResultStatus};
 use grpc_helper::{CallContext, Folders, ReplyStream, RpcError, RpcServer, rpc_manager};
 use grpc_helper_tests::api::{PlainReply, SampleRequest, SampleResponse};
-use grpc_helper_tests::{bounded, client_of, sample_stub, server_builder, status};
+use grpc_helper_tests::{LIMIT, bounded, client_of, sample_stub, server_builder, status};
 use tokio_stream::StreamExt;
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 /// A sample service whose methods panic on request.
 struct Panicky;
@@ -95,7 +93,7 @@ async fn a_panic_is_an_in_band_error_with_its_message_and_stack() {
         assert_eq!(result.code, ResultCode::Error as i32);
         assert_eq!(result.msg, "SampleService.method1 panicked: boom with the lock held, 0 numbers");
         let first = result.stack.lines().take(2).collect::<Vec<_>>().join("\n");
-        assert!(first.contains("failure.rs:25:"), "the stack starts where the method panicked: {}", result.stack);
+        assert!(first.contains("failure.rs:23:"), "the stack starts where the method panicked: {}", result.stack);
         server.shutdown().await;
     })
     .await;

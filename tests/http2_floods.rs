@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use grpc_helper::RpcServer;
 use grpc_helper::api::Filter;
+use grpc_helper_tests::LIMIT;
+use grpc_helper_tests::memory::this_process_mib as rss_mib;
 use grpc_helper_tests::{bounded, client_of, server_builder};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
@@ -134,13 +134,6 @@ impl Bystander {
     }
 }
 
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok()).unwrap();
-    kib / 1024
-}
-
 /// Sends `frames` in batches until the server closes the connection: how many went out.
 async fn flood(write: &mut OwnedWriteHalf, heard: &Heard, frames: impl Iterator<Item = Vec<u8>>) -> usize {
     let mut sent = 0;
@@ -190,6 +183,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_is_answered_enhance_your_calm() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let heard = attack("rapid reset", |mut write, heard, _| async move {
             let block = header_block("/RpcServerService/info");
@@ -210,6 +204,7 @@ async fn rapid_reset_is_answered_enhance_your_calm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continuation_flood_is_answered_enhance_your_calm() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let heard = attack("CONTINUATION flood", |mut write, heard, _| async move {
             // A header block that never ends: HEADERS without END_HEADERS, then 1 KiB pieces.
@@ -227,6 +222,7 @@ async fn a_continuation_flood_is_answered_enhance_your_calm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settings_flood_leaves_everyone_else_served() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         attack("SETTINGS flood", |mut write, heard, _| async move {
             // SETTINGS_MAX_CONCURRENT_STREAMS = 100, over and over.
@@ -241,6 +237,7 @@ async fn a_settings_flood_leaves_everyone_else_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_is_answered_too_many_pings() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let heard = attack("PING flood", |mut write, heard, _| async move {
             // gRFC A8: two pings too early are forgiven, the third ends the connection.
@@ -259,6 +256,7 @@ async fn a_ping_flood_is_answered_too_many_pings() {
 /// Pings spaced as the server permits are all answered, and the connection keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_at_the_permitted_interval_are_answered() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder()
             .http2_min_ping_interval(Some(Duration::from_millis(20)))
@@ -293,6 +291,7 @@ async fn pings_at_the_permitted_interval_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_data_frames_are_answered_enhance_your_calm() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let heard = attack("empty DATA flood", |mut write, heard, _| async move {
             let open = frame(HEADERS, END_HEADERS, 1, &header_block("/RpcServerService/info"));
@@ -308,6 +307,7 @@ async fn empty_data_frames_are_answered_enhance_your_calm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_update_past_the_maximum_is_a_flow_control_error() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let heard = attack("WINDOW_UPDATE overflow", |mut write, heard, _| async move {
             // 65,535 + 2^31 - 1 is past the largest window HTTP/2 allows.

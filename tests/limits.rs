@@ -8,28 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use grpc_helper::RpcServer;
 use grpc_helper::api::Empty;
-use grpc_helper_tests::api::SampleRequest;
+use grpc_helper_tests::LIMIT;
+use grpc_helper_tests::memory::this_process_mib as rss_mib;
 use grpc_helper_tests::raw_h2::{self, Outcome};
+use grpc_helper_tests::sample_still_answers as still_serving;
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Resident memory of this process (server and clients), in MiB.
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
-}
-
-/// A normal call works.
-async fn still_serving(server: &RpcServer) {
-    let reply = sample_stub(&client_of(server)).method4(SampleRequest { foo: "ok".into() }).await.unwrap();
-    assert_eq!(reply.into_inner().bar, "ok");
-}
 
 fn summary(scenario: &str, sent: usize, succeeded: usize, failed: usize, lost: usize) {
     eprintln!("SUMMARY {scenario}: sent {sent} succeeded {succeeded} failed {failed} lost {lost}");
@@ -40,6 +26,7 @@ fn summary(scenario: &str, sent: usize, succeeded: usize, failed: usize, lost: u
 /// reply, and memory stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_calls_all_complete_with_bounded_memory() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let log = EventLog::default();
         let server = server_builder()
@@ -109,6 +96,7 @@ async fn ten_thousand_concurrent_calls_all_complete_with_bounded_memory() {
 /// that honours the limit queues its extra calls instead: all complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limit_are_refused_or_queued_never_lost() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let log = EventLog::default();
         let server = server_builder()
@@ -268,6 +256,7 @@ async fn half_open(port: u16, silent: usize, preface: usize) -> Vec<TcpStream> {
 /// is kept); a normal call succeeds after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_by_their_timeouts() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let log = EventLog::default();
         let server = server_builder()
@@ -327,6 +316,7 @@ async fn idle_connections_are_closed_by_their_timeouts() {
 /// connections that never started nor for the idle ones: it ends well within the grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_is_prompt_with_idle_connections_open() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let log = EventLog::default();
         let server = server_builder().manager(Sample::new(&log, Duration::ZERO)).start().await.unwrap();
@@ -363,6 +353,7 @@ async fn shutdown_is_prompt_with_idle_connections_open() {
 /// sooner; a bad value is refused at start with a clear message.
 #[test]
 fn connection_limit_flags_reach_the_example_server() {
+    let _heavy = grpc_helper_tests::heavy();
     use std::io::{Read, Write};
     use std::process::Command;
 

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::{Empty, Event, EventApiVersion, EventFilter, EventProperty, EventQueueInfo, ResultStatus};
+use grpc_helper::api::{Empty, Event, EventFilter, EventProperty, EventQueueInfo, ResultStatus};
 use grpc_helper::events::QUEUE_LIMIT;
-use grpc_helper::{Folders, ManagerContext, RpcChannel, RpcError, RpcServer, rpc_manager};
+use grpc_helper::{Folders, ManagerContext, RpcError, RpcServer, rpc_manager};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::AnotherApiVersion;
-use grpc_helper_tests::{bounded, client_of, raw_h2, server_builder};
-
-const LIMIT: Duration = Duration::from_secs(30);
+use grpc_helper_tests::events_stub as stub;
+use grpc_helper_tests::memory::this_process_mib as rss_mib;
+use grpc_helper_tests::{bounded, raw_h2, server_builder};
 
 /// Hands its context to the test, which sends events in-process as a manager would.
 struct Sender {
@@ -33,17 +33,6 @@ impl Sender {
     }
 }
 
-/// Resident memory of this process (the server runs in it), in MiB.
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
-}
-
-fn stub(server: &RpcServer) -> EventServiceClient<RpcChannel> {
-    EventServiceClient::new(client_of(server).channel::<EventApiVersion>())
-}
-
 async fn queue(server: &RpcServer, id: u32) -> EventQueueInfo {
     let status = stub(server).inspect(Empty {}).await.unwrap().into_inner();
     assert_eq!(status.client_ids, status.queues.iter().map(|q| q.client_id).collect::<Vec<_>>());
@@ -52,6 +41,7 @@ async fn queue(server: &RpcServer, id: u32) -> EventQueueInfo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_that_never_reads_is_bounded_and_visible_in_inspect() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let context = Arc::new(OnceLock::new());

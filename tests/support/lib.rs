@@ -271,9 +271,77 @@ pub async fn still_serving(server: &RpcServer) {
     assert!(started.elapsed() < Duration::from_secs(1), "info took {:?}", started.elapsed());
 }
 
+/// A normal call of the sample service (`method4`) still gets its real reply.
+pub async fn sample_still_answers(server: &RpcServer) {
+    let reply = sample_stub(&client_of(server)).method4(SampleRequest { foo: "ok".into() }).await.unwrap();
+    assert_eq!(reply.into_inner().bar, "ok");
+}
+
+/// Taken by a test that loads the machine (floods, thousands of calls, bounds on memory or
+/// latency): such tests never overlap, while the light ones run beside them (the test binaries
+/// run 8 tests at a time, see `.cargo/config.toml`). Released when dropped, by a failed test too.
+pub fn heavy() -> Heavy {
+    let mut taken = HEAVY.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    while *taken {
+        taken = HEAVY.1.wait(taken).unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    *taken = true;
+    Heavy(())
+}
+
+static HEAVY: (std::sync::Mutex<bool>, std::sync::Condvar) = (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+/// The machine, held by one heavy test (see [`heavy`]).
+pub struct Heavy(());
+
+impl Drop for Heavy {
+    fn drop(&mut self) {
+        *HEAVY.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        HEAVY.1.notify_one();
+    }
+}
+
+/// The time limit of a test body (see [`bounded`]): generous, it only stops a hung test.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
 /// Runs a test body with a hard time limit, so that no test can hang CI.
 pub async fn bounded<F: Future>(limit: Duration, body: F) -> F::Output {
     tokio::time::timeout(limit, body).await.expect("test exceeded its time limit")
+}
+
+/// A filter naming `names` (config items, loggers, services).
+pub fn names(names: &[&str]) -> Filter {
+    Filter { names: names.iter().map(|n| n.to_string()).collect(), ignore_unknown: false }
+}
+
+/// An event with no properties.
+pub fn event(name: &str) -> grpc_helper::api::Event {
+    grpc_helper::api::Event { name: name.into(), properties: Vec::new() }
+}
+
+/// A stub of the `events` service of `server`.
+pub fn events_stub(server: &RpcServer) -> grpc_helper::api::event_service_client::EventServiceClient<RpcChannel> {
+    grpc_helper::api::event_service_client::EventServiceClient::new(
+        client_of(server).channel::<grpc_helper::api::EventApiVersion>(),
+    )
+}
+
+/// Resident memory, from `/proc/<pid>/status`.
+pub mod memory {
+    /// This process's resident memory (the servers under test run in it), in MiB.
+    pub fn this_process_mib() -> u64 {
+        of_process_kib("self").0 / 1024
+    }
+
+    /// A process's resident memory in KiB: now (`VmRSS`) and at its peak (`VmHWM`).
+    pub fn of_process_kib(pid: impl std::fmt::Display) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
 }
 
 /// The result code of a failed call.

@@ -7,14 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate, Empty, Event, EventApiVersion, EventFilter, ResultCode};
+use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate, Empty, Event, EventFilter, ResultCode};
 use grpc_helper::client::{EventListener, KeepInBand};
-use grpc_helper::{Folders, RpcChannel, RpcClient, RpcError, RpcServer};
+use grpc_helper::{Folders, RpcClient, RpcError, RpcServer};
+use grpc_helper_tests::LIMIT;
+use grpc_helper_tests::events_stub as stub;
 use grpc_helper_tests::{bounded, client_of, server_builder};
 use parking_lot::Mutex;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 async fn events_server(workspace: &Path, config: &[(&str, &str)]) -> RpcServer {
     let config = config.iter().map(|(n, v)| (n.to_string(), v.to_string()));
@@ -25,10 +24,6 @@ async fn events_server(workspace: &Path, config: &[(&str, &str)]) -> RpcServer {
         .start()
         .await
         .unwrap()
-}
-
-fn stub(server: &RpcServer) -> EventServiceClient<RpcChannel> {
-    EventServiceClient::new(client_of(server).channel::<EventApiVersion>())
 }
 
 async fn send(server: &RpcServer, name: &str) {

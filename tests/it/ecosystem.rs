@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use grpc_helper::api::{Empty, ResultStatus};
 use grpc_helper::{RpcError, rpc_manager};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::AnotherApiVersion;
 use grpc_helper_tests::{EventLog, Sample, bounded, free_port, server_builder, status};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 /// A manager whose load hook takes a while.
 struct SlowLoad(Duration);

@@ -11,12 +11,15 @@ use grpc_helper::api::{
     Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventQueueStatus, EventStatus, ResultCode, ResultStatus,
 };
 use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer};
+use grpc_helper_tests::LIMIT;
+use grpc_helper_tests::event;
+use grpc_helper_tests::events_stub as stub;
+use grpc_helper_tests::memory::of_process_kib as rss_kib;
 use grpc_helper_tests::raw_h2::{self, H2Connection};
-use grpc_helper_tests::{bounded, client_of, server_builder};
+use grpc_helper_tests::{bounded, server_builder};
 use prost::Message;
 use tonic::Streaming;
 
-const LIMIT: Duration = Duration::from_secs(60);
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// An events server with these configuration items, administered from 127.0.0.1 only: the
@@ -31,14 +34,6 @@ async fn events_server(workspace: &std::path::Path, items: &[(&str, &str)]) -> R
         .start()
         .await
         .unwrap()
-}
-
-fn stub(server: &RpcServer) -> EventServiceClient<RpcChannel> {
-    EventServiceClient::new(client_of(server).channel::<EventApiVersion>())
-}
-
-fn event(name: &str) -> Event {
-    Event { name: name.into(), properties: Vec::new() }
 }
 
 /// A well-behaved listener (from 127.0.0.1): its stream and id.
@@ -83,6 +78,7 @@ async fn raw_interrupt(connection: &H2Connection, port: u16, client_id: u32) -> 
 
 #[tokio::test]
 async fn queue_ids_are_random_never_zero_and_never_reused_while_alive() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = events_server(dir.path(), &[("rpc-event-max-queues-per-peer", "200")]).await;
@@ -107,6 +103,7 @@ async fn queue_ids_are_random_never_zero_and_never_reused_while_alive() {
 
 #[tokio::test]
 async fn another_peer_can_neither_resume_nor_interrupt_a_queue() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         // Administered from all of loopback (the default): the attacker may call interrupt,
         // and it is the queue's owner that is checked.
@@ -145,6 +142,7 @@ async fn another_peer_can_neither_resume_nor_interrupt_a_queue() {
 /// does, and to anyone else only the queues opened from its own address.
 #[tokio::test]
 async fn inspect_shows_an_administrator_every_queue_and_anyone_else_their_own() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder()
             .with_events()
@@ -173,6 +171,7 @@ async fn inspect_shows_an_administrator_every_queue_and_anyone_else_their_own() 
 
 #[tokio::test]
 async fn a_peer_past_its_cap_gets_resource_exhausted_and_everyone_else_still_listens() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let caps =
@@ -223,6 +222,7 @@ async fn a_peer_past_its_cap_gets_resource_exhausted_and_everyone_else_still_lis
 
 #[tokio::test]
 async fn a_stalled_stream_stops_holding_its_queue_but_still_counts_against_its_peer() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         // A stream that takes nothing for 2 s (twice the keep-alive period) is stalled.
@@ -285,6 +285,7 @@ async fn a_stalled_stream_stops_holding_its_queue_but_still_counts_against_its_p
 
 #[tokio::test]
 async fn listen_can_be_put_behind_the_auth_guard() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = server_builder()
@@ -313,16 +314,6 @@ async fn listen_can_be_put_behind_the_auth_guard() {
     .await;
 }
 
-/// Resident memory of a process in KiB: now (`VmRSS`) and at its peak (`VmHWM`).
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// What the bound allows per listening stream: its state, the request, and what the transport
 /// holds of it (tonic's 8 KiB first buffer, up to two 32 KiB chunks once events were pending).
 const STREAM_KIB: u64 = 80;
@@ -333,6 +324,7 @@ const CONNECTION_KIB: u64 = 512;
 /// one queue's byte bound for the shared log; a copy of each event per listener would be 2 GiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_listeners_and_a_thousand_events_keep_the_server_rss_bounded() {
+    let _heavy = grpc_helper_tests::heavy();
     use grpc_helper_tests::process::{example, spawn_until};
 
     const STALLED: usize = 2000;
@@ -427,6 +419,7 @@ async fn stalled_listeners_and_a_thousand_events_keep_the_server_rss_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_new_queues_is_persisted_without_holding_up_the_listeners() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = events_server(dir.path(), &[("rpc-event-max-queues-per-peer", "1024")]).await;

@@ -5,14 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use grpc_helper::api::event_service_client::EventServiceClient;
-use grpc_helper::api::{
-    Empty, Event, EventApiVersion, EventFilter, EventInterrupt, EventProperty, EventStatus, ResultCode,
-};
+use grpc_helper::api::{Empty, Event, EventFilter, EventInterrupt, EventProperty, EventStatus, ResultCode};
 use grpc_helper::{Folders, RpcChannel, RpcError, RpcServer, RpcServerBuilder};
+use grpc_helper_tests::LIMIT;
+use grpc_helper_tests::event;
+use grpc_helper_tests::events_stub as stub;
 use grpc_helper_tests::{bounded, client_of, server_builder};
 use tonic::Streaming;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 fn events_server(workspace: &Path) -> RpcServerBuilder {
     server_builder().with_events().folders(Folders::default().workspace(workspace))
@@ -21,14 +20,6 @@ fn events_server(workspace: &Path) -> RpcServerBuilder {
 /// An events server whose one configuration item `name` is `value` (e.g. a short timeout).
 async fn events_server_with(workspace: &Path, name: &str, value: &str) -> RpcServer {
     events_server(workspace).cli_config([(name.to_owned(), value.to_owned())]).start().await.unwrap()
-}
-
-fn stub(server: &RpcServer) -> EventServiceClient<RpcChannel> {
-    EventServiceClient::new(client_of(server).channel::<EventApiVersion>())
-}
-
-fn event(name: &str) -> Event {
-    Event { name: name.into(), properties: Vec::new() }
 }
 
 fn filter(names: &[&str], client_id: u32) -> EventFilter {

@@ -119,6 +119,7 @@ async fn outcomes(calls: Vec<Call>, limit: Duration) -> Vec<Option<Result<Sample
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_grace_completes_every_call_in_flight_and_late_calls_land_on_another_server() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(60), async {
         let a = gated_server("A", Duration::from_secs(20), false).await;
         let b = gated_server("B", Duration::from_secs(5), true).await;
@@ -211,6 +212,7 @@ async fn long_grace_completes_every_call_in_flight_and_late_calls_land_on_anothe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_grace_ends_the_remaining_calls_with_a_clear_status() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(60), async {
         let grace = Duration::from_millis(500);
         let a = gated_server("A", grace, false).await;
@@ -273,6 +275,7 @@ fn example_server(grace: Duration) -> (Process, u16, tempfile::TempDir) {
 /// and each of those calls gets a clear status.
 #[test]
 fn server_process_exits_within_grace_plus_one_second() {
+    let _heavy = grpc_helper_tests::heavy();
     const HANGING: usize = 200;
     let grace = Duration::from_millis(500);
     let (mut server, port, workspace) = example_server(grace);
@@ -395,10 +398,12 @@ fn signal_drains_calls_in_flight_then_the_process_exits(signal: &str) {
 
 #[test]
 fn sigterm_drains_calls_in_flight_then_the_process_exits() {
+    let _heavy = grpc_helper_tests::heavy();
     signal_drains_calls_in_flight_then_the_process_exits("TERM");
 }
 
 #[test]
 fn sigint_drains_calls_in_flight_then_the_process_exits() {
+    let _heavy = grpc_helper_tests::heavy();
     signal_drains_calls_in_flight_then_the_process_exits("INT");
 }

@@ -8,10 +8,11 @@
 use std::time::{Duration, Instant};
 
 use grpc_helper::api::config_service_client::ConfigServiceClient;
-use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, Filter, ResultCode};
+use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, ResultCode};
 use grpc_helper::config::{ConfigItem, Validator};
 use grpc_helper::{Folders, RpcChannel, RpcClient, RpcError, RpcServer};
 use grpc_helper_tests::api::SampleRequest;
+use grpc_helper_tests::names;
 use grpc_helper_tests::nats::{NatsServer, Replica};
 use grpc_helper_tests::{bounded, client_of, free_port, sample_stub, server_builder};
 
@@ -21,10 +22,6 @@ fn config_of(client: &RpcClient) -> ConfigServiceClient<RpcChannel> {
 
 fn update(name: &str, value: &str) -> ConfigUpdate {
     ConfigUpdate { items: vec![ConfigItemUpdate { name: name.into(), value: value.into() }], ignore_unknown: false }
-}
-
-fn names(names: &[&str]) -> Filter {
-    Filter { names: names.iter().map(|n| n.to_string()).collect(), ignore_unknown: false }
 }
 
 /// The value of one item as the `config` service of `client`'s server reports it.

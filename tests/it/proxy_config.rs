@@ -8,10 +8,11 @@ use std::time::Duration;
 use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate, Filter, ResultCode};
 use grpc_helper::config::{ConfigItem, Validator};
 use grpc_helper::{RpcClient, RpcError, RpcServer};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::{AnotherApiVersion, SampleApiVersion};
+use grpc_helper_tests::names;
 use grpc_helper_tests::{Another, EventLog, Sample, bounded, client_of, server_builder};
 
-const LIMIT: Duration = Duration::from_secs(60);
 const SAMPLE_CONFIG: ConfigItem = ConfigItem::new("my-int-config", "Sample int", "12").validator(Validator::Int);
 const SAMPLE2_CONFIG: ConfigItem = ConfigItem::new("my-int-config", "Another int", "12").validator(Validator::Int);
 
@@ -67,10 +68,6 @@ impl Fleet {
         self.sample.shutdown().await;
         self.main.shutdown().await;
     }
-}
-
-fn names(names: &[&str]) -> Filter {
-    Filter { names: names.iter().map(|n| n.to_string()).collect(), ignore_unknown: false }
 }
 
 fn update(name: &str, value: &str) -> ConfigUpdate {

@@ -55,7 +55,7 @@ fn sigusr2_dumps_the_pending_calls_of_a_server_process() {
     assert!(text.contains("Pending RPC calls: (1)"), "{text}");
     assert!(text.contains("[RPC] [dump-test]"), "{text}");
     assert!(text.contains(">>> SampleService.long_method (Empty{}) running for"), "{text}");
-    assert!(text.contains(" - sample (grpc-helper-examples:0.1.0, API 1..2)"), "{text}");
+    assert!(text.contains(" - sample (grpc-helper-sample:0.1.0, API 1..2)"), "{text}");
     assert!(text.contains("Tokio runtime:"), "{text}");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the dump may hold sensitive data");

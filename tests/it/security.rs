@@ -70,6 +70,7 @@ fn codes(results: &[Result<(), tonic::Status>]) -> Vec<Code> {
 /// saying how to allow it; nothing changes, and everyone's other calls are served.
 #[tokio::test]
 async fn admin_rpcs_from_outside_the_admin_networks_are_refused_and_the_rest_is_served() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         // 127.0.0.1 stands for a remote machine: only 10.0.0.0/8 may administer.
@@ -112,6 +113,7 @@ async fn admin_rpcs_from_outside_the_admin_networks_are_refused_and_the_rest_is_
 /// clients sending no token): given, they replace the default; the builder's take precedence.
 #[tokio::test]
 async fn the_admin_networks_item_sets_them_and_the_builder_wins() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let item = |value: &str| [("rpc-admin-networks".to_owned(), value.to_owned())];
         let set = || ConfigUpdate {
@@ -138,6 +140,7 @@ async fn the_admin_networks_item_sets_them_and_the_builder_wins() {
 /// (where IPv4 peers arrive as `::ffff:127.0.0.1`) and over IPv6.
 #[tokio::test]
 async fn loopback_peers_administer_a_server_without_a_guard() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         let builder = RpcServer::builder().ip("::".parse().unwrap()).port(0).shutdown_grace(Duration::from_secs(5));
@@ -161,6 +164,7 @@ async fn loopback_peers_administer_a_server_without_a_guard() {
 /// leaves the decision to the guard alone.
 #[tokio::test]
 async fn admin_networks_apply_with_a_guard_and_allow_remote_admin_lifts_them() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         let guarded = || full(server_builder(), dir.path()).auth_guard(BearerToken::new(TOKEN));
@@ -192,6 +196,7 @@ async fn admin_networks_apply_with_a_guard_and_allow_remote_admin_lifts_them() {
 /// Misconfigurations that would open the server refuse to start, with a clear error.
 #[tokio::test]
 async fn an_empty_token_or_a_bad_admin_network_fails_the_start() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         let error = server_builder().auth_guard(BearerToken::new("")).start().await.err().unwrap();
@@ -228,6 +233,7 @@ async fn an_empty_token_or_a_bad_admin_network_fails_the_start() {
 /// line for it, with the newline escaped.
 #[tokio::test]
 async fn a_config_name_with_a_newline_cannot_forge_a_log_line() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         let server = full(server_builder(), dir.path()).start().await.unwrap();
@@ -266,6 +272,7 @@ async fn a_config_name_with_a_newline_cannot_forge_a_log_line() {
 /// arithmetic). It is a validation error naming the item and the range, not a panic.
 #[tokio::test]
 async fn a_huge_rpc_logs_interval_is_a_validation_error() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         let error = server_builder()
@@ -287,6 +294,7 @@ async fn a_huge_rpc_logs_interval_is_a_validation_error() {
 /// level stays what it was, in memory and on disk; once writable, changes persist again.
 #[tokio::test]
 async fn a_failed_loggers_write_leaves_the_level_unchanged() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         let server = server_builder()
@@ -361,6 +369,7 @@ fn lines_until(rx: &std::sync::mpsc::Receiver<String>, marker: &str) -> Vec<Stri
 /// only (no open-port warning) and guards the admin RPCs with the file's token.
 #[test]
 fn the_example_server_takes_bind_and_auth_token_file() {
+    let _heavy = grpc_helper_tests::heavy();
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
@@ -385,6 +394,7 @@ fn the_example_server_takes_bind_and_auth_token_file() {
 /// RPCs are accepted.
 #[test]
 fn the_example_server_on_every_address_says_admin_is_loopback_only() {
+    let _heavy = grpc_helper_tests::heavy();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let (mut server, rx) = example_server(&["-p", &port.to_string(), "-w", dir.path().to_str().unwrap()]);
@@ -409,6 +419,7 @@ fn the_example_server_on_every_address_says_admin_is_loopback_only() {
 /// the process exits.
 #[test]
 fn a_remote_shutdown_with_a_huge_timeout_still_ends_the_process() {
+    let _heavy = grpc_helper_tests::heavy();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let args = ["-p", &port.to_string(), "-w", dir.path().to_str().unwrap(), "--bind", "127.0.0.1"];
@@ -430,6 +441,7 @@ fn a_remote_shutdown_with_a_huge_timeout_still_ends_the_process() {
 /// alone (at DEBUG the logs hold request contents; the state files name peers and queues).
 #[tokio::test]
 async fn logs_go_through_no_link_and_logs_and_state_files_are_the_owners_alone() {
+    let _heavy = grpc_helper_tests::heavy();
     use std::os::unix::fs::PermissionsExt;
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
@@ -459,6 +471,7 @@ async fn logs_go_through_no_link_and_logs_and_state_files_are_the_owners_alone()
 /// a few lines, each clipped, and the next line says how many were left out.
 #[tokio::test]
 async fn a_flood_of_refused_admin_calls_writes_a_few_clipped_lines() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir().unwrap();
         let server = full(server_builder().auth_guard(BearerToken::new(TOKEN)), dir.path()).start().await.unwrap();

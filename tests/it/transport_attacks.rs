@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use grpc_helper::RpcServer;
 use grpc_helper::tls::{ClientTls, ServerTls};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::SampleRequest;
 use grpc_helper_tests::raw_h2;
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const LIMIT: Duration = Duration::from_secs(40);
 
 /// A normal call from another client, and how long it took.
 async fn normal_call(server: &RpcServer, text: &str) -> Result<Duration, tonic::Status> {
@@ -125,6 +124,7 @@ async fn partial_large_requests(port: u16, streams: usize) -> Attack {
 /// while the server's budget is full and succeeds once the attacker left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_requests_never_finished_are_refused_past_the_bytes_budget() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder()
             .max_request_size(1 << 20)
@@ -177,6 +177,7 @@ async fn large_requests_never_finished_are_refused_past_the_bytes_budget() {
 /// promptly meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_never_end_are_cut_by_the_read_deadline() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder()
             .request_read_timeout(Some(Duration::from_secs(1)))
@@ -244,6 +245,7 @@ async fn requests_that_never_end_are_cut_by_the_read_deadline() {
 /// client is served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_tls_handshake_is_closed_by_the_handshake_timeout() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let (cert, key) = (certified.cert.pem(), certified.signing_key.serialize_pem());
@@ -288,9 +290,7 @@ async fn a_stalled_tls_handshake_is_closed_by_the_handshake_timeout() {
 
 /// Resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    grpc_helper_tests::memory::of_process_kib(pid).0
 }
 
 /// What open streams cost the example server process: one connection opens as many streams as
@@ -300,6 +300,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// numbers behind the README's Connection limits come from this test with other counts.
 #[test]
 fn open_streams_up_to_the_default_limit_keep_the_server_memory_bounded() {
+    let _heavy = grpc_helper_tests::heavy();
     use grpc_helper_tests::process::{example, spawn_until};
     const STREAMS: usize = 256;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -8,12 +8,11 @@ use grpc_helper::RpcServer;
 use grpc_helper::api::config_service_client::ConfigServiceClient;
 use grpc_helper::api::rpc_server_service_client::RpcServerServiceClient;
 use grpc_helper::api::{ConfigApiVersion, Filter, ServerApiVersion};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::{SampleApiVersion, SampleRequest};
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// Compressible, and echoed by `method4`: both ways have something to compress.
 fn big_request() -> SampleRequest {

@@ -11,10 +11,10 @@ use grpc_helper::api::event_service_client::EventServiceClient;
 use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate, Event, EventApiVersion, EventFilter, ResultCode};
 use grpc_helper::config::ConfigItem;
 use grpc_helper::{RpcChannel, RpcError, RpcServer};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::nats::NatsServer;
 use grpc_helper_tests::{bounded, client_of, free_port, server_builder};
 
-const LIMIT: Duration = Duration::from_secs(60);
 const SHARED: ConfigItem = ConfigItem::new("shared-item", "An item shared by a fleet's replicas", "default");
 
 /// An events server whose events go through NATS at `url`, with these other items.

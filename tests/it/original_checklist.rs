@@ -10,9 +10,8 @@ use grpc_helper::api::{ConfigItemUpdate, ConfigUpdate, ConfigValidator, Filter, 
 use grpc_helper::cli::ServerArgs;
 use grpc_helper::config::{ConfigItem, Validator};
 use grpc_helper::{RpcError, RpcServer};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, server_builder};
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// The original's `RpcStaticConfig`: name, default, rule, values the rule refuses (with the
 /// code), and a value it accepts.

@@ -7,13 +7,13 @@ use std::time::Duration;
 use bytes::{Buf, BufMut};
 use grpc_helper::api::ResultCode;
 use grpc_helper::{RpcError, RpcServer};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::SampleRequest;
 use grpc_helper_tests::api::sample_service_client::SampleServiceClient;
+use grpc_helper_tests::sample_still_answers as still_serving;
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 async fn start() -> RpcServer {
     server_builder()
@@ -22,12 +22,6 @@ async fn start() -> RpcServer {
         .start()
         .await
         .unwrap()
-}
-
-/// A normal call still works.
-async fn still_serving(server: &RpcServer) {
-    let reply = sample_stub(&client_of(server)).method4(SampleRequest { foo: "ok".into() }).await.unwrap();
-    assert_eq!(reply.into_inner().bar, "ok");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use grpc_helper::RpcServer;
 use grpc_helper::api::{Event, EventFilter, Filter, ResultCode};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::{SampleApiVersion, SampleRequest, sample_service_client::SampleServiceClient};
 use grpc_helper_tests::{
     EventLog, Sample, bounded, client_of, code_of, raw_h2, register_sample_backend, sample_stub, server_builder,
@@ -13,8 +14,6 @@ use grpc_helper_tests::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// A plain tonic stub, so that the request carries exactly the metadata the test sets.
 async fn raw_sample_stub(server: &RpcServer) -> SampleServiceClient<tonic::transport::Channel> {
@@ -30,6 +29,7 @@ fn with_timeout(text: &'static str, echo: &str) -> tonic::Request<SampleRequest>
 
 #[tokio::test]
 async fn a_grpc_timeout_of_twenty_digits_is_no_deadline_and_no_panic() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let backend =
             server_builder().manager(Sample::new(&EventLog::default(), Duration::ZERO)).start().await.unwrap();
@@ -64,6 +64,7 @@ async fn a_grpc_timeout_of_twenty_digits_is_no_deadline_and_no_panic() {
 
 #[tokio::test]
 async fn repeated_names_are_answered_once_and_their_count_is_capped() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder().start().await.unwrap();
         let client = client_of(&server);
@@ -99,6 +100,7 @@ async fn repeated_names_are_answered_once_and_their_count_is_capped() {
 
 #[tokio::test]
 async fn listen_filters_keep_each_name_once_and_refuse_too_many() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder().with_events().start().await.unwrap();
         let client = client_of(&server);
@@ -130,6 +132,7 @@ async fn listen_filters_keep_each_name_once_and_refuse_too_many() {
 
 #[tokio::test]
 async fn a_reply_over_the_reply_limit_is_resource_exhausted_and_the_server_goes_on() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder()
             .manager(Sample::new(&EventLog::default(), Duration::ZERO))
@@ -173,6 +176,7 @@ async fn scrape(server: &RpcServer) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_paths_bind_no_metric_series_and_real_methods_keep_theirs() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder().metrics_port(0).start().await.unwrap();
         let port = server.local_addr().port();
@@ -201,6 +205,7 @@ async fn made_up_paths_bind_no_metric_series_and_real_methods_keep_theirs() {
 
 #[tokio::test]
 async fn the_metrics_port_closes_a_connection_that_sends_no_request() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let server = server_builder().metrics_port(0).start().await.unwrap();
         let mut idle = tokio::net::TcpStream::connect(server.metrics_addr().unwrap()).await.unwrap();

@@ -17,6 +17,7 @@ use grpc_helper::api::{
 };
 use grpc_helper::client::EventListener;
 use grpc_helper_tests::free_port;
+use grpc_helper_tests::names;
 use grpc_helper_tests::process::{example, python, repo_root, run, spawn_until};
 use parking_lot::Mutex;
 
@@ -42,10 +43,6 @@ fn show_files(who: &str, workspace: &Path) {
 
 fn json(workspace: &Path, name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(workspace.join(name)).unwrap()).unwrap()
-}
-
-fn names(names: &[&str]) -> Filter {
-    Filter { names: names.iter().map(|n| n.to_string()).collect(), ignore_unknown: false }
 }
 
 fn logger(name: &str, enabled: bool, level: LoggerLevel) -> LoggerConfig {

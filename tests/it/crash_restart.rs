@@ -238,6 +238,7 @@ async fn shut_down(client: &RpcClient, mut process: Process) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_server_killed_mid_load_and_restarted_loses_no_call() {
+    let _heavy = grpc_helper_tests::heavy();
     tokio::task::spawn_blocking(|| example("server")).await.unwrap();
     bounded(Duration::from_secs(90), async {
         let workspace = tempfile::tempdir().unwrap();
@@ -278,6 +279,7 @@ async fn example_server_killed_mid_load_and_restarted_loses_no_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_main_killed_mid_load_and_restarted_keeps_its_registration() {
+    let _heavy = grpc_helper_tests::heavy();
     tokio::task::spawn_blocking(|| example("proxy_main")).await.unwrap();
     bounded(Duration::from_secs(90), async {
         let backend =
@@ -317,6 +319,7 @@ async fn proxy_main_killed_mid_load_and_restarted_keeps_its_registration() {
 /// the next call gets a new connection.
 #[tokio::test]
 async fn connection_cut_mid_reply_is_unavailable_and_says_the_call_may_have_run() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(Duration::from_secs(30), async {
         let log = EventLog::default();
         let server = start_sample(&log).await;

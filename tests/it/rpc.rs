@@ -4,12 +4,11 @@ use std::time::{Duration, Instant};
 
 use grpc_helper::api::{Empty, Filter, MultiServiceInfo, ResultCode, ResultStatus};
 use grpc_helper::{ApiVersion, RpcError};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::sample_service_client::SampleServiceClient;
 use grpc_helper_tests::api::{AnotherApiVersion, SampleApiVersion, SampleRequest, SampleResponse};
 use grpc_helper_tests::{Another, EventLog, bounded, client_of, code_of, sample_stub, server_builder, start_sample};
 use tonic::Code;
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 async fn info(
     client: &grpc_helper::RpcClient,

@@ -11,11 +11,10 @@ use grpc_helper::api::{Empty, Filter, ProxyRegisterRequest, ResultCode};
 use grpc_helper::auth::{AuthGuard, BearerToken};
 use grpc_helper::tls::{ClientTls, ServerTls};
 use grpc_helper::{Folders, RpcClient, RpcError, RpcServer, RpcServerBuilder};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::{SampleApiVersion, SampleRequest};
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder, still_serving};
 use parking_lot::Mutex;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 fn main_server() -> RpcServerBuilder {
     server_builder()
@@ -71,6 +70,7 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn registering_the_main_servers_own_address_is_refused() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let main = main_server().start().await.unwrap();
         let port = main.local_addr().port();
@@ -93,6 +93,7 @@ async fn registering_the_main_servers_own_address_is_refused() {
 
 #[tokio::test]
 async fn a_loop_through_an_address_the_check_cannot_see_is_cut_at_the_first_return() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let main = main_server().start().await.unwrap();
         let (relay_port, _) = relay(main.local_addr().port()).await;
@@ -110,6 +111,7 @@ async fn a_loop_through_an_address_the_check_cannot_see_is_cut_at_the_first_retu
 
 #[tokio::test]
 async fn a_loop_between_two_main_servers_is_cut_at_the_first_return() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let first = main_server().start().await.unwrap();
         let second = main_server().start().await.unwrap();
@@ -128,6 +130,7 @@ async fn a_loop_between_two_main_servers_is_cut_at_the_first_return() {
 
 #[tokio::test]
 async fn a_hung_backend_gets_deadline_exceeded_and_its_calls_do_not_pile_up() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let main = main_server().forward_deadline(Some(Duration::from_millis(500))).start().await.unwrap();
         let hung = backend(server_builder(), Duration::from_secs(3600)).await;
@@ -204,6 +207,7 @@ async fn seen_by_backend(main: RpcServerBuilder, caller_token: Option<&str>) -> 
 
 #[tokio::test]
 async fn the_callers_authorization_does_not_reach_backends_unless_configured() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let admin = Some("admin-secret");
         assert_eq!(seen_by_backend(main_server(), admin).await, None, "the admin token stays on the main server");
@@ -239,6 +243,7 @@ fn pki() -> (String, String, String) {
 
 #[tokio::test]
 async fn a_backend_registers_with_a_main_server_guarded_by_a_token_and_tls() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let (ca, cert, key) = pki();
         let main = main_server()
@@ -282,6 +287,7 @@ async fn a_backend_registers_with_a_main_server_guarded_by_a_token_and_tls() {
 
 #[tokio::test]
 async fn channels_to_backends_are_dropped_when_a_registration_is_replaced_or_forgotten() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let main = main_server().start().await.unwrap();
         let old = backend(server_builder(), Duration::ZERO).await;
@@ -329,6 +335,7 @@ const SERVICES: [(&str, &str); 5] =
 
 #[tokio::test]
 async fn fifty_concurrent_registrations_all_succeed_and_proxy_json_parses() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let builder = SERVICES.iter().fold(server_builder(), |b, (name, grpc)| b.proxy::<SampleApiVersion>(name, grpc));
@@ -361,6 +368,7 @@ async fn fifty_concurrent_registrations_all_succeed_and_proxy_json_parses() {
 
 #[tokio::test]
 async fn a_registration_whose_write_fails_changes_nothing() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let main = main_server().folders(Folders::default().workspace(dir.path())).start().await.unwrap();
@@ -387,6 +395,7 @@ async fn a_registration_whose_write_fails_changes_nothing() {
 
 #[tokio::test]
 async fn a_config_cycle_between_two_main_servers_is_cut_at_the_first_return() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let first = main_server().start().await.unwrap();
         let second = main_server().start().await.unwrap();
@@ -415,6 +424,7 @@ async fn a_config_cycle_between_two_main_servers_is_cut_at_the_first_return() {
 /// stream has its answer (and its copy is freed).
 #[tokio::test]
 async fn a_forwarded_streams_replay_copy_counts_in_its_connections_budget() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let main =
             main_server().max_request_size(512 << 10).max_receiving_bytes(1 << 20, 8 << 20).start().await.unwrap();
@@ -448,6 +458,7 @@ async fn a_forwarded_streams_replay_copy_counts_in_its_connections_budget() {
 /// none (the original's behaviour: a call waits for its backend as long as it takes).
 #[tokio::test]
 async fn the_forward_deadline_comes_from_rpc_proxy_deadline_and_0_is_none() {
+    let _heavy = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let deadline = |value: &str| [("rpc-proxy-deadline".to_owned(), value.to_owned())];
         let hung = backend(server_builder(), Duration::from_secs(3600)).await;

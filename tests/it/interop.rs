@@ -63,10 +63,7 @@ fn python_client_calls_the_rust_example_server() {
     let server = ExampleServer::start();
     let stdout = server.python("py_client.py");
     assert!(stdout.contains("SERVICE name=srv version=grpc-helper:0.1.0 current=1 supported=1"), "{stdout}");
-    assert!(
-        stdout.contains("SERVICE name=sample version=grpc-helper-examples:0.1.0 current=2 supported=1"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("SERVICE name=sample version=grpc-helper-sample:0.1.0 current=2 supported=1"), "{stdout}");
     assert!(stdout.contains("METHOD4 bar=Hello, interop!"), "{stdout}");
     assert!(stdout.contains("TOO_NEW rc=12"), "{stdout}");
     assert!(stdout.contains("TOO_OLD rc=11"), "{stdout}");

@@ -5,12 +5,11 @@ use std::time::{Duration, Instant};
 
 use grpc_helper::api::{ResultCode, ShutdownRequest};
 use grpc_helper::{RpcClient, RpcError};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::SampleRequest;
 use grpc_helper_tests::{
     Another, EventLog, Sample, bounded, client_of, code_of, free_port, sample_stub, server_builder,
 };
-
-const LIMIT: Duration = Duration::from_secs(40);
 
 #[tokio::test]
 async fn hooks_run_in_registration_order_after_the_server_is_up() {

@@ -4,13 +4,8 @@
 //! `cargo run --example demo`
 
 use grpc_helper::{Folders, RpcServer};
-use grpc_helper_examples::{SAMPLE_ITEMS, SampleManager};
+use grpc_helper_sample::{SAMPLE_ITEMS, SampleManager};
 use tracing_subscriber::prelude::*;
-
-// glibc's malloc serialises tonic's threads on its arena locks: about 1.5x the calls per
-// second on 2 cores with jemalloc (see the README's benchmark).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,9 +28,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("example server listening on 127.0.0.1:{port}\n");
 
     let client = grpc_helper::RpcClient::builder("127.0.0.1", port).name("demo-client").connect_lazy()?;
-    print!("{}", grpc_helper_examples::describe(&client).await?);
+    print!("{}", grpc_helper_sample::describe(&client).await?);
     println!();
-    print!("{}", grpc_helper_examples::tour_operations(&client).await?);
+    print!("{}", grpc_helper_sample::tour_operations(&client).await?);
 
     client.shutdown_server_now().await?;
     server.wait_shutdown().await;

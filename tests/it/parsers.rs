@@ -13,7 +13,7 @@ use grpc_helper::config::Validator;
 use proptest::prelude::*;
 
 // The fuzz targets' oracles, shared with `cargo fuzz`.
-#[path = "../fuzz/oracles.rs"]
+#[path = "../../fuzz/oracles.rs"]
 mod oracles;
 
 fn code_of<T: std::fmt::Debug>(result: Result<T, grpc_helper::RpcError>) -> Option<ResultCode> {
@@ -357,7 +357,7 @@ fn every_committed_fuzz_input_replays_clean() {
 // ---- the request path's fuzz corpus, replayed over a real connection
 
 #[allow(dead_code, missing_docs)]
-#[path = "../fuzz/request_path.rs"]
+#[path = "../../fuzz/request_path.rs"]
 mod request_path;
 
 static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use grpc_helper::api::{Empty, Filter, ProxyRegisterRequest, ResultCode};
 use grpc_helper::{Folders, RpcError, RpcServer, RpcServerBuilder};
+use grpc_helper_tests::LIMIT;
 use grpc_helper_tests::api::{SampleApiVersion, SampleRequest};
 use grpc_helper_tests::{EventLog, Sample, bounded, client_of, sample_stub, server_builder};
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 fn main_server(workspace: &Path) -> RpcServerBuilder {
     server_builder()
