@@ -4,7 +4,7 @@
 //! bystander calling `info` every 50 ms meanwhile. Numbers are printed, not asserted (the tests
 //! assert behaviour: `tests/request_cost.rs`).
 //!
-//! `cargo build --release --examples && target/release/examples/attack_costs`
+//! `cargo build --release -p grpc-helper-examples --examples && target/release/examples/attack_costs`
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -41,7 +41,12 @@ impl Running {
             .stderr(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e} (cargo build --release --examples)", binary.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start {}: {e} (cargo build --release -p grpc-helper-examples --examples)",
+                    binary.display()
+                )
+            })?;
         let output = Arc::new(parking_lot::Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped");
         let collected = Arc::clone(&output);

@@ -1,7 +1,7 @@
 //! Benchmark: what grpc-helper costs over bare tonic, in one run.
 //!
 //! ```sh
-//! cargo run --release --example bench -- [--smoke] [--duration SECS] [--connections N]
+//! cargo run --release -p grpc-helper-examples --example bench -- [--smoke] [--duration SECS] [--connections N]
 //!     [--concurrency M] [--python PATH_TO_PYTHON] [--runtime shared|split] [--logging none|fmt|helper]
 //! ```
 //!

@@ -1,7 +1,7 @@
 //! Example client: describes any grpc-helper server (Rust or Python), and tours the sample
 //! service when it is there.
 //!
-//! `cargo run --example client -- --host 127.0.0.1 --port 54321`
+//! `cargo run -p grpc-helper-examples --example client -- --host 127.0.0.1 --port 54321`
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Proxy example, backend: serves the sample service and registers it with the main server
 //! (`rpc-main-host`:`rpc-main-port`) when loaded; forgets it when stopping.
 //!
-//! `cargo run --example proxy_backend -- --port 0 -w ./backend-workspace -c rpc-main-port=54321`
+//! `cargo run -p grpc-helper-examples --example proxy_backend -- --port 0 -w ./backend-workspace -c rpc-main-port=54321`
 //!
 //! On another machine than the main server: `--register-host current` (this machine's address
 //! towards the main server) or `--register-host backend-3.example.org`; a main server with an

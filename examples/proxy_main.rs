@@ -2,7 +2,7 @@
 //! to whichever backend registers for it (run `proxy_backend` next). Clients only talk to this
 //! server.
 //!
-//! `cargo run --example proxy_main -- --port 54321 -w ./main-workspace`
+//! `cargo run -p grpc-helper-examples --example proxy_main -- --port 54321 -w ./main-workspace`
 
 use clap::Parser;
 use grpc_helper::RpcServer;

@@ -1,6 +1,6 @@
 //! Example server: the sample service plus the built-in services.
 //!
-//! `cargo run --example server -- --port 54321 -w ./grpc_helper -c sample-greeting=Hi`;
+//! `cargo run -p grpc-helper-examples --example server -- --port 54321 -w ./grpc_helper -c sample-greeting=Hi`;
 //! drains and stops on SIGTERM, Ctrl-C or a remote `srv.shutdown`. `--help` lists every option. The console shows
 //! INFO and above (`RUST_LOG=debug` for more); logs also go to `<workspace>/logs/`.
 

@@ -1,12 +1,11 @@
-//! Message compression. Every service of the server, built-in ones included, accepts gzip,
-//! deflate and zstd requests, as gRPC's own servers do; replies are compressed only when the
+//! Message compression. Every service of the server, built-in ones included, accepts gzip and
+//! deflate requests (and zstd, with the `zstd` feature), as gRPC's own servers do; replies are compressed only when the
 //! server is configured to and the caller says it accepts the encoding (tonic negotiates).
 
 use tonic::codec::CompressionEncoding;
 
 /// What every service accepts in requests.
-const ACCEPTED: [CompressionEncoding; 3] =
-    [CompressionEncoding::Gzip, CompressionEncoding::Deflate, CompressionEncoding::Zstd];
+const ACCEPTED: &[CompressionEncoding] = crate::wire::ENCODINGS;
 
 /// The server's compression settings, handed to each service it builds.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +22,6 @@ pub fn compressed<S>(
     accept: fn(S, CompressionEncoding) -> S,
     send: fn(S, CompressionEncoding) -> S,
 ) -> S {
-    let server = ACCEPTED.into_iter().fold(server, accept);
+    let server = ACCEPTED.iter().copied().fold(server, accept);
     compression.replies.iter().copied().fold(server, send)
 }

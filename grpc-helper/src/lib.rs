@@ -225,7 +225,7 @@ pub use reply::ReplyStream;
 pub use server::{RpcServer, RpcServerBuilder};
 pub use version::ApiVersion;
 
-/// A message compression (gzip, deflate, zstd): see [`RpcServerBuilder::send_compressed`] and
+/// A message compression (gzip, deflate; zstd with the `zstd` feature): see [`RpcServerBuilder::send_compressed`] and
 /// [`RpcClientBuilder::send_compressed`].
 pub use tonic::codec::CompressionEncoding;
 

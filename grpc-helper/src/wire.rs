@@ -41,7 +41,18 @@ pub(crate) const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grp
 /// A gRPC message's prefix: a compressed flag, then the length (4 bytes, big endian).
 pub(crate) const MESSAGE_PREFIX: usize = 5;
 
-/// An encoding's `grpc-encoding` name (of those grpc-helper speaks: gzip, deflate, zstd).
+/// The message encodings grpc-helper speaks: gzip, deflate, and zstd with the `zstd` feature.
+pub(crate) const ENCODINGS: &[tonic::codec::CompressionEncoding] = &[
+    tonic::codec::CompressionEncoding::Gzip,
+    tonic::codec::CompressionEncoding::Deflate,
+    #[cfg(feature = "zstd")]
+    tonic::codec::CompressionEncoding::Zstd,
+];
+
+/// What a client says it accepts (`grpc-accept-encoding`): [`ENCODINGS`].
+pub(crate) const ACCEPTED_ENCODINGS: &str = if cfg!(feature = "zstd") { "gzip,deflate,zstd" } else { "gzip,deflate" };
+
+/// An encoding's `grpc-encoding` name (of those grpc-helper speaks: [`ENCODINGS`]).
 pub(crate) fn encoding_name(encoding: tonic::codec::CompressionEncoding) -> &'static str {
     use tonic::codec::CompressionEncoding::{Deflate, Gzip};
     match encoding {
@@ -53,8 +64,7 @@ pub(crate) fn encoding_name(encoding: tonic::codec::CompressionEncoding) -> &'st
 
 /// The encoding a `grpc-encoding` name stands for, if grpc-helper speaks it.
 pub(crate) fn encoding_named(name: &str) -> Option<tonic::codec::CompressionEncoding> {
-    use tonic::codec::CompressionEncoding::{Deflate, Gzip, Zstd};
-    [Gzip, Deflate, Zstd].into_iter().find(|&e| encoding_name(e) == name)
+    ENCODINGS.iter().copied().find(|&e| encoding_name(e) == name)
 }
 
 /// `grpc-status` values, as headers and trailers carry them.

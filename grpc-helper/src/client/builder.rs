@@ -171,8 +171,8 @@ impl RpcClientBuilder {
         self
     }
 
-    /// Compresses every request with `encoding` (every grpc-helper server accepts gzip, deflate
-    /// and zstd), and lets servers configured for it compress their replies, on every stub of
+    /// Compresses every request with `encoding` (every grpc-helper server accepts gzip and
+    /// deflate, and zstd with the `zstd` feature), and lets servers configured for it compress their replies, on every stub of
     /// this client. A stub that sets its own `send_compressed` or `accept_compressed` keeps them.
     /// A reply message expanding beyond 4 MiB (tonic's default decoding limit) gets
     /// RESOURCE_EXHAUSTED, so that a small compressed reply cannot exhaust memory.

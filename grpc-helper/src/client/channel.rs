@@ -277,7 +277,8 @@ impl RpcClient {
 ///
 /// Usable as the `T` of any generated tonic client. Compression is set for every stub with
 /// [`RpcClientBuilder::send_compressed`](super::RpcClientBuilder::send_compressed), or per stub as tonic does: its `send_compressed`
-/// compresses requests (every grpc-helper service accepts gzip, deflate and zstd), its
+/// compresses requests (every grpc-helper service accepts gzip and deflate, and zstd with the
+/// `zstd` feature), its
 /// `accept_compressed` lets the server compress replies (when configured with
 /// [`RpcServerBuilder::send_compressed`](crate::RpcServerBuilder::send_compressed)).
 ///
@@ -290,7 +291,7 @@ impl RpcClient {
 /// let server = RpcServer::builder().port(0).send_compressed(CompressionEncoding::Gzip).start().await?;
 /// let client = grpc_helper::RpcClient::builder("127.0.0.1", server.local_addr().port()).connect_lazy()?;
 /// let mut config = ConfigServiceClient::new(client.channel::<ConfigApiVersion>())
-///     .send_compressed(CompressionEncoding::Zstd)
+///     .send_compressed(CompressionEncoding::Deflate)
 ///     .accept_compressed(CompressionEncoding::Gzip);
 /// let reply = config.get(Filter::default()).await?;
 /// assert_eq!(reply.metadata().get("grpc-encoding").unwrap(), "gzip");

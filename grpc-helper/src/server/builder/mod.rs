@@ -344,14 +344,15 @@ impl RpcServerBuilder {
     /// `grpc-accept-encoding`, as grpcio and tonic clients configured for it do); other callers
     /// get them uncompressed. Call again to offer more encodings (the caller's order of
     /// preference picks among them). Default: no reply is compressed. Requests compressed with
-    /// gzip, deflate or zstd are always accepted, on every service; see [`RpcChannel`](crate::RpcChannel)
+    /// gzip or deflate (and zstd, with the `zstd` feature) are always accepted, on every service;
+    /// see [`RpcChannel`](crate::RpcChannel)
     /// for the client side.
     ///
     /// ```
     /// use grpc_helper::CompressionEncoding;
     ///
     /// let builder = grpc_helper::RpcServer::builder()
-    ///     .send_compressed(CompressionEncoding::Zstd)
+    ///     .send_compressed(CompressionEncoding::Deflate)
     ///     .send_compressed(CompressionEncoding::Gzip);
     /// ```
     pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
