@@ -1,8 +1,7 @@
-//! Generates the built-in API from proto/ with the same helper that users call.
-//! (`proto/grpc_helper_api` links to the workspace's `proto/`; `cargo package` copies the files.)
-#[allow(dead_code, missing_docs)]
-#[path = "src/build.rs"]
-mod build;
+//! Generates the built-in API from proto/ with the same helper that users call
+//! (`grpc-helper-build`). `proto/grpc_helper_api` links to the workspace's `proto/`;
+//! `cargo package` copies the files.
+use grpc_helper_build as build;
 
 use tonic_build::manual::{Method, Service};
 

@@ -1,6 +1,9 @@
 //! Configuration over real sockets: default layering (files, environment, command line),
 //! validation, the `config` service, persistence across restarts, and `rpc-*` items driving
 //! the server.
+//!
+//! One test at a time (each takes `heavy()`): they read the log files that every server of
+//! this process writes to, and set environment variables.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +45,7 @@ fn persisted(dir: &Path) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn get_lists_user_items_only_with_their_rules() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = with_workspace(dir.path()).start().await.unwrap();
@@ -62,6 +66,7 @@ async fn get_lists_user_items_only_with_their_rules() {
 
 #[tokio::test]
 async fn get_checks_names() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = with_workspace(dir.path()).start().await.unwrap();
@@ -84,6 +89,7 @@ async fn get_checks_names() {
 
 #[tokio::test]
 async fn set_validates_then_persists_and_restart_restores() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = with_workspace(dir.path()).start().await.unwrap();
@@ -125,6 +131,7 @@ async fn set_validates_then_persists_and_restart_restores() {
 
 #[tokio::test]
 async fn reset_restores_the_default_and_persists() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = with_workspace(dir.path()).start().await.unwrap();
@@ -147,6 +154,7 @@ async fn reset_restores_the_default_and_persists() {
 
 #[tokio::test]
 async fn managers_read_current_values_and_see_changes() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let server = with_workspace(dir.path()).start().await.unwrap();
@@ -174,6 +182,7 @@ const P_CLI: ConfigItem = ConfigItem::new("prec-cli", "", "hard");
 
 #[tokio::test]
 async fn defaults_layer_files_then_environment_then_command_line() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let all = r#"{"prec-system": "system", "prec-user": "system", "prec-env": "system", "prec-cli": "system"}"#;
@@ -214,6 +223,7 @@ const ENV_MANGLED: ConfigItem = ConfigItem::new("my-own-setting", "", "x");
 
 #[tokio::test]
 async fn environment_variable_is_the_name_uppercased_with_underscores() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         assert_eq!(ENV_MANGLED.env_name(), "MY_OWN_SETTING");
         // SAFETY: read by this test only.
@@ -227,6 +237,7 @@ async fn environment_variable_is_the_name_uppercased_with_underscores() {
 
 #[tokio::test]
 async fn invalid_default_refuses_to_start_naming_item_value_rule_and_source() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let error = server_builder()
             .user_items(ITEMS)
@@ -252,6 +263,7 @@ async fn invalid_default_refuses_to_start_naming_item_value_rule_and_source() {
 
 #[tokio::test]
 async fn corrupt_config_files_refuse_to_start_naming_the_file() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         for (folder, text) in [("sys", "{not json"), ("usr", r#"{"my-int-config": 45}"#), ("wks", "[1, 2]")] {
@@ -272,6 +284,7 @@ async fn corrupt_config_files_refuse_to_start_naming_the_file() {
 
 #[tokio::test]
 async fn invalid_persisted_value_falls_back_to_the_default() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("wks/config.json"), r#"{"my-int-config": "invalid string"}"#);
@@ -284,6 +297,7 @@ async fn invalid_persisted_value_falls_back_to_the_default() {
 
 #[tokio::test]
 async fn persisted_static_values_apply_at_start_and_are_kept() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("wks/config.json"), r#"{"rpc-shutdown-timeout": "5"}"#);
@@ -302,6 +316,7 @@ async fn persisted_static_values_apply_at_start_and_are_kept() {
 /// does not define (a fleet mid-migration, an item renamed); unlike the original, it says so.
 #[tokio::test]
 async fn unknown_items_on_the_command_line_or_in_the_workspace_start_with_a_warning_naming_them() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("wks/config.json"), r#"{"no-such-item": "1", "my-int-config": "13"}"#);
@@ -346,6 +361,7 @@ async fn unknown_items_on_the_command_line_or_in_the_workspace_start_with_a_warn
 
 #[tokio::test]
 async fn shutdown_grace_item_drives_the_server() {
+    let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {
         let log = EventLog::default();
         let server = server_builder()
@@ -365,6 +381,7 @@ async fn shutdown_grace_item_drives_the_server() {
 
 #[test]
 fn command_line_options_parse_into_folders_port_and_config() {
+    let _alone = grpc_helper_tests::heavy();
     use clap::Parser;
     use grpc_helper::cli::ServerArgs;
 
@@ -393,6 +410,7 @@ fn command_line_options_parse_into_folders_port_and_config() {
 
 #[test]
 fn persisted_config_is_never_partial_when_the_process_is_killed_mid_write() {
+    let _alone = grpc_helper_tests::heavy();
     use grpc_helper_tests::process::{example, kill_loop};
     use std::process::Command;
 

@@ -1,3 +1,3 @@
 fn main() {
-    grpc_helper::build::compile(&["proto/inventory.proto"], &["proto"]).expect("inventory.proto");
+    grpc_helper_build::compile(&["proto/inventory.proto"], &["proto"]).expect("inventory.proto");
 }

@@ -2,7 +2,7 @@
 //!
 //! Wire-compatible with the Python `grpc-helper-api` 2.x: no proto package, so the gRPC paths are
 //! `/RpcServerService/info`, `/ConfigService/get`, ... Types are re-used (not regenerated) by
-//! user protos compiled with [`build::compile`](crate::build::compile) that import
+//! user protos compiled with `grpc_helper_build::compile` (crate `grpc-helper-build`) that import
 //! `grpc_helper_api/common.proto`.
 //!
 //! prost keeps one variant per value, so aliases such as `SERVER_API_CURRENT` have no Rust

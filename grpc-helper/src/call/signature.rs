@@ -4,7 +4,7 @@
 
 use tonic::codegen::BoxStream;
 
-/// What a method of a generated service takes and answers. `grpc_helper::build::compile`
+/// What a method of a generated service takes and answers. `grpc_helper_build::compile`
 /// writes, in tonic's `x_service_server` module, a `methods` module with one type per method
 /// that implements this trait; `#[rpc_manager]` names `x_service_server::methods::name`, so a
 /// method missing from the proto is one error at the manager's method.

@@ -1,38 +1,33 @@
-//! One-call proto compilation for build scripts, with no system `protoc`.
+//! Proto compilation for grpc-helper services, in build scripts, with no system `protoc`.
 //!
 //! [`compile`] parses `.proto` files with the pure-Rust compiler `protox` and generates
-//! prost messages and tonic clients/servers wired for grpc-helper:
+//! prost messages and tonic servers wired for grpc-helper:
 //! - services get default stubs, so methods a manager does not implement answer `UNIMPLEMENTED`;
-//! - every message derives [`RpcMessage`](crate::RpcMessage) (in-band `r: Result` errors),
-//!   every enum named `*ApiVersion` derives [`ApiVersion`](crate::ApiVersion);
+//! - every message derives `grpc_helper::RpcMessage` (in-band `r: Result` errors), every enum
+//!   named `*ApiVersion` derives `grpc_helper::ApiVersion`;
+//! - each service's server module gets a hidden `methods` module: a marker type per method,
+//!   naming its request and reply, which `#[rpc_manager]` checks a manager's methods against;
 //! - the built-in API files (`grpc_helper_api/*.proto`) are importable without having them on
-//!   disk, and their types resolve to [`grpc_helper::api`](crate::api);
+//!   disk, and their types resolve to `grpc_helper::api`;
 //! - the encoded descriptor set is written for server reflection.
 //!
-//! In `build.rs`, with `grpc-helper = { version = "0.1", features = ["build"] }` in
-//! `[build-dependencies]`:
+//! In `Cargo.toml`, `grpc-helper-build = "0.1"` in `[build-dependencies]`; in `build.rs`:
 //! ```no_run
-//! grpc_helper::build::compile(&["proto/my.proto"], &["proto"]).unwrap();
+//! grpc_helper_build::compile(&["proto/my.proto"], &["proto"]).unwrap();
 //! ```
-//! Then, in the crate: `grpc_helper::include_protos!();`
-//!
-//! **Needs the `build` feature**, which only a build script needs: this module is documented
-//! always, but compiled only with the feature.
-
-// Documented without the feature (a user's `cargo doc` has it off): only the code generation
-// itself needs protox and tonic-prost-build, so only it is left out of such a doc build.
-#![cfg_attr(all(doc, not(feature = "build")), allow(dead_code, unused_imports))]
+//! Then, in the crate: `grpc_helper::include_protos!();`. (`grpc_helper::build` is this crate,
+//! with grpc-helper's `build` feature; depending on this crate directly builds faster: the
+//! build script then does not build grpc-helper's runtime a second time.)
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-#[cfg(any(feature = "build", not(doc)))]
 use prost_types::FileDescriptorSet;
 
-/// Name of the generated file that [`include_protos!`](crate::include_protos) includes.
+/// Name of the generated file that `grpc_helper::include_protos!` includes.
 ///
 /// ```
-/// let generated = std::path::Path::new("target/debug/build/my-crate-1234/out").join(grpc_helper::build::INCLUDE_FILE);
+/// let generated = std::path::Path::new("target/debug/build/my-crate-1234/out").join(grpc_helper_build::INCLUDE_FILE);
 /// assert!(generated.ends_with("grpc_helper_protos.rs"));
 /// ```
 pub const INCLUDE_FILE: &str = "grpc_helper_protos.rs";
@@ -40,7 +35,7 @@ pub const INCLUDE_FILE: &str = "grpc_helper_protos.rs";
 ///
 /// ```no_run
 /// // What `include_descriptor_set!()` reads, spelled out:
-/// let descriptors = std::fs::read(std::path::Path::new(env!("OUT_DIR")).join(grpc_helper::build::DESCRIPTOR_SET_FILE));
+/// let descriptors = std::fs::read(std::path::Path::new(env!("OUT_DIR")).join(grpc_helper_build::DESCRIPTOR_SET_FILE));
 /// ```
 pub const DESCRIPTOR_SET_FILE: &str = "grpc_helper_descriptor.bin";
 
@@ -60,7 +55,7 @@ const API_FILES: [(&str, &str); 5] = [
 ///
 /// ```
 /// let out = tempfile::tempdir()?;
-/// let error = grpc_helper::build::Builder::new().out_dir(out.path()).compile(&["missing.proto"], &["."]).unwrap_err();
+/// let error = grpc_helper_build::Builder::new().out_dir(out.path()).compile(&["missing.proto"], &["."]).unwrap_err();
 /// assert!(error.to_string().contains("missing.proto"), "{error}");
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -76,14 +71,14 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Compiles `protos` (searched in `includes`) into `$OUT_DIR`, ready for
-/// [`include_protos!`](crate::include_protos).
+/// `grpc_helper::include_protos!`.
 ///
 /// # Errors
 /// A [`BuildError`] with the compiler's message (file, line, what is wrong) when a file is
 /// missing or invalid, or when the output cannot be written.
 ///
 /// ```no_run
-/// grpc_helper::build::compile(&["proto/my.proto"], &["proto"]).unwrap();
+/// grpc_helper_build::compile(&["proto/my.proto"], &["proto"]).unwrap();
 /// ```
 pub fn compile(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), BuildError> {
     Builder::new().compile(protos, includes)
@@ -92,7 +87,7 @@ pub fn compile(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Re
 /// Configurable form of [`compile`].
 ///
 /// ```no_run
-/// grpc_helper::build::Builder::new()
+/// grpc_helper_build::Builder::new()
 ///     .out_dir("src/generated")
 ///     .compile(&["proto/my.proto"], &["proto"])
 ///     .unwrap();
@@ -115,8 +110,8 @@ impl Builder {
     ///
     /// ```no_run
     /// // build.rs
-    /// fn main() -> Result<(), grpc_helper::build::BuildError> {
-    ///     grpc_helper::build::Builder::new().compile(&["proto/my.proto"], &["proto"])
+    /// fn main() -> Result<(), grpc_helper_build::BuildError> {
+    ///     grpc_helper_build::Builder::new().compile(&["proto/my.proto"], &["proto"])
     /// }
     /// ```
     pub fn new() -> Self {
@@ -133,7 +128,7 @@ impl Builder {
     /// Writes the generated files here instead of `$OUT_DIR`.
     ///
     /// ```no_run
-    /// let builder = grpc_helper::build::Builder::new().out_dir("src/generated");
+    /// let builder = grpc_helper_build::Builder::new().out_dir("src/generated");
     /// ```
     pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out_dir = Some(dir.into());
@@ -146,7 +141,7 @@ impl Builder {
     /// See [`compile`].
     ///
     /// ```
-    /// use grpc_helper::build::{Builder, DESCRIPTOR_SET_FILE, INCLUDE_FILE};
+    /// use grpc_helper_build::{Builder, DESCRIPTOR_SET_FILE, INCLUDE_FILE};
     ///
     /// let dir = tempfile::tempdir()?;
     /// let proto = "syntax = \"proto3\";\nimport \"grpc_helper_api/common.proto\";\n\
@@ -166,7 +161,6 @@ impl Builder {
         self.generate(&out_dir, protos, includes)
     }
 
-    #[cfg(any(feature = "build", not(doc)))]
     fn generate(
         &self,
         out_dir: &Path,
@@ -205,19 +199,12 @@ impl Builder {
         }
         Ok(())
     }
-
-    #[cfg(all(doc, not(feature = "build")))]
-    fn generate(&self, _: &Path, _: &[impl AsRef<Path>], _: &[impl AsRef<Path>]) -> Result<(), BuildError> {
-        Err(BuildError("grpc-helper was built without its `build` feature".into()))
-    }
 }
 
 /// Adds to tonic's server module of each service a hidden `methods` module: one marker type per
 /// method, naming its request and reply types (what `#[rpc_manager]` checks a manager against).
-#[cfg(any(feature = "build", not(doc)))]
 struct WithMethods(Box<dyn prost_build::ServiceGenerator>);
 
-#[cfg(any(feature = "build", not(doc)))]
 impl prost_build::ServiceGenerator for WithMethods {
     fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
         let start = buf.len();
@@ -259,7 +246,6 @@ impl prost_build::ServiceGenerator for WithMethods {
 }
 
 /// The module tonic names after a service (its `naive_snake_case`): `SampleService` → `sample_service`.
-#[cfg(any(feature = "build", not(doc)))]
 fn snake_case(name: &str) -> String {
     let mut module = String::new();
     let mut chars = name.chars().peekable();
@@ -273,22 +259,22 @@ fn snake_case(name: &str) -> String {
 }
 
 /// One method of a service, with its types as tonic writes them in the service's server module.
-#[cfg(any(feature = "build", not(doc)))]
-pub(crate) struct MethodTypes {
-    pub(crate) name: String,
+#[doc(hidden)]
+pub struct MethodTypes {
+    pub name: String,
     /// `Req`, or `Streaming<Req>` for a client stream.
-    pub(crate) request: String,
+    pub request: String,
     /// The reply, or the item of a server stream.
-    pub(crate) reply: String,
-    pub(crate) server_streaming: bool,
+    pub reply: String,
+    pub server_streaming: bool,
 }
 
 /// Writes, at the end of `pub mod {module}` (tonic's code for one service ends there), a hidden
 /// `methods` module with a marker type per method, and the marker's `Method` impl with its
 /// `Unary` or `Streaming` kind. Panics if tonic's output has no such module: the build script
 /// then says so, rather than the macro failing later with no reason.
-#[cfg(any(feature = "build", not(doc)))]
-pub(crate) fn insert_methods(code: &mut String, module: &str, methods: &[MethodTypes]) {
+#[doc(hidden)]
+pub fn insert_methods(code: &mut String, module: &str, methods: &[MethodTypes]) {
     use std::fmt::Write as _;
     const PRIVATE: &str = "::grpc_helper::__private";
     let mut items = String::from("#[doc(hidden)] #[allow(non_camel_case_types)] pub mod methods { ");
@@ -316,7 +302,6 @@ pub(crate) fn insert_methods(code: &mut String, module: &str, methods: &[MethodT
 }
 
 /// Parses the files into a descriptor set that includes every import (reflection needs them).
-#[cfg(any(feature = "build", not(doc)))]
 fn parse(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<FileDescriptorSet, BuildError> {
     use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
     let mut resolver = ChainFileResolver::new();
@@ -334,10 +319,8 @@ fn parse(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<F
 }
 
 /// Serves the embedded built-in API files when they are not found in an include folder.
-#[cfg(any(feature = "build", not(doc)))]
 struct EmbeddedApi;
 
-#[cfg(any(feature = "build", not(doc)))]
 impl protox::file::FileResolver for EmbeddedApi {
     fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
         match API_FILES.iter().find(|(file, _)| *file == name) {
@@ -348,7 +331,6 @@ impl protox::file::FileResolver for EmbeddedApi {
 }
 
 /// Fully-qualified names of the enums that describe an API version (`.Pkg.SampleApiVersion`).
-#[cfg(any(feature = "build", not(doc)))]
 fn api_version_enums(fds: &FileDescriptorSet) -> Vec<String> {
     let mut names = Vec::new();
     for file in &fds.file {
@@ -366,7 +348,6 @@ fn api_version_enums(fds: &FileDescriptorSet) -> Vec<String> {
 }
 
 /// Maps every type of the built-in API files to its Rust path under `api_path`.
-#[cfg(any(feature = "build", not(doc)))]
 fn api_extern_paths(fds: &FileDescriptorSet, api_path: &str) -> Vec<(String, String)> {
     fds.file
         .iter()
