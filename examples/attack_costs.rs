@@ -2,7 +2,7 @@
 //! (the release example binaries, default logging, a workspace): the server's RSS before, during
 //! and after each attack, the size of the next metrics scrape, and the worst latency of a
 //! bystander calling `info` every 50 ms meanwhile. Numbers are printed, not asserted (the tests
-//! assert behaviour: `tests/request_cost.rs`).
+//! assert behaviour: `tests/it/request_cost.rs`).
 //!
 //! `cargo build --release -p grpc-helper-examples --examples && target/release/examples/attack_costs`
 

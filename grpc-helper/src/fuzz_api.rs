@@ -1,5 +1,5 @@
 //! Entry points into the crate's parsers for the fuzz targets (`fuzz/`) and the property tests
-//! (`tests/parsers.rs`): thin wrappers over internals, behind the `fuzz-api` feature. The
+//! (`tests/it/parsers.rs`): thin wrappers over internals, behind the `fuzz-api` feature. The
 //! oracles that check their invariants live with the fuzz targets (`fuzz/oracles.rs`).
 //! Not a public API: it changes whenever the parsers do.
 
