@@ -35,7 +35,8 @@ pub const INCLUDE_FILE: &str = "grpc_helper_protos.rs";
 ///
 /// ```no_run
 /// // What `include_descriptor_set!()` reads, spelled out:
-/// let descriptors = std::fs::read(std::path::Path::new(env!("OUT_DIR")).join(grpc_helper_build::DESCRIPTOR_SET_FILE));
+/// let out_dir = std::env::var_os("OUT_DIR").expect("in a build script, or a crate with one");
+/// let descriptors = std::fs::read(std::path::Path::new(&out_dir).join(grpc_helper_build::DESCRIPTOR_SET_FILE));
 /// ```
 pub const DESCRIPTOR_SET_FILE: &str = "grpc_helper_descriptor.bin";
 
