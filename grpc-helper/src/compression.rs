@@ -4,9 +4,6 @@
 
 use tonic::codec::CompressionEncoding;
 
-/// What every service accepts in requests.
-const ACCEPTED: &[CompressionEncoding] = crate::wire::ENCODINGS;
-
 /// The server's compression settings, handed to each service it builds.
 #[derive(Debug, Clone, Default)]
 pub struct Compression {
@@ -22,6 +19,7 @@ pub fn compressed<S>(
     accept: fn(S, CompressionEncoding) -> S,
     send: fn(S, CompressionEncoding) -> S,
 ) -> S {
-    let server = ACCEPTED.iter().copied().fold(server, accept);
+    // Every service accepts in requests every encoding this build speaks.
+    let server = crate::wire::ENCODINGS.iter().copied().fold(server, accept);
     compression.replies.iter().copied().fold(server, send)
 }

@@ -314,28 +314,8 @@ fn rust_backend_registers_with_a_python_main_server_and_serves_every_call_shape(
         assert_eq!(stub.method4(SampleRequest { foo: "hello".into() }).await.unwrap().into_inner().bar, "hello");
         let caller = stub.method4(SampleRequest { foo: "caller".into() }).await.unwrap().into_inner().bar;
         assert!(caller.starts_with("[interop(proxied)]") && caller.ends_with(" api:2"), "{caller}");
-        // Client streaming.
-        let uploads = tokio_stream::iter(["abc", "def", "ghi"].map(|part| SampleRequest { foo: part.into() }));
-        assert_eq!(stub.s_method1(uploads).await.unwrap().into_inner().r.unwrap().msg, "abcdefghi");
-        // Server streaming.
-        let mut parts = stub.s_method2(SampleRequest::default()).await.unwrap().into_inner();
-        let mut got = Vec::new();
-        while let Some(part) = parts.message().await.unwrap() {
-            got.push(part.r.unwrap().msg);
-        }
-        assert_eq!(got, ["abc", "def", "ghi"]);
-        // Bidirectional, in lockstep. grpcio sends the reply headers with the first reply, so
-        // the first request goes before the call is answered.
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(SampleRequest { foo: "one".into() }).await.unwrap();
-        let mut echoes = stub.s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
-        assert_eq!(echoes.message().await.unwrap().unwrap().bar, "one");
-        for word in ["two", "three"] {
-            tx.send(SampleRequest { foo: word.into() }).await.unwrap();
-            assert_eq!(echoes.message().await.unwrap().unwrap().bar, word);
-        }
-        drop(tx);
-        assert!(echoes.message().await.unwrap().is_none());
+        // Client, server and bidirectional streams.
+        grpc_helper_tests::every_streaming_shape(&mut stub).await;
 
         // The backend forgets its registration on the way out.
         backend.shutdown().await;

@@ -186,26 +186,7 @@ async fn every_streaming_shape_goes_through_the_proxy() {
         let main = main_server(dir.path()).start().await.unwrap();
         let backend = backend(&EventLog::default(), Duration::ZERO).await;
         register(&main, &backend).await;
-        let mut stub = sample_stub(&client_of(&main));
-
-        let uploads = tokio_stream::iter(["abc", "def", "ghi"].map(|part| SampleRequest { foo: part.into() }));
-        assert_eq!(stub.s_method1(uploads).await.unwrap().into_inner().r.unwrap().msg, "abcdefghi");
-
-        let mut parts = stub.s_method2(SampleRequest::default()).await.unwrap().into_inner();
-        let mut got = Vec::new();
-        while let Some(part) = parts.message().await.unwrap() {
-            got.push(part.r.unwrap().msg);
-        }
-        assert_eq!(got, ["abc", "def", "ghi"]);
-
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut echoes = stub.s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
-        for word in ["one", "two", "three"] {
-            tx.send(SampleRequest { foo: word.into() }).await.unwrap();
-            assert_eq!(echoes.message().await.unwrap().unwrap().bar, word);
-        }
-        drop(tx);
-        assert!(echoes.message().await.unwrap().is_none());
+        grpc_helper_tests::every_streaming_shape(&mut sample_stub(&client_of(&main))).await;
         main.shutdown().await;
         backend.shutdown().await;
     })

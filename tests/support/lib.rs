@@ -271,6 +271,30 @@ pub async fn still_serving(server: &RpcServer) {
     assert!(started.elapsed() < Duration::from_secs(1), "info took {:?}", started.elapsed());
 }
 
+/// The streaming shapes of the sample service through `stub`: a client stream (`s_method1`), a
+/// server stream (`s_method2`) and a bidirectional stream in lockstep (`s_method4`). The first
+/// request goes before the call is answered: grpcio sends reply headers with the first reply.
+pub async fn every_streaming_shape(stub: &mut api::sample_service_client::SampleServiceClient<RpcChannel>) {
+    let uploads = tokio_stream::iter(["abc", "def", "ghi"].map(|part| SampleRequest { foo: part.into() }));
+    assert_eq!(stub.s_method1(uploads).await.unwrap().into_inner().r.unwrap().msg, "abcdefghi");
+    let mut parts = stub.s_method2(SampleRequest::default()).await.unwrap().into_inner();
+    let mut got = Vec::new();
+    while let Some(part) = parts.message().await.unwrap() {
+        got.push(part.r.unwrap().msg);
+    }
+    assert_eq!(got, ["abc", "def", "ghi"]);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(SampleRequest { foo: "one".into() }).await.unwrap();
+    let mut echoes = stub.s_method4(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    assert_eq!(echoes.message().await.unwrap().unwrap().bar, "one");
+    for word in ["two", "three"] {
+        tx.send(SampleRequest { foo: word.into() }).await.unwrap();
+        assert_eq!(echoes.message().await.unwrap().unwrap().bar, word);
+    }
+    drop(tx);
+    assert!(echoes.message().await.unwrap().is_none());
+}
+
 /// A normal call of the sample service (`method4`) still gets its real reply.
 pub async fn sample_still_answers(server: &RpcServer) {
     let reply = sample_stub(&client_of(server)).method4(SampleRequest { foo: "ok".into() }).await.unwrap();
