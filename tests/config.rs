@@ -312,6 +312,39 @@ async fn persisted_static_values_apply_at_start_and_are_kept() {
     .await;
 }
 
+/// Who changed what, and when: each `set` and `reset` writes an INFO line (the default level)
+/// per item with its new and old value and the caller, in the config service's log and the root
+/// log; a value with a line break stays on its line.
+#[tokio::test]
+async fn each_config_change_is_logged_with_its_caller() {
+    let _alone = grpc_helper_tests::heavy();
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = with_workspace(dir.path()).start().await.unwrap();
+        let mut config = config_stub(&server);
+        config.set(update(&[("my-text", "two\nlines"), ("my-int-config", "7")])).await.unwrap();
+        config.reset(Filter { names: vec!["my-text".into()], ignore_unknown: false }).await.unwrap();
+        server.shutdown().await;
+        for file in ["wks/logs/root/root.log", "wks/logs/config/config.log"] {
+            let log = std::fs::read_to_string(dir.path().join(file)).unwrap();
+            let changes: Vec<&str> =
+                log.lines().filter(|l| l.contains(" INFO ") && l.contains("Config item my-")).collect();
+            assert_eq!(changes.len(), 3, "{file}: {changes:?}");
+            assert!(
+                changes[0].contains(r#"Config item my-text set to "two\nlines" (was "abc") by [test-client]"#),
+                "{changes:?}"
+            );
+            assert!(changes[1].contains(r#"Config item my-int-config set to "7" (was "#), "{changes:?}");
+            assert!(
+                changes[2]
+                    .contains(r#"Config item my-text reset to its default "abc" (was "two\nlines") by [test-client]"#),
+                "{changes:?}"
+            );
+        }
+    })
+    .await;
+}
+
 /// As the original, a server starts when `-c` or its workspace `config.json` names an item it
 /// does not define (a fleet mid-migration, an item renamed); unlike the original, it says so.
 #[tokio::test]

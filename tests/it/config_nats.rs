@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use grpc_helper::api::config_service_client::ConfigServiceClient;
-use grpc_helper::api::{ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, ResultCode};
+use grpc_helper::api::{
+    ConfigApiVersion, ConfigItemUpdate, ConfigUpdate, LoggerConfig, LoggerLevel, LoggerUpdate, ResultCode,
+};
 use grpc_helper::config::{ConfigItem, Validator};
 use grpc_helper::{Folders, RpcChannel, RpcClient, RpcError, RpcServer};
 use grpc_helper_tests::api::SampleRequest;
@@ -57,11 +59,23 @@ async fn a_config_set_on_replica_3_is_seen_by_a_manager_on_replica_1_within_a_se
         let (c1, c2, c3) = (r1.client(), r2.client(), r3.client());
         assert_eq!(greeting_on(&c1).await, "Hello, you!");
 
+        // The replicas log at WARN (RUST_LOG); a config change's lines are INFO.
+        let info =
+            LoggerConfig { name: "grpc_helper::config".into(), enabled: true, level: LoggerLevel::LvlInfo as i32 };
+        for client in [&c1, &c2, &c3] {
+            client.logger_service().set(LoggerUpdate { items: vec![info.clone()] }).await.unwrap();
+        }
         let set = config_of(&c3).set(update("sample-greeting", "Good evening")).await.unwrap().into_inner();
         assert_eq!(set.items[0].value, "Good evening", "replica 3 answers with the new value");
         let seen = time_until_greeting(&c1, "Good evening, you!", Duration::from_secs(5)).await;
         assert!(seen < Duration::from_secs(1), "replica 1's manager saw the change after {seen:?}");
         assert_eq!(value_on(&c2, "sample-greeting").await, "Good evening");
+        // Who changed what: the caller on the replica it called, the revision on every replica.
+        let change = r#"Config item sample-greeting set to "Good evening" (was "Hello")"#;
+        r3.logged(&[" INFO ", change, " by ["]).await;
+        for replica in [&r1, &r2, &r3] {
+            replica.logged(&[" INFO ", change, " from the shared config (revision "]).await;
+        }
 
         // Validated before it is stored: an invalid value changes nothing anywhere.
         let error = RpcError::from(config_of(&c1).set(update("sample-parts", "zero")).await.unwrap_err());

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use grpc_helper::RpcClient;
-use grpc_helper::api::{Filter, ShutdownRequest};
+use grpc_helper::api::{EventFilter, Filter, ShutdownRequest};
 use grpc_helper_tests::free_port;
 use grpc_helper_tests::process::{example, python, repo_root, run, spawn_until};
 use serde_json::Value;
@@ -50,6 +50,8 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 const METHOD1: &str = "SampleService/method1";
 const METHOD2: &str = "SampleService/method2";
 const INFO: &str = "RpcServerService/info";
+const S_METHOD2: &str = "SampleService/s_method2";
+const LISTEN: &str = "EventService/listen";
 
 #[test]
 fn prometheus_endpoint_counts_calls_statuses_and_in_band_codes() {
@@ -73,6 +75,11 @@ fn prometheus_endpoint_counts_calls_statuses_and_in_band_codes() {
         for _ in 0..3 {
             grpc_helper_examples::describe(&client).await.unwrap();
         }
+        // A server stream ending in band: its first message is the error.
+        let bad = EventFilter { names: vec!["with space".into()], ..Default::default() };
+        let mut listening = client.events_service().listen(bad).await.unwrap().into_inner();
+        let refused = listening.message().await.unwrap_err();
+        assert!(refused.message().contains("with space"), "{refused}");
         // One more info, and one call to a path nobody serves (UNIMPLEMENTED, method "other").
         client.server_service().info(Filter::default()).await.unwrap();
         let mut raw = tonic::client::Grpc::new(client.channel::<grpc_helper::api::ServerApiVersion>());
@@ -106,6 +113,11 @@ fn prometheus_endpoint_counts_calls_statuses_and_in_band_codes() {
     );
     assert_eq!(value(&samples, codes, &[("grpc_method", METHOD2), ("grpc_helper_result_code", "OK")]), 0.0);
     assert_eq!(value(&samples, codes, &[("grpc_method", METHOD1), ("grpc_helper_result_code", "OK")]), 3.0);
+    // Server streams too: a stream that ends is OK, one whose last message is an error has its code.
+    assert_eq!(value(&samples, codes, &[("grpc_method", S_METHOD2), ("grpc_helper_result_code", "OK")]), 3.0);
+    let listen = [("grpc_method", LISTEN), ("grpc_helper_result_code", "ERROR_PARAM_INVALID")];
+    assert_eq!(value(&samples, codes, &listen), 1.0);
+    assert_eq!(value(&samples, codes, &[("grpc_method", LISTEN), ("grpc_helper_result_code", "OK")]), 0.0);
     // The unknown path is folded into "other", with its wire status, and binds no series.
     assert_eq!(value(&samples, duration, &[("grpc_method", "other"), ("grpc_status", "UNIMPLEMENTED")]), 1.0);
     assert_eq!(value(&samples, started, &[("grpc_method", "other")]), 1.0);

@@ -105,7 +105,7 @@ pub struct Replica {
     /// Its port on 127.0.0.1.
     pub port: u16,
     process: Option<Process>,
-    _workspace: tempfile::TempDir,
+    workspace: tempfile::TempDir,
 }
 
 impl Replica {
@@ -124,7 +124,22 @@ impl Replica {
         }
         let ready = move || crate::process::spawn_until(command, "serving on port", Duration::from_secs(60));
         let process = tokio::task::spawn_blocking(ready).await.unwrap();
-        Self { port, process: Some(process), _workspace: workspace }
+        Self { port, process: Some(process), workspace }
+    }
+
+    /// Waits (5 s at most) until the replica's root log holds a line containing each of
+    /// `parts`, and returns that line.
+    pub async fn logged(&self, parts: &[&str]) -> String {
+        let path = self.workspace.path().join("logs/root/root.log");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.to_owned();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no line with {parts:?} in {}:\n{log}", path.display());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A client of this replica (lazy).

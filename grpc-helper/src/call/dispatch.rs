@@ -140,7 +140,7 @@ impl Call {
         manager
     }
 
-    /// Counts the in-band result code of the reply (OK for a success).
+    /// Notes the in-band result code of the reply (OK for a success; a stream's: its end).
     fn count(&self, outcome: Result<(), &RpcError>) {
         if let Some(measured) = &self.measured {
             let code = outcome.map_or_else(RpcError::code, |()| ResultCode::Ok as i32);
@@ -191,6 +191,7 @@ impl Call {
     /// The reply to a panic of the manager: in band, or INTERNAL without an `r` field.
     fn panicked<Rep: RpcMessage>(&self, span: &tracing::Span, payload: &(dyn Any + Send)) -> Result<Rep, Status> {
         let error = span.in_scope(|| super::panic::to_error(payload, self.service, self.method, self.trusted));
+        self.count(Err(&error));
         Rep::from_result(error.to_result()).ok_or_else(|| {
             let status = error.to_status();
             Status::with_metadata(tonic::Code::Internal, status.message(), status.metadata().clone())
@@ -347,6 +348,7 @@ impl<T: RpcMessage + ReplyLen + Debug + Send + 'static> OutStream<T> {
         let reply = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(None)) => {
+                call.count(Ok(()));
                 self.call = None;
                 return Poll::Ready(None);
             }
@@ -360,6 +362,7 @@ impl<T: RpcMessage + ReplyLen + Debug + Send + 'static> OutStream<T> {
                 Err(call.too_large(&self.span, item.reply_len(), self.max_reply))
             }
             Ok(Poll::Ready(Some(Err(error)))) => {
+                call.count(Err(&error));
                 self.span.in_scope(|| call.log_error(&error));
                 error_reply(error)
             }
@@ -400,14 +403,15 @@ impl<T: RpcMessage + ReplyLen + Debug + Send + 'static> Stream for OutStream<T> 
                 return Poll::Pending;
             }
         }
-        if let Some(call) = this.call.take() {
-            let _entered = this.span.enter();
-            tracing::debug!(target: CALL_TARGET, "{}.{}: stream ended by the shutdown", call.service, call.method);
-        }
         let error = RpcError::new(
             ResultCode::ErrorStreamShutdown,
             "The server is shutting down: this stream ended (call again once the server is back)",
         );
+        if let Some(call) = this.call.take() {
+            call.count(Err(&error));
+            let _entered = this.span.enter();
+            tracing::debug!(target: CALL_TARGET, "{}.{}: stream ended by the shutdown", call.service, call.method);
+        }
         Poll::Ready(Some(error_reply(error)))
     }
 }

@@ -29,6 +29,7 @@ mod shared;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -263,8 +264,15 @@ impl Config {
 
     /// Validates every new value (`None`: back to the default), then applies them all (all or
     /// nothing): stored in the shared bucket of `rpc-config-url` when there is one, else here
-    /// and persisted in the workspace.
-    pub(crate) async fn change(&self, values: &[(String, Option<String>)]) -> Result<(), RpcError> {
+    /// and persisted in the workspace. Each change is logged at INFO with `by` (the caller), so
+    /// an operator can tell who changed what, and when.
+    pub(crate) async fn change(
+        &self,
+        values: &[(String, Option<String>)],
+        by: &(dyn Display + Sync),
+    ) -> Result<(), RpcError> {
+        let before: Vec<Option<String>> =
+            values.iter().map(|(n, _)| self.entry(n).map(|e| e.value.read().clone())).collect();
         #[cfg(feature = "nats")]
         if self.0.shared.get().is_some() {
             for (name, value) in values {
@@ -273,9 +281,27 @@ impl Config {
                     entry.item.validate(value)?;
                 }
             }
-            return self.store_shared(values).await;
+            self.store_shared(values).await?;
+            self.log_changes(values, &before, by);
+            return Ok(());
         }
-        self.update(values)
+        self.update(values)?;
+        self.log_changes(values, &before, by);
+        Ok(())
+    }
+
+    /// One INFO line per item: its new value (Debug-quoted: a value holds no line break), the old
+    /// one, and who changed it.
+    fn log_changes(&self, values: &[(String, Option<String>)], before: &[Option<String>], by: &(dyn Display + Sync)) {
+        for ((name, value), old) in values.iter().zip(before) {
+            let (Some(entry), Some(old)) = (self.entry(name), old) else { continue };
+            match value {
+                Some(value) => tracing::info!("Config item {name} set to {value:?} (was {old:?}) by {by}"),
+                None => {
+                    tracing::info!("Config item {name} reset to its default {:?} (was {old:?}) by {by}", entry.default)
+                }
+            }
+        }
     }
 
     /// Validates every new value, then applies them all and persists (all or nothing).

@@ -203,7 +203,13 @@ impl Config {
                 continue;
             }
             match entry.item.validate(value) {
-                Ok(()) => value.clone_into(&mut entry.value.write()),
+                Ok(()) => {
+                    let old = std::mem::replace(&mut *entry.value.write(), value.clone());
+                    tracing::info!(
+                        "Config item {} set to {value:?} (was {old:?}) from the shared config (revision {revision})",
+                        entry.item.name
+                    );
+                }
                 Err(e) => tracing::warn!(
                     "Shared config value {value:?} of {} is invalid here, kept {:?}: {}",
                     entry.item.name,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::api::{ConfigItem, ConfigItemUpdate, ConfigStatus, ConfigUpdate, Filter, ResultCode};
 use crate::config::Config;
 use crate::proxy::Proxies;
-use crate::{RpcClient, RpcError, rpc_manager};
+use crate::{CallContext, RpcClient, RpcError, rpc_manager};
 
 pub(crate) struct ConfigManager {
     config: Config,
@@ -130,7 +130,7 @@ impl ConfigManager {
 
     /// Validates every new value of ours before applying any, tells the backends, then
     /// applies and persists ours.
-    async fn set(&self, request: ConfigUpdate) -> Result<ConfigStatus, RpcError> {
+    async fn set(&self, request: ConfigUpdate, cx: CallContext) -> Result<ConfigStatus, RpcError> {
         // The last value given for a name wins.
         let mut values: Vec<(String, String)> = Vec::with_capacity(request.items.len());
         for item in &request.items {
@@ -148,20 +148,20 @@ impl ConfigManager {
         self.fan_out(Some(&request.items), &names).await?;
         if !ours.is_empty() {
             let update: Vec<(String, Option<String>)> = ours.into_iter().map(|(n, v)| (n, Some(v))).collect();
-            self.config.change(&update).await?;
+            self.config.change(&update, cx.caller()).await?;
         }
         let merged = self.merged(&names, true).await?;
         Ok(ConfigStatus { r: None, items: merged.into_iter().filter(|i| names.contains(&i.name)).collect() })
     }
 
     /// Back to the defaults, on the backends too (persisted, unlike the original).
-    async fn reset(&self, request: Filter) -> Result<ConfigStatus, RpcError> {
+    async fn reset(&self, request: Filter, cx: CallContext) -> Result<ConfigStatus, RpcError> {
         let merged = self.merged(&request.names, false).await?;
         self.check(&request.names, &merged, request.ignore_unknown, true)?;
         self.fan_out(None, &request.names).await?;
         let local: Vec<(String, Option<String>)> = self.local(&request.names).into_iter().map(|n| (n, None)).collect();
         if !local.is_empty() {
-            self.config.change(&local).await?;
+            self.config.change(&local, cx.caller()).await?;
         }
         let merged = self.merged(&request.names, true).await?;
         Ok(ConfigStatus { r: None, items: merged.into_iter().filter(|i| request.names.contains(&i.name)).collect() })
