@@ -1,4 +1,4 @@
-// `#[derive(ApiVersion)]`: aliases, an explicit unknown value, gaps and implicit values.
+//! `#[derive(ApiVersion)]`: aliases, an explicit unknown value, gaps and implicit values.
 use grpc_helper::ApiVersion;
 
 #[derive(ApiVersion)]

@@ -1,5 +1,5 @@
-// No `grpc`: the tonic trait follows from the version's name, `logger_service_server::LoggerService`
-// (the module in scope), or `path::config_service_server::ConfigService` for a version with a path.
+//! No `grpc`: the tonic trait follows from the version's name, `logger_service_server::LoggerService`
+//! (the module in scope), or `path::config_service_server::ConfigService` for a version with a path.
 use grpc_helper::api::{Filter, LoggerApiVersion, LoggerStatus, logger_service_server};
 use grpc_helper::{RpcError, rpc_manager};
 

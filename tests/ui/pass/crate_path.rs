@@ -1,4 +1,4 @@
-// `crate = path`: the runtime crate under another name (a re-exporting facade crate).
+//! `crate = path`: the runtime crate under another name (a re-exporting facade crate).
 use grpc_helper as facade;
 
 use facade::api::{Filter, MultiServiceInfo, rpc_server_service_server};

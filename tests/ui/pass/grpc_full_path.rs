@@ -1,4 +1,4 @@
-// `grpc = full::path::Trait`, a load hook without context that returns nothing.
+//! `grpc = full::path::Trait`, a load hook without context that returns nothing.
 use grpc_helper::api::{ProxyRegisterRequest, ResultStatus};
 use grpc_helper::{ApiVersion, Manager, RpcError, rpc_manager};
 

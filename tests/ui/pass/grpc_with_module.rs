@@ -1,4 +1,4 @@
-// `grpc = module::Trait`, methods with and without the call context, both hooks.
+//! `grpc = module::Trait`, methods with and without the call context, both hooks.
 use std::time::Duration;
 
 use grpc_helper::api::rpc_server_service_server;

@@ -1,4 +1,4 @@
-// A server-streaming method returns `Result<ReplyStream<Item>, RpcError>`.
+//! A server-streaming method returns `Result<ReplyStream<Item>, RpcError>`.
 use grpc_helper::api::{EventApiVersion, EventFilter, EventStatus, event_service_server};
 use grpc_helper::{ReplyStream, RpcError, rpc_manager};
 
