@@ -283,19 +283,6 @@ async fn corrupt_config_files_refuse_to_start_naming_the_file() {
 }
 
 #[tokio::test]
-async fn invalid_persisted_value_falls_back_to_the_default() {
-    let _alone = grpc_helper_tests::heavy();
-    bounded(LIMIT, async {
-        let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("wks/config.json"), r#"{"my-int-config": "invalid string"}"#);
-        let server = with_workspace(dir.path()).start().await.unwrap();
-        assert_eq!(server.config().get(&MY_INT).as_str(), "12");
-        server.shutdown().await;
-    })
-    .await;
-}
-
-#[tokio::test]
 async fn persisted_static_values_apply_at_start_and_are_kept() {
     let _alone = grpc_helper_tests::heavy();
     bounded(LIMIT, async {

@@ -23,6 +23,7 @@ mod metrics;
 mod nats_access;
 mod operations;
 mod original_checklist;
+mod original_warnings;
 mod parsers;
 mod persistence;
 mod proxy;

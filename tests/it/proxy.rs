@@ -56,23 +56,6 @@ async fn unregistered_proxy_waits_then_answers_in_band() {
 }
 
 #[tokio::test]
-async fn late_registration_unblocks_a_waiting_call() {
-    bounded(LIMIT, async {
-        let dir = tempfile::tempdir().unwrap();
-        let main = main_server(dir.path()).start().await.unwrap();
-        let backend = backend(&EventLog::default(), Duration::ZERO).await;
-        let mut stub = sample_stub(&client_of(&main));
-        let call = tokio::spawn(async move { stub.method4(SampleRequest { foo: "late".into() }).await });
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        register(&main, &backend).await;
-        assert_eq!(call.await.unwrap().unwrap().into_inner().bar, "late");
-        main.shutdown().await;
-        backend.shutdown().await;
-    })
-    .await;
-}
-
-#[tokio::test]
 async fn register_checks_its_parameters() {
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
@@ -258,26 +241,6 @@ async fn a_backend_registers_itself_at_start_and_forgets_at_shutdown() {
         let sample = info.items.iter().find(|i| i.name == "sample").unwrap();
         assert_eq!(sample.proxy_port, 0);
         main.shutdown().await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn failed_registration_fails_the_backend_start() {
-    bounded(LIMIT, async {
-        let error = server_builder()
-            .cli_config([
-                ("rpc-main-host".to_owned(), "127.0.0.1".to_owned()),
-                ("rpc-main-port".to_owned(), grpc_helper_tests::free_port().to_string()),
-                ("rpc-client-timeout".to_owned(), "0.3".to_owned()),
-            ])
-            .manager(Sample::new(&EventLog::default(), Duration::ZERO))
-            .register_with_main(&["sample"], "1")
-            .start()
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(error.result_code(), Some(ResultCode::ErrorRpc), "{error}");
     })
     .await;
 }

@@ -76,7 +76,7 @@ struct Inner {
     /// so that a server version that knows them finds them again.
     static_overrides: BTreeMap<String, String>,
     /// Items named by `-c` or the workspace file that this server does not define.
-    unknown_warnings: Vec<String>,
+    start_warnings: Vec<String>,
     /// Serialises updates with their persistence.
     update: Mutex<()>,
     changes: watch::Sender<u64>,
@@ -113,7 +113,7 @@ impl Config {
     ) -> Result<Self, RpcError> {
         let (mut entries, index) = declare(static_items, user_items)?;
         let known = entries.iter().map(|e| e.item.name).collect::<Vec<_>>().join(", ");
-        let mut unknown_warnings: Vec<String> = (sources.cli.keys())
+        let mut start_warnings: Vec<String> = (sources.cli.keys())
             .filter(|name| !index.contains_key(name.as_str()))
             .map(|name| {
                 format!(
@@ -125,12 +125,12 @@ impl Config {
         apply_defaults(&mut entries, sources)?;
         let persisted = sources.folders.workspace_dir().map(|dir| dir.join(CONFIG_FILE));
         let static_overrides = match &persisted {
-            Some(path) => apply_persisted(&mut entries, &index, path)?,
+            Some(path) => apply_persisted(&mut entries, &index, path, &mut start_warnings)?,
             None => BTreeMap::new(),
         };
         for name in static_overrides.keys().filter(|name| !index.contains_key(name.as_str())) {
             let path = persisted.as_deref().expect("read from the workspace file").display();
-            unknown_warnings.push(format!(
+            start_warnings.push(format!(
                 "Unknown config item {name:?} in {path}, ignored (kept in the file); known items: {}",
                 known
             ));
@@ -142,7 +142,7 @@ impl Config {
             index,
             persisted,
             static_overrides,
-            unknown_warnings,
+            start_warnings,
             update,
             changes,
             #[cfg(feature = "nats")]
@@ -152,12 +152,13 @@ impl Config {
         })))
     }
 
-    /// What the server logs as warnings once its log files are open: each item named on the
-    /// command line or in the workspace `config.json` that no static or user item defines (the
-    /// original ignores them silently; refusing to start would break a fleet in the middle of
-    /// a migration).
-    pub(crate) fn unknown_warnings(&self) -> &[String] {
-        &self.0.unknown_warnings
+    /// What the server logs as warnings once its log files are open: each value of the
+    /// workspace `config.json` that its rule refuses (the default applies), and each item named
+    /// on the command line or in that file that no static or user item defines (the original
+    /// ignores them silently; refusing to start would break a fleet in the middle of a
+    /// migration).
+    pub(crate) fn start_warnings(&self) -> &[String] {
+        &self.0.start_warnings
     }
 
     fn entry(&self, name: &str) -> Option<&Entry> {
@@ -470,6 +471,7 @@ fn apply_persisted(
     entries: &mut [Entry],
     index: &HashMap<&'static str, usize>,
     path: &Path,
+    warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<String, String>, RpcError> {
     let mut static_overrides = BTreeMap::new();
     for (name, value) in read_string_map(path)? {
@@ -480,9 +482,9 @@ fn apply_persisted(
         let entry = &mut entries[at];
         match entry.item.validate(&value) {
             Ok(()) => *entry.value.get_mut() = value.clone(),
-            Err(e) => tracing::warn!(
+            Err(e) => warnings.push(format!(
                 "Can't load invalid persisted value {value:?} for config item {name}; use default one ({e})"
-            ),
+            )),
         }
         if !entry.user {
             static_overrides.insert(name, value);

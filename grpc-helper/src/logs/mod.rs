@@ -202,25 +202,27 @@ pub(crate) fn write_loggers(path: &Path, loggers: &BTreeMap<String, Persisted>) 
 }
 
 /// Applies the `loggers.json` of the system, user and workspace folders (later wins); returns
-/// the workspace's own entries.
-pub(crate) fn load(folders: &Folders) -> Result<BTreeMap<String, Persisted>, RpcError> {
-    let mut workspace = BTreeMap::new();
+/// the workspace's own entries, and the warnings to log once the log files are open.
+pub(crate) fn load(folders: &Folders) -> Result<(BTreeMap<String, Persisted>, Vec<String>), RpcError> {
+    let (mut workspace, mut warnings) = (BTreeMap::new(), Vec::new());
     let layers = [folders.system_dir(), folders.user_dir(), folders.workspace_dir()];
     for (i, dir) in layers.into_iter().enumerate() {
         let Some(dir) = dir else { continue };
         let loggers = read_loggers(&dir.join(LOGGERS_FILE))?;
         for (name, value) in &loggers {
-            apply(name, value);
+            warnings.extend(apply(name, value));
         }
         if i == 2 {
             workspace = loggers;
         }
     }
     levels::rebuild();
-    Ok(workspace)
+    Ok((workspace, warnings))
 }
 
-fn apply(name: &str, value: &Persisted) {
+/// Sets one persisted logger; an unknown level name is ignored, with a warning to log.
+fn apply(name: &str, value: &Persisted) -> Option<String> {
+    let mut warning = None;
     let setting = match value {
         Persisted::Disabled => Setting { enabled: false, level: None },
         Persisted::Enabled => Setting { enabled: true, level: None },
@@ -231,12 +233,13 @@ fn apply(name: &str, value: &Persisted) {
         Persisted::Level(level) => match parse_level_name(level) {
             Some(level) => Setting { enabled: true, level: Some(level) },
             None => {
-                tracing::warn!("Ignoring unknown level {} for logger {}", Escaped(level), Escaped(name));
+                warning = Some(format!("Ignoring unknown level {} for logger {}", Escaped(level), Escaped(name)));
                 Setting { enabled: true, level: None }
             }
         },
     };
     levels::update(|levels| levels.set(name, setting));
+    warning
 }
 
 /// The current setting of a logger.

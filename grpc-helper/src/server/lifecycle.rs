@@ -255,13 +255,13 @@ impl RpcServerBuilder {
         if self.install_logging {
             crate::logs::install_default();
         }
-        let persisted_loggers = crate::logs::load(&self.sources.folders)?;
+        let (persisted_loggers, logger_warnings) = crate::logs::load(&self.sources.folders)?;
         let (tls, listener, local_addr) = self.listen().await?;
         let server_id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
         let folders = self.sources.folders.clone();
         let logs_dir = logs_dir(&config, &folders);
         let logs = logs_dir.as_deref().map(|dir| open_logs(server_id, &config, dir)).transpose()?;
-        for warning in config.unknown_warnings() {
+        for warning in config.start_warnings().iter().chain(&logger_warnings) {
             crate::logs::notice(tracing::Level::WARN, warning);
         }
         tracing::info!(target: "grpc_helper::config", "Items dump on load: {}", config.dump());
