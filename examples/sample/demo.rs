@@ -9,8 +9,9 @@ use tracing_subscriber::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Log files and run-time levels from grpc-helper; only warnings on the console.
-    let console = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    // Log files and run-time levels from grpc-helper; on the console, warnings (or RUST_LOG's level).
+    let level = std::env::var("RUST_LOG").ok().and_then(|level| level.parse().ok());
+    let console = level.unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
     tracing_subscriber::registry()
         .with(grpc_helper::logs::layer())
         .with(tracing_subscriber::fmt::layer().with_filter(console))
