@@ -68,13 +68,15 @@
 //!
 //! | feature | what it brings |
 //! |---|---|
-//! | `cli` (default) | [`cli::ServerArgs`], the shared server options for a clap parser |
+//! | `cli` | `cli::ServerArgs`, the shared server options for a clap parser (brings clap) |
 //! | `build` | `grpc_helper::build`: the crate `grpc-helper-build` (the proto compiler for build scripts, no system `protoc`), re-exported |
 //! | `otel` | gRFC A66 metrics through OpenTelemetry, a Prometheus text endpoint, W3C trace context ([guide](docs::metrics_and_traces)) |
+//! | `zstd` | zstd message compression besides gzip and deflate (builds the zstd C library) |
 //! | `nats` | events and user config items shared by replicas through NATS JetStream ([guide](docs::replicas)) |
 //! | `fuzz-api` | entry points for the fuzz targets and property tests; not a public API |
 //!
-//! Items that need a feature say so on docs.rs, which builds with every feature.
+//! No feature is on by default. Items that need a feature say so on docs.rs, which builds with
+//! every feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The derives and #[rpc_manager] expand to `::grpc_helper::...`, also inside this crate.
