@@ -4,14 +4,17 @@
 #   1. a tonic hello world: tonic, prost, tokio, a proto compiled by protox in build.rs, server and
 #      client in one example (`cargo run --example hello`);
 #   2. this repository's demo on a clean clone of HEAD (`cargo run --example demo`, the README's
-#      main command).
-# Prints both wall times and their ratio. Usage: examples/bench/first_build.sh [-r RUNS]
+#      main command);
+#   3. a user's own small service on grpc-helper's default features (tests/user-project, an
+#      inventory service with its own proto, build script and client calls: `cargo run`), with
+#      the crates of that clone as its grpc-helper.
+# Prints the wall times and the ratios to the hello world's. Usage: examples/bench/first_build.sh [-r RUNS]
 set -euo pipefail
 runs=1
 [[ "${1:-}" == "-r" ]] && runs="$2"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap '[[ -n "${KEEP_WORK:-}" ]] || rm -rf "$work"' EXIT
 
 hello="$work/hello"
 mkdir -p "$hello/examples"
@@ -79,6 +82,17 @@ RS
 
 git clone -q "$repo" "$work/repo"
 
+user="$work/user"
+cp -r "$work/repo/tests/user-project" "$user"
+cp "$work/repo/Cargo.lock" "$user/"
+cat >>"$user/Cargo.toml" <<TOML
+
+[patch.crates-io]
+grpc-helper = { path = "$work/repo/grpc-helper" }
+grpc-helper-macros = { path = "$work/repo/grpc-helper-macros" }
+grpc-helper-build = { path = "$work/repo/grpc-helper-build" }
+TOML
+
 # Wall seconds of a command, which must succeed (its output is kept in $work/last.log).
 seconds() {
   local start
@@ -87,8 +101,10 @@ seconds() {
   echo "$(date +%s.%N) - $start" | bc
 }
 for run in $(seq "$runs"); do
-  rm -rf "$hello/target" "$work/repo/target"
+  rm -rf "$hello/target" "$work/repo/target" "$user/target"
   h=$(cd "$hello" && seconds cargo run --example hello)
   d=$(cd "$work/repo" && seconds cargo run --example demo)
-  printf 'run %d: tonic hello world %.0f s, grpc-helper demo %.0f s: %.2fx\n' "$run" "$h" "$d" "$(echo "$d / $h" | bc -l)"
+  u=$(cd "$user" && seconds cargo run)
+  printf 'run %d: tonic hello world %.0f s; grpc-helper demo %.0f s: %.2fx; a user'"'"'s service %.0f s: %.2fx\n' \
+    "$run" "$h" "$d" "$(echo "$d / $h" | bc -l)" "$u" "$(echo "$u / $h" | bc -l)"
 done

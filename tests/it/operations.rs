@@ -335,9 +335,8 @@ mod loggers {
 fn server_without_a_console_subscriber_prints_its_address_on_stderr() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    // The bench's server process: an RpcServer as built, and no subscriber of its own.
-    let mut child = Command::new(example("bench"))
-        .args(["--serve", "helper-default"])
+    // An RpcServer as built, and no subscriber of its own.
+    let mut child = Command::new(example("quiet_server"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

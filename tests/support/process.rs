@@ -31,35 +31,24 @@ pub fn python() -> &'static Path {
     })
 }
 
-/// A binary of the `grpc-helper-examples` package, built (once per test run) so that it is
-/// never stale, even when only this package's tests were asked for.
+/// An example program of `grpc-helper-examples` (`server`, `client`, `proxy_main`,
+/// `proxy_backend`), or `quiet_server` (a server that sets no subscriber of its own): the
+/// `it-*` binaries of this package, which cargo builds from the same sources before the tests
+/// run, with the tests' own features.
 pub fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "grpc-helper-examples", "--examples"])
-            .current_dir(repo_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the examples failed");
-    });
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples").join(name)
+    own_binary(&format!("it-{}", name.replace('_', "-")))
 }
 
-/// The `rpcctl` binary (its own package), built once per test run.
+/// The `rpcctl` binary, built from its sources as this package's `it-rpcctl`.
 pub fn rpcctl() -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "rpcctl", "--bin", "rpcctl"])
-            .current_dir(repo_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building rpcctl failed");
-    });
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("rpcctl")
+    own_binary("it-rpcctl")
+}
+
+/// A binary of this package: beside the test executable's `deps/` folder.
+fn own_binary(name: &str) -> PathBuf {
+    let path = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join(name);
+    assert!(path.exists(), "{} is missing: run the tests through cargo (it builds the binaries)", path.display());
+    path
 }
 
 /// A child process killed when the test ends, whatever happens.
