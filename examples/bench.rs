@@ -53,7 +53,8 @@ use crate::load::{LoadSpec, StreamReport, UnaryReport};
 use crate::targets::{BareClient, ClientKind, Clients, EchoClient, EchoServer, ServerKind};
 
 // glibc's malloc serialises tonic's threads on its arena locks: about 1.5x the calls per
-// second on 2 cores with jemalloc (see the README's benchmark).
+// second on 2 cores with jemalloc (feature `jemalloc`, as the benchmarks build it).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

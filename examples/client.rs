@@ -9,7 +9,8 @@ use clap::Parser;
 use grpc_helper::RpcClient;
 
 // glibc's malloc serialises tonic's threads on its arena locks: about 1.5x the calls per
-// second on 2 cores with jemalloc (see the README's benchmark).
+// second on 2 cores with jemalloc (feature `jemalloc`, as the benchmarks build it).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -17,7 +17,7 @@
 # ones at 4 x 32 or 8 x 32. So each round loads every server at every level of -L (connections x
 # calls in flight per connection) and a server's capacity in that round is its best level.
 #
-#   cargo build --release -p grpc-helper-examples --example bench
+#   cargo build --release -p grpc-helper-examples --features jemalloc --example bench
 #   bash examples/bench/capacity_h2load.sh [-r ROUNDS] [-D SECS] [-L "1x16 4x32 8x32"]
 #       [-b BENCH_BIN] [-s SERVER_CPU] [-l LOAD_CPU]
 #

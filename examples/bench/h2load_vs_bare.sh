@@ -2,7 +2,7 @@
 # Server binaries (the example server, as users run it: its own logging, a workspace) against a
 # bare tonic server answering the same path with the same reply bytes, under h2load, alternating.
 #
-#   cargo build --release -p grpc-helper-examples --example server --example bench
+#   cargo build --release -p grpc-helper-examples --features jemalloc --example server --example bench
 #   bash examples/bench/h2load_vs_bare.sh [-r ROUNDS] [-n REQUESTS] [-p PATH] SERVER_BIN...
 #
 # Each SERVER_BIN is started as `SERVER_BIN --port P -w WORKSPACE` (logs to its workspace, console
