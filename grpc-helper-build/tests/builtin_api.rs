@@ -1,4 +1,4 @@
-//! grpc-helper's built-in API is generated code committed in `grpc-helper/src/api/generated/`
+//! grpc-helper's built-in API is generated code committed in `grpc-helper/generated/`
 //! (as tonic-health commits its own), so that no build of grpc-helper compiles protos. This test
 //! generates it again from `proto/grpc_helper_api/` and fails when the committed files differ;
 //! `GRPC_HELPER_GENERATED=overwrite cargo test -p grpc-helper-build --test builtin_api` rewrites
@@ -29,7 +29,7 @@ fn committed_builtin_api_is_what_the_protos_generate() {
         .unwrap_or_else(|e| panic!("grpc-helper API protos: {e}"));
     std::fs::write(out.path().join("event_service_server.rs"), events_server()).unwrap();
 
-    let committed = workspace().join("grpc-helper/src/api/generated");
+    let committed = workspace().join("grpc-helper/generated");
     let overwrite = std::env::var("GRPC_HELPER_GENERATED").is_ok_and(|v| v == "overwrite");
     let mut stale = Vec::new();
     for file in FILES {

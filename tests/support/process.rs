@@ -26,7 +26,13 @@ pub fn python() -> &'static Path {
             .stdin(Stdio::null())
             .status()
             .expect("bash runs");
-        assert!(status.success(), "creating the Python virtualenv in {} failed", venv.display());
+        assert!(
+            status.success(),
+            "creating the Python virtualenv in {} failed: it needs python3 with venv and pip, and PyPI for \
+             grpc-helper==2.3.1 (tests/python/setup-venv.sh, which bash .ci/run runs first; or set GRPC_HELPER_VENV \
+             to a virtualenv that has it)",
+            venv.display()
+        );
         venv.join("bin").join("python")
     })
 }
