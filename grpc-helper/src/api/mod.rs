@@ -19,7 +19,7 @@
 
 // Committed, not generated at build time: `grpc-helper-build`'s `builtin_api` test checks that
 // it is what the protos generate (and rewrites it with GRPC_HELPER_GENERATED=overwrite).
-include!("../../generated/_.rs");
+include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/_.rs"));
 
 /// The encoded descriptors of the built-in API (for server reflection).
 ///
@@ -30,4 +30,5 @@ include!("../../generated/_.rs");
 ///     .build_v1();
 /// assert!(reflection.is_ok());
 /// ```
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("../../generated/grpc_helper_descriptor.bin");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/grpc_helper_descriptor.bin"));

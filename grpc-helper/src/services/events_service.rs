@@ -13,7 +13,7 @@ use crate::{CallContext, ReplyStream, RpcError, rpc_manager};
 /// `EventStatus`, the server encodes each event once.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod wire {
-    include!("../../generated/event_service_server.rs");
+    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/event_service_server.rs"));
 }
 
 pub(crate) struct EventsManager {
