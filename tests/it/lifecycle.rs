@@ -307,45 +307,23 @@ async fn client_gives_up_after_its_retry_window() {
 /// retry, then only every few seconds, not once per attempt.
 #[tokio::test]
 async fn client_waiting_for_its_server_logs_the_first_retry_at_info() {
-    let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
-    let writer = {
-        let lines = std::sync::Arc::clone(&lines);
-        move || Captured(std::sync::Arc::clone(&lines))
-    };
-    let subscriber =
-        tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_ansi(false).with_writer(writer).finish();
-    // The test's runtime polls the call on this thread: the subscriber sees the retry loop.
-    let _default = tracing::subscriber::set_default(subscriber);
-    bounded(LIMIT, async {
-        let port = free_port();
+    // The test's runtime polls the call on this thread: the capture sees the retry loop.
+    let mut port = 0;
+    let text = grpc_helper_tests::captured(tracing::Level::INFO, async {
+        port = free_port();
         let client = RpcClient::builder("127.0.0.1", port).timeout(Duration::from_millis(1500)).connect_lazy().unwrap();
         sample_stub(&client).method4(SampleRequest::default()).await.unwrap_err();
-        let text = String::from_utf8(lines.lock().clone()).unwrap();
-        let notices: Vec<&str> = text.lines().filter(|l| l.contains("unavailable: retrying")).collect();
-        assert_eq!(notices.len(), 1, "one line for a 1.5 s wait, however many attempts:\n{text}");
-        assert!(notices[0].contains(" INFO "), "{}", notices[0]);
-        let notice = notices[0];
-        assert!(
-            notice.contains(&format!("127.0.0.1:{port} unavailable: retrying /SampleService/method4 for ")),
-            "{notice}"
-        );
-        assert!(notice.contains("s more ("), "the time left: {notice}");
     })
     .await;
-}
-
-/// A writer into a shared buffer, for asserting on log lines.
-struct Captured(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    let notices: Vec<&str> = text.lines().filter(|l| l.contains("unavailable: retrying")).collect();
+    assert_eq!(notices.len(), 1, "one line for a 1.5 s wait, however many attempts:\n{text}");
+    assert!(notices[0].contains(" INFO "), "{}", notices[0]);
+    let notice = notices[0];
+    assert!(
+        notice.contains(&format!("127.0.0.1:{port} unavailable: retrying /SampleService/method4 for ")),
+        "{notice}"
+    );
+    assert!(notice.contains("s more ("), "the time left: {notice}");
 }
 
 #[tokio::test]

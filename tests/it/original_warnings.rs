@@ -17,7 +17,7 @@ use grpc_helper::config::{ConfigItem, Validator};
 use grpc_helper::{Folders, RpcClient, RpcError, RpcServer};
 use grpc_helper_tests::api::{SampleApiVersion, SampleRequest};
 use grpc_helper_tests::{EventLog, LIMIT, Sample, bounded, client_of, event, events_stub, names, sample_stub};
-use grpc_helper_tests::{free_port, server_builder};
+use grpc_helper_tests::{captured, free_port, server_builder};
 use parking_lot::Mutex;
 
 const MY_INT: ConfigItem = ConfigItem::new("my-int-config", "Some int", "12").validator(Validator::Int);
@@ -45,37 +45,6 @@ async fn logged_where(workspace: &Path, what: &str, is_it: impl Fn(&str) -> bool
         }
         assert!(Instant::now() < deadline, "no line with {what} in the root log:\n{log}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Runs `body` with every record of this thread at `level` and above captured, and returns the
-/// captured text: what the original's harness reads. The test's runtime runs on this thread,
-/// so do the servers it starts: the capture holds their records (those logged while a server
-/// starts, before its log files are open, too), and none of the servers of other tests (which
-/// the root log files of this process's servers all get, for records outside a server's span).
-async fn captured<F: std::future::Future<Output = ()>>(level: tracing::Level, body: F) -> String {
-    let text = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = {
-        let text = Arc::clone(&text);
-        move || Captured(Arc::clone(&text))
-    };
-    let subscriber = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(writer).finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    bounded(LIMIT, body).await;
-    String::from_utf8(text.lock().clone()).unwrap()
-}
-
-/// A writer into a shared buffer.
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

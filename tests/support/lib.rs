@@ -350,6 +350,37 @@ pub fn events_stub(server: &RpcServer) -> grpc_helper::api::event_service_client
     )
 }
 
+/// Runs `body` (bounded by [`LIMIT`]) with every record of this thread at `level` and above
+/// captured, and returns the captured text. The test's runtime runs on this thread, so do the
+/// servers and clients it starts: the capture holds their records (those logged while a server
+/// starts, before its log files are open, too), and none of other tests' servers (which the root
+/// log files of this process's servers all get, for records outside a server's span).
+pub async fn captured<F: Future<Output = ()>>(level: tracing::Level, body: F) -> String {
+    let text = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = {
+        let text = Arc::clone(&text);
+        move || Captured(Arc::clone(&text))
+    };
+    let subscriber = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(writer).finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    bounded(LIMIT, body).await;
+    String::from_utf8(text.lock().clone()).unwrap()
+}
+
+/// A writer into a shared buffer.
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Resident memory, from `/proc/<pid>/status`.
 pub mod memory {
     /// This process's resident memory (the servers under test run in it), in MiB.
