@@ -423,23 +423,6 @@ async fn a_new_queue_starts_with_the_events_sent_after_it_opened() {
     .await;
 }
 
-/// The next gRPC message of a raw response body (length-prefixed, uncompressed).
-async fn raw_message(body: &mut h2::RecvStream, buffer: &mut bytes::BytesMut) -> Vec<u8> {
-    loop {
-        if buffer.len() >= 5 {
-            let len = u32::from_be_bytes(buffer[1..5].try_into().unwrap()) as usize;
-            if buffer.len() >= 5 + len {
-                assert_eq!(buffer[0], 0, "not compressed");
-                let message = buffer.split_to(5 + len);
-                return message[5..].to_vec();
-            }
-        }
-        let data = body.data().await.expect("the stream goes on").unwrap();
-        let _ = body.flow_control().release_capacity(data.len());
-        buffer.extend_from_slice(&data);
-    }
-}
-
 #[tokio::test]
 async fn listen_writes_the_bytes_prost_writes_for_each_event_status() {
     use grpc_helper_tests::raw_h2;
@@ -457,7 +440,7 @@ async fn listen_writes_the_bytes_prost_writes_for_each_event_status() {
         let mut body = response.await.unwrap().into_body();
         let mut buffer = bytes::BytesMut::new();
 
-        let greeting = raw_message(&mut body, &mut buffer).await;
+        let greeting = raw_h2::next_message(&mut body, &mut buffer).await.expect("the stream goes on");
         let id = EventStatus::decode(greeting.as_slice()).unwrap().client_id;
         assert_ne!(id, 0);
         assert_eq!(greeting, EventStatus { r: None, event: None, client_id: id, sequence: 0 }.encode_to_vec());
@@ -471,9 +454,9 @@ async fn listen_writes_the_bytes_prost_writes_for_each_event_status() {
         let mut events = stub(&server);
         events.send(event("unwanted")).await.unwrap();
         events.send(wanted.clone()).await.unwrap();
-        let delivered = raw_message(&mut body, &mut buffer).await;
+        let delivered = raw_h2::next_message(&mut body, &mut buffer).await.expect("the stream goes on");
         assert_eq!(delivered, EventStatus { r: None, event: Some(wanted), client_id: id, sequence: 0 }.encode_to_vec());
-        let keepalive = raw_message(&mut body, &mut buffer).await;
+        let keepalive = raw_h2::next_message(&mut body, &mut buffer).await.expect("the stream goes on");
         assert_eq!(
             keepalive,
             EventStatus { r: None, event: Some(Event::default()), client_id: id, sequence: 0 }.encode_to_vec()
@@ -483,7 +466,7 @@ async fn listen_writes_the_bytes_prost_writes_for_each_event_status() {
             let server = server.clone();
             async move { server.shutdown().await }
         });
-        let last = raw_message(&mut body, &mut buffer).await;
+        let last = raw_h2::next_message(&mut body, &mut buffer).await.expect("the stream goes on");
         let status = EventStatus::decode(last.as_slice()).unwrap();
         assert_eq!(status.r.as_ref().map(|r| r.code), Some(ResultCode::ErrorStreamShutdown as i32));
         assert_eq!(last, status.encode_to_vec());
